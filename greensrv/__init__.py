@@ -1,0 +1,19 @@
+"""greensrv: TCP servers written as plain blocking-style Python on gevent.
+
+One greenlet per client runs your handler (or POE-style callbacks); records come through sans-IO
+filters. See README.md for the quick start and ``docs/`` for the guide.
+"""
+
+from . import filters
+from .errors import FilterError, GreensrvError, SlowClientError, TLSError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FilterError",
+    "GreensrvError",
+    "SlowClientError",
+    "TLSError",
+    "__version__",
+    "filters",
+]

@@ -1,0 +1,119 @@
+"""The sans-IO filter protocol every greensrv filter follows.
+
+A filter turns bytes into records (input) and records into bytes (output). It never touches a
+socket: the :class:`~greensrv.Connection` owns the I/O and calls, per chunk read,
+:meth:`Filter.receive`, then :meth:`Filter.next_record` once per record it wants. Pulling one
+record at a time (POE's ``get_one``) means a handler may switch filters after any record and the
+bytes behind that record are still unparsed, available from :meth:`Filter.pending`.
+
+Contract for subclasses (see ``docs/filters.md``, "write your own filter"):
+
+- override :meth:`next_record`, :meth:`encode` and :meth:`clone`;
+- keep unparsed input in ``self._buf`` (a ``bytearray``) from offset ``self._start`` on, or
+  override :meth:`receive` and :meth:`pending` together;
+- raise :class:`~greensrv.FilterError` for malformed or oversized input, naming the filter, the
+  limit and the size seen; never any other exception for bad bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import FilterError
+
+__all__ = ["NEED_DATA", "Filter", "FilterError"]
+
+
+class _NeedData:
+    """The type of :data:`NEED_DATA`; a singleton with a readable repr."""
+
+    __slots__ = ()
+    _instance: _NeedData | None = None
+
+    def __new__(cls) -> _NeedData:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+    def __reduce__(self) -> str:
+        return "NEED_DATA"
+
+
+#: Returned by :meth:`Filter.next_record` when no complete record is buffered yet.
+NEED_DATA: Any = _NeedData()
+
+#: Compact the receive buffer once this many consumed bytes sit in front of the unparsed ones;
+#: below it, advancing an offset is cheaper than moving the remaining bytes.
+COMPACT_THRESHOLD = 64 * 1024
+
+
+class Filter:
+    """Base class: a receive buffer plus the pull protocol built on :meth:`next_record`."""
+
+    __slots__ = ("_buf", "_start")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._start = 0  # offset of the first unparsed byte in self._buf
+
+    # -- input -------------------------------------------------------------------------------
+    def receive(self, data: bytes) -> None:
+        """Buffer more input bytes; parsing waits for :meth:`next_record`."""
+        if self._start >= COMPACT_THRESHOLD:
+            self._compact()
+        self._buf += data
+
+    def next_record(self) -> Any:
+        """Return the next complete record, or :data:`NEED_DATA` if none is buffered."""
+        raise NotImplementedError
+
+    def feed(self, data: bytes) -> list[Any]:
+        """Buffer ``data`` and return every complete record now available (POE's ``get``)."""
+        self.receive(data)
+        out = []
+        next_record = self.next_record
+        while True:
+            record = next_record()
+            if record is NEED_DATA:
+                return out
+            out.append(record)
+
+    def feed_eof(self) -> list[Any]:
+        """The peer closed: return the records left; a truncated record raises FilterError."""
+        out = self.feed(b"")
+        if self.pending():
+            raise FilterError(
+                f"{type(self).__name__}: connection closed inside a record "
+                f"({len(self.pending())} bytes of an incomplete record)"
+            )
+        return out
+
+    def pending(self) -> bytes:
+        """Bytes received but not yet part of a returned record (carried over by set_filter)."""
+        return bytes(self._buf[self._start :])
+
+    def _compact(self) -> None:
+        """Drop consumed bytes from the front of the buffer."""
+        del self._buf[: self._start]
+        self._start = 0
+
+    # -- output ------------------------------------------------------------------------------
+    def encode(self, record: Any) -> bytes:
+        """Return the wire form of one record."""
+        raise NotImplementedError
+
+    def encode_many(self, records: Iterable[Any]) -> bytes:
+        """Return the wire form of several records; filters may override it for speed."""
+        return b"".join([self.encode(r) for r in records])
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def clone(self) -> Filter:
+        """Return a fresh filter with the same settings and empty buffers."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} pending={len(self._buf) - self._start}>"

@@ -1,0 +1,33 @@
+"""Stream: pass-through framing, records are the byte chunks as they arrive (POE::Filter::Stream)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import NEED_DATA, Filter
+
+
+class Stream(Filter):
+    """Each ``next_record`` returns all buffered bytes; ``encode`` sends bytes unchanged."""
+
+    __slots__ = ()
+
+    def next_record(self) -> Any:
+        buf = self._buf
+        if len(buf) == self._start:
+            return NEED_DATA
+        chunk = bytes(buf[self._start :]) if self._start else bytes(buf)
+        buf.clear()
+        self._start = 0
+        return chunk
+
+    def encode(self, record: Any) -> bytes:
+        if not isinstance(record, (bytes, bytearray, memoryview)):
+            raise TypeError(f"Stream.encode takes bytes, not {type(record).__name__}")
+        return bytes(record)
+
+    def encode_many(self, records: Any) -> bytes:
+        return b"".join(records)
+
+    def clone(self) -> Stream:
+        return Stream()
