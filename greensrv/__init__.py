@@ -5,15 +5,20 @@ filters. See README.md for the quick start and ``docs/`` for the guide.
 """
 
 from . import filters
+from .connection import Connection
 from .errors import FilterError, GreensrvError, SlowClientError, TLSError
+from .server import Server, serve_forever
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Connection",
     "FilterError",
     "GreensrvError",
+    "Server",
     "SlowClientError",
     "TLSError",
     "__version__",
     "filters",
+    "serve_forever",
 ]

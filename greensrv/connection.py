@@ -1,0 +1,541 @@
+"""Connection: the one place where a socket meets a filter.
+
+Ownership: the server creates a Connection per client and runs its handler in that client's
+greenlet; the Connection owns the socket from then on and closes it exactly once.
+
+Reading is demand-driven: bytes are read only when ``get()`` wants a record and queued output
+is below ``high_mark``, so unread input stays in the kernel, not in our memory. Each read hands a
+whole chunk to the input filter, which then yields records one at a time.
+
+Writing never blocks the caller: ``put()`` appends encoded bytes to one output buffer and asks
+the hub to flush it once per loop iteration (so records put in a burst leave in one ``send``).
+The flush runs in the hub, sends what the socket takes and leaves the rest to a write watcher.
+Callbacks about output (``client_flushed``, ``client_high``, ``client_low``) never run in the hub
+or in a broadcaster's greenlet: they run in a short-lived greenlet of this connection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import gevent
+from gevent import getcurrent
+from gevent.event import Event
+from gevent.hub import get_hub
+
+from .errors import SlowClientError
+from .filters.base import NEED_DATA, Filter
+from .transport import PEER_GONE_ERRNOS, make_transport
+
+if TYPE_CHECKING:
+    from .server import Server
+
+__all__ = ["Connection"]
+
+_READY, _TIMEOUT, _WAKE = "ready", "timeout", "wake"
+
+#: Bytes asked of the kernel per read: one read takes a typical burst of pipelined records,
+#: and it is the most a client can make us buffer beyond one record.
+RECV_SIZE = 65536
+
+#: put() tries to send at once when this much output is queued, so a handler that puts a lot
+#: without yielding still streams instead of building a large buffer.
+INLINE_SEND_THRESHOLD = 65536
+
+_monotonic = time.monotonic
+
+
+class Connection:
+    """One client: records in through ``get()``, records out through ``put()``.
+
+    See ``docs/lifecycle.md`` for who calls what and when, and ``docs/backpressure.md`` for the
+    watermarks.
+    """
+
+    #: Seconds a closing connection may take to write its queued output once its handler has
+    #: ended (outside ``stop()``, which sets its own grace); a peer that reads nothing for this
+    #: long loses the rest and the connection is closed.
+    flush_timeout: float = 30.0
+    #: Seconds unread input is read and discarded after FIN, so that closing with unread input
+    #: does not make the kernel send a reset that destroys data the peer has not yet read.
+    drain_timeout: float = 1.0
+    #: Most bytes discarded while draining; a peer still sending after this is cut off.
+    drain_limit: int = 1 << 20
+
+    __slots__ = (
+        "__weakref__", "_bytes_in", "_bytes_out", "_closed", "_closing", "_eof_records",
+        "_error", "_events", "_event_glet", "_flush_event", "_flush_scheduled", "_high",
+        "_idle_spent", "_in", "_input_done", "_input_stopped", "_loop", "_low", "_maybe_more",
+        "_out", "_outbuf", "_output_limit", "_rw", "_transport", "_waiting", "_writing", "_ww",
+        "_wrote_fin", "data", "id", "local_address", "remote_address", "remote_ip",
+        "remote_port", "server", "socket",
+    )
+
+    def __init__(self, server: Server, sock: Any, address: Any, conn_id: int,
+                 in_filter: Filter, out_filter: Filter) -> None:
+        self.server = server
+        self.socket = sock
+        self.id = conn_id
+        #: Per-client state for the application (POE's HEAP).
+        self.data: dict[str, Any] = {}
+        self.remote_address = address
+        if isinstance(address, tuple):
+            self.remote_ip: str | None = address[0]
+            self.remote_port: int | None = address[1]
+        else:  # a unix socket peer has a path (often empty), not an IP
+            self.remote_ip = self.remote_port = None
+        try:
+            self.local_address = sock.getsockname()
+        except OSError:
+            self.local_address = None
+        self._in = in_filter
+        self._out = out_filter
+        self._outbuf = bytearray()
+        self._high = server.high_mark
+        self._low = server.low_mark
+        self._output_limit = server.output_limit
+        self._loop = get_hub().loop
+        self._transport: Any = None
+        self._rw: Any = None
+        self._ww: Any = None
+        self._waiting: Any = None  # the greenlet parked in _wait(), if any
+        self._writing = False  # the write watcher is started
+        self._flush_scheduled = False
+        self._flush_event: Event | None = None
+        self._events: deque[str] = deque()
+        self._event_glet: Any = None
+        self._eof_records: deque[Any] = deque()
+        self._input_done = False  # no more bytes will be read
+        self._input_stopped = False  # we ended input (shutdown, stop, idle, close)
+        self._maybe_more = False  # the last read filled its buffer: more may be waiting
+        self._closing = False
+        self._closed = False
+        self._wrote_fin = False
+        self._error: BaseException | None = None
+        self._idle_spent = 0.0
+        self._bytes_in = 0
+        self._bytes_out = 0
+
+    def _attach(self) -> None:
+        """Start using the socket for I/O (after any TLS handshake)."""
+        self._transport = make_transport(self.socket)
+        fd = self.socket.fileno()
+        self._rw = self._loop.io(fd, 1)
+        self._ww = self._loop.io(fd, 2)
+
+    # -- properties ----------------------------------------------------------------------------
+    @property
+    def buffered(self) -> int:
+        """Bytes queued for output and not yet taken by the kernel."""
+        return len(self._outbuf)
+
+    @property
+    def closed(self) -> bool:
+        """True once the socket is closed."""
+        return self._closed
+
+    @property
+    def closing(self) -> bool:
+        """True from the moment ``shutdown()`` or ``close()`` is called."""
+        return self._closing
+
+    @property
+    def input_filter(self) -> Filter:
+        return self._in
+
+    @property
+    def output_filter(self) -> Filter:
+        return self._out
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "closing" if self._closing else "open"
+        return f"<Connection #{self.id} {self.remote_address!r} {state}>"
+
+    # -- input ---------------------------------------------------------------------------------
+    def get(self, timeout: float | None = None) -> Any:
+        """Return the next input record.
+
+        Raises ``EOFError`` once no record is left and no more input will come, and
+        ``TimeoutError`` after ``timeout`` seconds without a record (nothing is lost: the
+        bytes received so far stay buffered for the next call).
+        """
+        record = self._in.next_record()
+        if record is NEED_DATA:
+            return self._get_slow(timeout)
+        return record
+
+    def __iter__(self) -> Iterator[Any]:
+        get = self.get
+        try:
+            while True:
+                yield get()
+        except EOFError:
+            return
+
+    def _get_slow(self, timeout: float | None) -> Any:
+        deadline = None if timeout is None else _monotonic() + timeout
+        while True:
+            if self._eof_records:
+                return self._eof_records.popleft()
+            if self._input_done:
+                raise EOFError("no more input from this client")
+            self._read_more(deadline)
+            record = self._in.next_record()
+            if record is not NEED_DATA:
+                return record
+
+    def _read_more(self, deadline: float | None) -> None:
+        """Read one chunk into the input filter, or end input; waits as needed."""
+        while True:
+            if self._input_stopped:
+                self._input_done = True
+                return
+            if len(self._outbuf) > self._high:
+                self._wait_for_drain(deadline)
+                continue
+            transport = self._transport
+            if self._maybe_more or transport.pending():
+                data = self._recv(transport)
+                if data is not None:
+                    return
+            reason = self._wait_readable(deadline)
+            if reason is _READY and self._recv(transport) is not None:
+                return
+
+    def _recv(self, transport: Any) -> bytes | None:
+        """One non-blocking read; None when nothing was there. Ends input at EOF or error."""
+        try:
+            data = transport.recv(RECV_SIZE)
+        except OSError as exc:
+            if exc.errno not in PEER_GONE_ERRNOS:
+                self._error = exc
+            self._end_of_input(peer_closed=False)
+            return b""
+        if data is None:
+            self._maybe_more = False
+            return None
+        if not data:
+            self._end_of_input(peer_closed=True)
+            return data
+        self._maybe_more = len(data) == RECV_SIZE
+        self._idle_spent = 0.0
+        self._bytes_in += len(data)
+        self._in.receive(data)
+        return data
+
+    def _end_of_input(self, peer_closed: bool) -> None:
+        self._input_done = True
+        self._maybe_more = False
+        if peer_closed:
+            # The peer's last record may lack its terminator; the filter decides.
+            self._eof_records.extend(self._in.feed_eof())
+
+    def _wait_readable(self, deadline: float | None) -> str:
+        """Wait for input, honouring the get() deadline and the server's idle_timeout."""
+        idle_timeout = self.server.idle_timeout
+        timeout = None if deadline is None else deadline - _monotonic()
+        idle_left = None
+        if idle_timeout is not None:
+            idle_left = idle_timeout - self._idle_spent
+            if timeout is None or idle_left < timeout:
+                timeout = idle_left
+        if timeout is not None and timeout <= 0:
+            reason = _TIMEOUT
+        else:
+            watcher = self._ww if self._transport.wants_write else self._rw
+            started = _monotonic() if idle_left is not None else 0.0
+            reason = self._wait(watcher, timeout)
+            if idle_left is not None:
+                self._idle_spent += _monotonic() - started
+        if reason is _TIMEOUT:
+            if idle_left is not None and self._idle_spent >= idle_timeout - 1e-3:
+                self.server._count("closed_idle")
+                self._stop_input()
+                return _WAKE
+            raise TimeoutError("no record within the timeout")
+        return reason
+
+    def _wait_for_drain(self, deadline: float | None) -> None:
+        """Reading is paused by backpressure: wait until output drains below low_mark."""
+        timeout = None if deadline is None else deadline - _monotonic()
+        if timeout is not None and timeout <= 0:
+            raise TimeoutError("no record within the timeout (reading paused by backpressure)")
+        if self._wait(None, timeout) is _TIMEOUT:
+            raise TimeoutError("no record within the timeout (reading paused by backpressure)")
+
+    def _wait(self, watcher: Any, timeout: float | None) -> str:
+        """Park this greenlet until the watcher fires, the timeout passes or _wake() is called."""
+        glet = getcurrent()
+        hub = get_hub()
+        if glet is hub:
+            raise RuntimeError("Connection I/O must not be called from the gevent hub")
+        if self._waiting is not None:
+            raise RuntimeError(f"{self!r} is already being read by another greenlet")
+        self._waiting = glet
+        timer = None
+        if watcher is not None:
+            watcher.start(glet.switch, _READY)
+        if timeout is not None:
+            timer = self._loop.timer(max(timeout, 0.0))
+            timer.start(glet.switch, _TIMEOUT)
+        try:
+            result: str = hub.switch()
+        finally:
+            self._waiting = None
+            if watcher is not None:
+                watcher.stop()
+            if timer is not None:
+                timer.close()
+        return result
+
+    def _wake(self) -> None:
+        """Hub callback: wake the parked reader so it re-checks the connection's state."""
+        glet = self._waiting
+        if glet is not None:
+            glet.switch(_WAKE)
+
+    def _stop_input(self) -> None:
+        """No more reading: a waiting get() returns the records already parsed, then EOF."""
+        if not self._input_stopped:
+            self._input_stopped = True
+            if self._waiting is not None:
+                self._loop.run_callback(self._wake)
+
+    # -- output --------------------------------------------------------------------------------
+    def put(self, *records: Any) -> None:
+        """Encode records through the output filter and queue them; never blocks.
+
+        On a closing or closed connection the records are discarded silently, so a broadcast
+        may race a disconnect.
+        """
+        if self._closing:
+            return
+        data = self._out.encode(records[0]) if len(records) == 1 else self._out.encode_many(records)
+        if not data:
+            return
+        buf = self._outbuf
+        before = len(buf)
+        buf += data
+        after = before + len(data)
+        if after > self._high >= before:
+            self._output_event("high")
+        if after > self._output_limit:
+            self._too_slow(after)
+        elif not self._writing:
+            if after >= INLINE_SEND_THRESHOLD:
+                self._flush()
+            elif not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._loop.run_callback(self._flush)
+
+    def _too_slow(self, queued: int) -> None:
+        self.server._count("closed_output_limit")
+        self._error = SlowClientError(
+            f"client {self.remote_address!r} did not read its output: {queued} bytes queued, "
+            f"past output_limit={self._output_limit}")
+        self.close()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every queued byte is written to the socket (or the connection closes).
+
+        Raises ``TimeoutError`` if that takes longer than ``timeout`` seconds.
+        """
+        if not self._outbuf or self._closed:
+            return
+        if self._flush_event is None:
+            self._flush_event = Event()
+        self._flush_event.clear()
+        if not self._writing:
+            self._flush()
+        if self._outbuf and not self._closed and not self._flush_event.wait(timeout):
+            raise TimeoutError(f"{len(self._outbuf)} bytes still queued after {timeout} s")
+
+    def _flush(self) -> None:
+        """Send as much queued output as the socket takes; runs in the hub or inline."""
+        self._flush_scheduled = False
+        buf = self._outbuf
+        if self._closed or self._transport is None:
+            return
+        before = len(buf)
+        if before:
+            try:
+                n = self._transport.send(buf)
+            except OSError as exc:
+                self._write_failed(exc)
+                return
+            if n:
+                del buf[:n]
+                self._bytes_out += n
+        after = len(buf)
+        if after:
+            if not self._writing:
+                self._writing = True
+                self._ww.start(self._flush)
+            if before > self._low >= after:
+                self._drained_below_low()
+            return
+        if self._writing:
+            self._writing = False
+            self._ww.stop()
+        if before > self._low:
+            self._drained_below_low()
+        if self._flush_event is not None:
+            self._flush_event.set()
+        if before:
+            self._output_event("flushed")
+        if self._closing and not self._wrote_fin:
+            self._send_fin()
+
+    def _drained_below_low(self) -> None:
+        if self._waiting is not None and not self._input_done:
+            self._loop.run_callback(self._wake)
+        self._output_event("low")
+
+    def _write_failed(self, exc: OSError) -> None:
+        """The peer cannot take output any more: drop it and end the connection's input."""
+        if exc.errno not in PEER_GONE_ERRNOS and self._error is None:
+            self._error = exc
+        self._outbuf.clear()
+        self._closing = True
+        if self._writing:
+            self._writing = False
+            self._ww.stop()
+        if self._flush_event is not None:
+            self._flush_event.set()
+        self._stop_input()
+
+    def _send_fin(self) -> None:
+        self._wrote_fin = True
+        self._transport.shutdown_write()
+
+    def _output_event(self, kind: str) -> None:
+        """Run client_flushed/high/low in this connection's own greenlet, never in the hub."""
+        callback = self.server._output_callbacks.get(kind)
+        if callback is None or self._closed:
+            return
+        self._events.append(kind)
+        if self._event_glet is None:
+            self._event_glet = gevent.spawn(self._run_output_events)
+
+    def _run_output_events(self) -> None:
+        callbacks = self.server._output_callbacks
+        try:
+            while self._events and not self._closed:
+                kind = self._events.popleft()
+                try:
+                    callbacks[kind](self)
+                except Exception as exc:
+                    self.server._report_error(self, exc)
+                # A client_flushed that refilled the buffer waits for the socket to be writable
+                # (an I/O poll) instead of a hub callback, so a fast reader cannot keep this
+                # connection's output loop from yielding to other clients and signals.
+                if self._outbuf and not self._writing and not self._closed:
+                    self._flush_scheduled = False
+                    self._writing = True
+                    self._ww.start(self._flush)
+        finally:
+            self._event_glet = None
+
+    # -- closing -------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Close gracefully: no more input, queued output flushed, then FIN.
+
+        Returns at once; ``put()`` discards from now on. The server drains unread input for up to
+        ``drain_timeout`` seconds after FIN and closes the socket when the handler has ended.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        self._stop_input()
+        if self._transport is not None and not self._outbuf and not self._closed:
+            self._send_fin()
+
+    def close(self) -> None:
+        """Close at once: queued output is discarded."""
+        if self._closed:
+            return
+        self._closing = True
+        self._closed = True
+        self._input_stopped = self._input_done = True
+        self._outbuf.clear()
+        if self._rw is not None:
+            self._rw.stop()
+            self._ww.stop()
+            self._writing = False
+        if self._waiting is not None:
+            self._loop.run_callback(self._wake)
+        if self._flush_event is not None:
+            self._flush_event.set()
+        glet = self._event_glet
+        if glet is not None and glet is not getcurrent():
+            glet.kill(block=False)
+        try:
+            self.socket.close()
+        except OSError:
+            pass
+        if self._rw is not None:
+            self._rw.close()
+            self._ww.close()
+
+    def _finish(self, deadline: float | None) -> None:
+        """Graceful end in the client's greenlet: flush, FIN, drain unread input, close."""
+        if self._closed:
+            return
+        self._closing = True
+        self._stop_input()
+        now = _monotonic()
+        limit = now + self.flush_timeout
+        if deadline is not None:
+            limit = min(limit, deadline)
+        try:
+            if self._outbuf:
+                self.flush(max(limit - _monotonic(), 0.0))
+            if not self._wrote_fin and not self._closed:
+                self._send_fin()
+            self._drain(min(limit, _monotonic() + self.drain_timeout))
+        except TimeoutError:
+            pass  # the peer did not read in time: what is left is dropped at close
+        finally:
+            self.close()
+
+    def _drain(self, until: float) -> None:
+        """Read and discard what the peer still sends after FIN, for a bounded time."""
+        transport = self._transport
+        discarded = 0
+        while not self._closed and discarded < self.drain_limit:
+            try:
+                data = transport.recv(RECV_SIZE)
+            except OSError:
+                return
+            if data is None:
+                timeout = until - _monotonic()
+                if timeout <= 0 or self._wait(self._rw, timeout) is not _READY:
+                    return
+                continue
+            if not data:
+                return
+            discarded += len(data)
+
+    # -- filters -------------------------------------------------------------------------------
+    def set_filter(self, new_filter: Filter) -> None:
+        """Use ``new_filter`` (itself, not a clone) both ways; unparsed input carries over."""
+        self.set_input_filter(new_filter)
+        self._out = new_filter
+
+    def set_input_filter(self, new_filter: Filter) -> None:
+        """Parse input with ``new_filter`` from the next record on; unparsed bytes carry over."""
+        old = self._in
+        if new_filter is old:
+            return
+        leftover = old.pending()
+        self._in = new_filter
+        if leftover:
+            new_filter.receive(leftover)
+
+    def set_output_filter(self, new_filter: Filter) -> None:
+        """Encode records put from now on with ``new_filter``."""
+        self._out = new_filter
+

@@ -1,0 +1,195 @@
+"""Listening sockets: parsing ``host``/``port``/``listen`` and the accept loop policy.
+
+Each listening socket is served by a :class:`Listener`, a gevent ``StreamServer`` whose accepted
+sockets go to the owning :class:`~greensrv.Server`. The server, not gevent's pool, decides when
+the listener is full (``concurrency`` can change live); the listener only accepts.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket as _stdsocket
+import stat
+import time
+from typing import TYPE_CHECKING, Any
+
+import gevent.socket
+from gevent.server import StreamServer
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger("greensrv")
+
+#: Clients waiting to be accepted while the server is at its concurrency limit queue here
+#: (the kernel caps it at net.core.somaxconn); large enough for a burst of reconnects.
+BACKLOG = 1024
+
+#: Accept errors that mean "out of a resource for now": retried with backoff, never fatal.
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+
+#: Accept errors that mean the peer gave up between the kernel queueing it and our accept.
+ACCEPT_TRANSIENT_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM,
+                                     errno.EINTR, errno.ETIMEDOUT})
+
+
+def parse_listen(spec: Any) -> tuple[str, Any]:
+    """Turn one ``listen`` entry into ``(kind, value)``: tcp (host, port), unix path, fd, socket."""
+    if hasattr(spec, "accept") and hasattr(spec, "fileno"):
+        return "socket", spec
+    if not isinstance(spec, str):
+        raise ValueError(f"listen: cannot use {spec!r}; expected 'host:port', '[v6]:port', "
+                         "'unix:/path', 'fd:N' or a bound socket")
+    if spec.startswith("unix:"):
+        path = spec[5:]
+        if not path:
+            raise ValueError(f"listen: {spec!r} names no path")
+        return "unix", path
+    if spec.startswith("fd:"):
+        try:
+            return "fd", int(spec[3:])
+        except ValueError:
+            raise ValueError(f"listen: {spec!r}: expected 'fd:N' with a number") from None
+    host, sep, port = spec.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"listen: cannot parse {spec!r}; expected 'host:port', '[v6]:port', "
+                         "'unix:/path', 'fd:N' or a bound socket")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"listen: {spec!r}: put an IPv6 address in brackets, '[{host}]:{port}'")
+    return "tcp", (host, int(port))
+
+
+def bind_tcp(host: str, port: int, backlog: int = BACKLOG) -> Any:
+    """A listening gevent socket for ``host:port`` (IPv6 sockets are IPv6-only)."""
+    infos = _stdsocket.getaddrinfo(host or None, port, _stdsocket.AF_UNSPEC,
+                                   _stdsocket.SOCK_STREAM, 0, _stdsocket.AI_PASSIVE)
+    family, type_, proto, _, addr = infos[0]
+    sock = gevent.socket.socket(family, type_, proto)
+    try:
+        sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+        if family == _stdsocket.AF_INET6:
+            sock.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, 1)
+        sock.bind(addr)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_unix(path: str, backlog: int = BACKLOG) -> Any:
+    """A listening unix socket at ``path``, replacing a stale socket file (never another file)."""
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = gevent.socket.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def adopt_socket(sock: Any, backlog: int = BACKLOG) -> Any:
+    """Use an existing bound socket (or an inherited descriptor's) as a listener."""
+    if not isinstance(sock, gevent.socket.socket):
+        sock = gevent.socket.socket(fileno=sock.detach())
+    sock.listen(backlog)
+    return sock
+
+
+def bound_address(sock: Any) -> Any:
+    """The address as ``Server.addresses`` reports it: (host, port) or a unix path."""
+    name = sock.getsockname()
+    if sock.family == _stdsocket.AF_UNIX:
+        return name.decode() if isinstance(name, bytes) else name
+    return (name[0], name[1])
+
+
+class Listener(StreamServer):
+    """One listening socket; hands each accepted socket to the server.
+
+    Accept policy: at most ``max_accept`` clients per wake-up; while the server is full the
+    listener stops watching its socket (clients wait in the kernel backlog); a capacity error
+    (EMFILE, ENFILE, ENOMEM, ENOBUFS) pauses accepting with exponential backoff from
+    ``min_delay`` to ``max_delay`` and is logged once per episode; a client that vanished before
+    accept is skipped; any other error is fatal for this listener and reported to ``error``.
+    """
+
+    #: Clients accepted per wake-up before other greenlets get a turn.
+    max_accept = 64
+    #: Backoff after a capacity error: starts at 10 ms, doubles up to 1 s, so an exhausted
+    #: server retries often enough to recover quickly yet never spins.
+    min_delay = 0.01
+    max_delay = 1.0
+
+    def __init__(self, sock: Any, server: Server, unix_path: str | None = None) -> None:
+        super().__init__(sock, handle=server._serve_client, spawn=server._spawn_client)
+        self.owner = server
+        self.unix_path = unix_path
+        self.address_repr = bound_address(sock)
+        self._capacity_episode: float | None = None
+        self._backoff = self.min_delay  # gevent resets self.delay after every do_read
+
+    def full(self) -> bool:  # the server owns the limit; gevent calls this before each accept
+        return self.owner._full()
+
+    def do_read(self) -> Any:
+        try:
+            result = super().do_read()
+        except OSError as exc:
+            if exc.errno in ACCEPT_CAPACITY_ERRNOS:
+                self._capacity_error(exc)
+                return None
+            if exc.errno in ACCEPT_TRANSIENT_ERRNOS:
+                return None
+            self.owner._listener_failed(self, exc)
+            return None
+        self._backoff = self.min_delay
+        if self._capacity_episode is not None:
+            log.warning("%s: accepting again on %s after %.1f s out of %s",
+                        self.owner.name, self.address_repr,
+                        time.monotonic() - self._capacity_episode, "descriptors or memory")
+            self._capacity_episode = None
+        return result
+
+    def _capacity_error(self, exc: OSError) -> None:
+        self.owner._count("accept_capacity_errors")
+        if self._capacity_episode is None:
+            self._capacity_episode = time.monotonic()
+            log.error("%s: cannot accept on %s: %s; retrying with backoff up to %.1f s "
+                      "(logged once until accepting works again)",
+                      self.owner.name, self.address_repr, exc.strerror, self.max_delay)
+        self.stop_accepting()
+        self._timer = self.loop.timer(self._backoff)
+        self._timer.start(self._resume_after_backoff)
+        self._backoff = min(self.max_delay, self._backoff * 2)
+
+    def _resume_after_backoff(self) -> None:
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
+        if self.started and not self.owner._full():
+            self.start_accepting()
+
+    def resume(self) -> None:
+        """Start watching the socket again unless stopped or backing off."""
+        if self.started and self._watcher is None and self._timer is None:
+            self.start_accepting()
+
+    def close(self) -> None:
+        super().close()
+        if self.unix_path:
+            try:
+                os.unlink(self.unix_path)
+            except OSError:
+                pass
+            self.unix_path = None

@@ -1,0 +1,552 @@
+"""Server: listening, the client pool, the per-client lifecycle and graceful shutdown.
+
+Resource handling: the server owns its listening sockets (closed by ``stop()``) and every
+client greenlet (kept in one ``gevent.pool.Pool``, joined or killed by ``stop()``). Each client's
+socket is owned by its :class:`~greensrv.Connection`, which the client's greenlet always closes
+in a ``finally``, and ``client_disconnected`` runs there too, exactly once.
+
+Error handling: a handler, callback, filter or socket error reaches ``client_error`` and ends only
+that client. A listener error reaches ``error``; accept errors caused by exhaustion (EMFILE…) are
+retried with backoff and never stop the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from itertools import count
+from typing import Any
+
+import gevent
+from gevent import getcurrent
+from gevent.event import Event
+from gevent.pool import Pool
+
+from .connection import Connection
+from .errors import TLSError
+from .filters import Filter, Line
+from .listeners import Listener, adopt_socket, bind_tcp, bind_unix, parse_listen
+from .tls import wrap_server_socket
+
+__all__ = ["Server", "serve_forever"]
+
+log = logging.getLogger("greensrv")
+
+#: Output queued past this pauses reading (backpressure). 512 KiB keeps a fast bulk transfer
+#: from stalling on every send yet bounds what one client costs: with low_mark below it, reading
+#: resumes only after a real drain, not on every byte.
+DEFAULT_HIGH_MARK = 512 * 1024
+#: Reading resumes once queued output is back below this.
+DEFAULT_LOW_MARK = 128 * 1024
+#: A connection whose queued output passes this (e.g. broadcasts to a client that never reads)
+#: is shut down with SlowClientError: 16 × high_mark leaves room for bursts, bounds memory.
+DEFAULT_OUTPUT_LIMIT = 8 * 1024 * 1024
+#: Seconds a TLS handshake may take before the client is dropped; a silent client must not hold
+#: a pool slot. Generous for slow links, short enough to shed idle scanners.
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+
+_CALLBACKS = ("client_input", "client_pre_connect", "client_connected", "client_disconnected",
+              "client_error", "client_flushed", "client_high", "client_low", "started", "error")
+
+
+def _default_client_error(conn: Connection, exc: BaseException) -> None:
+    log.error("%s: error on %r: %s", conn.server.name, conn, exc,
+              exc_info=(type(exc), exc, exc.__traceback__))
+
+
+def _default_error(server: Server, exc: BaseException) -> None:
+    log.error("%s: listener error: %s", server.name, exc,
+              exc_info=(type(exc), exc, exc.__traceback__))
+
+
+def _filter_factory(value: Any, name: str) -> Callable[[], Filter]:
+    if isinstance(value, Filter):
+        return value.clone
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    raise TypeError(f"{name} must be a Filter instance or a callable returning one, "
+                    f"not {type(value).__name__}")
+
+
+class Server:
+    """A TCP server running one greenlet per client; see ``docs/lifecycle.md``.
+
+    Exactly one of ``handler`` (the client's whole life, blocking-style) and ``client_input``
+    (one call per record, POE-style) is given. All other options are keyword-only; the table in
+    the README lists them with their POE and mod_perl names.
+    """
+
+    #: Seconds ``stop()`` gives connections still running after ``shutdown_timeout`` to see
+    #: EOF, flush their queued output and end, before closing them and killing their greenlets.
+    stop_grace: float = 1.0
+
+    def __init__(
+        self,
+        handler: Callable[[Connection], Any] | None = None,
+        *,
+        client_input: Callable[[Connection, Any], Any] | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        listen: Any = None,
+        concurrency: int = -1,
+        filter: Filter | Callable[[], Filter] | None = None,
+        input_filter: Filter | Callable[[], Filter] | None = None,
+        output_filter: Filter | Callable[[], Filter] | None = None,
+        client_pre_connect: Callable[[Any, Any], Any] | None = None,
+        client_connected: Callable[..., Any] | None = None,
+        client_args: Iterable[Any] = (),
+        client_disconnected: Callable[[Connection], Any] | None = None,
+        client_error: Callable[[Connection, BaseException], Any] | None = None,
+        client_shutdown_on_error: bool = True,
+        client_flushed: Callable[[Connection], Any] | None = None,
+        high_mark: int = DEFAULT_HIGH_MARK,
+        low_mark: int = DEFAULT_LOW_MARK,
+        client_high: Callable[[Connection], Any] | None = None,
+        client_low: Callable[[Connection], Any] | None = None,
+        started: Callable[[Server], Any] | None = None,
+        error: Callable[[Server, BaseException], Any] | None = None,
+        shutdown_timeout: float = 10.0,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        idle_timeout: float | None = None,
+        ssl_context: Any = None,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        name: str = "greensrv",
+    ) -> None:
+        if (handler is None) == (client_input is None):
+            raise TypeError("Server needs exactly one of handler and client_input "
+                            f"(got {'both' if handler is not None else 'neither'})")
+        given = dict(client_input=client_input, client_pre_connect=client_pre_connect,
+                     client_connected=client_connected, client_disconnected=client_disconnected,
+                     client_error=client_error, client_flushed=client_flushed,
+                     client_high=client_high, client_low=client_low, started=started,
+                     error=error)
+        if handler is not None and not callable(handler):
+            raise TypeError(f"handler must be callable, not {type(handler).__name__}")
+        for key in _CALLBACKS:
+            value = given[key]
+            if value is not None and not callable(value):
+                raise TypeError(f"{key} must be callable, not {type(value).__name__}")
+        self._handler = handler
+        self._client_input = client_input
+        self._pre_connect = client_pre_connect
+        self._on_connected = client_connected
+        self._client_args = tuple(client_args)
+        self._on_disconnected = client_disconnected
+        self._on_client_error = client_error or _default_client_error
+        self.client_shutdown_on_error = bool(client_shutdown_on_error)
+        self._on_started = started
+        self._on_error = error or _default_error
+        self._output_callbacks = {k: v for k, v in (("flushed", client_flushed),
+                                                     ("high", client_high),
+                                                     ("low", client_low)) if v is not None}
+
+        if filter is not None and (input_filter is not None or output_filter is not None):
+            raise TypeError("give filter, or input_filter and output_filter, not both")
+        if (input_filter is None) != (output_filter is None):
+            raise TypeError("input_filter and output_filter go together: give both or neither")
+        if input_filter is not None:
+            self._make_in = _filter_factory(input_filter, "input_filter")
+            self._make_out: Callable[[], Filter] | None = _filter_factory(output_filter,
+                                                                          "output_filter")
+        else:
+            self._make_in = _filter_factory(filter if filter is not None else Line(), "filter")
+            self._make_out = None  # the same filter both ways
+
+        _check_int("concurrency", concurrency, minimum=-1)
+        _check_int("high_mark", high_mark, minimum=1)
+        _check_int("low_mark", low_mark, minimum=0)
+        _check_int("output_limit", output_limit, minimum=1)
+        if low_mark >= high_mark:
+            raise ValueError(f"low_mark ({low_mark}) must be below high_mark ({high_mark})")
+        if output_limit < high_mark:
+            raise ValueError(f"output_limit ({output_limit}) must be at least "
+                             f"high_mark ({high_mark})")
+        _check_seconds("shutdown_timeout", shutdown_timeout)
+        _check_seconds("handshake_timeout", handshake_timeout)
+        if idle_timeout is not None:
+            _check_seconds("idle_timeout", idle_timeout, positive=True)
+        if ssl_context is not None and not hasattr(ssl_context, "wrap_socket"):
+            raise TypeError(f"ssl_context must be an ssl.SSLContext, "
+                            f"not {type(ssl_context).__name__}")
+        self.concurrency = concurrency
+        self.high_mark = high_mark
+        self.low_mark = low_mark
+        self.output_limit = output_limit
+        self.shutdown_timeout = float(shutdown_timeout)
+        self.idle_timeout = None if idle_timeout is None else float(idle_timeout)
+        self.ssl_context = ssl_context
+        self.handshake_timeout = float(handshake_timeout)
+        self.name = name
+
+        if listen is not None:
+            if host is not None or port is not None:
+                raise TypeError("give listen, or host and port, not both")
+            entries = [listen] if isinstance(listen, str) or hasattr(listen, "accept") else listen
+            self._listen_specs = [parse_listen(e) for e in entries]
+            if not self._listen_specs:
+                raise ValueError("listen: no address given")
+        else:
+            if port is not None:
+                _check_int("port", port, minimum=0)
+                if port > 65535:
+                    raise ValueError(f"port must be at most 65535, not {port}")
+            self._listen_specs = [("tcp", (host if host is not None else "127.0.0.1",
+                                           port if port is not None else 0))]
+
+        self._pool = Pool()
+        self._listeners: list[Listener] = []
+        self._connections: dict[int, Connection] = {}
+        self._ids = count(1)
+        self._live = 0  # connections counted toward concurrency: accept → greenlet end
+        self._started = False
+        self._closed = False
+        self._stopping = False
+        self._stop_deadline: float | None = None
+        self._stopped = Event()
+        self._counters: dict[str, int] = {}
+
+    # -- properties ----------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        """True once listening, until stopped."""
+        return self._started and not self._closed
+
+    @property
+    def closed(self) -> bool:
+        """True once ``stop()`` has finished."""
+        return self._closed
+
+    @property
+    def address(self) -> Any:
+        """The first bound address, e.g. ``("127.0.0.1", 40123)``."""
+        return self.addresses[0] if self._listeners else None
+
+    @property
+    def addresses(self) -> list[Any]:
+        """Every bound address: ``(host, port)`` for TCP (IPv6 too), the path for unix."""
+        return [listener.address_repr for listener in self._listeners]
+
+    @property
+    def connections(self) -> list[Connection]:
+        """The live connections, from just before client_connected until after disconnected."""
+        return list(self._connections.values())
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "listening" if self._started else "new"
+        return f"<Server {self.name!r} {state} {self.addresses} live={self._live}>"
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Bind every address and start accepting in the background."""
+        if self._started:
+            return
+        if self._closed:
+            raise RuntimeError("a stopped server cannot be started again")
+        sockets = []
+        try:
+            for kind, value in self._listen_specs:
+                if kind == "tcp":
+                    sockets.append((bind_tcp(*value), None))
+                elif kind == "unix":
+                    sockets.append((bind_unix(value), value))
+                elif kind == "fd":
+                    sockets.append((adopt_socket(_socket_from_fd(value)), None))
+                else:
+                    sockets.append((adopt_socket(value), None))
+        except BaseException:
+            for sock, _ in sockets:
+                sock.close()
+            raise
+        self._listeners = [Listener(sock, self, path) for sock, path in sockets]
+        self._started = True
+        for listener in self._listeners:
+            listener.start()
+            if self._full():
+                listener.stop_accepting()
+        log.info("%s: listening on %s", self.name,
+                 ", ".join(_format_address(a) for a in self.addresses))
+        if self._on_started is not None:
+            self._on_started(self)
+
+    def serve_forever(self) -> None:
+        """Start if needed and block until stopped.
+
+        In the main thread, SIGTERM and SIGINT start a graceful ``stop()`` (a second SIGINT
+        forces it); the previous signal handlers are restored before returning.
+        """
+        self.start()
+        restore = self._install_signal_handlers()
+        try:
+            self._stopped.wait()
+        finally:
+            restore()
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        watchers = [gevent.signal_handler(sig, self._on_signal, sig) for sig in previous]
+
+        def restore() -> None:
+            for watcher in watchers:
+                watcher.cancel()
+            for sig, handler in previous.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
+        return restore
+
+    def _on_signal(self, signum: int) -> None:
+        """Runs in the hub: only records the signal; stop() runs in its own greenlet."""
+        name = signal.Signals(signum).name
+        if self._stopping:
+            if signum == signal.SIGINT:
+                log.warning("%s: second SIGINT: forcing shutdown", self.name)
+                gevent.spawn(self._force_close)
+            return
+        log.info("%s: %s received: stopping gracefully", self.name, name)
+        gevent.spawn(self.stop)
+
+    def set_concurrency(self, n: int) -> None:
+        """Change the connection limit live: 0 pauses accepting, -1 is unlimited."""
+        _check_int("concurrency", n, minimum=-1)
+        self.concurrency = n
+        self._update_accepting()
+
+    def _full(self) -> bool:
+        limit = self.concurrency
+        return self._stopping or (limit >= 0 and self._live >= limit)
+
+    def _update_accepting(self) -> None:
+        full = self._full()
+        for listener in self._listeners:
+            if full:
+                listener.stop_accepting()
+            else:
+                listener.resume()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Graceful shutdown in phases; see ``docs/lifecycle.md``.
+
+        1. Close every listener: new clients are refused.
+        2. Let live connections finish on their own for up to ``timeout`` seconds
+           (``None``: ``shutdown_timeout``).
+        3. End input on the rest (``get()`` returns the records already read, then EOF) and give
+           them ``stop_grace`` seconds to flush their replies and end.
+        4. Close what remains and kill its greenlets; log how many were forced.
+
+        Idempotent. From a connection's own greenlet it returns at once and the shutdown goes on
+        in another greenlet (it cannot wait for the greenlet that called it).
+        """
+        if self._stopping:
+            if getcurrent() not in self._pool:
+                self._stopped.wait()
+            return
+        self._stopping = True
+        if getcurrent() in self._pool:
+            gevent.spawn(self._stop, timeout)
+            return
+        self._stop(timeout)
+
+    def _stop(self, timeout: float | None) -> None:
+        timeout = self.shutdown_timeout if timeout is None else float(timeout)
+        start = time.monotonic()
+        try:
+            for listener in self._listeners:
+                listener.close()
+            if self._live:
+                log.info("%s: stopping: %d connection(s) have %.1f s to finish",
+                         self.name, self._live, timeout)
+            self._pool.join(timeout=timeout)
+            left = len(self._pool)
+            if left:
+                self._stop_deadline = time.monotonic() + self.stop_grace
+                for conn in list(self._connections.values()):
+                    conn._stop_input()
+                self._pool.join(timeout=self.stop_grace)
+            forced = len(self._pool)
+            if forced:
+                self._force_close()
+            log.info("%s: stopped in %.2f s; %d connection(s) ended by the shutdown, "
+                     "%d forced closed", self.name, time.monotonic() - start, left, forced)
+        finally:
+            self._closed = True
+            self._stopped.set()
+
+    def _force_close(self) -> None:
+        for conn in list(self._connections.values()):
+            conn.close()
+        self._pool.kill(block=True, timeout=1.0)
+
+    # -- accepting -----------------------------------------------------------------------------
+    def _spawn_client(self, func: Callable[..., Any], *args: Any) -> Any:
+        """Called by a listener in the hub for each accepted socket."""
+        self._live += 1
+        self._count("accepted")
+        glet = self._pool.spawn(func, *args)
+        glet.rawlink(self._client_greenlet_done)
+        return glet
+
+    def _client_greenlet_done(self, glet: Any) -> None:
+        self._live -= 1
+        if not glet.successful() and glet.args:
+            # Killed before it ran (stop() kills queued greenlets): close the accepted socket.
+            sock = glet.args[-1][0]
+            try:
+                sock.close()
+            except OSError:
+                pass
+        if not self._stopping:
+            self._update_accepting()
+
+    def _listener_failed(self, listener: Listener, exc: OSError) -> None:
+        self._count("listener_errors")
+        listener.stop_accepting()
+        try:
+            self._on_error(self, exc)
+        except Exception:
+            log.exception("%s: error callback failed", self.name)
+
+    # -- one client ----------------------------------------------------------------------------
+    def _serve_client(self, sock: Any, address: Any) -> None:
+        """The whole life of one client, in its own greenlet."""
+        try:
+            if self._pre_connect is not None:
+                try:
+                    sock = self._pre_connect(sock, address)
+                except Exception:
+                    log.exception("%s: client_pre_connect failed for %r", self.name, address)
+                    sock = None
+                if sock is None:
+                    self._count("refused_pre_connect")
+                    return
+            if self.ssl_context is not None:
+                sock = wrap_server_socket(sock, self.ssl_context)
+            in_filter = self._make_in()
+            out_filter = self._make_out() if self._make_out is not None else in_filter
+            conn = Connection(self, sock, address, next(self._ids), in_filter, out_filter)
+            if not self._handshake(conn):
+                return
+            self._run_connection(conn)
+        finally:
+            try:
+                sock.close()
+            except (OSError, AttributeError):
+                pass
+
+    def _handshake(self, conn: Connection) -> bool:
+        """Complete a TLS handshake (if any) within handshake_timeout; attach the socket."""
+        sock = conn.socket
+        if getattr(sock, "do_handshake", None) is not None and not _handshake_done(sock):
+            sock.settimeout(self.handshake_timeout)
+            try:
+                sock.do_handshake()
+            except Exception as exc:
+                self._count("tls_failures")
+                reason = ("timed out" if isinstance(exc, TimeoutError | OSError) and
+                          "timed out" in str(exc) else str(exc) or type(exc).__name__)
+                self._report_error(conn, TLSError(
+                    f"TLS handshake with {conn.remote_address!r} failed: {reason}"))
+                conn.close()
+                return False
+        conn._attach()
+        return True
+
+    def _run_connection(self, conn: Connection) -> None:
+        self._connections[conn.id] = conn
+        deadline: float | None = None
+        try:
+            try:
+                if self._on_connected is not None:
+                    self._on_connected(conn, *self._client_args)
+                if self._handler is not None:
+                    self._handler(conn)
+                else:
+                    self._input_loop(conn)
+            except Exception as exc:
+                self._report_error(conn, exc)
+            if conn._error is not None:
+                error, conn._error = conn._error, None
+                self._report_error(conn, error)
+            deadline = self._stop_deadline if self._stopping else None
+            conn._finish(deadline)
+        finally:
+            conn.close()
+            try:
+                if self._on_disconnected is not None:
+                    self._on_disconnected(conn)
+            except Exception as exc:
+                self._report_error(conn, exc)
+            finally:
+                del self._connections[conn.id]
+
+    def _input_loop(self, conn: Connection) -> None:
+        """POE's default acceptor: client_input for each record until EOF."""
+        client_input = self._client_input
+        assert client_input is not None
+        get = conn.get
+        shutdown_on_error = self.client_shutdown_on_error
+        while True:
+            try:
+                record = get()
+            except EOFError:
+                return
+            try:
+                client_input(conn, record)
+            except Exception as exc:
+                if shutdown_on_error:
+                    raise
+                self._report_error(conn, exc)
+
+    def _report_error(self, conn: Connection, exc: BaseException) -> None:
+        self._count("client_errors")
+        try:
+            self._on_client_error(conn, exc)
+        except Exception:
+            log.exception("%s: client_error callback failed on %r", self.name, conn)
+
+    def _count(self, key: str) -> None:
+        self._counters[key] = self._counters.get(key, 0) + 1
+
+
+def serve_forever(handler: Callable[[Connection], Any] | None = None, **options: Any) -> None:
+    """``Server(handler, **options).serve_forever()``."""
+    Server(handler, **options).serve_forever()
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+
+
+def _check_seconds(name: str, value: Any, positive: bool = False) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, "
+                         f"not {value}")
+
+
+def _handshake_done(sock: Any) -> bool:
+    try:
+        return sock.version() is not None
+    except (ValueError, AttributeError, OSError):
+        return False
+
+
+def _socket_from_fd(fd: int) -> Any:
+    import socket
+
+    return socket.socket(fileno=fd)
+
+
+def _format_address(address: Any) -> str:
+    if isinstance(address, tuple):
+        host, port = address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"unix:{address}"
+

@@ -1,0 +1,114 @@
+"""Non-blocking byte transports under a Connection: plain TCP/unix sockets and TLS.
+
+A transport never waits: ``recv`` returns ``None`` and ``send`` returns 0 when the socket would
+block, and ``wants_write`` says which readiness a TLS read is waiting for. The Connection owns
+all waiting, so it can interrupt a wait (``stop()``, ``shutdown()``, ``idle_timeout``) without
+racing the socket.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+from typing import Any
+
+#: errnos that mean the peer went away; reading or writing then is an end, not an error to log.
+PEER_GONE_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT,
+                              errno.ENOTCONN, errno.ESHUTDOWN})
+
+
+class PlainTransport:
+    """A connected TCP or unix socket, used through its non-blocking OS-level object."""
+
+    __slots__ = ("_raw", "wants_write")
+
+    is_tls = False
+
+    def __init__(self, sock: Any) -> None:
+        # gevent sockets keep the real, non-blocking socket in ``_sock``; a stdlib socket is
+        # used as it is once set non-blocking.
+        raw = getattr(sock, "_sock", sock)
+        raw.setblocking(False)
+        self._raw = raw
+        self.wants_write = False
+
+    def recv(self, size: int) -> bytes | None:
+        try:
+            return self._raw.recv(size)
+        except BlockingIOError:
+            return None
+
+    def send(self, data: bytearray) -> int:
+        try:
+            return self._raw.send(data)
+        except BlockingIOError:
+            return 0
+
+    def pending(self) -> int:
+        return 0
+
+    def shutdown_write(self) -> None:
+        try:
+            self._raw.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # already disconnected: nothing left to half-close
+
+
+class TLSTransport:
+    """A handshaken TLS socket, read and written through its SSL object without blocking."""
+
+    __slots__ = ("_raw", "_ssl", "wants_write")
+
+    is_tls = True
+
+    def __init__(self, sock: Any) -> None:
+        self._ssl = sock._sslobj
+        self._raw = getattr(sock, "_sock", sock)
+        self._raw.setblocking(False)
+        self.wants_write = False
+
+    def recv(self, size: int) -> bytes | None:
+        try:
+            data: bytes = self._ssl.read(size)
+        except ssl.SSLWantReadError:
+            self.wants_write = False
+            return None
+        except ssl.SSLWantWriteError:
+            self.wants_write = True
+            return None
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            return b""  # a close without close_notify is still the end of input
+        self.wants_write = False
+        return data
+
+    def send(self, data: bytearray) -> int:
+        try:
+            n: int = self._ssl.write(data)
+            return n
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            return 0
+        except ssl.SSLEOFError as exc:
+            raise ConnectionResetError(errno.ECONNRESET, str(exc)) from None
+
+    def pending(self) -> int:
+        n: int = self._ssl.pending()
+        return n
+
+    def shutdown_write(self) -> None:
+        """Send close_notify (one non-blocking attempt), then FIN."""
+        try:
+            self._ssl.shutdown()
+        except (ssl.SSLError, OSError, ValueError):
+            pass  # close_notify was queued or the peer is gone; FIN follows either way
+        try:
+            self._raw.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def make_transport(sock: Any) -> PlainTransport | TLSTransport:
+    """Return the transport for ``sock``: TLS when it carries an SSL object."""
+    if getattr(sock, "_sslobj", None) is not None:
+        return TLSTransport(sock)
+    return PlainTransport(sock)
