@@ -26,9 +26,9 @@ from gevent import getcurrent
 from gevent.event import Event
 from gevent.hub import get_hub
 
-from .errors import SlowClientError
+from .errors import RecordTimeoutError, SlowClientError, TLSError
 from .filters.base import NEED_DATA, Filter
-from .transport import PEER_GONE_ERRNOS, make_transport
+from .transport import PEER_GONE_ERRNOS, describe_handshake_failure, make_transport
 
 if TYPE_CHECKING:
     from .server import Server
@@ -69,7 +69,8 @@ class Connection:
         "__weakref__", "_bytes_in", "_bytes_out", "_closed", "_closing", "_eof_records",
         "_error", "_events", "_event_glet", "_flush_event", "_flush_scheduled", "_high",
         "_idle_spent", "_in", "_input_done", "_input_stopped", "_loop", "_low", "_maybe_more",
-        "_out", "_outbuf", "_output_limit", "_rw", "_transport", "_waiting", "_writing", "_ww",
+        "_out", "_outbuf", "_output_limit", "_partial_since", "_last_recv", "_rw", "_transport",
+        "_waiting", "_writing", "_ww",
         "_wrote_fin", "data", "id", "local_address", "remote_address", "remote_ip",
         "remote_port", "server", "socket",
     )
@@ -116,6 +117,8 @@ class Connection:
         self._wrote_fin = False
         self._error: BaseException | None = None
         self._idle_spent = 0.0
+        self._partial_since: float | None = None  # when the unfinished record began arriving
+        self._last_recv = 0.0
         self._bytes_in = 0
         self._bytes_out = 0
 
@@ -185,6 +188,9 @@ class Connection:
             self._read_more(deadline)
             record = self._in.next_record()
             if record is not NEED_DATA:
+                # A record completes only right after a read, so this is the one place where
+                # the unfinished record the record_timeout watches can end.
+                self._partial_since = None
                 return record
 
     def _read_more(self, deadline: float | None) -> None:
@@ -222,6 +228,7 @@ class Connection:
             return data
         self._maybe_more = len(data) == RECV_SIZE
         self._idle_spent = 0.0
+        self._last_recv = _monotonic()
         self._bytes_in += len(data)
         self._in.receive(data)
         return data
@@ -234,29 +241,49 @@ class Connection:
             self._eof_records.extend(self._in.feed_eof())
 
     def _wait_readable(self, deadline: float | None) -> str:
-        """Wait for input, honouring the get() deadline and the server's idle_timeout."""
-        idle_timeout = self.server.idle_timeout
-        timeout = None if deadline is None else deadline - _monotonic()
+        """Wait for input, honouring the get() deadline, idle_timeout and record_timeout."""
+        server = self.server
+        now = _monotonic()
+        timeout = None if deadline is None else deadline - now
+        idle_timeout = server.idle_timeout
         idle_left = None
         if idle_timeout is not None:
             idle_left = idle_timeout - self._idle_spent
             if timeout is None or idle_left < timeout:
                 timeout = idle_left
+        record_left = None
+        if server.record_timeout is not None and _pending_size(self._in):
+            if self._partial_since is None:
+                self._partial_since = self._last_recv
+            record_left = self._partial_since + server.record_timeout - now
+            if timeout is None or record_left < timeout:
+                timeout = record_left
+        else:
+            self._partial_since = None
         if timeout is not None and timeout <= 0:
             reason = _TIMEOUT
         else:
             watcher = self._ww if self._transport.wants_write else self._rw
-            started = _monotonic() if idle_left is not None else 0.0
             reason = self._wait(watcher, timeout)
             if idle_left is not None:
-                self._idle_spent += _monotonic() - started
-        if reason is _TIMEOUT:
-            if idle_left is not None and self._idle_spent >= idle_timeout - 1e-3:
-                self.server._count("closed_idle")
-                self._stop_input()
-                return _WAKE
-            raise TimeoutError("no record within the timeout")
-        return reason
+                self._idle_spent += _monotonic() - now
+        if reason is not _TIMEOUT:
+            return reason
+        if idle_timeout is not None and self._idle_spent >= idle_timeout - 1e-3:
+            server._count("closed_idle")
+            self._stop_input()
+            return _WAKE
+        since, limit = self._partial_since, server.record_timeout
+        if since is not None and limit is not None and _monotonic() >= since + limit - 1e-3:
+            server._count("closed_record_timeout")
+            if self._error is None:
+                self._error = RecordTimeoutError(
+                    f"client {self.remote_address!r} took more than record_timeout="
+                    f"{server.record_timeout:g} s to send one record "
+                    f"({_pending_size(self._in)} bytes of it received)")
+            self._stop_input()
+            return _WAKE
+        raise TimeoutError("no record within the timeout")
 
     def _wait_for_drain(self, deadline: float | None) -> None:
         """Reading is paused by backpressure: wait until output drains below low_mark."""
@@ -265,6 +292,8 @@ class Connection:
             raise TimeoutError("no record within the timeout (reading paused by backpressure)")
         if self._wait(None, timeout) is _TIMEOUT:
             raise TimeoutError("no record within the timeout (reading paused by backpressure)")
+        if self._partial_since is not None:  # the client could not send while we did not read
+            self._partial_since = _monotonic()
 
     def _wait(self, watcher: Any, timeout: float | None) -> str:
         """Park this greenlet until the watcher fires, the timeout passes or _wake() is called."""
@@ -476,9 +505,7 @@ class Connection:
             self.socket.close()
         except OSError:
             pass
-        if self._rw is not None:
-            self._rw.close()
-            self._ww.close()
+        self.server._connection_closed(self)
 
     def _finish(self, deadline: float | None) -> None:
         """Graceful end in the client's greenlet: flush, FIN, drain unread input, close."""
@@ -519,6 +546,56 @@ class Connection:
                 return
             discarded += len(data)
 
+    # -- TLS -----------------------------------------------------------------------------------
+    @property
+    def peer_certificate(self) -> dict[str, Any] | None:
+        """The client's verified certificate (``SSLSocket.getpeercert()``), or None.
+
+        None on a plain connection or when the client sent no certificate; an empty dict when
+        the context does not verify client certificates (``verify_mode`` CERT_NONE).
+        """
+        if self._transport is None or not self._transport.is_tls:
+            return None
+        try:
+            cert: dict[str, Any] | None = self.socket.getpeercert()
+        except (ValueError, OSError):
+            return None
+        return cert
+
+    def start_tls(self, context: Any, handshake_timeout: float | None = None) -> None:
+        """Upgrade this plain connection to TLS mid-stream (STARTTLS), in the caller's greenlet.
+
+        Queued output (the "go ahead" reply) is flushed in plaintext first. Input the client
+        sent after its STARTTLS command but before the handshake is refused with TLSError:
+        acting on it would let a man in the middle inject commands (CVE-2011-0411).
+        Raises TLSError when the handshake fails or takes longer than ``handshake_timeout``
+        (default: the server's).
+        """
+        from .tls import wrap_server_socket
+
+        if self._transport is None or self._transport.is_tls:
+            raise TLSError(f"{self!r} already uses TLS")
+        if self._closing:
+            raise TLSError(f"{self!r} is closing")
+        self.flush(self.server.handshake_timeout)
+        leftover = _pending_size(self._in)
+        if leftover:
+            raise TLSError(f"client {self.remote_address!r} sent {leftover} bytes after its "
+                           "STARTTLS command, before the TLS handshake; refusing them "
+                           "(STARTTLS command injection)")
+        if handshake_timeout is None:
+            handshake_timeout = self.server.handshake_timeout
+        tls_sock = wrap_server_socket(self.socket, context)
+        self.socket = tls_sock
+        tls_sock.settimeout(handshake_timeout)
+        try:
+            tls_sock.do_handshake()
+        except Exception as exc:
+            self.server._count("tls_failures")
+            raise TLSError(describe_handshake_failure(self.remote_address, exc)) from None
+        self._transport = make_transport(tls_sock)
+        self._maybe_more = True  # the handshake may have read application data already
+
     # -- filters -------------------------------------------------------------------------------
     def set_filter(self, new_filter: Filter) -> None:
         """Use ``new_filter`` (itself, not a clone) both ways; unparsed input carries over."""
@@ -539,3 +616,12 @@ class Connection:
         """Encode records put from now on with ``new_filter``."""
         self._out = new_filter
 
+
+
+def _pending_size(f: Filter) -> int:
+    """Bytes of an unfinished record held by the filter (cheap for the built-in filters)."""
+    size = getattr(f, "pending_size", None)
+    if size is not None:
+        n: int = size()
+        return n
+    return len(f.pending())

@@ -1,6 +1,6 @@
 """greensrv's exceptions: one root, with builtin co-bases where callers expect them."""
 
-__all__ = ["FilterError", "GreensrvError", "SlowClientError", "TLSError"]
+__all__ = ["FilterError", "GreensrvError", "RecordTimeoutError", "SlowClientError", "TLSError"]
 
 
 class GreensrvError(Exception):
@@ -17,3 +17,7 @@ class SlowClientError(GreensrvError):
 
 class TLSError(GreensrvError):
     """Raised when a TLS handshake fails, times out or meets a peer that does not speak TLS."""
+
+
+class RecordTimeoutError(GreensrvError, TimeoutError):
+    """Raised when a client takes longer than ``record_timeout`` to finish sending a record."""

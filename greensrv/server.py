@@ -26,10 +26,12 @@ from gevent.event import Event
 from gevent.pool import Pool
 
 from .connection import Connection
-from .errors import TLSError
+from .errors import FilterError, TLSError
 from .filters import Filter, Line
 from .listeners import Listener, adopt_socket, bind_tcp, bind_unix, parse_listen
+from .statistics import ErrorLogLimiter, Statistics
 from .tls import wrap_server_socket
+from .transport import describe_handshake_failure
 
 __all__ = ["Server", "serve_forever"]
 
@@ -44,6 +46,10 @@ DEFAULT_LOW_MARK = 128 * 1024
 #: A connection whose queued output passes this (e.g. broadcasts to a client that never reads)
 #: is shut down with SlowClientError: 16 × high_mark leaves room for bursts, bounds memory.
 DEFAULT_OUTPUT_LIMIT = 8 * 1024 * 1024
+#: Seconds a client may take to finish a record once its first byte has arrived (the slowloris
+#: defence, like nginx's client_header_timeout of 60 s): 30 s is ample for any human or machine
+#: client on a slow link, and it bounds how long a dripping client holds a slot.
+DEFAULT_RECORD_TIMEOUT = 30.0
 #: Seconds a TLS handshake may take before the client is dropped; a silent client must not hold
 #: a pool slot. Generous for slow links, short enough to shed idle scanners.
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
@@ -52,9 +58,12 @@ _CALLBACKS = ("client_input", "client_pre_connect", "client_connected", "client_
               "client_error", "client_flushed", "client_high", "client_low", "started", "error")
 
 
+_error_log_limiter = ErrorLogLimiter(log)
+
+
 def _default_client_error(conn: Connection, exc: BaseException) -> None:
-    log.error("%s: error on %r: %s", conn.server.name, conn, exc,
-              exc_info=(type(exc), exc, exc.__traceback__))
+    """Log with traceback; identical messages past a burst are counted, not each logged."""
+    _error_log_limiter.error(f"{conn.server.name}: error on {conn!r}: %s", exc)
 
 
 def _default_error(server: Server, exc: BaseException) -> None:
@@ -66,7 +75,7 @@ def _filter_factory(value: Any, name: str) -> Callable[[], Filter]:
     if isinstance(value, Filter):
         return value.clone
     if callable(value):
-        return value  # type: ignore[no-any-return]
+        return value  # type: ignore[no-any-return, unused-ignore]
     raise TypeError(f"{name} must be a Filter instance or a callable returning one, "
                     f"not {type(value).__name__}")
 
@@ -113,6 +122,8 @@ class Server:
         idle_timeout: float | None = None,
         ssl_context: Any = None,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        record_timeout: float | None = DEFAULT_RECORD_TIMEOUT,
+        max_connections_per_ip: int | None = None,
         name: str = "greensrv",
     ) -> None:
         if (handler is None) == (client_input is None):
@@ -168,6 +179,10 @@ class Server:
         _check_seconds("handshake_timeout", handshake_timeout)
         if idle_timeout is not None:
             _check_seconds("idle_timeout", idle_timeout, positive=True)
+        if record_timeout is not None:
+            _check_seconds("record_timeout", record_timeout, positive=True)
+        if max_connections_per_ip is not None:
+            _check_int("max_connections_per_ip", max_connections_per_ip, minimum=1)
         if ssl_context is not None and not hasattr(ssl_context, "wrap_socket"):
             raise TypeError(f"ssl_context must be an ssl.SSLContext, "
                             f"not {type(ssl_context).__name__}")
@@ -179,6 +194,8 @@ class Server:
         self.idle_timeout = None if idle_timeout is None else float(idle_timeout)
         self.ssl_context = ssl_context
         self.handshake_timeout = float(handshake_timeout)
+        self.record_timeout = None if record_timeout is None else float(record_timeout)
+        self.max_connections_per_ip = max_connections_per_ip
         self.name = name
 
         if listen is not None:
@@ -207,6 +224,9 @@ class Server:
         self._stop_deadline: float | None = None
         self._stopped = Event()
         self._counters: dict[str, int] = {}
+        self._per_ip: dict[Any, int] = {}
+        self._bytes_in_closed = 0
+        self._bytes_out_closed = 0
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -233,6 +253,34 @@ class Server:
     def connections(self) -> list[Connection]:
         """The live connections, from just before client_connected until after disconnected."""
         return list(self._connections.values())
+
+    def statistics(self) -> Statistics:
+        """A frozen snapshot of what the server is doing and why clients were dropped."""
+        live = self.connections
+        limit = self.concurrency
+        counters = self._counters
+        return Statistics(
+            accepting=self.started and not self._full(),
+            live_connections=self._live,
+            pool_free=None if limit < 0 else max(limit - self._live, 0),
+            accepted=counters.get("accepted", 0),
+            refused=counters.get("refused_pre_connect", 0) + counters.get("refused_per_ip", 0),
+            refused_per_ip=counters.get("refused_per_ip", 0),
+            bytes_in=self._bytes_in_closed + sum(c._bytes_in for c in live),
+            bytes_out=self._bytes_out_closed + sum(c._bytes_out for c in live),
+            client_errors=counters.get("client_errors", 0),
+            tls_failures=counters.get("tls_failures", 0),
+            closed_idle=counters.get("closed_idle", 0),
+            closed_record_timeout=counters.get("closed_record_timeout", 0),
+            closed_output_limit=counters.get("closed_output_limit", 0),
+            closed_filter_error=counters.get("closed_filter_error", 0),
+            accept_capacity_errors=counters.get("accept_capacity_errors", 0),
+            listener_errors=counters.get("listener_errors", 0),
+        )
+
+    def _connection_closed(self, conn: Connection) -> None:
+        self._bytes_in_closed += conn._bytes_in
+        self._bytes_out_closed += conn._bytes_out
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "listening" if self._started else "new"
@@ -353,6 +401,8 @@ class Server:
     def _stop(self, timeout: float | None) -> None:
         timeout = self.shutdown_timeout if timeout is None else float(timeout)
         start = time.monotonic()
+        # Connections that end while we wait flush within what is left of the whole shutdown.
+        self._stop_deadline = start + timeout + self.stop_grace
         try:
             for listener in self._listeners:
                 listener.close()
@@ -383,14 +433,33 @@ class Server:
     # -- accepting -----------------------------------------------------------------------------
     def _spawn_client(self, func: Callable[..., Any], *args: Any) -> Any:
         """Called by a listener in the hub for each accepted socket."""
-        self._live += 1
         self._count("accepted")
+        ip = None
+        if self.max_connections_per_ip is not None:
+            address = args[-1][1]
+            ip = address[0] if isinstance(address, tuple) else None
+            if ip is not None:
+                n = self._per_ip.get(ip, 0)
+                if n >= self.max_connections_per_ip:
+                    self._count("refused_per_ip")
+                    args[-1][0].close()  # refused before any greenlet or object is made
+                    return None
+                self._per_ip[ip] = n + 1
+        self._live += 1
         glet = self._pool.spawn(func, *args)
+        glet.greensrv_ip = ip
         glet.rawlink(self._client_greenlet_done)
         return glet
 
     def _client_greenlet_done(self, glet: Any) -> None:
         self._live -= 1
+        ip = glet.greensrv_ip
+        if ip is not None:
+            n = self._per_ip[ip] - 1
+            if n:
+                self._per_ip[ip] = n
+            else:
+                del self._per_ip[ip]
         if not glet.successful() and glet.args:
             # Killed before it ran (stop() kills queued greenlets): close the accepted socket.
             sock = glet.args[-1][0]
@@ -445,10 +514,8 @@ class Server:
                 sock.do_handshake()
             except Exception as exc:
                 self._count("tls_failures")
-                reason = ("timed out" if isinstance(exc, TimeoutError | OSError) and
-                          "timed out" in str(exc) else str(exc) or type(exc).__name__)
                 self._report_error(conn, TLSError(
-                    f"TLS handshake with {conn.remote_address!r} failed: {reason}"))
+                    describe_handshake_failure(conn.remote_address, exc)))
                 conn.close()
                 return False
         conn._attach()
@@ -466,6 +533,8 @@ class Server:
                 else:
                     self._input_loop(conn)
             except Exception as exc:
+                if isinstance(exc, FilterError):
+                    self._count("closed_filter_error")
                 self._report_error(conn, exc)
             if conn._error is not None:
                 error, conn._error = conn._error, None

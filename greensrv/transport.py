@@ -112,3 +112,18 @@ def make_transport(sock: Any) -> PlainTransport | TLSTransport:
     if getattr(sock, "_sslobj", None) is not None:
         return TLSTransport(sock)
     return PlainTransport(sock)
+
+
+def describe_handshake_failure(address: Any, exc: BaseException) -> str:
+    """A message a person understands for a failed TLS handshake."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError) or "timed out" in text:
+        reason = "the client sent no complete handshake in time"
+    elif any(mark in text for mark in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNKNOWN_PROTOCOL",
+                                        "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG")):
+        reason = f"the client does not speak TLS (it sent plaintext?): {text}"
+    elif isinstance(exc, ssl.SSLEOFError) or not text or "EOF" in text:
+        reason = f"the client closed the connection during the handshake ({text})"
+    else:
+        reason = text
+    return f"TLS handshake with {address!r} failed: {reason}"

@@ -12,13 +12,25 @@ Contract for subclasses (see ``docs/filters.md``, "write your own filter"):
 - keep unparsed input in ``self._buf`` (a ``bytearray``) from offset ``self._start`` on, or
   override :meth:`receive` and :meth:`pending` together;
 - raise :class:`~greensrv.FilterError` for malformed or oversized input, naming the filter, the
-  limit and the size seen; never any other exception for bad bytes.
+  limit and the size seen; never any other exception for bad bytes;
+- :meth:`encode` raises ``TypeError`` for a record of the wrong type and ``ValueError`` (often
+  :class:`~greensrv.FilterError`) for one the framing cannot carry.
+
+Class attributes that tell :class:`~greensrv.filters.Stack` and
+:func:`greensrv.testing.check_filter` how a filter behaves:
+
+- ``record_filter``: its input is whole records of the layer below (``Map``, ``Grep``), not a
+  byte stream, so only the grouping of records into ``receive`` calls can vary;
+- ``chunked_records``: its records are the chunks as they arrived (``Stream``), so only their
+  concatenation is independent of the chunking;
+- ``passthrough``: its records concatenated are exactly its input bytes (``Stream``), so bytes an
+  upper layer of a Stack still holds can be reported as wire bytes by ``pending()``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import FilterError
 
@@ -50,11 +62,17 @@ NEED_DATA: Any = _NeedData()
 #: below it, advancing an offset is cheaper than moving the remaining bytes.
 COMPACT_THRESHOLD = 64 * 1024
 
+_BYTES_TYPES = (bytes, bytearray, memoryview)
+
 
 class Filter:
     """Base class: a receive buffer plus the pull protocol built on :meth:`next_record`."""
 
     __slots__ = ("_buf", "_start")
+
+    record_filter: ClassVar[bool] = False
+    chunked_records: ClassVar[bool] = False
+    passthrough: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._buf = bytearray()
@@ -66,6 +84,18 @@ class Filter:
         if self._start >= COMPACT_THRESHOLD:
             self._compact()
         self._buf += data
+
+    def receive_record(self, record: Any) -> None:
+        """Take one record of the layer below in a :class:`Stack` as input.
+
+        A byte filter treats it as more bytes; record filters (``Map``, ``Grep``) keep it whole.
+        """
+        if not isinstance(record, _BYTES_TYPES):
+            raise TypeError(
+                f"{type(self).__name__} reads bytes, but the layer below it yields "
+                f"{type(record).__name__} records (use encoding=None on a Line below it)"
+            )
+        self.receive(record)
 
     def next_record(self) -> Any:
         """Return the next complete record, or :data:`NEED_DATA` if none is buffered."""
@@ -85,16 +115,21 @@ class Filter:
     def feed_eof(self) -> list[Any]:
         """The peer closed: return the records left; a truncated record raises FilterError."""
         out = self.feed(b"")
-        if self.pending():
+        size = self.pending_size()
+        if size:
             raise FilterError(
                 f"{type(self).__name__}: connection closed inside a record "
-                f"({len(self.pending())} bytes of an incomplete record)"
+                f"({size} bytes of an incomplete record)"
             )
         return out
 
     def pending(self) -> bytes:
         """Bytes received but not yet part of a returned record (carried over by set_filter)."""
         return bytes(self._buf[self._start :])
+
+    def pending_size(self) -> int:
+        """``len(self.pending())``, without copying the bytes."""
+        return len(self._buf) - self._start
 
     def _compact(self) -> None:
         """Drop consumed bytes from the front of the buffer."""
@@ -108,7 +143,17 @@ class Filter:
 
     def encode_many(self, records: Iterable[Any]) -> bytes:
         """Return the wire form of several records; filters may override it for speed."""
-        return b"".join([self.encode(r) for r in records])
+        encode = self.encode
+        return b"".join([encode(r) for r in records])
+
+    def encode_list(self, records: Iterable[Any]) -> list[Any]:
+        """Return the wire items of ``records`` for the layer below in a :class:`Stack`.
+
+        One item per record for a byte filter (its ``encode``); a record filter may return
+        other items, or fewer (``Grep`` drops records this way).
+        """
+        encode = self.encode
+        return [encode(r) for r in records]
 
     # -- lifecycle ---------------------------------------------------------------------------
     def clone(self) -> Filter:
@@ -116,4 +161,11 @@ class Filter:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} pending={len(self._buf) - self._start}>"
+        return f"<{type(self).__name__} pending={self.pending_size()}>"
+
+
+def check_limit(name: str, value: Any, minimum: int = 1) -> int:
+    """Validate a size-limit constructor argument; raise ValueError naming it."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, not {value!r}")
+    return value

@@ -1,0 +1,68 @@
+"""Operator-facing numbers: the statistics snapshot and a log limiter for error storms."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+__all__ = ["ErrorLogLimiter", "Statistics"]
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """What ``Server.statistics()`` returns: a frozen snapshot, safe to keep and compare."""
+
+    accepting: bool  #: listening and below the concurrency limit
+    live_connections: int  #: counted toward concurrency (accept → greenlet end)
+    pool_free: int | None  #: slots left under concurrency; None when unlimited
+    accepted: int  #: sockets accepted, including those refused right after
+    refused: int  #: dropped by client_pre_connect or max_connections_per_ip
+    refused_per_ip: int  #: of those, by max_connections_per_ip
+    bytes_in: int
+    bytes_out: int
+    client_errors: int  #: reports to client_error
+    tls_failures: int  #: failed or timed-out TLS handshakes
+    closed_idle: int  #: connections ended by idle_timeout
+    closed_record_timeout: int  #: ended by record_timeout (slow senders)
+    closed_output_limit: int  #: ended by output_limit (SlowClientError)
+    closed_filter_error: int  #: ended by malformed or oversized input
+    accept_capacity_errors: int  #: accept() failures for want of descriptors or memory
+    listener_errors: int  #: fatal listener errors reported to ``error``
+
+
+class ErrorLogLimiter:
+    """Logs each distinct message at most ``burst`` times per ``period`` seconds.
+
+    A storm of identical handler exceptions then costs a few log lines and one summary per period
+    instead of unbounded log volume; distinct messages are never hidden by each other.
+    """
+
+    #: Identical messages logged in full per period before the rest are only counted.
+    burst = 5
+    #: Seconds after which a message's count starts again (and suppressed ones are summarised).
+    period = 60.0
+    #: Distinct messages remembered; older ones are forgotten past this, bounding memory.
+    max_keys = 1024
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self._seen: dict[str, list[float]] = {}  # key -> [period start, count]
+
+    def error(self, prefix: str, exc: BaseException) -> None:
+        key = f"{type(exc).__qualname__}: {exc}"
+        now = time.monotonic()
+        entry = self._seen.get(key)
+        if entry is None or now - entry[0] >= self.period:
+            if entry is not None and entry[1] > self.burst:
+                self.logger.error("%d more like this were not logged in the last %.0f s: %s",
+                                  entry[1] - self.burst, now - entry[0], key)
+            if len(self._seen) >= self.max_keys:
+                self._seen.clear()
+            entry = self._seen[key] = [now, 0]
+        entry[1] += 1
+        if entry[1] <= self.burst:
+            self.logger.error(prefix, exc, exc_info=(type(exc), exc, exc.__traceback__))
+        elif entry[1] == self.burst + 1:
+            self.logger.error("%s (repeated; further copies within %.0f s are counted, "
+                              "not logged)", key, self.period)

@@ -1,0 +1,157 @@
+"""Shared fixtures: servers on loopback port 0, gevent clients, and leak checks.
+
+Tests run in the main greenlet; clients use gevent sockets so the server keeps running while a
+test waits on a reply. Every wait is bounded: pytest-timeout ends a test that hangs.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+
+import gevent
+import gevent.hub
+import gevent.socket
+import greenlet
+import pytest
+
+import greensrv
+
+#: Seconds a client read may wait before the test fails: far above any loopback round trip.
+CLIENT_TIMEOUT = 5.0
+
+
+def _open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+def _live_greenlets() -> list[greenlet.greenlet]:
+    hub_type = gevent.hub.Hub
+    return [g for g in gc.get_objects()
+            if isinstance(g, greenlet.greenlet) and not isinstance(g, hub_type)
+            and g and not g.dead and g.parent is not None]
+
+
+@pytest.fixture
+def no_leaks():
+    """Fail the test if it leaves a file descriptor or a running greenlet behind."""
+    gevent.get_hub().loop  # the hub's own descriptors are not the test's
+    gc.collect()
+    fds_before = _open_fds()
+    glets_before = {id(g) for g in _live_greenlets()}
+    yield
+    deadline = gevent.get_hub().loop.now() + 2.0
+    while True:
+        gc.collect()
+        leaked_glets = [g for g in _live_greenlets() if id(g) not in glets_before]
+        leaked_fds = _open_fds() - fds_before
+        if not leaked_glets and not leaked_fds:
+            return
+        if gevent.get_hub().loop.now() > deadline:
+            break
+        gevent.sleep(0.01)  # let closing greenlets finish; bounded by the deadline above
+    details = {fd: _fd_target(fd) for fd in leaked_fds}
+    pytest.fail(f"leaked greenlets {leaked_glets!r} and descriptors {details!r}")
+
+
+def _fd_target(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "?"
+
+
+@pytest.fixture
+def make_server(no_leaks):
+    """``make_server(handler=None, **options)``: a started server, stopped after the test."""
+    servers: list[greensrv.Server] = []
+
+    def make(handler=None, **options):
+        server = greensrv.Server(handler, **options)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop(timeout=1)
+
+
+class Client:
+    """A gevent TCP client with line helpers and bounded reads."""
+
+    def __init__(self, address, timeout: float = CLIENT_TIMEOUT):
+        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+        if isinstance(address, tuple) and ":" in address[0]:
+            family = socket.AF_INET6
+        self.sock = gevent.socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(address)
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv_some(self) -> bytes:
+        if self.buf:
+            data, self.buf = self.buf, b""
+            return data
+        return self.sock.recv(65536)
+
+    def readline(self) -> bytes:
+        """One line with its terminator; b'' at EOF."""
+        while b"\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                line, self.buf = self.buf, b""
+                return line
+            self.buf += data
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line + b"\n"
+
+    def read_exactly(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError(f"EOF after {len(self.buf)} of {n} bytes")
+            self.buf += data
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read_all(self) -> bytes:
+        """Everything until the server closes."""
+        chunks = [self.buf]
+        self.buf = b""
+        while True:
+            data = self.sock.recv(65536)
+            if not data:
+                return b"".join(chunks)
+            chunks.append(data)
+
+    def half_close(self) -> None:
+        self.sock.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@pytest.fixture
+def connect():
+    """``connect(address)``: a Client, closed after the test."""
+    clients: list[Client] = []
+
+    def make(address, timeout: float = CLIENT_TIMEOUT) -> Client:
+        client = Client(address, timeout)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
