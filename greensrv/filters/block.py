@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import FilterError
 from .base import NEED_DATA, Filter
+
+__all__ = ["Block"]
 
 
 class Block(Filter):
@@ -26,9 +29,22 @@ class Block(Filter):
         self._start = end
         return bytes(self._buf[start:end])
 
+    def feed(self, data: bytes) -> list[Any]:
+        self.receive(data)
+        buf, start, size = self._buf, self._start, self.size
+        count = (len(buf) - start) // size
+        if not count:
+            return []
+        end = start + count * size
+        chunk = bytes(buf[start:end])
+        self._start = end
+        return [chunk[i : i + size] for i in range(0, count * size, size)]
+
     def encode(self, record: Any) -> bytes:
+        if not isinstance(record, (bytes, bytearray, memoryview)):
+            raise TypeError(f"Block.encode takes bytes, not {type(record).__name__}")
         if len(record) != self.size:
-            raise ValueError(f"Block: record of {len(record)} bytes, expected {self.size}")
+            raise FilterError(f"Block: record of {len(record)} bytes, size={self.size}")
         return bytes(record)
 
     def clone(self) -> Block:

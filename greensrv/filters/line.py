@@ -1,22 +1,77 @@
-"""Line: records separated by a terminator (POE::Filter::Line)."""
+"""Line: records separated by a terminator (POE::Filter::Line).
+
+Four input modes, chosen at construction:
+
+- default: a line ends at ``\\n``, and a ``\\r`` right before it is part of the terminator, so
+  ``\\r\\n`` and ``\\n`` are both accepted (also when ``\\r`` and ``\\n`` arrive in different
+  packets: the ``\\r`` is held back, never returned as an empty line);
+- ``input_literal`` (or ``literal``): a line ends at that exact byte string;
+- ``strict_crlf=True``: a line ends at ``\\r\\n`` and a bare ``\\r`` or ``\\n`` anywhere is a
+  :class:`~greensrv.FilterError` (protocols such as SMTP, where accepting a bare ``\\n`` opens
+  the door to message smuggling);
+- ``input_regexp``: a line ends at the first match of a regular expression.
+
+Speed: when several lines are buffered, they are split, decoded and length-checked in bulk by
+C code (``bytes.split``, ``bytes.decode``, ``max(map(len, ...))``) and handed out one at a time;
+any anomaly (a bad byte, an overlong line) sends that batch through the exact one-line path,
+which reports the offending line after returning the good ones before it.
+"""
 
 from __future__ import annotations
 
+import codecs
+import re
 from typing import Any
 
 from ..errors import FilterError
-from .base import NEED_DATA, Filter
+from .base import NEED_DATA, Filter, check_limit
+
+__all__ = ["Line"]
 
 #: Longest line accepted by default: 64 KiB is far above any line-protocol command (SMTP allows
 #: 1000 bytes, IRC 512) yet caps what one client can make the server buffer.
 DEFAULT_MAX_LENGTH = 65536
 
+#: With ``input_regexp`` the length of a half-received terminator is unknown, so an unterminated
+#: buffer may exceed ``max_length`` by this many bytes before it is refused; longer terminators
+#: are unusual (a CRLF pair is 2 bytes).
+REGEXP_TERMINATOR_ALLOWANCE = 64
 
-def _to_bytes(value: str | bytes, name: str) -> bytes:
-    data = value.encode("latin-1") if isinstance(value, str) else bytes(value)
+# Codecs in which every byte below 0x80 is that ASCII character and never part of a multibyte
+# sequence, so decoding a whole batch and splitting the text equals splitting then decoding.
+_ASCII_SAFE_CODECS = frozenset({"utf-8", "ascii", "iso8859-1"})
+_STD_ERRORS = frozenset({"strict", "replace", "ignore", "surrogateescape", "backslashreplace"})
+
+_MODE_DEFAULT, _MODE_LITERAL, _MODE_STRICT, _MODE_REGEXP = range(4)
+
+
+def _to_bytes(value: str | bytes, name: str, encoding: str | None) -> bytes:
+    if isinstance(value, str):
+        data = value.encode(encoding or "latin-1")
+    elif isinstance(value, (bytes, bytearray)):
+        data = bytes(value)
+    else:
+        raise TypeError(f"Line: {name} must be str or bytes, not {type(value).__name__}")
     if not data:
         raise ValueError(f"Line: {name} must not be empty")
     return data
+
+
+def _compile(pattern: Any, encoding: str | None) -> re.Pattern[bytes]:
+    if isinstance(pattern, re.Pattern):
+        flags = pattern.flags & ~re.UNICODE
+        pattern = pattern.pattern
+    else:
+        flags = 0
+    if isinstance(pattern, str):
+        pattern = pattern.encode(encoding or "latin-1")
+    if not isinstance(pattern, (bytes, bytearray)):
+        raise TypeError(f"Line: input_regexp must be str, bytes or re.Pattern, not "
+                        f"{type(pattern).__name__}")
+    compiled = re.compile(bytes(pattern), flags)
+    if compiled.match(b"") is not None:
+        raise ValueError(f"Line: input_regexp {pattern!r} matches the empty string")
+    return compiled
 
 
 class Line(Filter):
@@ -24,71 +79,283 @@ class Line(Filter):
 
     By default input lines end at ``\\n`` with an optional ``\\r`` before it, and output lines
     end with ``\\r\\n``. ``literal`` sets one terminator for both directions; ``input_literal``
-    and ``output_literal`` set each direction. ``max_length`` bounds a line in bytes, terminator
-    excluded, and is enforced while the line is still arriving.
+    and ``output_literal`` set each direction; ``input_regexp`` ends input lines at a regular
+    expression's match; ``strict_crlf=True`` accepts only ``\\r\\n`` and refuses a bare
+    ``\\r`` or ``\\n``. ``max_length`` bounds a line in bytes, terminator excluded, and is
+    enforced while the line is still arriving. ``encode`` does not escape terminators inside a
+    record: a record containing one reaches the peer as several lines.
     """
 
-    __slots__ = ("_crlf", "_encoding", "_errors", "_in_lit", "_max", "_out_lit", "_scan", "_settings")
+    __slots__ = ("_ascii_text", "_bn", "_braw", "_batch", "_encoding", "_errors", "_lit_str",
+                 "_max", "_mode", "_out_lit", "_out_str", "_regex", "_scan", "_sep",
+                 "_settings", "_slack")
 
     def __init__(
         self,
         literal: str | bytes | None = None,
         input_literal: str | bytes | None = None,
         output_literal: str | bytes = "\r\n",
-        input_regexp: Any = None,
+        input_regexp: str | bytes | re.Pattern[Any] | None = None,
         encoding: str | None = "utf-8",
         errors: str = "strict",
         max_length: int = DEFAULT_MAX_LENGTH,
+        *,
+        strict_crlf: bool = False,
     ) -> None:
         super().__init__()
-        if input_regexp is not None:
-            raise NotImplementedError("Line: input_regexp is not supported yet")
-        if not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"Line: max_length must be a positive int, not {max_length!r}")
+        check_limit("Line: max_length", max_length)
         self._settings = dict(
             literal=literal, input_literal=input_literal, output_literal=output_literal,
             input_regexp=input_regexp, encoding=encoding, errors=errors, max_length=max_length,
+            strict_crlf=strict_crlf,
         )
-        if literal is not None:
-            input_literal = output_literal = literal
-        self._in_lit = _to_bytes(input_literal, "input_literal") if input_literal is not None else None
-        self._crlf = self._in_lit is None  # the default: "\n" with an optional "\r" before it
-        self._out_lit = _to_bytes(output_literal, "output_literal")
         if encoding is not None:
-            "".encode(encoding)  # fail at construction on an unknown codec
+            encoding = codecs.lookup(encoding).name  # fails at construction on an unknown codec
+        if not isinstance(errors, str):
+            raise TypeError(f"Line: errors must be a str, not {type(errors).__name__}")
+        codecs.lookup_error(errors)
+        if literal is not None:
+            if input_literal is not None:
+                raise ValueError("Line: give literal or input_literal, not both")
+            input_literal = output_literal = literal
+        if input_regexp is not None and input_literal is not None:
+            raise ValueError("Line: give input_regexp or an input literal, not both")
+        if strict_crlf and (input_regexp is not None or input_literal is not None):
+            raise ValueError("Line: strict_crlf fixes the input terminator to \\r\\n; "
+                             "it cannot be combined with literal, input_literal or input_regexp")
         self._encoding = encoding
         self._errors = errors
         self._max = max_length
+        self._regex: re.Pattern[bytes] | None = None
+        if input_regexp is not None:
+            self._mode = _MODE_REGEXP
+            self._regex = _compile(input_regexp, encoding)
+            self._sep = b""
+            self._slack = REGEXP_TERMINATOR_ALLOWANCE
+        elif strict_crlf:
+            self._mode, self._sep, self._slack = _MODE_STRICT, b"\r\n", 1
+        elif input_literal is not None:
+            self._sep = _to_bytes(input_literal, "input_literal", encoding)
+            self._mode, self._slack = _MODE_LITERAL, len(self._sep) - 1
+        else:
+            self._mode, self._sep, self._slack = _MODE_DEFAULT, b"\n", 1
+        self._out_lit = _to_bytes(output_literal, "output_literal", encoding)
+        safe = encoding in _ASCII_SAFE_CODECS and errors in _STD_ERRORS
+        # Decode a whole batch at once and split the text (only when that is equivalent).
+        self._ascii_text = safe and self._sep.isascii()
+        self._lit_str = self._sep.decode("ascii") if self._ascii_text else None
+        # Encode many str records with one join (only for stateless, ASCII-safe codecs).
+        self._out_str = (self._out_lit.decode(encoding)
+                         if safe and encoding is not None and self._out_lit.isascii() else None)
         self._scan = 0  # bytes before this offset are known to hold no terminator
+        self._batch: list[Any] = []  # parsed records not yet returned, last one first
+        self._braw: bytes | bytearray | None = None  # raw bytes of the current batch
+        self._bn = 0  # records in the current batch
 
+    # -- input -------------------------------------------------------------------------------
     def next_record(self) -> Any:
+        batch = self._batch
+        if batch:
+            return batch.pop()
+        lines = self._chunk()
+        if lines is None:
+            return NEED_DATA
+        if len(lines) == 1:
+            self._braw = None
+            return lines[0]
+        lines.reverse()
+        self._batch = lines
+        return lines.pop()
+
+    def feed(self, data: bytes) -> list[Any]:
+        self.receive(data)
+        batch = self._batch
+        out: list[Any] = []
+        if batch:
+            batch.reverse()
+            out = batch
+            self._batch = []
+        while True:
+            lines = self._chunk()
+            if lines is None:
+                self._braw = None
+                return out
+            if out:
+                out += lines
+            else:
+                out = lines
+
+    def _chunk(self) -> list[Any] | None:
+        """Parse every complete line buffered; None (after the length check) if there is none."""
+        if self._mode == _MODE_REGEXP:
+            return self._chunk_regexp()
         buf = self._buf
         start = self._start
-        lit = b"\n" if self._crlf else self._in_lit
+        sep = self._sep
         scan = self._scan
-        i = buf.find(lit, scan if scan > start else start)
-        if i < 0:
-            n = len(buf)
-            # Allow a half-received terminator at the end when checking the limit.
-            slack = len(lit) if self._crlf else len(lit) - 1
-            if n - start > self._max + slack:
-                self._too_long(n - start)
-            self._scan = n - len(lit) + 1
-            return NEED_DATA
+        first = buf.find(sep, scan if scan > start else start)
+        if first < 0:
+            self._check_tail()
+            return None
+        seplen = len(sep)
+        last = buf.rfind(sep, first + seplen)
+        if last < 0:  # exactly one line: the plain path
+            return [self._one(first)]
+        end = last + seplen
+        raw = buf[start:end]
+        lines = self._split(raw)
+        if lines is None:  # something to report: go line by line, good lines first
+            return self._slow_batch(end)
+        self._start = end
+        self._scan = len(buf) - seplen + 1
+        self._braw = raw
+        self._bn = len(lines)
+        return lines
+
+    def _split(self, raw: bytearray) -> list[Any] | None:
+        """Split a batch of whole lines in bulk, or None if any line needs the exact path."""
+        mode = self._mode
+        enc = self._encoding
+        limit = self._max
+        if mode == _MODE_STRICT:
+            crlf = raw.count(b"\r\n")
+            if raw.count(b"\r") != crlf or raw.count(b"\n") != crlf:
+                return None  # a bare \r or \n somewhere
+        if self._ascii_text:
+            try:
+                text = raw.decode(enc, self._errors)  # type: ignore[arg-type]
+            except UnicodeDecodeError:
+                return None
+            ascii_only = len(text) == len(raw)
+            if mode == _MODE_DEFAULT and "\r" in text:
+                text = text.replace("\r\n", "\n")
+            lines = text.split(self._lit_str)
+            if lines.pop():
+                return None  # a self-overlapping literal split otherwise than find() does
+            if ascii_only:
+                if max(map(len, lines)) > limit:
+                    return None
+                return lines
+            raw_lines = raw.split(self._sep)
+            raw_lines.pop()
+            if max(map(len, raw_lines)) > limit:
+                return None  # (a line at the limit plus its \r also takes the exact path)
+            return lines
+        data = bytes(raw)
+        if mode == _MODE_DEFAULT and b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        parts = data.split(self._sep)
+        if parts.pop():
+            return None
+        if max(map(len, parts)) > limit:
+            return None
+        if enc is None:
+            return parts
+        try:
+            errors = self._errors
+            return [p.decode(enc, errors) for p in parts]
+        except UnicodeDecodeError:
+            return None
+
+    def _slow_batch(self, end: int) -> list[Any]:
+        """Take lines one by one up to ``end``; stop before a bad one unless it is the first."""
+        begin = self._start
+        sep = self._sep
+        seplen = len(sep)
+        buf = self._buf
+        lines: list[Any] = []
+        try:
+            while True:
+                i = buf.find(sep, self._start)
+                if i < 0 or i + seplen > end:
+                    break
+                lines.append(self._one(i))
+        except FilterError:
+            if not lines:
+                raise
+        self._scan = self._start
+        self._braw = buf[begin : self._start]
+        self._bn = len(lines)
+        return lines
+
+    def _one(self, i: int) -> Any:
+        """Take the line ending at the terminator found at ``i``; exact checks."""
+        buf = self._buf
+        start = self._start
         end = i
-        if self._crlf and end > start and buf[end - 1] == 13:
-            end -= 1
+        mode = self._mode
+        if mode == _MODE_DEFAULT:
+            if end > start and buf[end - 1] == 13:
+                end -= 1
+        elif mode == _MODE_STRICT:
+            bad = buf.find(b"\n", start, i)
+            if bad < 0:
+                bad = buf.find(b"\r", start, i)
+            if bad >= 0:
+                raise FilterError(f"Line(strict_crlf=True): bare {_name(buf[bad])} at byte "
+                                  f"{bad - start} of a line; only \\r\\n ends a line")
         if end - start > self._max:
             self._too_long(end - start)
-        line = buf[start:end]
-        self._start = i + len(lit)
+        line = self._decode(buf[start:end])
+        self._start = i + len(self._sep)
+        return line
+
+    def _decode(self, raw: bytearray) -> Any:
         if self._encoding is None:
-            return bytes(line)
+            return bytes(raw)
         try:
-            return line.decode(self._encoding, self._errors)
+            return raw.decode(self._encoding, self._errors)
         except UnicodeDecodeError as exc:
             raise FilterError(f"Line: undecodable {self._encoding} input: {exc.reason} "
-                              f"at byte {exc.start} of a {end - start}-byte line") from None
+                              f"at byte {exc.start} of a {len(raw)}-byte line") from None
+
+    def _check_tail(self) -> None:
+        """No terminator buffered: refuse now if the line already passed max_length."""
+        buf = self._buf
+        n = len(buf)
+        seen = n - self._start
+        over = seen - self._max
+        if self._mode == _MODE_STRICT:
+            bare = buf.find(b"\n", max(self._scan, self._start))
+            if bare >= 0:
+                raise FilterError(f"Line(strict_crlf=True): bare \\n at byte "
+                                  f"{bare - self._start} of a line; only \\r\\n ends a line")
+        if over > 0:
+            if self._mode == _MODE_REGEXP:
+                if over > self._slack:
+                    self._too_long(seen)
+            else:
+                # The longest end of the buffer that may begin a terminator is not line.
+                partial = b"\r" if self._mode == _MODE_DEFAULT else self._sep[:-1]
+                k = min(len(partial), seen)
+                while k and not buf.endswith(partial[:k]):
+                    k -= 1
+                if over > k:
+                    self._too_long(seen - k)
+        if self._mode != _MODE_REGEXP:
+            self._scan = n - len(self._sep) + 1
+
+    def _chunk_regexp(self) -> list[Any] | None:
+        regex = self._regex
+        assert regex is not None
+        buf = self._buf
+        start = self._start
+        # A match may need bytes that arrived after an earlier search, so search again from the
+        # line's start: at most max_length + the allowance bytes, as _check_tail bounds them.
+        pos = start
+        while True:
+            m = regex.search(buf, pos)
+            if m is None:
+                self._check_tail()
+                return None
+            if m.end() > m.start():
+                break
+            pos = m.start() + 1  # an empty match is no terminator
+        if m.start() - start > self._max:
+            self._too_long(m.start() - start)
+        line = self._decode(buf[start : m.start()])
+        self._start = m.end()
+        return [line]
 
     def _too_long(self, seen: int) -> None:
         raise FilterError(f"Line: line longer than max_length={self._max} bytes "
@@ -98,34 +365,82 @@ class Line(Filter):
         self._scan = max(0, self._scan - self._start)
         super()._compact()
 
+    def pending(self) -> bytes:
+        rest = bytes(self._buf[self._start :])
+        batch = self._batch
+        raw = self._braw
+        if not batch or raw is None:
+            return rest
+        # The batch holds lines parsed from ``raw`` but not returned: find where they begin.
+        sep = self._sep
+        pos = 0
+        for _ in range(self._bn - len(batch)):
+            pos = raw.find(sep, pos) + len(sep)
+        return bytes(raw[pos:]) + rest
+
+    def pending_size(self) -> int:
+        if self._batch:
+            return len(self.pending())
+        return len(self._buf) - self._start
+
     def feed_eof(self) -> list[Any]:
         out = self.feed(b"")
-        if len(self._buf) > self._start:  # an unterminated last line is still a line
-            rest = bytes(self._buf[self._start :])
-            self._buf.clear()
+        buf = self._buf
+        if len(buf) > self._start:  # an unterminated last line is still a line
+            rest = buf[self._start :]
+            mode = self._mode
+            if mode in (_MODE_DEFAULT, _MODE_STRICT) and rest.endswith(b"\r"):
+                rest = rest[:-1]  # half of a \r\n
+            if mode == _MODE_STRICT and b"\r" in rest:
+                raise FilterError("Line(strict_crlf=True): bare \\r in the last line")
+            if len(rest) > self._max:
+                self._too_long(len(rest))
+            line = self._decode(rest)
+            buf.clear()
             self._start = self._scan = 0
-            if self._crlf and rest.endswith(b"\r"):
-                rest = rest[:-1]
-            out.append(rest if self._encoding is None else rest.decode(self._encoding, self._errors))
+            out.append(line)
         return out
 
+    # -- output ------------------------------------------------------------------------------
     def encode(self, record: Any) -> bytes:
-        if self._encoding is not None and isinstance(record, str):
+        if isinstance(record, str):
+            if self._encoding is None:
+                raise TypeError("Line(encoding=None).encode takes bytes, not str")
             return record.encode(self._encoding, self._errors) + self._out_lit
+        if not isinstance(record, (bytes, bytearray, memoryview)):
+            raise TypeError(f"Line.encode takes str or bytes, not {type(record).__name__}")
         return bytes(record) + self._out_lit
 
     def encode_many(self, records: Any) -> bytes:
-        lit = self._out_lit
-        if self._encoding is not None:
-            enc, errors = self._encoding, self._errors
-            parts = [r.encode(enc, errors) if isinstance(r, str) else bytes(r) for r in records]
-        else:
-            parts = [bytes(r) for r in records]
-        parts.append(b"")
-        return lit.join(parts)
+        lit = self._out_str
+        if lit is not None:
+            if not isinstance(records, (list, tuple)):
+                records = list(records)
+            try:
+                joined = lit.join(records)
+            except TypeError:
+                pass  # some records are bytes: the general path below
+            else:
+                if joined or records:
+                    return (joined + lit).encode(self._encoding, self._errors)  # type: ignore[arg-type]
+                return b""
+        encode = self.encode
+        return b"".join([encode(r) for r in records])
 
     def clone(self) -> Line:
-        return Line(**self._settings)
+        return Line(**self._settings)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
-        return f"Line(max_length={self._max})"
+        args = ", ".join(f"{k}={v!r}" for k, v in self._settings.items()
+                         if v != _DEFAULTS[k])
+        return f"Line({args})"
+
+
+_DEFAULTS: dict[str, Any] = dict(
+    literal=None, input_literal=None, output_literal="\r\n", input_regexp=None,
+    encoding="utf-8", errors="strict", max_length=DEFAULT_MAX_LENGTH, strict_crlf=False,
+)
+
+
+def _name(byte: int) -> str:
+    return "\\r" if byte == 13 else "\\n"

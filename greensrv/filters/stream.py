@@ -6,11 +6,21 @@ from typing import Any
 
 from .base import NEED_DATA, Filter
 
+__all__ = ["Stream"]
+
 
 class Stream(Filter):
-    """Each ``next_record`` returns all buffered bytes; ``encode`` sends bytes unchanged."""
+    """Each ``next_record`` returns all buffered bytes; ``encode`` sends bytes unchanged.
+
+    Records depend on how the peer's bytes were chunked; only their concatenation does not.
+    At the bottom of a :class:`~greensrv.filters.Stack` it is the identity layer, and a
+    ``Map`` over it acts as a mod_perl connection filter on the raw byte stream.
+    """
 
     __slots__ = ()
+
+    chunked_records = True
+    passthrough = True
 
     def next_record(self) -> Any:
         buf = self._buf
@@ -31,3 +41,6 @@ class Stream(Filter):
 
     def clone(self) -> Stream:
         return Stream()
+
+    def __repr__(self) -> str:
+        return "Stream()"
