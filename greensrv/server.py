@@ -26,7 +26,7 @@ from gevent.event import Event
 from gevent.pool import Pool
 
 from .connection import Connection
-from .errors import FilterError, TLSError
+from .errors import FilterError, GreensrvError, TLSError
 from .filters import Filter, Line
 from .listeners import Listener, adopt_socket, bind_tcp, bind_unix, parse_listen
 from .statistics import ErrorLogLimiter, Statistics
@@ -62,8 +62,14 @@ _error_log_limiter = ErrorLogLimiter(log)
 
 
 def _default_client_error(conn: Connection, exc: BaseException) -> None:
-    """Log with traceback; identical messages past a burst are counted, not each logged."""
-    _error_log_limiter.error(f"{conn.server.name}: error on {conn!r}: %s", exc)
+    """Log it; identical messages past a burst are counted, not each logged.
+
+    A client's misbehaviour (greensrv's own errors: bad framing, TLS failure, timeouts, slow
+    reader) is a one-line warning, since its traceback would only show greensrv's internals; any
+    other exception is a bug in the application and is logged with its traceback.
+    """
+    _error_log_limiter.log(f"{conn.server.name}: error on {conn!r}: %s", exc,
+                           with_traceback=not isinstance(exc, GreensrvError))
 
 
 def _default_error(server: Server, exc: BaseException) -> None:

@@ -49,7 +49,7 @@ class ErrorLogLimiter:
         self.logger = logger
         self._seen: dict[str, list[float]] = {}  # key -> [period start, count]
 
-    def error(self, prefix: str, exc: BaseException) -> None:
+    def log(self, prefix: str, exc: BaseException, with_traceback: bool = True) -> None:
         key = f"{type(exc).__qualname__}: {exc}"
         now = time.monotonic()
         entry = self._seen.get(key)
@@ -62,7 +62,10 @@ class ErrorLogLimiter:
             entry = self._seen[key] = [now, 0]
         entry[1] += 1
         if entry[1] <= self.burst:
-            self.logger.error(prefix, exc, exc_info=(type(exc), exc, exc.__traceback__))
+            if with_traceback:
+                self.logger.error(prefix, exc, exc_info=(type(exc), exc, exc.__traceback__))
+            else:
+                self.logger.warning(prefix, exc)
         elif entry[1] == self.burst + 1:
             self.logger.error("%s (repeated; further copies within %.0f s are counted, "
                               "not logged)", key, self.period)

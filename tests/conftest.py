@@ -36,7 +36,7 @@ def _live_greenlets() -> list[greenlet.greenlet]:
 @pytest.fixture
 def no_leaks():
     """Fail the test if it leaves a file descriptor or a running greenlet behind."""
-    gevent.get_hub().loop  # the hub's own descriptors are not the test's
+    _ = gevent.get_hub().loop  # the hub's own descriptors are not the test's
     gc.collect()
     fds_before = _open_fds()
     glets_before = {id(g) for g in _live_greenlets()}
