@@ -165,10 +165,11 @@ class Connection:
         ``TimeoutError`` after ``timeout`` seconds without a record (nothing is lost: the
         bytes received so far stay buffered for the next call).
         """
-        record = self._in.next_record()
-        if record is NEED_DATA:
-            return self._get_slow(timeout)
-        return record
+        if len(self._outbuf) <= self._high:
+            record = self._in.next_record()
+            if record is not NEED_DATA:
+                return record
+        return self._get_slow(timeout)
 
     def __iter__(self) -> Iterator[Any]:
         get = self.get
@@ -180,18 +181,27 @@ class Connection:
 
     def _get_slow(self, timeout: float | None) -> Any:
         deadline = None if timeout is None else _monotonic() + timeout
+        just_read = False
         while True:
+            # Backpressure: while output is above high_mark, no record is handed out (so a
+            # handler cannot turn records already parsed into unbounded output) and nothing is
+            # read. Once input has ended, parsed records are still handed out, to be answered.
+            if len(self._outbuf) > self._high:
+                while len(self._outbuf) > self._low and not self._input_stopped:
+                    self._wait_for_drain(deadline)
+            record = self._in.next_record()
+            if record is not NEED_DATA:
+                if just_read:
+                    # A record completes only right after a read: the one place where the
+                    # unfinished record that record_timeout watches can end.
+                    self._partial_since = None
+                return record
             if self._eof_records:
                 return self._eof_records.popleft()
             if self._input_done:
                 raise EOFError("no more input from this client")
             self._read_more(deadline)
-            record = self._in.next_record()
-            if record is not NEED_DATA:
-                # A record completes only right after a read, so this is the one place where
-                # the unfinished record the record_timeout watches can end.
-                self._partial_since = None
-                return record
+            just_read = True
 
     def _read_more(self, deadline: float | None) -> None:
         """Read one chunk into the input filter, or end input; waits as needed."""
@@ -199,9 +209,6 @@ class Connection:
             if self._input_stopped:
                 self._input_done = True
                 return
-            if len(self._outbuf) > self._high:
-                self._wait_for_drain(deadline)
-                continue
             transport = self._transport
             if self._maybe_more or transport.pending():
                 data = self._recv(transport)
@@ -419,7 +426,7 @@ class Connection:
             self._send_fin()
 
     def _drained_below_low(self) -> None:
-        if self._waiting is not None and not self._input_done:
+        if self._waiting is not None:
             self._loop.run_callback(self._wake)
         self._output_event("low")
 

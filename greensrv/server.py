@@ -295,10 +295,10 @@ class Server:
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         """Bind every address and start accepting in the background."""
+        if self._stopping or self._closed:
+            raise RuntimeError("a stopped server cannot be started again")
         if self._started:
             return
-        if self._closed:
-            raise RuntimeError("a stopped server cannot be started again")
         sockets = []
         try:
             for kind, value in self._listen_specs:
