@@ -626,9 +626,5 @@ class Connection:
 
 
 def _pending_size(f: Filter) -> int:
-    """Bytes of an unfinished record held by the filter (cheap for the built-in filters)."""
-    size = getattr(f, "pending_size", None)
-    if size is not None:
-        n: int = size()
-        return n
-    return len(f.pending())
+    """Bytes of an unfinished record held by the filter."""
+    return f.pending_size()

@@ -95,7 +95,7 @@ class Filter:
                 f"{type(self).__name__} reads bytes, but the layer below it yields "
                 f"{type(record).__name__} records (use encoding=None on a Line below it)"
             )
-        self.receive(record)
+        self.receive(bytes(record) if isinstance(record, memoryview) else record)  # type: ignore[arg-type]
 
     def next_record(self) -> Any:
         """Return the next complete record, or :data:`NEED_DATA` if none is buffered."""
@@ -104,7 +104,7 @@ class Filter:
     def feed(self, data: bytes) -> list[Any]:
         """Buffer ``data`` and return every complete record now available (POE's ``get``)."""
         self.receive(data)
-        out = []
+        out: list[Any] = []
         next_record = self.next_record
         while True:
             record = next_record()

@@ -40,7 +40,9 @@ REGEXP_TERMINATOR_ALLOWANCE = 64
 # Codecs in which every byte below 0x80 is that ASCII character and never part of a multibyte
 # sequence, so decoding a whole batch and splitting the text equals splitting then decoding.
 _ASCII_SAFE_CODECS = frozenset({"utf-8", "ascii", "iso8859-1"})
-_STD_ERRORS = frozenset({"strict", "replace", "ignore", "surrogateescape", "backslashreplace"})
+# Error handlers whose output never contains an ASCII character (so never a literal terminator):
+# not "backslashreplace", whose "\\xff" could contain one.
+_STD_ERRORS = frozenset({"strict", "replace", "ignore", "surrogateescape"})
 
 _MODE_DEFAULT, _MODE_LITERAL, _MODE_STRICT, _MODE_REGEXP = range(4)
 
@@ -58,6 +60,7 @@ def _to_bytes(value: str | bytes, name: str, encoding: str | None) -> bytes:
 
 
 def _compile(pattern: Any, encoding: str | None) -> re.Pattern[bytes]:
+    flags: int
     if isinstance(pattern, re.Pattern):
         flags = pattern.flags & ~re.UNICODE
         pattern = pattern.pattern
@@ -88,7 +91,7 @@ class Line(Filter):
 
     __slots__ = ("_ascii_text", "_bn", "_braw", "_batch", "_encoding", "_errors", "_lit_str",
                  "_max", "_mode", "_out_lit", "_out_str", "_regex", "_scan", "_sep",
-                 "_settings", "_slack")
+                 "_settings", "_slack", "_utf8")
 
     def __init__(
         self,
@@ -147,6 +150,7 @@ class Line(Filter):
         # Encode many str records with one join (only for stateless, ASCII-safe codecs).
         self._out_str = (self._out_lit.decode(encoding)
                          if safe and encoding is not None and self._out_lit.isascii() else None)
+        self._utf8 = encoding == "utf-8" and errors == "strict"
         self._scan = 0  # bytes before this offset are known to hold no terminator
         self._batch: list[Any] = []  # parsed records not yet returned, last one first
         self._braw: bytes | bytearray | None = None  # raw bytes of the current batch
@@ -217,21 +221,30 @@ class Line(Filter):
         mode = self._mode
         enc = self._encoding
         limit = self._max
-        if mode == _MODE_STRICT:
-            crlf = raw.count(b"\r\n")
-            if raw.count(b"\r") != crlf or raw.count(b"\n") != crlf:
-                return None  # a bare \r or \n somewhere
+        short = len(raw) <= limit  # then no line in it can be too long
         if self._ascii_text:
             try:
                 text = raw.decode(enc, self._errors)  # type: ignore[arg-type]
             except UnicodeDecodeError:
                 return None
             ascii_only = len(text) == len(raw)
-            if mode == _MODE_DEFAULT and "\r" in text:
-                text = text.replace("\r\n", "\n")
-            lines = text.split(self._lit_str)
+            if mode == _MODE_DEFAULT:
+                if "\r" in text:
+                    lines = text.split("\r\n")
+                    if len(lines) - 1 != raw.count(b"\n"):  # some lines end in a bare \n
+                        lines = text.replace("\r\n", "\n").split("\n")
+                else:
+                    lines = text.split("\n")
+            else:
+                lines = text.split(self._lit_str)
+                if mode == _MODE_STRICT:
+                    crlf = len(lines) - 1
+                    if raw.count(b"\r") != crlf or raw.count(b"\n") != crlf:
+                        return None  # a bare \r or \n somewhere: the exact path reports it
             if lines.pop():
                 return None  # a self-overlapping literal split otherwise than find() does
+            if short:
+                return lines
             if ascii_only:
                 if max(map(len, lines)) > limit:
                     return None
@@ -242,12 +255,19 @@ class Line(Filter):
                 return None  # (a line at the limit plus its \r also takes the exact path)
             return lines
         data = bytes(raw)
+        if mode == _MODE_STRICT:
+            crlf = data.count(b"\r\n")
+            if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
+                return None
         if mode == _MODE_DEFAULT and b"\r" in data:
-            data = data.replace(b"\r\n", b"\n")
-        parts = data.split(self._sep)
+            parts = data.split(b"\r\n")
+            if len(parts) - 1 != data.count(b"\n"):
+                parts = data.replace(b"\r\n", b"\n").split(b"\n")
+        else:
+            parts = data.split(self._sep)
         if parts.pop():
             return None
-        if max(map(len, parts)) > limit:
+        if not short and max(map(len, parts)) > limit:
             return None
         if enc is None:
             return parts
@@ -358,7 +378,7 @@ class Line(Filter):
         return [line]
 
     def _too_long(self, seen: int) -> None:
-        raise FilterError(f"Line: line longer than max_length={self._max} bytes "
+        raise FilterError(f"{type(self).__name__}: line longer than max_length={self._max} bytes "
                           f"({seen} bytes without a terminator)")
 
     def _compact(self) -> None:
@@ -403,6 +423,10 @@ class Line(Filter):
 
     # -- output ------------------------------------------------------------------------------
     def encode(self, record: Any) -> bytes:
+        if type(record) is bytes:
+            return record + self._out_lit
+        if self._utf8 and type(record) is str:
+            return record.encode() + self._out_lit
         if isinstance(record, str):
             if self._encoding is None:
                 raise TypeError("Line(encoding=None).encode takes bytes, not str")
@@ -424,6 +448,15 @@ class Line(Filter):
                 if joined or records:
                     return (joined + lit).encode(self._encoding, self._errors)  # type: ignore[arg-type]
                 return b""
+        else:
+            if not isinstance(records, (list, tuple)):
+                records = list(records)
+            try:
+                joined_bytes = self._out_lit.join(records)
+            except TypeError:
+                pass
+            else:
+                return joined_bytes + self._out_lit if records else b""
         encode = self.encode
         return b"".join([encode(r) for r in records])
 

@@ -1,4 +1,4 @@
-"""Stream: pass-through framing, records are the byte chunks as they arrive (POE::Filter::Stream)."""
+"""Stream: the byte chunks as they arrive, unframed (POE::Filter::Stream)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,432 @@
+"""Resp: the Redis serialization protocol, version 2 (https://redis.io/docs/reference/protocol-spec/).
+
+Records, both ways:
+
+============================  =======================================  ==========================
+RESP2 type                    decoded as                               encoded from
+============================  =======================================  ==========================
+simple string ``+OK``         ``str`` (UTF-8, surrogateescape)         ``str`` without CR or LF
+error ``-ERR x``              :class:`RespError`                       :class:`RespError`
+integer ``:42``               ``int``                                  ``int`` (``bool`` as 1/0)
+bulk string ``$3 foo``        ``bytes``                                ``bytes``, ``bytearray``,
+                                                                       ``memoryview``; a ``str``
+                                                                       with CR/LF; a ``float``
+null bulk ``$-1``             ``None``                                 ``None``
+array ``*2 ...``              ``list`` (nested as deep as max_depth)   ``list`` or ``tuple``
+null array ``*-1``            ``None``                                 (``None`` is a null bulk)
+inline command ``PING a b``   ``list`` of ``bytes`` (input only)       —
+============================  =======================================  ==========================
+
+A request from a real client (``redis-cli``, ``redis-benchmark``, redis-py) is an array of bulk
+strings, so a server sees ``[b"SET", b"key", b"value"]``; an inline command typed into telnet
+(split on spaces and tabs, without Redis's quoting rules) gives the same shape. To send a request
+yourself, encode a list of ``bytes`` (a list of ``str`` would be simple strings, which Redis
+refuses in a request).
+
+Parsing is incremental: an array's elements already parsed are kept while the rest arrives,
+a bulk string's payload is not looked at until all of it is there, and a line is never searched
+twice, so a peer sending one byte at a time costs linear time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import FilterError
+from .base import NEED_DATA, Filter, check_limit
+
+__all__ = ["Resp", "RespError"]
+
+#: Longest bulk string accepted by default: 16 MiB is far above the values a Redis-like
+#: in-process service stores, while a forged length cannot make one client buffer Redis's
+#: own 512 MB limit. Raise it for large values.
+DEFAULT_MAX_BULK_LENGTH = 16 * 1024 * 1024
+#: Most elements in one array: 1 Mi, as Redis allows for a command's arguments.
+DEFAULT_MAX_ARRAY_LENGTH = 1024 * 1024
+#: Deepest array nesting: commands are flat and replies nest a few levels; deeper nesting only
+#: serves to exhaust memory or the stack of whoever walks the value.
+DEFAULT_MAX_DEPTH = 32
+#: Longest line (inline command, simple string, error, integer or length header): Redis's own
+#: limit for inline commands (PROTO_INLINE_MAX_SIZE, 64 KiB).
+DEFAULT_MAX_LINE_LENGTH = 64 * 1024
+#: Largest whole message (an array and everything in it): bounds what one command with many
+#: large arguments makes the server buffer before the command is complete.
+DEFAULT_MAX_MESSAGE_LENGTH = 64 * 1024 * 1024
+
+#: Below this many buffered bytes the exact parser is as fast as a split.
+_FAST_MIN = 256
+
+#: Digits allowed in a length or integer: a signed 64-bit integer has at most 19 and a sign.
+_MAX_INT_CHARS = 20
+
+_TYPE_BYTES = frozenset(b"$*+-:")
+
+#: Length headers the bulk fast path recognises by a dict lookup (longer ones take the exact
+#: path); arrays of up to this many bulk strings are checked in bulk.
+_FAST_BULK = {b"$%d" % i: i for i in range(4096)}
+_FAST_ARRAY = {b"*%d" % i: i for i in range(1, 256)}
+
+
+class RespError:
+    """A RESP error reply (``-ERR message``): compare, print or raise it yourself."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RespError) and other.message == self.message
+
+    def __hash__(self) -> int:
+        return hash((RespError, self.message))
+
+    def __repr__(self) -> str:
+        return f"RespError({self.message!r})"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Resp(Filter):
+    """RESP2 values both ways; inline commands accepted on input. See the module docstring."""
+
+    __slots__ = ("_batch", "_bends", "_bregion", "_btoks", "_fast_from", "_max_array", "_max_bulk",
+                 "_max_depth", "_max_line", "_max_message", "_need", "_pos", "_scan", "_stack")
+
+    def __init__(
+        self,
+        max_bulk_length: int = DEFAULT_MAX_BULK_LENGTH,
+        max_array_length: int = DEFAULT_MAX_ARRAY_LENGTH,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+        max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
+    ) -> None:
+        super().__init__()
+        self._max_bulk = check_limit("Resp: max_bulk_length", max_bulk_length, 0)
+        self._max_array = check_limit("Resp: max_array_length", max_array_length, 0)
+        self._max_depth = check_limit("Resp: max_depth", max_depth)
+        self._max_line = check_limit("Resp: max_line_length", max_line_length, 3)
+        self._max_message = check_limit("Resp: max_message_length", max_message_length, 3)
+        self._pos = 0  # parse position; self._start is where the current message began
+        self._need = 0  # no progress is possible before the buffer holds this many bytes
+        self._scan = 0  # no line terminator before this offset (for the element at _pos)
+        self._stack: list[list[Any]] = []  # open arrays: [elements so far, elements left]
+        # The bulk path: messages parsed from one split of the buffer, handed out one at a time.
+        self._batch: list[Any] = []  # parsed messages not yet returned, last one first
+        self._btoks: list[bytes] = []  # the split the batch came from
+        self._bends: list[int] = []  # token index where each message of the batch ends
+        self._bregion = b""  # the bytes that were split
+        self._fast_from = 0  # bytes before this offset were split once: no bulk path there
+
+    # -- input -------------------------------------------------------------------------------
+    def next_record(self) -> Any:
+        batch = self._batch
+        if batch:
+            return batch.pop()
+        buf = self._buf
+        start = self._start
+        if (self._pos == start and not self._need and self._scan <= start
+                and start >= self._fast_from and len(buf) - start >= _FAST_MIN):
+            batch = self._bulk_parse()
+            if batch:
+                return batch.pop()
+        return self._parse_one()
+
+    def feed(self, data: bytes) -> list[Any]:
+        self.receive(data)
+        out: list[Any] = []
+        batch = self._batch
+        if batch:
+            batch.reverse()
+            out = batch
+            self._batch = []
+        next_record = self.next_record
+        while True:
+            record = next_record()
+            if record is NEED_DATA:
+                return out
+            batch = self._batch
+            if batch:
+                out.append(record)
+                batch.reverse()
+                out += batch
+                self._batch = []
+            else:
+                out.append(record)
+
+    def _bulk_parse(self) -> list[Any]:
+        """Parse the complete messages in the buffer from one ``split`` (C speed).
+
+        Handles the common shapes (bulk strings, arrays of bulk strings, simple strings,
+        integers, errors, nulls); stops at anything else (nested arrays, inline commands, a bulk
+        string holding CRLF, an incomplete message, a limit reached), which the exact parser
+        then takes, one message at a time, up to the end of what was split here.
+        """
+        buf = self._buf
+        start = self._start
+        region = bytes(buf[start:])
+        self._fast_from = start + len(region)
+        if len(region) > self._max_message:
+            return []
+        toks = region.split(b"\r\n")
+        ntok = len(toks) - 1  # the last token is not CRLF-terminated: not complete
+        bulk_get = _FAST_BULK.get
+        array_get = _FAST_ARRAY.get
+        max_bulk = self._max_bulk
+        max_line = self._max_line
+        max_array = self._max_array
+        small_bulk = max_bulk < len(_FAST_BULK)  # else every cached length is allowed
+        out: list[Any] = []
+        ends: list[int] = []
+        i = 0
+        while i < ntok:
+            tok = toks[i]
+            length = bulk_get(tok)
+            if length is not None:
+                i += 1
+                if i >= ntok or len(toks[i]) != length or length > max_bulk:
+                    i -= 1
+                    break
+                out.append(toks[i])
+            else:
+                count = array_get(tok)
+                if count is not None:
+                    end = i + 2 * count
+                    if end >= ntok or count > max_array:
+                        break
+                    payloads = toks[i + 2 : end + 1 : 2]
+                    lengths = list(map(len, payloads))
+                    if list(map(bulk_get, toks[i + 1 : end : 2])) != lengths or (
+                            small_bulk and max(lengths) > max_bulk):
+                        break
+                    out.append(payloads)
+                    i = end
+                else:
+                    head = tok[:1]
+                    if len(tok) > max_line or b"\r" in tok or b"\n" in tok:
+                        break
+                    if head == b"+":
+                        out.append(tok[1:].decode("utf-8", "surrogateescape"))
+                    elif head == b":" and 1 < len(tok) <= _MAX_INT_CHARS + 1 and (
+                            tok[1:].isdigit() or (tok[1:2] == b"-" and tok[2:].isdigit())):
+                        out.append(int(tok[1:]))
+                    elif head == b"-":
+                        out.append(RespError(tok[1:].decode("utf-8", "surrogateescape")))
+                    elif tok == b"$-1" or tok == b"*-1":
+                        out.append(None)
+                    elif tok == b"*0":
+                        out.append([])
+                    else:
+                        break
+            i += 1
+            ends.append(i)
+        if not out:
+            return out
+        consumed = sum(map(len, toks[:i])) + 2 * i
+        self._start = self._pos = start + consumed
+        if len(out) > 1:
+            self._btoks = toks
+            self._bends = ends
+            self._bregion = region
+        out.reverse()
+        self._batch = out
+        return out
+
+    def _parse_one(self) -> Any:
+        buf = self._buf
+        n = len(buf)
+        if n < self._need:
+            return NEED_DATA
+        pos = self._pos
+        stack = self._stack
+        value: Any
+        while pos < n:
+            t = buf[pos]
+            if t in _TYPE_BYTES:
+                scan = self._scan
+                nl = buf.find(b"\r\n", scan if scan > pos else pos)
+                if nl < 0:
+                    self._scan = n - 1
+                    if n - pos > self._max_line + 1:
+                        self._error(f"line longer than max_line_length={self._max_line} "
+                                    f"({n - pos} bytes without CRLF)")
+                    break
+                if nl - pos > self._max_line:
+                    self._error(f"line longer than max_line_length={self._max_line} "
+                                f"({nl - pos} bytes)")
+                if t == 36:  # $ bulk string
+                    length = self._int(buf, pos + 1, nl)
+                    if length < 0:
+                        if length != -1:
+                            self._error(f"bulk length {length}")
+                        value = None
+                        pos = nl + 2
+                    else:
+                        if length > self._max_bulk:
+                            self._error(f"bulk string of {length} bytes over max_bulk_length="
+                                        f"{self._max_bulk}")
+                        end = nl + 2 + length
+                        if end + 2 > n:
+                            self._pos = pos
+                            self._need = end + 2
+                            self._check_message(end + 2)
+                            return NEED_DATA
+                        if buf[end] != 13 or buf[end + 1] != 10:
+                            self._error(f"no CRLF after a {length}-byte bulk string")
+                        value = bytes(buf[nl + 2 : end])
+                        pos = end + 2
+                elif t == 42:  # * array
+                    count = self._int(buf, pos + 1, nl)
+                    pos = nl + 2
+                    if count < 0:
+                        if count != -1:
+                            self._error(f"array length {count}")
+                        value = None
+                    elif count > self._max_array:
+                        self._error(f"array of {count} elements over max_array_length="
+                                    f"{self._max_array}")
+                    elif count == 0:
+                        value = []
+                    else:
+                        if len(stack) >= self._max_depth:
+                            self._error(f"arrays nested deeper than max_depth={self._max_depth}")
+                        stack.append([[], count])
+                        continue
+                elif t == 58:  # : integer
+                    value = self._int(buf, pos + 1, nl)
+                    pos = nl + 2
+                else:
+                    text = bytes(buf[pos + 1 : nl])
+                    if b"\r" in text or b"\n" in text:
+                        self._error("CR or LF inside a simple string or error")
+                    s = text.decode("utf-8", "surrogateescape")
+                    value = s if t == 43 else RespError(s)
+                    pos = nl + 2
+            elif stack:
+                self._error(f"unexpected byte {bytes([t])!r} where an array element begins")
+            else:  # an inline command
+                scan = self._scan
+                nl = buf.find(b"\n", scan if scan > pos else pos)
+                if nl < 0:
+                    self._scan = n
+                    if n - pos > self._max_line + 1:
+                        self._error(f"inline command longer than max_line_length="
+                                    f"{self._max_line} ({n - pos} bytes without a newline)")
+                    break
+                if nl - pos > self._max_line + 1:
+                    self._error(f"inline command longer than max_line_length={self._max_line} "
+                                f"({nl - pos} bytes)")
+                args = bytes(buf[pos:nl]).split()
+                pos = nl + 1
+                if not args:  # an empty line: Redis ignores it
+                    self._start = self._pos = pos
+                    continue
+                if len(args) > self._max_array:
+                    self._error(f"inline command of {len(args)} arguments over "
+                                f"max_array_length={self._max_array}")
+                value = args
+            # Hand the value to the open array, closing every array it completes.
+            while stack:
+                top = stack[-1]
+                top[0].append(value)
+                top[1] -= 1
+                if top[1]:
+                    break
+                value = top[0]
+                stack.pop()
+            else:
+                self._start = self._pos = pos
+                self._need = self._scan = 0
+                return value
+        self._pos = pos
+        self._check_message(n)
+        return NEED_DATA
+
+    def _int(self, buf: bytearray, begin: int, end: int) -> int:
+        text = buf[begin:end]
+        if 0 < end - begin <= _MAX_INT_CHARS:
+            if text.isdigit():
+                return int(text)
+            if text[0] == 45 and text[1:].isdigit():  # "-"
+                return -int(text[1:])
+        self._error(f"bad integer {bytes(text[:_MAX_INT_CHARS + 4])!r}")
+        raise AssertionError  # unreachable: for type checkers
+
+    def _check_message(self, size_end: int) -> None:
+        size = size_end - self._start
+        if size > self._max_message:
+            self._error(f"message of {size} bytes or more over max_message_length="
+                        f"{self._max_message}")
+
+    def _error(self, what: str) -> None:
+        raise FilterError(f"Resp: {what}")
+
+    def _compact(self) -> None:
+        start = self._start
+        self._pos -= start
+        self._need = max(0, self._need - start)
+        self._scan = max(0, self._scan - start)
+        self._fast_from = max(0, self._fast_from - start)
+        super()._compact()
+
+    def pending(self) -> bytes:
+        rest = bytes(self._buf[self._start :])
+        batch = self._batch
+        if not batch:
+            return rest
+        # Messages of the batch not yet returned begin after the last one returned.
+        returned = len(self._bends) - len(batch)
+        index = self._bends[returned - 1] if returned else 0
+        toks = self._btoks
+        offset = sum(map(len, toks[:index])) + 2 * index
+        total = sum(map(len, toks[: self._bends[-1]])) + 2 * self._bends[-1]
+        return self._bregion[offset:total] + rest
+
+    def pending_size(self) -> int:
+        return len(self.pending()) if self._batch else len(self._buf) - self._start
+
+    # -- output ------------------------------------------------------------------------------
+    def encode(self, record: Any) -> bytes:
+        t = type(record)
+        if t is bytes:
+            return b"$%d\r\n%b\r\n" % (len(record), record)
+        if t is list or t is tuple:
+            encode = self.encode
+            return b"*%d\r\n" % len(record) + b"".join([encode(r) for r in record])
+        if t is str:
+            data = record.encode("utf-8", "surrogateescape")
+            if b"\r" in data or b"\n" in data:
+                return b"$%d\r\n%b\r\n" % (len(data), data)
+            return b"+%b\r\n" % data
+        if t is int or t is bool:
+            return b":%d\r\n" % record
+        if record is None:
+            return b"$-1\r\n"
+        if t is RespError:
+            data = record.message.encode("utf-8", "surrogateescape")
+            return b"-%b\r\n" % data.replace(b"\r", b" ").replace(b"\n", b" ")
+        if isinstance(record, (bytes, bytearray, memoryview)):
+            data = bytes(record)
+            return b"$%d\r\n%b\r\n" % (len(data), data)
+        if isinstance(record, float):
+            data = repr(record).encode()
+            return b"$%d\r\n%b\r\n" % (len(data), data)
+        if isinstance(record, (list, tuple, str, int, RespError)):
+            return self.encode(_base_type(record))
+        raise TypeError(f"Resp.encode cannot encode {type(record).__name__}")
+
+    def clone(self) -> Resp:
+        return Resp(self._max_bulk, self._max_array, self._max_depth, self._max_line,
+                    self._max_message)
+
+    def __repr__(self) -> str:
+        return "Resp()"
+
+
+def _base_type(record: Any) -> Any:
+    """A subclass instance as its base type (``encode`` dispatches on exact types)."""
+    if isinstance(record, RespError):
+        return RespError(record.message)
+    base: Any = next(t for t in (bool, int, str, list, tuple) if isinstance(record, t))
+    return base(record)

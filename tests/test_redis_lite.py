@@ -1,0 +1,210 @@
+"""examples/redis_lite.py serves the real Redis clients: redis-py, redis-cli and redis-benchmark.
+
+The example runs as a subprocess on a free loopback port; readiness is a successful TCP
+connect, polled against a deadline. redis-cli and redis-benchmark come from Debian's
+``redis-tools`` (installed by ``.ci/run``); the tests that need one skip, saying so, when it is
+absent.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import greensrv
+
+redis = pytest.importorskip("redis", reason="the redis client is in the [test] extra")
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "redis_lite.py"
+#: The directory holding the greensrv package under test, for the subprocess's PYTHONPATH.
+PACKAGE_ROOT = Path(greensrv.__file__).resolve().parent.parent
+#: Upper bound for anything that takes a fraction of a second on an idle machine.
+DEADLINE = 20.0
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def need(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        pytest.skip(f"{binary} is not installed (Debian package redis-tools)")
+    return path
+
+
+class RedisLite:
+    def __init__(self, log_path: Path) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(EXAMPLE), "--port", str(self.port)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"redis_lite exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=DEADLINE).close()
+                return
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"redis_lite did not listen within {DEADLINE} s:\n{self.log()}")
+                time.sleep(0.02)  # poll interval, not synchronisation
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"redis_lite ignored SIGTERM:\n{self.log()}")
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run([need("redis-cli"), "-p", str(self.port), *args],
+                                capture_output=True, timeout=DEADLINE, text=True)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisLite]:
+    srv = RedisLite(tmp_path / "redis_lite.log")
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        assert srv.stop() == 0, srv.log()
+
+
+@pytest.fixture
+def client(server: RedisLite) -> Iterator[redis.Redis]:
+    # redis-py 8 asks for RESP3 with HELLO 3 by default; this server speaks RESP2.
+    r = redis.Redis(port=server.port, protocol=2, socket_timeout=DEADLINE)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def test_redis_py_commands(client):
+    assert client.ping() is True
+    assert client.echo("héllo") == "héllo".encode()
+    assert client.set("k", b"\x00binary\r\n") is True
+    assert client.get("k") == b"\x00binary\r\n"
+    assert client.get("missing") is None
+    assert client.incr("n") == 1
+    assert client.incr("n", 41) == 42
+    assert client.exists("k", "n", "missing") == 2
+    assert client.mget("k", "missing", "n") == [b"\x00binary\r\n", None, b"42"]
+    assert client.delete("k", "missing") == 1
+    assert client.exists("k") == 0
+
+
+def test_redis_py_errors(client):
+    with pytest.raises(redis.ResponseError, match="unknown command 'NOPE'"):
+        client.execute_command("NOPE", "x")
+    client.set("text", "abc")
+    with pytest.raises(redis.ResponseError, match="not an integer"):
+        client.incr("text")
+    with pytest.raises(redis.ResponseError, match="wrong number of arguments"):
+        client.execute_command("GET")
+    assert client.ping()  # the connection survives error replies
+
+
+def test_redis_py_pipeline_of_a_thousand(client):
+    pipe = client.pipeline(transaction=False)  # no MULTI/EXEC in this subset
+    for i in range(1000):
+        pipe.set(f"key:{i}", i)
+        pipe.incr("counter")
+    replies = pipe.execute()
+    assert replies[-1] == 1000
+    assert client.mget("key:0", "key:999") == [b"0", b"999"]
+
+
+def test_redis_py_asking_for_resp3_gets_a_clear_error(server):
+    r = redis.Redis(port=server.port, socket_timeout=DEADLINE, protocol=3)
+    with pytest.raises(redis.ResponseError, match="NOPROTO"):
+        r.ping()
+    r.close()
+
+
+def test_redis_cli(server):
+    assert server.cli("SET", "greeting", "hello world") == "OK\n"
+    assert server.cli("GET", "greeting") == "hello world\n"
+    assert server.cli("--no-raw", "GET", "nothing") == "(nil)\n"
+    assert server.cli("INCR", "visits") == "1\n"
+    assert server.cli("--no-raw", "MGET", "greeting", "nothing") == '1) "hello world"\n2) (nil)\n'
+    assert server.cli("PING") == "PONG\n"
+    assert "unknown command" in server.cli("FROB")
+
+
+def test_redis_cli_pipe_mode(server):
+    """``redis-cli --pipe`` streams many commands as fast as it can write them."""
+    commands = "".join(f"SET bulk:{i} {i}\r\n" for i in range(2000)).encode()
+    result = subprocess.run([need("redis-cli"), "-p", str(server.port), "--pipe"],
+                            input=commands, capture_output=True, timeout=DEADLINE)
+    assert result.returncode == 0, result.stderr
+    assert b"errors: 0, replies: 2000" in result.stdout
+    assert server.cli("GET", "bulk:1999") == "1999\n"
+
+
+@pytest.mark.parametrize("pipeline", ["1", "16"])
+def test_redis_benchmark(server, pipeline):
+    result = subprocess.run(
+        [need("redis-benchmark"), "-p", str(server.port), "-t", "ping,set,get,incr",
+         "-n", "2000", "-c", "4", "-P", pipeline, "-q"],
+        capture_output=True, timeout=60, text=True)
+    assert result.returncode == 0, result.stderr + server.log()
+    summary = [line.rsplit("\r", 1)[-1] for line in result.stdout.splitlines()]
+    for test in ("PING_INLINE", "PING_MBULK", "SET", "GET", "INCR"):
+        assert any(line.startswith(f"{test}: ") and "requests per second" in line
+                   for line in summary), result.stdout
+    assert "Could not fetch server CONFIG" not in result.stderr
+
+
+def test_inline_commands_over_a_raw_socket(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as s:
+        s.sendall(b"PING\r\nECHO hi\nSET a 1\r\nINCR a\r\nQUIT\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    assert data == b"+PONG\r\n$2\r\nhi\r\n+OK\r\n:2\r\n+OK\r\n"
+
+
+def test_protocol_error_closes_only_that_client(server, client):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as s:
+        s.sendall(b"*1\r\n$-5\r\n")
+        try:
+            data = s.recv(4096)
+        except ConnectionResetError:
+            data = b""
+        assert data == b""  # the FilterError closes this connection
+    assert client.ping()  # others are unaffected
