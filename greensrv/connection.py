@@ -106,9 +106,9 @@ class Connection:
         self._writing = False  # the write watcher is started
         self._flush_scheduled = False
         self._flush_event: Event | None = None
-        self._events: deque[str] = deque()
+        self._events: deque[str] | None = None  # made on first use: a deque costs 760 bytes
         self._event_glet: Any = None
-        self._eof_records: deque[Any] = deque()
+        self._eof_records: deque[Any] | None = None  # records the filter gave at EOF
         self._input_done = False  # no more bytes will be read
         self._input_stopped = False  # we ended input (shutdown, stop, idle, close)
         self._maybe_more = False  # the last read filled its buffer: more may be waiting
@@ -245,7 +245,9 @@ class Connection:
         self._maybe_more = False
         if peer_closed:
             # The peer's last record may lack its terminator; the filter decides.
-            self._eof_records.extend(self._in.feed_eof())
+            records = self._in.feed_eof()
+            if records:
+                self._eof_records = deque(records)
 
     def _wait_readable(self, deadline: float | None) -> str:
         """Wait for input, honouring the get() deadline, idle_timeout and record_timeout."""
@@ -452,15 +454,19 @@ class Connection:
         callback = self.server._output_callbacks.get(kind)
         if callback is None or self._closed:
             return
+        if self._events is None:
+            self._events = deque()
         self._events.append(kind)
         if self._event_glet is None:
             self._event_glet = gevent.spawn(self._run_output_events)
 
     def _run_output_events(self) -> None:
         callbacks = self.server._output_callbacks
+        events = self._events
+        assert events is not None
         try:
-            while self._events and not self._closed:
-                kind = self._events.popleft()
+            while events and not self._closed:
+                kind = events.popleft()
                 try:
                     callbacks[kind](self)
                 except Exception as exc:
