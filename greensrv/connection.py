@@ -292,14 +292,19 @@ class Connection:
                     f"({_pending_size(self._in)} bytes of it received)")
             self._stop_input()
             return _WAKE
-        raise TimeoutError("no record within the timeout")
+        if deadline is not None and _monotonic() >= deadline - 1e-3:
+            raise TimeoutError("no record within the timeout")
+        # libev timers count from the loop's cached time, so one armed late in a busy loop
+        # iteration can fire early: no limit is reached yet, so wait again for the rest.
+        return _WAKE
 
     def _wait_for_drain(self, deadline: float | None) -> None:
         """Reading is paused by backpressure: wait until output drains below low_mark."""
         timeout = None if deadline is None else deadline - _monotonic()
         if timeout is not None and timeout <= 0:
             raise TimeoutError("no record within the timeout (reading paused by backpressure)")
-        if self._wait(None, timeout) is _TIMEOUT:
+        if (self._wait(None, timeout) is _TIMEOUT and deadline is not None
+                and _monotonic() >= deadline - 1e-3):
             raise TimeoutError("no record within the timeout (reading paused by backpressure)")
         if self._partial_since is not None:  # the client could not send while we did not read
             self._partial_since = _monotonic()

@@ -1,0 +1,65 @@
+"""The fault suite runs only when asked for: ``tox -e faults`` (``pytest -m faults tests/faults``).
+
+A plain ``pytest`` collects these tests but skips them, so the normal suite stays fast on every
+Python version. At the end of a run the figures each scenario measured are printed as one table.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+from faultkit import FIGURES, ServerProcess
+
+
+def pytest_collection_modifyitems(config, items):
+    if "faults" in (config.getoption("markexpr", "") or ""):
+        return
+    skip = pytest.mark.skip(reason="fault-injection suite: run it with `tox -e faults` "
+                                   "(pytest -m faults tests/faults)")
+    for item in items:
+        if item.get_closest_marker("faults") is not None:
+            item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not FIGURES:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("fault suite: measured figures")
+    widths = [max(len(row[i]) for row in FIGURES) for i in range(3)]
+    write(f"{'scenario':<{widths[0]}}  {'figure':<{widths[1]}}  {'measured':>{widths[2]}}  bound")
+    for scenario, name, value, bound in FIGURES:
+        write(f"{scenario:<{widths[0]}}  {name:<{widths[1]}}  {value:>{widths[2]}}  {bound}")
+
+
+@pytest.fixture
+def server_process(tmp_path):
+    """``server_process(spec)``: fault_server.py in a subprocess, killed after the test."""
+    started: list[ServerProcess] = []
+
+    def start(spec: dict | None = None, argv: list[str] | None = None,
+              name: str = "server") -> ServerProcess:
+        proc = ServerProcess(tmp_path / f"{name}-{len(started)}.log", spec, argv)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.cleanup()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for localhost/127.0.0.1, made with the openssl CLI."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True)
+    return str(cert), str(key)

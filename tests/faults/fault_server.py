@@ -1,0 +1,111 @@
+"""A greensrv server in its own process, so the fault suite can measure its RSS and CPU.
+
+    python fault_server.py '{"app": "echo", "options": {...}, "nofile": 256}'
+
+It prints one JSON line ``{"event": "ready", "port": N, "pid": N}`` once listening, then
+answers commands read from stdin, one per line, with one JSON line each:
+
+- ``stats``: ``server.statistics()`` plus the client errors seen, counted by type, and the
+  first few messages of each type;
+- ``stop``: a graceful ``stop()``; the process then exits 0.
+
+SIGTERM stops it gracefully too (``serve_forever``). Logs go to stderr (the test sends them to a
+file and counts lines). Apps: ``echo`` (POE-style echo), ``crash`` (``client_input`` raising
+``ValueError`` on lines starting with ``crash``, echoing the rest), ``die`` (a handler that
+raises on its first line). With ``"report_errors": false`` the server's default ``client_error``
+(the rate-limited log) is used instead of the counting one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import resource
+import sys
+
+import gevent
+from gevent.fileobject import FileObjectPosix
+
+import greensrv
+
+#: Messages kept per error type for the test to check (the rest are only counted).
+KEEP_MESSAGES = 5
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
+    errors: dict[str, list] = {}
+
+    def client_error(conn, exc):
+        entry = errors.setdefault(type(exc).__name__, [0, []])
+        entry[0] += 1
+        if len(entry[1]) < KEEP_MESSAGES:
+            entry[1].append(str(exc))
+
+    def echo_input(conn, line):
+        conn.put(line)
+
+    def crash_input(conn, line):
+        if line.startswith("crash"):
+            raise ValueError("crash requested by the client")
+        conn.put(line)
+
+    def die(conn):
+        conn.get()
+        raise ValueError("handler died on its first line")
+
+    app = spec.get("app", "echo")
+    options = dict(spec.get("options", {}))
+    if spec.get("report_errors", True):
+        options["client_error"] = client_error
+    if app == "echo":
+        server = greensrv.Server(client_input=echo_input, **options)
+    elif app == "crash":
+        server = greensrv.Server(client_input=crash_input, **options)
+    elif app == "die":
+        server = greensrv.Server(die, **options)
+    else:
+        raise SystemExit(f"unknown app {app!r}")
+
+    server.start()
+    nofile = spec.get("nofile")
+    if nofile:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    out = sys.stdout
+
+    def say(message: dict) -> None:
+        out.write(json.dumps(message) + "\n")
+        out.flush()
+
+    def commands() -> None:
+        stdin = FileObjectPosix(sys.stdin.fileno(), "rb", close=False)
+        for raw in stdin:
+            command = raw.decode().strip()
+            if command == "stats":
+                stats = dataclasses.asdict(server.statistics())
+                stats["errors"] = {k: {"count": v[0], "messages": v[1]}
+                                   for k, v in errors.items()}
+                stats["connections"] = len(server.connections)
+                say({"event": "stats", **stats})
+            elif command == "stop":
+                gevent.spawn(server.stop)
+                return
+        server.stop()  # stdin closed: the test is gone
+
+    gevent.spawn(commands)
+    say({"event": "ready", "port": server.address[1], "pid": _pid()})
+    server.serve_forever()
+    say({"event": "stopped"})
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+if __name__ == "__main__":
+    main()
