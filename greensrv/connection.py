@@ -68,7 +68,7 @@ class Connection:
     __slots__ = (
         "__weakref__", "_bytes_in", "_bytes_out", "_closed", "_closing", "_eof_records",
         "_error", "_events", "_event_glet", "_flush_event", "_flush_scheduled", "_high",
-        "_idle_spent", "_in", "_input_done", "_input_stopped", "_loop", "_low", "_maybe_more",
+        "_idle_spent", "_in", "_input_done", "_input_stopped", "_loop", "_low",
         "_out", "_outbuf", "_output_limit", "_partial_since", "_last_recv", "_rw", "_transport",
         "_waiting", "_writing", "_ww",
         "_wrote_fin", "data", "id", "local_address", "remote_address", "remote_ip",
@@ -111,7 +111,6 @@ class Connection:
         self._eof_records: deque[Any] | None = None  # records the filter gave at EOF
         self._input_done = False  # no more bytes will be read
         self._input_stopped = False  # we ended input (shutdown, stop, idle, close)
-        self._maybe_more = False  # the last read filled its buffer: more may be waiting
         self._closing = False
         self._closed = False
         self._wrote_fin = False
@@ -210,10 +209,12 @@ class Connection:
                 self._input_done = True
                 return
             transport = self._transport
-            if self._maybe_more or transport.pending():
-                data = self._recv(transport)
-                if data is not None:
-                    return
+            # Fairness: even when a read filled its buffer and more is surely waiting, the next
+            # read goes through the hub's poll, so a client flooding input gets one RECV_SIZE
+            # read per loop iteration, like every other ready client. Only bytes TLS already
+            # decrypted (invisible to the poll) are read without waiting.
+            if transport.pending() and self._recv(transport) is not None:
+                return
             reason = self._wait_readable(deadline)
             if reason is _READY and self._recv(transport) is not None:
                 return
@@ -228,12 +229,10 @@ class Connection:
             self._end_of_input(peer_closed=False)
             return b""
         if data is None:
-            self._maybe_more = False
             return None
         if not data:
             self._end_of_input(peer_closed=True)
             return data
-        self._maybe_more = len(data) == RECV_SIZE
         self._idle_spent = 0.0
         self._last_recv = _monotonic()
         self._bytes_in += len(data)
@@ -242,7 +241,6 @@ class Connection:
 
     def _end_of_input(self, peer_closed: bool) -> None:
         self._input_done = True
-        self._maybe_more = False
         if peer_closed:
             # The peer's last record may lack its terminator; the filter decides.
             records = self._in.feed_eof()
@@ -612,7 +610,6 @@ class Connection:
             self.server._count("tls_failures")
             raise TLSError(describe_handshake_failure(self.remote_address, exc)) from None
         self._transport = make_transport(tls_sock)
-        self._maybe_more = True  # the handshake may have read application data already
 
     # -- filters -------------------------------------------------------------------------------
     def set_filter(self, new_filter: Filter) -> None:
