@@ -48,17 +48,19 @@ class ErrorLogLimiter:
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
         self._seen: dict[str, list[float]] = {}  # key -> [period start, count]
+        self._last_sweep = time.monotonic()
 
     def log(self, prefix: str, exc: BaseException, with_traceback: bool = True) -> None:
         key = f"{type(exc).__qualname__}: {exc}"
         now = time.monotonic()
+        if now - self._last_sweep >= self.period:
+            self._sweep(now)
         entry = self._seen.get(key)
         if entry is None or now - entry[0] >= self.period:
-            if entry is not None and entry[1] > self.burst:
-                self.logger.error("%d more like this were not logged in the last %.0f s: %s",
-                                  entry[1] - self.burst, now - entry[0], key)
+            if entry is not None:
+                self._summarise(key, entry, now)
             if len(self._seen) >= self.max_keys:
-                self._seen.clear()
+                self._sweep(now, everything=True)
             entry = self._seen[key] = [now, 0]
         entry[1] += 1
         if entry[1] <= self.burst:
@@ -69,3 +71,16 @@ class ErrorLogLimiter:
         elif entry[1] == self.burst + 1:
             self.logger.error("%s (repeated; further copies within %.0f s are counted, "
                               "not logged)", key, self.period)
+
+    def _sweep(self, now: float, everything: bool = False) -> None:
+        """Summarise and forget the messages whose period has ended (or all of them)."""
+        self._last_sweep = now
+        for key, entry in list(self._seen.items()):
+            if everything or now - entry[0] >= self.period:
+                self._summarise(key, entry, now)
+                del self._seen[key]
+
+    def _summarise(self, key: str, entry: list[float], now: float) -> None:
+        if entry[1] > self.burst:
+            self.logger.error("%d more like this were not logged in the last %.0f s: %s",
+                              entry[1] - self.burst, now - entry[0], key)
