@@ -66,7 +66,8 @@ class Connection:
     drain_limit: int = 1 << 20
 
     __slots__ = (
-        "__weakref__", "_bytes_in", "_bytes_out", "_closed", "_closing", "_eof_records",
+        "__weakref__", "_bytes_in", "_bytes_out", "_busy_mark", "_closed", "_closing",
+        "_eof_records",
         "_error", "_events", "_event_glet", "_flush_event", "_flush_scheduled", "_high",
         "_idle_spent", "_in", "_input_done", "_input_stopped", "_loop", "_low",
         "_out", "_outbuf", "_output_limit", "_partial_since", "_last_recv", "_rw", "_transport",
@@ -98,6 +99,9 @@ class Connection:
         self._high = server.high_mark
         self._low = server.low_mark
         self._output_limit = server.output_limit
+        # put() leaves its fast path past this: the high mark must be checked, or enough is
+        # queued to be worth sending at once.
+        self._busy_mark = min(self._high + 1, INLINE_SEND_THRESHOLD)
         self._loop = get_hub().loop
         self._transport: Any = None
         self._rw: Any = None
@@ -355,22 +359,23 @@ class Connection:
         if self._closing:
             return
         data = self._out.encode(records[0]) if len(records) == 1 else self._out.encode_many(records)
-        if not data:
-            return
         buf = self._outbuf
-        before = len(buf)
         buf += data
-        after = before + len(data)
+        if len(buf) >= self._busy_mark:
+            self._put_a_lot(len(buf) - len(data))
+        elif not self._flush_scheduled and not self._writing:
+            self._flush_scheduled = True
+            self._loop.run_callback(self._flush)
+
+    def _put_a_lot(self, before: int) -> None:
+        """put() past min(high_mark, INLINE_SEND_THRESHOLD): watermark, limit, inline send."""
+        after = len(self._outbuf)
         if after > self._high >= before:
             self._output_event("high")
         if after > self._output_limit:
             self._too_slow(after)
         elif not self._writing:
-            if after >= INLINE_SEND_THRESHOLD:
-                self._flush()
-            elif not self._flush_scheduled:
-                self._flush_scheduled = True
-                self._loop.run_callback(self._flush)
+            self._flush()
 
     def _too_slow(self, queued: int) -> None:
         self.server._count("closed_output_limit")
