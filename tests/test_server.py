@@ -1448,3 +1448,57 @@ def test_serve_forever_stops_gracefully_on_signal_and_restores_handlers(
             proc.wait()
     assert proc.returncode == 0, err
     assert out.strip() == "RETURNED True True True True True", err
+
+
+FORCE_SCRIPT = textwrap.dedent("""
+    import gevent
+    import greensrv
+
+    def stubborn(conn):
+        conn.put("hello")
+        gevent.sleep(60)  # blocked outside get(): only a forced stop ends it
+
+    def started(server):
+        print("ADDRESS", server.address[1], flush=True)
+
+    greensrv.serve_forever(stubborn, shutdown_timeout=60, started=started)
+    print("RETURNED", flush=True)
+""")
+
+
+def test_a_second_sigint_forces_the_shutdown(tmp_path, connect):
+    """The first SIGINT starts a graceful stop (60 s here); a second one closes everything now."""
+    script = tmp_path / "force.py"
+    script.write_text(FORCE_SCRIPT)
+    proc = gevent.subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+    try:
+        with gevent.Timeout(20):
+            first = proc.stdout.readline()
+        assert first.startswith("ADDRESS "), first + proc.stderr.read()
+        address = ("127.0.0.1", int(first.split()[1]))
+        client = connect(address)
+        assert client.readline() == b"hello\r\n"
+        proc.send_signal(signal.SIGINT)
+        # The graceful stop has begun once the listener refuses new clients.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                connect(address, timeout=1).close()
+            except (ConnectionRefusedError, ConnectionResetError):
+                break  # refused, or reset when the listener closed with it in the backlog
+            assert time.monotonic() < deadline, "the first SIGINT did not start a stop"
+            gevent.sleep(0.02)  # poll interval
+        assert proc.poll() is None, "one SIGINT must not force the stop"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert client.read_all() == b""  # closed by the forced stop, well before 60 s
+        out, err = proc.communicate(timeout=10)
+        elapsed = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out.strip() == "RETURNED", err
+    assert elapsed < 5
