@@ -72,7 +72,7 @@ class Connection:
         "_idle_spent", "_in", "_input_done", "_input_stopped", "_loop", "_low",
         "_out", "_outbuf", "_output_limit", "_partial_since", "_last_recv", "_rw", "_transport",
         "_waiting", "_writing", "_ww",
-        "_wrote_fin", "data", "id", "local_address", "remote_address", "remote_ip",
+        "_peer_eof", "_wrote_fin", "data", "id", "remote_address", "remote_ip",
         "remote_port", "server", "socket",
     )
 
@@ -89,10 +89,6 @@ class Connection:
             self.remote_port: int | None = address[1]
         else:  # a unix socket peer has a path (often empty), not an IP
             self.remote_ip = self.remote_port = None
-        try:
-            self.local_address = sock.getsockname()
-        except OSError:
-            self.local_address = None
         self._in = in_filter
         self._out = out_filter
         self._outbuf = bytearray()
@@ -118,6 +114,7 @@ class Connection:
         self._closing = False
         self._closed = False
         self._wrote_fin = False
+        self._peer_eof = False  # the peer closed its side: nothing is left to drain
         self._error: BaseException | None = None
         self._idle_spent = 0.0
         self._partial_since: float | None = None  # when the unfinished record began arriving
@@ -133,6 +130,14 @@ class Connection:
         self._ww = self._loop.io(fd, 2)
 
     # -- properties ----------------------------------------------------------------------------
+    @property
+    def local_address(self) -> Any:
+        """The server's end of the connection, as ``socket.getsockname()`` gives it."""
+        try:
+            return self.socket.getsockname()
+        except OSError:
+            return None
+
     @property
     def buffered(self) -> int:
         """Bytes queued for output and not yet taken by the kernel."""
@@ -245,6 +250,7 @@ class Connection:
 
     def _end_of_input(self, peer_closed: bool) -> None:
         self._input_done = True
+        self._peer_eof = peer_closed
         if peer_closed:
             # The peer's last record may lack its terminator; the filter decides.
             records = self._in.feed_eof()
@@ -541,6 +547,8 @@ class Connection:
         try:
             if self._outbuf:
                 self.flush(max(limit - _monotonic(), 0.0))
+            if self._peer_eof and not self._transport.is_tls:
+                return  # all input was read, so close() sends a plain FIN, never a reset
             if not self._wrote_fin and not self._closed:
                 self._send_fin()
             self._drain(min(limit, _monotonic() + self.drain_timeout))
