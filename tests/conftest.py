@@ -13,6 +13,7 @@ import socket
 import gevent
 import gevent.hub
 import gevent.socket
+import gevent.threadpool
 import greenlet
 import pytest
 
@@ -27,9 +28,10 @@ def _open_fds() -> set[int]:
 
 
 def _live_greenlets() -> list[greenlet.greenlet]:
-    hub_type = gevent.hub.Hub
+    # gevent's own: the hub, and the resolver's thread-pool workers (started on first use).
+    infrastructure = (gevent.hub.Hub, gevent.threadpool._WorkerGreenlet)
     return [g for g in gc.get_objects()
-            if isinstance(g, greenlet.greenlet) and not isinstance(g, hub_type)
+            if isinstance(g, greenlet.greenlet) and not isinstance(g, infrastructure)
             and g and not g.dead and g.parent is not None]
 
 
