@@ -29,6 +29,16 @@ from .connection import Connection
 from .errors import FilterError, GreensrvError, TLSError
 from .filters import Filter, Line
 from .listeners import Listener, adopt_socket, bind_tcp, bind_unix, parse_listen
+from .options import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_HIGH_MARK,
+    DEFAULT_LOW_MARK,
+    DEFAULT_OUTPUT_LIMIT,
+    DEFAULT_RECORD_TIMEOUT,
+    check_int,
+    check_seconds,
+    filter_factory,
+)
 from .statistics import ErrorLogLimiter, Statistics
 from .tls import wrap_server_socket
 from .transport import describe_handshake_failure
@@ -36,23 +46,6 @@ from .transport import describe_handshake_failure
 __all__ = ["Server", "serve_forever"]
 
 log = logging.getLogger("greensrv")
-
-#: Output queued past this pauses reading (backpressure). 512 KiB keeps a fast bulk transfer
-#: from stalling on every send yet bounds what one client costs: with low_mark below it, reading
-#: resumes only after a real drain, not on every byte.
-DEFAULT_HIGH_MARK = 512 * 1024
-#: Reading resumes once queued output is back below this.
-DEFAULT_LOW_MARK = 128 * 1024
-#: A connection whose queued output passes this (e.g. broadcasts to a client that never reads)
-#: is shut down with SlowClientError: 16 × high_mark leaves room for bursts, bounds memory.
-DEFAULT_OUTPUT_LIMIT = 8 * 1024 * 1024
-#: Seconds a client may take to finish a record once its first byte has arrived (the slowloris
-#: defence, like nginx's client_header_timeout of 60 s): 30 s is ample for any human or machine
-#: client on a slow link, and it bounds how long a dripping client holds a slot.
-DEFAULT_RECORD_TIMEOUT = 30.0
-#: Seconds a TLS handshake may take before the client is dropped; a silent client must not hold
-#: a pool slot. Generous for slow links, short enough to shed idle scanners.
-DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 
 _CALLBACKS = ("client_input", "client_pre_connect", "client_connected", "client_disconnected",
               "client_error", "client_flushed", "client_high", "client_low", "started", "error")
@@ -75,15 +68,6 @@ def _default_client_error(conn: Connection, exc: BaseException) -> None:
 def _default_error(server: Server, exc: BaseException) -> None:
     log.error("%s: listener error: %s", server.name, exc,
               exc_info=(type(exc), exc, exc.__traceback__))
-
-
-def _filter_factory(value: Any, name: str) -> Callable[[], Filter]:
-    if isinstance(value, Filter):
-        return value.clone
-    if callable(value):
-        return value  # type: ignore[no-any-return, unused-ignore]
-    raise TypeError(f"{name} must be a Filter instance or a callable returning one, "
-                    f"not {type(value).__name__}")
 
 
 class Server:
@@ -165,30 +149,30 @@ class Server:
         if (input_filter is None) != (output_filter is None):
             raise TypeError("input_filter and output_filter go together: give both or neither")
         if input_filter is not None:
-            self._make_in = _filter_factory(input_filter, "input_filter")
-            self._make_out: Callable[[], Filter] | None = _filter_factory(output_filter,
+            self._make_in = filter_factory(input_filter, "input_filter")
+            self._make_out: Callable[[], Filter] | None = filter_factory(output_filter,
                                                                           "output_filter")
         else:
-            self._make_in = _filter_factory(filter if filter is not None else Line(), "filter")
+            self._make_in = filter_factory(filter if filter is not None else Line(), "filter")
             self._make_out = None  # the same filter both ways
 
-        _check_int("concurrency", concurrency, minimum=-1)
-        _check_int("high_mark", high_mark, minimum=1)
-        _check_int("low_mark", low_mark, minimum=0)
-        _check_int("output_limit", output_limit, minimum=1)
+        check_int("concurrency", concurrency, minimum=-1)
+        check_int("high_mark", high_mark, minimum=1)
+        check_int("low_mark", low_mark, minimum=0)
+        check_int("output_limit", output_limit, minimum=1)
         if low_mark >= high_mark:
             raise ValueError(f"low_mark ({low_mark}) must be below high_mark ({high_mark})")
         if output_limit < high_mark:
             raise ValueError(f"output_limit ({output_limit}) must be at least "
                              f"high_mark ({high_mark})")
-        _check_seconds("shutdown_timeout", shutdown_timeout)
-        _check_seconds("handshake_timeout", handshake_timeout)
+        check_seconds("shutdown_timeout", shutdown_timeout)
+        check_seconds("handshake_timeout", handshake_timeout)
         if idle_timeout is not None:
-            _check_seconds("idle_timeout", idle_timeout, positive=True)
+            check_seconds("idle_timeout", idle_timeout, positive=True)
         if record_timeout is not None:
-            _check_seconds("record_timeout", record_timeout, positive=True)
+            check_seconds("record_timeout", record_timeout, positive=True)
         if max_connections_per_ip is not None:
-            _check_int("max_connections_per_ip", max_connections_per_ip, minimum=1)
+            check_int("max_connections_per_ip", max_connections_per_ip, minimum=1)
         if ssl_context is not None and not hasattr(ssl_context, "wrap_socket"):
             raise TypeError(f"ssl_context must be an ssl.SSLContext, "
                             f"not {type(ssl_context).__name__}")
@@ -213,7 +197,7 @@ class Server:
                 raise ValueError("listen: no address given")
         else:
             if port is not None:
-                _check_int("port", port, minimum=0)
+                check_int("port", port, minimum=0)
                 if port > 65535:
                     raise ValueError(f"port must be at most 65535, not {port}")
             self._listen_specs = [("tcp", (host if host is not None else "127.0.0.1",
@@ -365,7 +349,7 @@ class Server:
 
     def set_concurrency(self, n: int) -> None:
         """Change the connection limit live: 0 pauses accepting, -1 is unlimited."""
-        _check_int("concurrency", n, minimum=-1)
+        check_int("concurrency", n, minimum=-1)
         self.concurrency = n
         self._update_accepting()
 
@@ -591,21 +575,6 @@ class Server:
 def serve_forever(handler: Callable[[Connection], Any] | None = None, **options: Any) -> None:
     """``Server(handler, **options).serve_forever()``."""
     Server(handler, **options).serve_forever()
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {value}")
-
-
-def _check_seconds(name: str, value: Any, positive: bool = False) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, "
-                         f"not {value}")
 
 
 def _handshake_done(sock: Any) -> bool:
