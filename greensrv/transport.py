@@ -29,7 +29,8 @@ class PlainTransport:
         # gevent sockets keep the real, non-blocking socket in ``_sock``; a stdlib socket is
         # used as it is once set non-blocking.
         raw = getattr(sock, "_sock", sock)
-        raw.setblocking(False)
+        if raw.gettimeout() != 0.0:  # gevent's are non-blocking already: spare the syscall
+            raw.setblocking(False)
         self._raw = raw
         self.wants_write = False
 

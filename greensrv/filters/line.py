@@ -77,6 +77,11 @@ def _compile(pattern: Any, encoding: str | None) -> re.Pattern[bytes]:
     return compiled
 
 
+#: Line's slots holding settings fixed at construction, shared by clone().
+_SETTING_SLOTS = ("_ascii_text", "_encoding", "_errors", "_lit_str", "_max", "_mode", "_out_lit",
+                  "_out_str", "_regex", "_sep", "_settings", "_slack", "_utf8")
+
+
 class Line(Filter):
     """Lines without their terminator, as ``str`` (``bytes`` when ``encoding=None``).
 
@@ -461,7 +466,18 @@ class Line(Filter):
         return b"".join([encode(r) for r in records])
 
     def clone(self) -> Line:
-        return Line(**self._settings)  # type: ignore[arg-type]
+        if type(self) is not Line:  # a subclass may add settings of its own
+            return type(self)(**self._settings)  # type: ignore[arg-type]
+        # Copy the validated settings instead of validating them again: the server clones
+        # its filter for every connection, so this is on the accept path.
+        new = Line.__new__(Line)
+        Filter.__init__(new)
+        for name in _SETTING_SLOTS:
+            setattr(new, name, getattr(self, name))
+        new._scan = new._bn = 0
+        new._batch = []
+        new._braw = None
+        return new
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._settings.items()
