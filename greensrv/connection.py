@@ -67,7 +67,7 @@ class Connection:
 
     __slots__ = (
         "__weakref__", "_bytes_in", "_bytes_out", "_busy_mark", "_closed", "_closing",
-        "_eof_records",
+        "_eof_records", "_first_read",
         "_error", "_events", "_event_glet", "_flush_event", "_flush_scheduled", "_high",
         "_idle_spent", "_in", "_input_done", "_input_stopped", "_loop", "_low",
         "_out", "_outbuf", "_output_limit", "_partial_since", "_last_recv", "_rw", "_transport",
@@ -115,6 +115,7 @@ class Connection:
         self._closed = False
         self._wrote_fin = False
         self._peer_eof = False  # the peer closed its side: nothing is left to drain
+        self._first_read = True
         self._error: BaseException | None = None
         self._idle_spent = 0.0
         self._partial_since: float | None = None  # when the unfinished record began arriving
@@ -180,12 +181,18 @@ class Connection:
         return self._get_slow(timeout)
 
     def __iter__(self) -> Iterator[Any]:
-        get = self.get
-        try:
-            while True:
-                yield get()
-        except EOFError:
-            return
+        # get() inlined: this loop is the per-record path of every handler-style server.
+        while True:
+            if len(self._outbuf) <= self._high:
+                record = self._in.next_record()
+                if record is not NEED_DATA:
+                    yield record
+                    continue
+            try:
+                record = self._get_slow(None)
+            except EOFError:
+                return
+            yield record
 
     def _get_slow(self, timeout: float | None) -> Any:
         deadline = None if timeout is None else _monotonic() + timeout
@@ -221,9 +228,13 @@ class Connection:
             # Fairness: even when a read filled its buffer and more is surely waiting, the next
             # read goes through the hub's poll, so a client flooding input gets one RECV_SIZE
             # read per loop iteration, like every other ready client. Only bytes TLS already
-            # decrypted (invisible to the poll) are read without waiting.
-            if transport.pending() and self._recv(transport) is not None:
+            # decrypted (invisible to the poll) are read without waiting, and a new
+            # connection's first read is tried at once: clients usually send right after
+            # connecting, so their first request is often there already.
+            if (self._first_read or transport.pending()) and self._recv(transport) is not None:
+                self._first_read = False
                 return
+            self._first_read = False
             reason = self._wait_readable(deadline)
             if reason is _READY and self._recv(transport) is not None:
                 return
