@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -585,8 +586,6 @@ def _handshake_done(sock: Any) -> bool:
 
 
 def _socket_from_fd(fd: int) -> Any:
-    import socket
-
     return socket.socket(fileno=fd)
 
 
