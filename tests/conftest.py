@@ -157,3 +157,30 @@ def connect():
     yield make
     for client in clients:
         client.close()
+
+
+def _echo(conn) -> None:
+    for line in conn:
+        conn.put(line)
+
+
+@pytest.fixture
+def barrier(connect):
+    """``barrier()``: two round trips through a separate echo server.
+
+    A reply on another connection means the hub has run full loop iterations since the caller
+    acted, so any accept or read the server under test would do on already-ready sockets has
+    happened by then.
+    """
+    probe = greensrv.Server(_echo)
+    probe.start()
+    client = connect(probe.address)
+
+    def run():
+        for _ in range(2):
+            client.send(b"ping\n")
+            assert client.readline() == b"ping\r\n"
+
+    yield run
+    client.close()
+    probe.stop(timeout=1)

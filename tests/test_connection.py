@@ -79,24 +79,6 @@ def slow_client():
         sock.close()
 
 
-@pytest.fixture
-def barrier(connect):
-    """``barrier()``: two round trips through a separate echo server, so the hub has polled
-    every ready descriptor (and run what that woke) since the caller acted."""
-    probe = greensrv.Server(echo)
-    probe.start()
-    client = connect(probe.address)
-
-    def run():
-        for _ in range(2):
-            client.send(b"ping\n")
-            assert client.readline() == b"ping\r\n"
-
-    yield run
-    client.close()
-    probe.stop(timeout=1)
-
-
 def recv_exactly(sock, n: int) -> bytes:
     data = bytearray()
     while len(data) < n:

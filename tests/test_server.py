@@ -52,28 +52,6 @@ def wait_for(event, what: str, timeout: float = WAIT):
     return None
 
 
-@pytest.fixture
-def barrier(connect):
-    """``barrier()``: two round trips through a separate echo server.
-
-    A reply on another connection means the hub has run full loop iterations since the caller
-    acted, so any accept or read the server under test would do on already-ready sockets has
-    happened by then.
-    """
-    probe = greensrv.Server(echo)
-    probe.start()
-    client = connect(probe.address)
-
-    def run():
-        for _ in range(2):
-            client.send(b"ping\n")
-            assert client.readline() == b"ping\r\n"
-
-    yield run
-    client.close()
-    probe.stop(timeout=1)
-
-
 def wait_for_connection(server, barrier, n: int = 1) -> None:
     """After a barrier every client that connected has been accepted and registered."""
     barrier()
