@@ -67,7 +67,7 @@ class Connection:
 
     __slots__ = (
         "__weakref__", "_bytes_in", "_bytes_out", "_busy_mark", "_closed", "_closing",
-        "_eof_records", "_first_read",
+        "_discarded", "_eof_records", "_first_read",
         "_error", "_events", "_event_glet", "_flush_event", "_flush_scheduled", "_high",
         "_idle_spent", "_in", "_input_done", "_input_stopped", "_loop", "_low",
         "_out", "_outbuf", "_output_limit", "_partial_since", "_last_recv", "_rw", "_transport",
@@ -116,6 +116,7 @@ class Connection:
         self._wrote_fin = False
         self._peer_eof = False  # the peer closed its side: nothing is left to drain
         self._first_read = True
+        self._discarded = 0  # input bytes thrown away while closing (bounded by drain_limit)
         self._error: BaseException | None = None
         self._idle_spent = 0.0
         self._partial_since: float | None = None  # when the unfinished record began arriving
@@ -546,7 +547,13 @@ class Connection:
         self.server._connection_closed(self)
 
     def _finish(self, deadline: float | None) -> None:
-        """Graceful end in the client's greenlet: flush, FIN, drain unread input, close."""
+        """Graceful end in the client's greenlet: flush, FIN, drain unread input, close.
+
+        While the output is flushed, input that keeps arriving is read and discarded (up to
+        ``drain_limit``), so that a close at any point, even a forced one, finds little or no
+        unread input and the kernel sends FIN rather than a reset that would destroy replies
+        the peer has not read yet.
+        """
         if self._closed:
             return
         self._closing = True
@@ -557,7 +564,12 @@ class Connection:
             limit = min(limit, deadline)
         try:
             if self._outbuf:
-                self.flush(max(limit - _monotonic(), 0.0))
+                if not self._peer_eof:
+                    self._rw.start(self._discard_input)
+                try:
+                    self.flush(max(limit - _monotonic(), 0.0))
+                finally:
+                    self._rw.stop()
             if self._peer_eof and not self._transport.is_tls:
                 return  # all input was read, so close() sends a plain FIN, never a reset
             if not self._wrote_fin and not self._closed:
@@ -568,11 +580,24 @@ class Connection:
         finally:
             self.close()
 
+    def _discard_input(self) -> None:
+        """Hub callback while a closing connection flushes: read and drop what arrives."""
+        try:
+            data = self._transport.recv(RECV_SIZE)
+        except OSError:
+            data = b""
+        if data is None:
+            return
+        self._discarded += len(data)
+        if not data:
+            self._peer_eof = True
+        if not data or self._discarded >= self.drain_limit:
+            self._rw.stop()
+
     def _drain(self, until: float) -> None:
         """Read and discard what the peer still sends after FIN, for a bounded time."""
         transport = self._transport
-        discarded = 0
-        while not self._closed and discarded < self.drain_limit:
+        while not self._closed and self._discarded < self.drain_limit and not self._peer_eof:
             try:
                 data = transport.recv(RECV_SIZE)
             except OSError:
@@ -584,7 +609,7 @@ class Connection:
                 continue
             if not data:
                 return
-            discarded += len(data)
+            self._discarded += len(data)
 
     # -- TLS -----------------------------------------------------------------------------------
     @property
