@@ -281,7 +281,7 @@ class Connection:
             if timeout is None or idle_left < timeout:
                 timeout = idle_left
         record_left = None
-        if server.record_timeout is not None and _pending_size(self._in):
+        if server.record_timeout is not None and self._in.pending_size():
             if self._partial_since is None:
                 self._partial_since = self._last_recv
             record_left = self._partial_since + server.record_timeout - now
@@ -309,7 +309,7 @@ class Connection:
                 self._error = RecordTimeoutError(
                     f"client {self.remote_address!r} took more than record_timeout="
                     f"{server.record_timeout:g} s to send one record "
-                    f"({_pending_size(self._in)} bytes of it received)")
+                    f"({self._in.pending_size()} bytes of it received)")
             self._stop_input()
             return _WAKE
         if deadline is not None and _monotonic() >= deadline - 1e-3:
@@ -320,12 +320,14 @@ class Connection:
 
     def _wait_for_drain(self, deadline: float | None) -> None:
         """Reading is paused by backpressure: wait until output drains below low_mark."""
-        timeout = None if deadline is None else deadline - _monotonic()
-        if timeout is not None and timeout <= 0:
-            raise TimeoutError("no record within the timeout (reading paused by backpressure)")
-        if (self._wait(None, timeout) is _TIMEOUT and deadline is not None
-                and _monotonic() >= deadline - 1e-3):
-            raise TimeoutError("no record within the timeout (reading paused by backpressure)")
+        if deadline is None:
+            self._wait(None, None)
+        else:
+            timeout = deadline - _monotonic()
+            if timeout <= 0 or (self._wait(None, timeout) is _TIMEOUT
+                                and _monotonic() >= deadline - 1e-3):
+                raise TimeoutError("no record within the timeout "
+                                   "(reading paused by backpressure)")
         if self._partial_since is not None:  # the client could not send while we did not read
             self._partial_since = _monotonic()
 
@@ -434,24 +436,29 @@ class Connection:
                 del buf[:n]
                 self._bytes_out += n
         after = len(buf)
-        if after:
-            if not self._writing:
-                self._writing = True
-                self._ww.start(self._flush)
-            if before > self._low >= after:
-                self._drained_below_low()
-            return
-        if self._writing:
-            self._writing = False
-            self._ww.stop()
-        if before > self._low:
+        if before > self._low >= after:
             self._drained_below_low()
+        if after:
+            self._start_writing()
+            return
+        self._stop_writing()
         if self._flush_event is not None:
             self._flush_event.set()
         if before:
             self._output_event("flushed")
         if self._closing and not self._wrote_fin:
             self._send_fin()
+
+    def _start_writing(self) -> None:
+        """Let the write watcher send the rest as the socket becomes writable."""
+        if not self._writing:
+            self._writing = True
+            self._ww.start(self._flush)
+
+    def _stop_writing(self) -> None:
+        if self._writing:
+            self._writing = False
+            self._ww.stop()
 
     def _drained_below_low(self) -> None:
         if self._waiting is not None:
@@ -464,9 +471,7 @@ class Connection:
             self._error = exc
         self._outbuf.clear()
         self._closing = True
-        if self._writing:
-            self._writing = False
-            self._ww.stop()
+        self._stop_writing()
         if self._flush_event is not None:
             self._flush_event.set()
         self._stop_input()
@@ -493,17 +498,15 @@ class Connection:
         try:
             while events and not self._closed:
                 kind = events.popleft()
+                if kind == "flushed":
+                    # Whatever client_flushed puts waits for the socket to be writable (an I/O
+                    # poll) rather than a hub callback, so a fast reader cannot keep this
+                    # connection's output loop from yielding to other clients and signals.
+                    self._start_writing()
                 try:
                     callbacks[kind](self)
                 except Exception as exc:
                     self.server._report_error(self, exc)
-                # A client_flushed that refilled the buffer waits for the socket to be writable
-                # (an I/O poll) instead of a hub callback, so a fast reader cannot keep this
-                # connection's output loop from yielding to other clients and signals.
-                if self._outbuf and not self._writing and not self._closed:
-                    self._flush_scheduled = False
-                    self._writing = True
-                    self._ww.start(self._flush)
         finally:
             self._event_glet = None
 
@@ -531,8 +534,7 @@ class Connection:
         self._outbuf.clear()
         if self._rw is not None:
             self._rw.stop()
-            self._ww.stop()
-            self._writing = False
+            self._stop_writing()
         if self._waiting is not None:
             self._loop.run_callback(self._wake)
         if self._flush_event is not None:
@@ -643,7 +645,7 @@ class Connection:
         if self._closing:
             raise TLSError(f"{self!r} is closing")
         self.flush(self.server.handshake_timeout)
-        leftover = _pending_size(self._in)
+        leftover = self._in.pending_size()
         if leftover:
             raise TLSError(f"client {self.remote_address!r} sent {leftover} bytes after its "
                            "STARTTLS command, before the TLS handshake; refusing them "
@@ -680,8 +682,3 @@ class Connection:
         """Encode records put from now on with ``new_filter``."""
         self._out = new_filter
 
-
-
-def _pending_size(f: Filter) -> int:
-    """Bytes of an unfinished record held by the filter."""
-    return f.pending_size()
