@@ -208,7 +208,6 @@ class Server:
         self._listeners: list[Listener] = []
         self._connections: dict[int, Connection] = {}
         self._ids = count(1)
-        self._live = 0  # connections counted toward concurrency: accept → greenlet end
         self._started = False
         self._closed = False
         self._stopping = False
@@ -252,8 +251,8 @@ class Server:
         counters = self._counters
         return Statistics(
             accepting=self.started and not self._full(),
-            live_connections=self._live,
-            pool_free=None if limit < 0 else max(limit - self._live, 0),
+            live_connections=len(self._pool),
+            pool_free=None if limit < 0 else max(limit - len(self._pool), 0),
             accepted=counters.get("accepted", 0),
             refused=counters.get("refused_pre_connect", 0) + counters.get("refused_per_ip", 0),
             refused_per_ip=counters.get("refused_per_ip", 0),
@@ -275,7 +274,7 @@ class Server:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "listening" if self._started else "new"
-        return f"<Server {self.name!r} {state} {self.addresses} live={self._live}>"
+        return f"<Server {self.name!r} {state} {self.addresses} live={len(self._pool)}>"
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -356,7 +355,9 @@ class Server:
 
     def _full(self) -> bool:
         limit = self.concurrency
-        return self._stopping or (limit >= 0 and self._live >= limit)
+        # The pool holds each client's greenlet from accept until it ends (handshake and final
+        # drain included): exactly what counts toward concurrency.
+        return self._stopping or (limit >= 0 and len(self._pool) >= limit)
 
     def _update_accepting(self) -> None:
         full = self._full()
@@ -397,9 +398,9 @@ class Server:
         try:
             for listener in self._listeners:
                 listener.close()
-            if self._live:
+            if self._pool:
                 log.info("%s: stopping: %d connection(s) have %.1f s to finish",
-                         self.name, self._live, timeout)
+                         self.name, len(self._pool), timeout)
             self._pool.join(timeout=timeout)
             left = len(self._pool)
             if left:
@@ -438,14 +439,13 @@ class Server:
                     args[-1][0].close()  # refused before any greenlet or object is made
                     return None
                 self._per_ip[ip] = n + 1
-        self._live += 1
         glet = self._pool.spawn(func, *args)
         glet.greensrv_ip = ip
         glet.rawlink(self._client_greenlet_done)
         return glet
 
     def _client_greenlet_done(self, glet: Any) -> None:
-        self._live -= 1
+        # The pool's own link ran first: the greenlet no longer counts toward concurrency.
         ip = glet.greensrv_ip
         if ip is not None:
             n = self._per_ip[ip] - 1
@@ -516,7 +516,6 @@ class Server:
 
     def _run_connection(self, conn: Connection) -> None:
         self._connections[conn.id] = conn
-        deadline: float | None = None
         try:
             try:
                 if self._on_connected is not None:
