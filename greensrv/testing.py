@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import FilterError
-from .filters.base import NEED_DATA, Filter
+from .filters.base import Filter, pull_records
 
 __all__ = ["check_filter"]
 
@@ -29,14 +29,6 @@ def _fail(filt: Filter, how: str, got: Any, expected: Any) -> None:
     raise AssertionError(f"check_filter({filt!r}): {how}:\n  got      {got!r}\n"
                          f"  expected {expected!r}")
 
-
-def _pull(f: Filter) -> list[Any]:
-    out: list[Any] = []
-    while True:
-        record = f.next_record()
-        if record is NEED_DATA:
-            return out
-        out.append(record)
 
 
 def check_filter(filt: Filter, records: Sequence[Any], trailing: bytes | None = None) -> bytes:
@@ -97,7 +89,7 @@ def check_filter(filt: Filter, records: Sequence[Any], trailing: bytes | None = 
 
     f = filt.clone()
     f.receive(wire)
-    same(_pull(f), "receive() then next_record() one at a time")
+    same(pull_records(f), "receive() then next_record() one at a time")
     finish(f, "receive() then next_record()")
 
     f = filt.clone()
@@ -149,14 +141,14 @@ def _check_record_filter(filt: Filter, encoder: Filter, records: list[Any]) -> b
     f = filt.clone()
     for item in items:
         f.receive_record(item)
-    got = _pull(f)
+    got = pull_records(f)
     if got != records:
         _fail(filt, "all items received, then decoded", got, records)
     f = filt.clone()
     got = []
     for item in items:
         f.receive_record(item)
-        got += _pull(f)
+        got += pull_records(f)
     if got != records:
         _fail(filt, "decoding item by item", got, records)
     if f.pending_size():

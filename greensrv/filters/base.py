@@ -104,13 +104,7 @@ class Filter:
     def feed(self, data: bytes) -> list[Any]:
         """Buffer ``data`` and return every complete record now available (POE's ``get``)."""
         self.receive(data)
-        out: list[Any] = []
-        next_record = self.next_record
-        while True:
-            record = next_record()
-            if record is NEED_DATA:
-                return out
-            out.append(record)
+        return pull_records(self)
 
     def feed_eof(self) -> list[Any]:
         """The peer closed: return the records left; a truncated record raises FilterError."""
@@ -169,3 +163,14 @@ def check_limit(name: str, value: Any, minimum: int = 1) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, not {value!r}")
     return value
+
+
+def pull_records(f: Filter) -> list[Any]:
+    """Every record ``f`` has complete now, through ``next_record`` one at a time."""
+    out: list[Any] = []
+    next_record = f.next_record
+    while True:
+        record = next_record()
+        if record is NEED_DATA:
+            return out
+        out.append(record)

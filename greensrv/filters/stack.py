@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import FilterError
-from .base import NEED_DATA, Filter
+from .base import NEED_DATA, Filter, pull_records
 
 __all__ = ["Stack"]
 
@@ -100,7 +100,7 @@ class Stack(Filter):
             records: list[Any] = []
             for item in carry:
                 layer.receive_record(item)
-                records.extend(_drain(layer))
+                records.extend(pull_records(layer))
             records.extend(layer.feed_eof())
             carry = records
         return out + carry
@@ -147,11 +147,3 @@ class Stack(Filter):
     def __repr__(self) -> str:
         return f"Stack({', '.join(repr(layer) for layer in self._layers)})"
 
-
-def _drain(layer: Filter) -> list[Any]:
-    out: list[Any] = []
-    while True:
-        record = layer.next_record()
-        if record is NEED_DATA:
-            return out
-        out.append(record)
