@@ -148,7 +148,7 @@ class Example:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
             except ConnectionRefusedError:
                 return
-            time.sleep(0.02)
+            time.sleep(0.02)  # poll interval, not synchronisation
         pytest.fail(f"{self.name} still accepts connections after being stopped:\n{self.log()}")
 
     def connect(self, source: str | None = None) -> Client:
