@@ -9,6 +9,10 @@ whole chunk to the input filter, which then yields records one at a time.
 
 Writing never blocks the caller: ``put()`` appends encoded bytes to one output buffer and asks
 the hub to flush it once per loop iteration (so records put in a burst leave in one ``send``).
+When the output filter says an ASCII text record's wire form is just the record plus a terminator
+(``Filter.ascii_terminator``, true of the default ``Line``), such records are queued as they are
+and a whole burst is encoded with one ``join`` at flush time: the per-record cost of ``put()`` is
+then a list append.
 The flush runs in the hub, sends what the socket takes and leaves the rest to a write watcher.
 Callbacks about output (``client_flushed``, ``client_high``, ``client_low``) never run in the hub
 or in a broadcaster's greenlet: they run in a short-lived greenlet of this connection.
@@ -47,6 +51,9 @@ INLINE_SEND_THRESHOLD = 65536
 
 _monotonic = time.monotonic
 
+#: put()'s "no record given" default.
+_NOTHING: Any = object()
+
 
 class Connection:
     """One client: records in through ``get()``, records out through ``put()``.
@@ -68,10 +75,10 @@ class Connection:
     __slots__ = (
         "__weakref__", "_bytes_in", "_bytes_out", "_busy_mark", "_closed", "_closing",
         "_discarded", "_eof_records", "_first_read",
-        "_error", "_events", "_event_glet", "_flush_event", "_flush_scheduled", "_high",
-        "_idle_spent", "_in", "_input_done", "_input_stopped", "_loop", "_low",
-        "_out", "_outbuf", "_output_limit", "_partial_since", "_last_recv", "_rw", "_transport",
-        "_waiting", "_writing", "_ww",
+        "_error", "_events", "_event_glet", "_flush_armed", "_flush_event", "_high",
+        "_idle_spent", "_in", "_input_done", "_input_stopped", "_lazy", "_lit", "_lit_len",
+        "_loop", "_low", "_out", "_outbuf", "_output_limit", "_partial_since", "_last_recv",
+        "_queued", "_rw", "_transport", "_waiting", "_writing", "_ww",
         "_peer_eof", "_wrote_fin", "data", "id", "remote_address", "remote_ip",
         "remote_port", "server", "socket",
     )
@@ -91,7 +98,14 @@ class Connection:
             self.remote_ip = self.remote_port = None
         self._in = in_filter
         self._out = out_filter
-        self._outbuf = bytearray()
+        self._outbuf = bytearray()  # encoded output not yet sent
+        # ASCII str records put but not yet encoded (None when the output filter has no
+        # ascii_terminator, and once closing); they follow everything in _outbuf.
+        self._lazy: list[str] | None = None
+        self._lit = ""
+        self._lit_len = 0
+        self._use_output_filter(out_filter)
+        self._queued = 0  # bytes of output queued: _outbuf plus the wire size of _lazy
         self._high = server.high_mark
         self._low = server.low_mark
         self._output_limit = server.output_limit
@@ -104,7 +118,7 @@ class Connection:
         self._ww: Any = None
         self._waiting: Any = None  # the greenlet parked in _wait(), if any
         self._writing = False  # the write watcher is started
-        self._flush_scheduled = False
+        self._flush_armed = False  # a flush is coming: scheduled in the hub, or _writing
         self._flush_event: Event | None = None
         self._events: deque[str] | None = None  # made on first use: a deque costs 760 bytes
         self._event_glet: Any = None
@@ -143,7 +157,7 @@ class Connection:
     @property
     def buffered(self) -> int:
         """Bytes queued for output and not yet taken by the kernel."""
-        return len(self._outbuf)
+        return self._queued
 
     @property
     def closed(self) -> bool:
@@ -175,22 +189,26 @@ class Connection:
         ``TimeoutError`` after ``timeout`` seconds without a record (nothing is lost: the
         bytes received so far stay buffered for the next call).
         """
-        if len(self._outbuf) <= self._high:
+        if self._queued <= self._high:
+            ready = self._in._ready
+            if ready:
+                return ready.pop()
             record = self._in.next_record()
             if record is not NEED_DATA:
                 return record
         return self._get_slow(timeout)
 
     def __iter__(self) -> Iterator[Any]:
-        # get() inlined: this loop is the per-record path of every handler-style server.
+        # The per-record path of every handler-style server: records the filter parsed in bulk
+        # are popped from its ready list while output stays below high_mark (set_input_filter
+        # empties the old filter's list, which ends this inner loop); get() does the rest.
+        high = self._high
         while True:
-            if len(self._outbuf) <= self._high:
-                record = self._in.next_record()
-                if record is not NEED_DATA:
-                    yield record
-                    continue
+            ready = self._in._ready
+            while ready and self._queued <= high:
+                yield ready.pop()
             try:
-                record = self._get_slow(None)
+                record = self.get()
             except EOFError:
                 return
             yield record
@@ -202,8 +220,8 @@ class Connection:
             # Backpressure: while output is above high_mark, no record is handed out (so a
             # handler cannot turn records already parsed into unbounded output) and nothing is
             # read. Once input has ended, parsed records are still handed out, to be answered.
-            if len(self._outbuf) > self._high:
-                while len(self._outbuf) > self._low and not self._input_stopped:
+            if self._queued > self._high:
+                while self._queued > self._low and not self._input_stopped:
                     self._wait_for_drain(deadline)
             record = self._in.next_record()
             if record is not NEED_DATA:
@@ -370,26 +388,68 @@ class Connection:
                 self._loop.run_callback(self._wake)
 
     # -- output --------------------------------------------------------------------------------
-    def put(self, *records: Any) -> None:
+    def put(self, record: Any = _NOTHING, /, *more: Any) -> None:
         """Encode records through the output filter and queue them; never blocks.
 
-        On a closing or closed connection the records are discarded silently, so a broadcast
-        may race a disconnect.
+        ``put(*records)``: any number of records (spelled with a first parameter so that the
+        usual single record is not packed into a tuple). On a closing or closed connection the
+        records are discarded silently, so a broadcast may race a disconnect.
         """
+        lazy = self._lazy
+        if lazy is not None and type(record) is str and not more and record.isascii():
+            lazy.append(record)  # encoded with the rest of the burst by _encode_lazy
+            size = len(record) + self._lit_len
+            queued = self._queued = self._queued + size
+            if queued >= self._busy_mark:
+                self._put_a_lot(queued - size)
+            elif not self._flush_armed:
+                self._flush_armed = True
+                self._loop.run_callback(self._flush)
+            return
         if self._closing:
             return
-        data = self._out.encode(records[0]) if len(records) == 1 else self._out.encode_many(records)
-        buf = self._outbuf
-        buf += data
-        if len(buf) >= self._busy_mark:
-            self._put_a_lot(len(buf) - len(data))
-        elif not self._flush_scheduled and not self._writing:
-            self._flush_scheduled = True
+        self._encode_lazy()
+        if more:
+            data = self._out.encode_many((record, *more))
+        elif record is not _NOTHING:
+            data = self._out.encode(record)
+        else:
+            data = b""
+        self._outbuf += data
+        before = self._queued
+        queued = self._queued = before + len(data)
+        if queued >= self._busy_mark:
+            self._put_a_lot(before)
+        elif not self._flush_armed:
+            self._flush_armed = True
             self._loop.run_callback(self._flush)
+
+    def _encode_lazy(self) -> None:
+        """Encode the queued text records into the output buffer, in one join."""
+        lazy = self._lazy
+        if lazy:
+            lazy.append("")  # so the join ends with a terminator too
+            self._outbuf += self._lit.join(lazy).encode("ascii")
+            lazy.clear()
+
+    def _use_output_filter(self, out_filter: Filter) -> None:
+        lit = out_filter.ascii_terminator()
+        if lit is None or not lit.isascii():
+            self._lazy = None
+        else:
+            self._lazy = []
+            self._lit = lit
+            self._lit_len = len(lit)
+
+    def _end_output(self) -> None:
+        """Closing: encode what is queued (it is still sent); put() discards from now on."""
+        self._encode_lazy()
+        self._lazy = None
 
     def _put_a_lot(self, before: int) -> None:
         """put() past min(high_mark, INLINE_SEND_THRESHOLD): watermark, limit, inline send."""
-        after = len(self._outbuf)
+        self._encode_lazy()
+        after = self._queued
         if after > self._high >= before:
             self._output_event("high")
         if after > self._output_limit:
@@ -409,22 +469,23 @@ class Connection:
 
         Raises ``TimeoutError`` if that takes longer than ``timeout`` seconds.
         """
-        if not self._outbuf or self._closed:
+        if not self._queued or self._closed:
             return
         if self._flush_event is None:
             self._flush_event = Event()
         self._flush_event.clear()
         if not self._writing:
             self._flush()
-        if self._outbuf and not self._closed and not self._flush_event.wait(timeout):
-            raise TimeoutError(f"{len(self._outbuf)} bytes still queued after {timeout} s")
+        if self._queued and not self._closed and not self._flush_event.wait(timeout):
+            raise TimeoutError(f"{self._queued} bytes still queued after {timeout} s")
 
     def _flush(self) -> None:
         """Send as much queued output as the socket takes; runs in the hub or inline."""
-        self._flush_scheduled = False
-        buf = self._outbuf
+        self._flush_armed = self._writing
         if self._closed or self._transport is None:
             return
+        self._encode_lazy()
+        buf = self._outbuf
         before = len(buf)
         if before:
             try:
@@ -435,7 +496,7 @@ class Connection:
             if n:
                 del buf[:n]
                 self._bytes_out += n
-        after = len(buf)
+        after = self._queued = len(buf)
         if before > self._low >= after:
             self._drained_below_low()
         if after:
@@ -452,12 +513,12 @@ class Connection:
     def _start_writing(self) -> None:
         """Let the write watcher send the rest as the socket becomes writable."""
         if not self._writing:
-            self._writing = True
+            self._writing = self._flush_armed = True
             self._ww.start(self._flush)
 
     def _stop_writing(self) -> None:
         if self._writing:
-            self._writing = False
+            self._writing = self._flush_armed = False
             self._ww.stop()
 
     def _drained_below_low(self) -> None:
@@ -470,6 +531,8 @@ class Connection:
         if exc.errno not in PEER_GONE_ERRNOS and self._error is None:
             self._error = exc
         self._outbuf.clear()
+        self._lazy = None
+        self._queued = 0
         self._closing = True
         self._stop_writing()
         if self._flush_event is not None:
@@ -520,8 +583,9 @@ class Connection:
         if self._closing:
             return
         self._closing = True
+        self._end_output()
         self._stop_input()
-        if self._transport is not None and not self._outbuf and not self._closed:
+        if self._transport is not None and not self._queued and not self._closed:
             self._send_fin()
 
     def close(self) -> None:
@@ -532,6 +596,8 @@ class Connection:
         self._closed = True
         self._input_stopped = self._input_done = True
         self._outbuf.clear()
+        self._lazy = None
+        self._queued = 0
         if self._rw is not None:
             self._rw.stop()
             self._stop_writing()
@@ -559,13 +625,14 @@ class Connection:
         if self._closed:
             return
         self._closing = True
+        self._end_output()
         self._stop_input()
         now = _monotonic()
         limit = now + self.flush_timeout
         if deadline is not None:
             limit = min(limit, deadline)
         try:
-            if self._outbuf:
+            if self._queued:
                 if not self._peer_eof:
                     self._rw.start(self._discard_input)
                 try:
@@ -674,11 +741,15 @@ class Connection:
         if new_filter is old:
             return
         leftover = old.pending()
+        old._ready.clear()  # handed over in leftover; also ends __iter__'s pass over the list
         self._in = new_filter
         if leftover:
             new_filter.receive(leftover)
 
     def set_output_filter(self, new_filter: Filter) -> None:
         """Encode records put from now on with ``new_filter``."""
+        self._encode_lazy()  # records already put keep the old filter's encoding
         self._out = new_filter
+        if not self._closing:
+            self._use_output_filter(new_filter)
 

@@ -547,13 +547,8 @@ class Server:
         """POE's default acceptor: client_input for each record until EOF."""
         client_input = self._client_input
         assert client_input is not None
-        get = conn.get
         shutdown_on_error = self.client_shutdown_on_error
-        while True:
-            try:
-                record = get()
-            except EOFError:
-                return
+        for record in conn:
             try:
                 client_input(conn, record)
             except Exception as exc:

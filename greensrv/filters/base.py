@@ -70,6 +70,12 @@ class Filter:
 
     __slots__ = ("_buf", "_start")
 
+    #: Records already parsed and not yet returned, last one first. A filter that parses a
+    #: whole chunk at once (Line, Resp) gives each instance its own list here, and its
+    #: next_record() looks in it first; the Connection pops records from it directly (the
+    #: per-record fast path). Other filters keep this shared empty list and never touch it.
+    _ready: list[Any] = []
+
     record_filter: ClassVar[bool] = False
     chunked_records: ClassVar[bool] = False
     passthrough: ClassVar[bool] = False
@@ -148,6 +154,15 @@ class Filter:
         """
         encode = self.encode
         return [encode(r) for r in records]
+
+    def ascii_terminator(self) -> str | None:
+        """The terminator if an ASCII ``str`` record's wire form is the record plus it, else None.
+
+        The Connection then queues such records as they are and encodes a whole burst with one
+        ``join`` when it sends, instead of calling :meth:`encode` per record. Only a filter
+        whose ``encode`` really is "ASCII text + this ASCII terminator" may say so.
+        """
+        return None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def clone(self) -> Filter:

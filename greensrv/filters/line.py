@@ -94,7 +94,7 @@ class Line(Filter):
     record: a record containing one reaches the peer as several lines.
     """
 
-    __slots__ = ("_ascii_text", "_bn", "_braw", "_batch", "_encoding", "_errors", "_lit_str",
+    __slots__ = ("_ascii_text", "_bn", "_braw", "_ready", "_encoding", "_errors", "_lit_str",
                  "_max", "_mode", "_out_lit", "_out_str", "_regex", "_scan", "_sep",
                  "_settings", "_slack", "_utf8")
 
@@ -157,13 +157,13 @@ class Line(Filter):
                          if safe and encoding is not None and self._out_lit.isascii() else None)
         self._utf8 = encoding == "utf-8" and errors == "strict"
         self._scan = 0  # bytes before this offset are known to hold no terminator
-        self._batch: list[Any] = []  # parsed records not yet returned, last one first
         self._braw: bytes | bytearray | None = None  # raw bytes of the current batch
         self._bn = 0  # records in the current batch
+        self._ready: list[Any] = []  # parsed records not yet returned, last one first
 
     # -- input -------------------------------------------------------------------------------
     def next_record(self) -> Any:
-        batch = self._batch
+        batch = self._ready
         if batch:
             return batch.pop()
         lines = self._chunk()
@@ -173,17 +173,17 @@ class Line(Filter):
             self._braw = None
             return lines[0]
         lines.reverse()
-        self._batch = lines
+        self._ready = lines
         return lines.pop()
 
     def feed(self, data: bytes) -> list[Any]:
         self.receive(data)
-        batch = self._batch
+        batch = self._ready
         out: list[Any] = []
         if batch:
             batch.reverse()
             out = batch
-            self._batch = []
+            self._ready = []
         while True:
             lines = self._chunk()
             if lines is None:
@@ -392,7 +392,7 @@ class Line(Filter):
 
     def pending(self) -> bytes:
         rest = bytes(self._buf[self._start :])
-        batch = self._batch
+        batch = self._ready
         raw = self._braw
         if not batch or raw is None:
             return rest
@@ -404,7 +404,7 @@ class Line(Filter):
         return bytes(raw[pos:]) + rest
 
     def pending_size(self) -> int:
-        if self._batch:
+        if self._ready:
             return len(self.pending())
         return len(self._buf) - self._start
 
@@ -439,6 +439,11 @@ class Line(Filter):
         if not isinstance(record, (bytes, bytearray, memoryview)):
             raise TypeError(f"Line.encode takes str or bytes, not {type(record).__name__}")
         return bytes(record) + self._out_lit
+
+    def ascii_terminator(self) -> str | None:
+        # ASCII text encodes alike in every codec _out_str allows; a subclass that changes
+        # encode() must not inherit the shortcut.
+        return self._out_str if type(self).encode is Line.encode else None
 
     def encode_many(self, records: Any) -> bytes:
         lit = self._out_str
@@ -475,7 +480,7 @@ class Line(Filter):
         for name in _SETTING_SLOTS:
             setattr(new, name, getattr(self, name))
         new._scan = new._bn = 0
-        new._batch = []
+        new._ready = []
         new._braw = None
         return new
 

@@ -91,7 +91,7 @@ class RespError:
 class Resp(Filter):
     """RESP2 values both ways; inline commands accepted on input. See the module docstring."""
 
-    __slots__ = ("_batch", "_bends", "_bregion", "_btoks", "_fast_from", "_max_array", "_max_bulk",
+    __slots__ = ("_bends", "_ready", "_bregion", "_btoks", "_fast_from", "_max_array", "_max_bulk",
                  "_max_depth", "_max_line", "_max_message", "_need", "_pos", "_scan", "_stack")
 
     def __init__(
@@ -113,7 +113,7 @@ class Resp(Filter):
         self._scan = 0  # no line terminator before this offset (for the element at _pos)
         self._stack: list[list[Any]] = []  # open arrays: [elements so far, elements left]
         # The bulk path: messages parsed from one split of the buffer, handed out one at a time.
-        self._batch: list[Any] = []  # parsed messages not yet returned, last one first
+        self._ready: list[Any] = []  # parsed messages not yet returned, last one first
         self._btoks: list[bytes] = []  # the split the batch came from
         self._bends: list[int] = []  # token index where each message of the batch ends
         self._bregion = b""  # the bytes that were split
@@ -121,7 +121,7 @@ class Resp(Filter):
 
     # -- input -------------------------------------------------------------------------------
     def next_record(self) -> Any:
-        batch = self._batch
+        batch = self._ready
         if batch:
             return batch.pop()
         buf = self._buf
@@ -136,22 +136,22 @@ class Resp(Filter):
     def feed(self, data: bytes) -> list[Any]:
         self.receive(data)
         out: list[Any] = []
-        batch = self._batch
+        batch = self._ready
         if batch:
             batch.reverse()
             out = batch
-            self._batch = []
+            self._ready = []
         next_record = self.next_record
         while True:
             record = next_record()
             if record is NEED_DATA:
                 return out
-            batch = self._batch
+            batch = self._ready
             if batch:
                 out.append(record)
                 batch.reverse()
                 out += batch
-                self._batch = []
+                self._ready = []
             else:
                 out.append(record)
 
@@ -230,7 +230,7 @@ class Resp(Filter):
             self._bends = ends
             self._bregion = region
         out.reverse()
-        self._batch = out
+        self._ready = out
         return out
 
     def _parse_one(self) -> Any:
@@ -372,7 +372,7 @@ class Resp(Filter):
 
     def pending(self) -> bytes:
         rest = bytes(self._buf[self._start :])
-        batch = self._batch
+        batch = self._ready
         if not batch:
             return rest
         # Messages of the batch not yet returned begin after the last one returned.
@@ -384,7 +384,7 @@ class Resp(Filter):
         return self._bregion[offset:total] + rest
 
     def pending_size(self) -> int:
-        return len(self.pending()) if self._batch else len(self._buf) - self._start
+        return len(self.pending()) if self._ready else len(self._buf) - self._start
 
     # -- output ------------------------------------------------------------------------------
     def encode(self, record: Any) -> bytes:
