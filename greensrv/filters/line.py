@@ -77,11 +77,6 @@ def _compile(pattern: Any, encoding: str | None) -> re.Pattern[bytes]:
     return compiled
 
 
-#: Line's slots holding settings fixed at construction, shared by clone().
-_SETTING_SLOTS = ("_ascii_text", "_encoding", "_errors", "_lit_str", "_max", "_mode", "_out_lit",
-                  "_out_str", "_regex", "_sep", "_settings", "_slack", "_utf8")
-
-
 class Line(Filter):
     """Lines without their terminator, as ``str`` (``bytes`` when ``encoding=None``).
 
@@ -409,6 +404,8 @@ class Line(Filter):
         return len(self._buf) - self._start
 
     def feed_eof(self) -> list[Any]:
+        if not self._ready and len(self._buf) == self._start:
+            return []  # the usual end: nothing left over
         out = self.feed(b"")
         buf = self._buf
         if len(buf) > self._start:  # an unterminated last line is still a line
@@ -446,6 +443,8 @@ class Line(Filter):
         return self._out_str if type(self).encode is Line.encode else None
 
     def encode_many(self, records: Any) -> bytes:
+        if type(self).encode is not Line.encode:  # a subclass's encode() sees every record
+            return super().encode_many(records)
         lit = self._out_str
         if lit is not None:
             if not isinstance(records, (list, tuple)):
@@ -477,8 +476,21 @@ class Line(Filter):
         # its filter for every connection, so this is on the accept path.
         new = Line.__new__(Line)
         Filter.__init__(new)
-        for name in _SETTING_SLOTS:
-            setattr(new, name, getattr(self, name))
+        # One assignment per setting slot, spelled out: a getattr/setattr loop costs twice as
+        # much, once per accepted client.
+        new._ascii_text = self._ascii_text
+        new._encoding = self._encoding
+        new._errors = self._errors
+        new._lit_str = self._lit_str
+        new._max = self._max
+        new._mode = self._mode
+        new._out_lit = self._out_lit
+        new._out_str = self._out_str
+        new._regex = self._regex
+        new._sep = self._sep
+        new._settings = self._settings
+        new._slack = self._slack
+        new._utf8 = self._utf8
         new._scan = new._bn = 0
         new._ready = []
         new._braw = None

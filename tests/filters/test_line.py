@@ -286,3 +286,22 @@ def test_clone_keeps_settings_and_drops_buffers():
     assert g.pending() == b""
     assert g.feed(b"x|") == [b"x"]
     assert repr(g) == "Line(literal='|', encoding=None, max_length=9)"
+
+
+_LINE_STATE_SLOTS = {"_bn", "_braw", "_ready", "_scan"}  # per-instance parsing state
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"literal": "|", "max_length": 9, "encoding": None}, {"strict_crlf": True},
+    {"input_regexp": rb"\r?\n"}, {"encoding": "latin-1", "errors": "replace"},
+])
+def test_clone_copies_every_setting_slot(options):
+    f = Line(**options)
+    f.feed(b"half a li")
+    g = f.clone()
+    for name in Line.__slots__:
+        if name in _LINE_STATE_SLOTS:
+            continue
+        assert getattr(g, name) == getattr(f, name), name  # AttributeError if clone missed it
+    assert (g._scan, g._bn, g._braw, g._ready, g.pending()) == (0, 0, None, [], b"")
+    assert g._ready is not f._ready
