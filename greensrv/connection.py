@@ -75,7 +75,7 @@ class Connection:
     __slots__ = (
         "__weakref__", "_bytes_in", "_bytes_out", "_busy_mark", "_closed", "_closing",
         "_discarded", "_eof_records", "_first_read",
-        "_error", "_events", "_event_glet", "_flush_armed", "_flush_event", "_high",
+        "_error", "_events", "_event_glet", "_flush_armed", "_flush_cb", "_flush_event", "_high",
         "_idle_spent", "_in", "_input_done", "_input_stopped", "_lazy", "_lit", "_lit_len",
         "_loop", "_low", "_out", "_outbuf", "_output_limit", "_partial_since", "_last_recv",
         "_queued", "_rw", "_transport", "_waiting", "_writing", "_ww",
@@ -119,6 +119,7 @@ class Connection:
         self._waiting: Any = None  # the greenlet parked in _wait(), if any
         self._writing = False  # the write watcher is started
         self._flush_armed = False  # a flush is coming: scheduled in the hub, or _writing
+        self._flush_cb: Any = None  # the hub callback that will flush, if one is scheduled
         self._flush_event: Event | None = None
         self._events: deque[str] | None = None  # made on first use: a deque costs 760 bytes
         self._event_glet: Any = None
@@ -141,9 +142,14 @@ class Connection:
     def _attach(self) -> None:
         """Start using the socket for I/O (after any TLS handshake)."""
         self._transport = make_transport(self.socket)
-        fd = self.socket.fileno()
-        self._rw = self._loop.io(fd, 1)
-        self._ww = self._loop.io(fd, 2)
+        self._rw = self._loop.io(self.socket.fileno(), 1)
+
+    def _write_watcher(self) -> Any:
+        """The socket's write-readiness watcher, made on first need: most clients never fill
+        their socket buffer, so most connections never need one."""
+        if self._ww is None:
+            self._ww = self._loop.io(self._rw.fd, 2)
+        return self._ww
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -196,6 +202,7 @@ class Connection:
             record = self._in.next_record()
             if record is not NEED_DATA:
                 return record
+            return self._get_slow(timeout, parsed=True)
         return self._get_slow(timeout)
 
     def __iter__(self) -> Iterator[Any]:
@@ -213,23 +220,28 @@ class Connection:
                 return
             yield record
 
-    def _get_slow(self, timeout: float | None) -> Any:
+    def _get_slow(self, timeout: float | None, parsed: bool = False) -> Any:
+        """get() past its fast path; ``parsed``: the filter was just asked and has no record."""
         deadline = None if timeout is None else _monotonic() + timeout
         just_read = False
         while True:
-            # Backpressure: while output is above high_mark, no record is handed out (so a
-            # handler cannot turn records already parsed into unbounded output) and nothing is
-            # read. Once input has ended, parsed records are still handed out, to be answered.
-            if self._queued > self._high:
-                while self._queued > self._low and not self._input_stopped:
-                    self._wait_for_drain(deadline)
-            record = self._in.next_record()
-            if record is not NEED_DATA:
-                if just_read:
-                    # A record completes only right after a read: the one place where the
-                    # unfinished record that record_timeout watches can end.
-                    self._partial_since = None
-                return record
+            if parsed:
+                parsed = False
+            else:
+                # Backpressure: while output is above high_mark, no record is handed out (so a
+                # handler cannot turn records already parsed into unbounded output) and
+                # nothing is read. Once input has ended, parsed records are still handed out,
+                # to be answered.
+                if self._queued > self._high:
+                    while self._queued > self._low and not self._input_stopped:
+                        self._wait_for_drain(deadline)
+                record = self._in.next_record()
+                if record is not NEED_DATA:
+                    if just_read:
+                        # A record completes only right after a read: the one place where the
+                        # unfinished record that record_timeout watches can end.
+                        self._partial_since = None
+                    return record
             if self._eof_records:
                 return self._eof_records.popleft()
             if self._input_done:
@@ -254,6 +266,10 @@ class Connection:
                 self._first_read = False
                 return
             self._first_read = False
+            if self._flush_cb is not None:
+                # The handler put records and now waits for input: the burst is over, so send
+                # it from here rather than from a hub callback after the switch.
+                self._flush()
             reason = self._wait_readable(deadline)
             if reason is _READY and self._recv(transport) is not None:
                 return
@@ -310,7 +326,7 @@ class Connection:
         if timeout is not None and timeout <= 0:
             reason = _TIMEOUT
         else:
-            watcher = self._ww if self._transport.wants_write else self._rw
+            watcher = self._write_watcher() if self._transport.wants_write else self._rw
             reason = self._wait(watcher, timeout)
             if idle_left is not None:
                 self._idle_spent += _monotonic() - now
@@ -403,8 +419,7 @@ class Connection:
             if queued >= self._busy_mark:
                 self._put_a_lot(queued - size)
             elif not self._flush_armed:
-                self._flush_armed = True
-                self._loop.run_callback(self._flush)
+                self._schedule_flush()
             return
         if self._closing:
             return
@@ -421,8 +436,12 @@ class Connection:
         if queued >= self._busy_mark:
             self._put_a_lot(before)
         elif not self._flush_armed:
-            self._flush_armed = True
-            self._loop.run_callback(self._flush)
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """Send this burst's output once the putting greenlet yields (or waits for input)."""
+        self._flush_armed = True
+        self._flush_cb = self._loop.run_callback(self._flush)
 
     def _encode_lazy(self) -> None:
         """Encode the queued text records into the output buffer, in one join."""
@@ -482,6 +501,9 @@ class Connection:
     def _flush(self) -> None:
         """Send as much queued output as the socket takes; runs in the hub or inline."""
         self._flush_armed = self._writing
+        if self._flush_cb is not None:  # called before the scheduled callback ran: cancel it
+            self._flush_cb.stop()
+            self._flush_cb = None
         if self._closed or self._transport is None:
             return
         self._encode_lazy()
@@ -514,7 +536,7 @@ class Connection:
         """Let the write watcher send the rest as the socket becomes writable."""
         if not self._writing:
             self._writing = self._flush_armed = True
-            self._ww.start(self._flush)
+            self._write_watcher().start(self._flush)
 
     def _stop_writing(self) -> None:
         if self._writing:
@@ -733,7 +755,7 @@ class Connection:
     def set_filter(self, new_filter: Filter) -> None:
         """Use ``new_filter`` (itself, not a clone) both ways; unparsed input carries over."""
         self.set_input_filter(new_filter)
-        self._out = new_filter
+        self.set_output_filter(new_filter)
 
     def set_input_filter(self, new_filter: Filter) -> None:
         """Parse input with ``new_filter`` from the next record on; unparsed bytes carry over."""

@@ -142,6 +142,11 @@ class Listener(StreamServer):
     def full(self) -> bool:  # the server owns the limit; gevent calls this before each accept
         return self.owner._full()
 
+    def do_close(self, *args: Any) -> None:
+        """Nothing: the server's client greenlet closes every socket it was handed (and a
+        greenlet killed before it ran has its socket closed by the server), so gevent's own
+        close after the handler would be a second close per client."""
+
     def do_read(self) -> Any:
         try:
             result = super().do_read()

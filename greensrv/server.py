@@ -42,7 +42,7 @@ from .options import (
 )
 from .statistics import ErrorLogLimiter, Statistics
 from .tls import wrap_server_socket
-from .transport import describe_handshake_failure
+from .transport import describe_handshake_failure, is_tls_socket
 
 __all__ = ["Server", "serve_forever"]
 
@@ -246,7 +246,7 @@ class Server:
 
     def statistics(self) -> Statistics:
         """A frozen snapshot of what the server is doing and why clients were dropped."""
-        live = self.connections
+        live = [c for c in self._connections.values() if not c._closed]  # closed: counted below
         limit = self.concurrency
         counters = self._counters
         return Statistics(
@@ -473,7 +473,9 @@ class Server:
 
     # -- one client ----------------------------------------------------------------------------
     def _serve_client(self, sock: Any, address: Any) -> None:
-        """The whole life of one client, in its own greenlet."""
+        """The whole life of one client, in its own greenlet; closes every socket it is given."""
+        accepted = sock
+        conn = None
         try:
             if self._pre_connect is not None:
                 try:
@@ -493,15 +495,15 @@ class Server:
                 return
             self._run_connection(conn)
         finally:
-            try:
-                sock.close()
-            except (OSError, AttributeError):
-                pass
+            if conn is None or not conn.closed:
+                _close_quietly(sock)
+            if sock is not accepted:
+                _close_quietly(accepted)
 
     def _handshake(self, conn: Connection) -> bool:
         """Complete a TLS handshake (if any) within handshake_timeout; attach the socket."""
         sock = conn.socket
-        if getattr(sock, "do_handshake", None) is not None and not _handshake_done(sock):
+        if is_tls_socket(sock) and not _handshake_done(sock):
             sock.settimeout(self.handshake_timeout)
             try:
                 sock.do_handshake()
@@ -570,6 +572,14 @@ class Server:
 def serve_forever(handler: Callable[[Connection], Any] | None = None, **options: Any) -> None:
     """``Server(handler, **options).serve_forever()``."""
     Server(handler, **options).serve_forever()
+
+
+def _close_quietly(sock: Any) -> None:
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass
 
 
 def _handshake_done(sock: Any) -> bool:

@@ -13,6 +13,9 @@ import socket
 import ssl
 from typing import Any
 
+import gevent.socket
+import gevent.ssl
+
 #: errnos that mean the peer went away; reading or writing then is an end, not an error to log.
 PEER_GONE_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT,
                               errno.ENOTCONN, errno.ESHUTDOWN})
@@ -108,11 +111,18 @@ class TLSTransport:
             pass
 
 
+def is_tls_socket(sock: Any) -> bool:
+    """True when ``sock`` carries an SSL object (a TLS socket, handshaken or not)."""
+    if type(sock) is gevent.socket.socket:
+        # The usual accepted socket: answered without gevent's __getattr__, whose miss for
+        # "_sslobj" costs an exception per connection.
+        return False
+    return getattr(sock, "_sslobj", None) is not None
+
+
 def make_transport(sock: Any) -> PlainTransport | TLSTransport:
     """Return the transport for ``sock``: TLS when it carries an SSL object."""
-    if getattr(sock, "_sslobj", None) is not None:
-        return TLSTransport(sock)
-    return PlainTransport(sock)
+    return TLSTransport(sock) if is_tls_socket(sock) else PlainTransport(sock)
 
 
 def describe_handshake_failure(address: Any, exc: BaseException) -> str:
