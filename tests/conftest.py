@@ -184,3 +184,20 @@ def barrier(connect):
     yield run
     client.close()
     probe.stop(timeout=1)
+
+@pytest.fixture
+def slow_client():
+    """``slow_client(address)``: a gevent socket with a tiny receive buffer, closed after."""
+    socks = []
+
+    def make(address):
+        sock = gevent.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(5.0)
+        sock.connect(address)
+        socks.append(sock)
+        return sock
+
+    yield make
+    for sock in socks:
+        sock.close()

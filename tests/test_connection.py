@@ -14,12 +14,10 @@ import pytest
 from gevent import getcurrent
 from gevent.event import AsyncResult, Event
 from gevent.queue import Queue
+from support import WAIT, recv_exactly, run_handler, small_send_buffer, wait_for
 
 import greensrv
 from greensrv.filters import Block, Line, Stream
-
-#: Bound for a wait that normally takes milliseconds.
-WAIT = 5.0
 
 
 def echo(conn):
@@ -27,66 +25,14 @@ def echo(conn):
         conn.put(line)
 
 
-def wait_for(event, what: str, timeout: float = WAIT):
-    """Wait on an Event/AsyncResult/Queue; fail with ``what`` if it does not happen in time."""
-    try:
-        if isinstance(event, AsyncResult):
-            return event.get(timeout=timeout)
-        if isinstance(event, Queue):
-            return event.get(timeout=timeout)
-    except (gevent.Timeout, gevent.queue.Empty):
-        pytest.fail(f"timed out waiting for {what}")
-    assert event.wait(timeout), f"timed out waiting for {what}"
-    return None
 
 
-def run_handler(make_server, body, **options):
-    """A server whose handler runs ``body(conn)``; its result or exception goes to ``outcome``."""
-    outcome = AsyncResult()
-
-    def handler(conn):
-        try:
-            outcome.set(body(conn))
-        except BaseException as exc:
-            outcome.set_exception(exc)
-            raise
-
-    server = make_server(handler, client_error=lambda conn, exc: None, **options)
-    return server, outcome
 
 
-def small_send_buffer(sock, address):
-    """client_pre_connect: a tiny kernel send buffer, so output queues in the connection."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    return sock
 
 
-@pytest.fixture
-def slow_client():
-    """``slow_client(address)``: a gevent socket with a tiny receive buffer, closed after."""
-    socks = []
-
-    def make(address):
-        sock = gevent.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.settimeout(WAIT)
-        sock.connect(address)
-        socks.append(sock)
-        return sock
-
-    yield make
-    for sock in socks:
-        sock.close()
 
 
-def recv_exactly(sock, n: int) -> bytes:
-    data = bytearray()
-    while len(data) < n:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise EOFError(f"EOF after {len(data)} of {n} bytes")
-        data += chunk
-    return bytes(data)
 
 
 # -- get(), EOF, timeouts, iteration -----------------------------------------------------------

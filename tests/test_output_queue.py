@@ -21,12 +21,10 @@ import gevent.socket
 import pytest
 from gevent.event import AsyncResult, Event
 from gevent.queue import Queue
+from support import WAIT, recv_exactly, run_handler, small_send_buffer, wait_for
 
 from greensrv import SlowClientError
 from greensrv.filters import Block, JsonLines, Line, Stream
-
-#: Bound for a wait that normally takes milliseconds.
-WAIT = 5.0
 
 CRLF = b"\r\n"
 
@@ -40,65 +38,14 @@ def wire(*records) -> bytes:
     return bytes(out)
 
 
-def wait_for(event, what: str, timeout: float = WAIT):
-    """Wait on an Event/AsyncResult/Queue; fail with ``what`` if it does not happen in time."""
-    try:
-        if isinstance(event, (AsyncResult, Queue)):
-            return event.get(timeout=timeout)
-    except (gevent.Timeout, gevent.queue.Empty):
-        pytest.fail(f"timed out waiting for {what}")
-    assert event.wait(timeout), f"timed out waiting for {what}"
-    return None
 
 
-def run_handler(make_server, body, **options):
-    """A server whose handler runs ``body(conn)``; its result or exception goes to ``outcome``."""
-    outcome = AsyncResult()
-
-    def handler(conn):
-        try:
-            outcome.set(body(conn))
-        except BaseException as exc:
-            outcome.set_exception(exc)
-            raise
-
-    options.setdefault("client_error", lambda conn, exc: None)
-    server = make_server(handler, **options)
-    return server, outcome
 
 
-def small_send_buffer(sock, address):
-    """client_pre_connect: a tiny kernel send buffer, so output queues in the connection."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    return sock
 
 
-@pytest.fixture
-def slow_client():
-    """``slow_client(address)``: a gevent socket with a tiny receive buffer, closed after."""
-    socks = []
-
-    def make(address):
-        sock = gevent.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.settimeout(WAIT)
-        sock.connect(address)
-        socks.append(sock)
-        return sock
-
-    yield make
-    for sock in socks:
-        sock.close()
 
 
-def recv_exactly(sock, n: int) -> bytes:
-    data = bytearray()
-    while len(data) < n:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise EOFError(f"EOF after {len(data)} of {n} bytes")
-        data += chunk
-    return bytes(data)
 
 
 def recv_until_eof(sock) -> bytes:
@@ -353,11 +300,15 @@ def test_put_raises_type_and_unicode_errors_itself_and_earlier_records_still_arr
 # -- 4. switching the output filter in the middle of a burst -----------------------------------
 
 
-def test_set_output_filter_mid_burst_keeps_the_old_encoding_for_records_already_put(
-        make_server, connect):
+# Regression (set_filter): it used to set the output filter without going through
+# set_output_filter(), so ASCII text put after it kept the old filter's terminator and bypassed
+# the new filter's encode().
+@pytest.mark.parametrize("switch", ["set_output_filter", "set_filter"])
+def test_switching_the_output_filter_mid_burst_keeps_the_old_encoding_for_records_already_put(
+        make_server, connect, switch):
     def body(conn):
         conn.put("a")
-        conn.set_output_filter(Line(output_literal="\n"))
+        getattr(conn, switch)(Line(literal="\n"))
         conn.put("b")
         return conn.buffered
 
@@ -396,22 +347,6 @@ def test_set_output_filter_through_filters_with_and_without_an_ascii_terminator(
     expected = first + b"raw" + b"f|g|"
     assert wait_for(outcome, "the handler") == [len(first), len(first) + 3, len(expected)]
     assert client.read_all() == expected
-
-
-# Regression: set_filter() used to set the output filter without going through
-# set_output_filter(), so ASCII text put after it kept the old filter's terminator and bypassed
-# the new filter's encode().
-def test_set_filter_mid_burst_encodes_later_text_with_the_new_filter(make_server, connect):
-    def body(conn):
-        conn.put("a")
-        conn.set_filter(Line(literal="\n"))
-        conn.put("b")
-        return conn.buffered
-
-    server, outcome = run_handler(make_server, body)
-    client = connect(server.address)
-    assert client.read_all() == b"a\r\nb\n"
-    assert wait_for(outcome, "the handler") == 5
 
 
 def test_set_filter_to_a_bytes_only_filter_refuses_str_records(make_server, connect):

@@ -1,0 +1,59 @@
+"""Helpers shared by the connection-level tests (plain functions; fixtures live in conftest)."""
+
+from __future__ import annotations
+
+import socket
+
+import gevent
+import pytest
+from gevent.event import AsyncResult
+from gevent.queue import Queue
+
+#: Bound for a wait that normally takes milliseconds.
+WAIT = 5.0
+
+
+def wait_for(event, what: str, timeout: float = WAIT):
+    """Wait on an Event/AsyncResult/Queue; fail with ``what`` if it does not happen in time."""
+    try:
+        if isinstance(event, (AsyncResult, Queue)):
+            return event.get(timeout=timeout)
+    except (gevent.Timeout, gevent.queue.Empty):
+        pytest.fail(f"timed out waiting for {what}")
+    assert event.wait(timeout), f"timed out waiting for {what}"
+    return None
+
+
+def run_handler(make_server, body, **options):
+    """A server whose handler runs ``body(conn)``; its result or exception goes to ``outcome``.
+
+    Client errors are ignored unless ``client_error`` is given.
+    """
+    outcome = AsyncResult()
+
+    def handler(conn):
+        try:
+            outcome.set(body(conn))
+        except BaseException as exc:
+            outcome.set_exception(exc)
+            raise
+
+    options.setdefault("client_error", lambda conn, exc: None)
+    server = make_server(handler, **options)
+    return server, outcome
+
+
+def small_send_buffer(sock, address):
+    """client_pre_connect: a tiny kernel send buffer, so output queues in the connection."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return sock
+
+
+def recv_exactly(sock, n: int) -> bytes:
+    data = bytearray()
+    while len(data) < n:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError(f"EOF after {len(data)} of {n} bytes")
+        data += chunk
+    return bytes(data)
