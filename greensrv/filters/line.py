@@ -161,6 +161,8 @@ class Line(Filter):
         batch = self._ready
         if batch:
             return batch.pop()
+        if len(self._buf) == self._start:
+            return NEED_DATA  # nothing buffered: the usual state between reads
         lines = self._chunk()
         if lines is None:
             return NEED_DATA
