@@ -51,8 +51,16 @@ INLINE_SEND_THRESHOLD = 65536
 
 _monotonic = time.monotonic
 
-#: put()'s "no record given" default.
-_NOTHING: Any = object()
+class _Nothing:
+    """put()'s "no record given" default (``put()`` queues nothing, like ``put(*[])``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<no record>"
+
+
+_NOTHING: Any = _Nothing()
 
 
 class Connection:
