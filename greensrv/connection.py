@@ -83,7 +83,7 @@ class Connection:
     __slots__ = (
         "__weakref__", "_bytes_in", "_bytes_out", "_busy_mark", "_closed", "_closing",
         "_discarded", "_eof_records", "_first_read",
-        "_error", "_events", "_event_glet", "_flush_armed", "_flush_cb", "_flush_event", "_high",
+        "_error", "_events", "_event_glet", "_flush_cb", "_flush_event", "_high",
         "_idle_spent", "_in", "_input_done", "_input_stopped", "_lazy", "_lit", "_lit_len",
         "_loop", "_low", "_out", "_outbuf", "_output_limit", "_partial_since", "_last_recv",
         "_queued", "_rw", "_transport", "_waiting", "_writing", "_ww",
@@ -126,8 +126,9 @@ class Connection:
         self._ww: Any = None
         self._waiting: Any = None  # the greenlet parked in _wait(), if any
         self._writing = False  # the write watcher is started
-        self._flush_armed = False  # a flush is coming: scheduled in the hub, or _writing
-        self._flush_cb: Any = None  # the hub callback that will flush, if one is scheduled
+        # The hub callback that will flush, if one is scheduled; a flush is coming whenever
+        # this is set or _writing is.
+        self._flush_cb: Any = None
         self._flush_event: Event | None = None
         self._events: deque[str] | None = None  # made on first use: a deque costs 760 bytes
         self._event_glet: Any = None
@@ -233,9 +234,7 @@ class Connection:
         deadline = None if timeout is None else _monotonic() + timeout
         just_read = False
         while True:
-            if parsed:
-                parsed = False
-            else:
+            if not parsed:
                 # Backpressure: while output is above high_mark, no record is handed out (so a
                 # handler cannot turn records already parsed into unbounded output) and
                 # nothing is read. Once input has ended, parsed records are still handed out,
@@ -250,6 +249,7 @@ class Connection:
                         # unfinished record that record_timeout watches can end.
                         self._partial_since = None
                     return record
+            parsed = False
             if self._eof_records:
                 return self._eof_records.popleft()
             if self._input_done:
@@ -426,7 +426,7 @@ class Connection:
             queued = self._queued = self._queued + size
             if queued >= self._busy_mark:
                 self._put_a_lot(queued - size)
-            elif not self._flush_armed:
+            elif self._flush_cb is None and not self._writing:
                 self._schedule_flush()
             return
         if self._closing:
@@ -443,12 +443,11 @@ class Connection:
         queued = self._queued = before + len(data)
         if queued >= self._busy_mark:
             self._put_a_lot(before)
-        elif not self._flush_armed:
+        elif self._flush_cb is None and not self._writing:
             self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         """Send this burst's output once the putting greenlet yields (or waits for input)."""
-        self._flush_armed = True
         self._flush_cb = self._loop.run_callback(self._flush)
 
     def _encode_lazy(self) -> None:
@@ -508,7 +507,6 @@ class Connection:
 
     def _flush(self) -> None:
         """Send as much queued output as the socket takes; runs in the hub or inline."""
-        self._flush_armed = self._writing
         if self._flush_cb is not None:  # called before the scheduled callback ran: cancel it
             self._flush_cb.stop()
             self._flush_cb = None
@@ -543,12 +541,12 @@ class Connection:
     def _start_writing(self) -> None:
         """Let the write watcher send the rest as the socket becomes writable."""
         if not self._writing:
-            self._writing = self._flush_armed = True
+            self._writing = True
             self._write_watcher().start(self._flush)
 
     def _stop_writing(self) -> None:
         if self._writing:
-            self._writing = self._flush_armed = False
+            self._writing = False
             self._ww.stop()
 
     def _drained_below_low(self) -> None:
