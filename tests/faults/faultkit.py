@@ -49,6 +49,18 @@ def figure(scenario: str, name: str, value, bound: str = "") -> None:
 # -- /proc ------------------------------------------------------------------------------------
 
 
+def host_steal_seconds() -> float:
+    """CPU time the hypervisor gave to other guests, all CPUs summed (``steal`` in /proc/stat).
+
+    On a shared virtual machine a burst of steal pauses every process here at once, server and
+    measuring clients alike, which no server can answer for; a latency test reads this before
+    and after its window to tell such a window from a slow server.
+    """
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return int(fields[8]) / _CLK_TCK if len(fields) > 8 else 0.0
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size now (statm, in pages)."""
     with open(f"/proc/{pid}/statm") as f:

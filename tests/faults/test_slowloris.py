@@ -7,6 +7,11 @@ a subprocess too, with
 ``concurrency=100``. 20 normal clients, from 127.0.0.2 to 127.0.0.21, each connect, send a line,
 await the echo and close, over and over; their round trip is timed from ``connect``.
 
+A window in which the hypervisor stole a tenth or more of this machine's CPU time (``steal``
+in /proc/stat, which pauses server and clients alike) and that missed the budget is measured
+again, in a fresh server, at most three times in all; a miss in a quiet window fails at once.
+Every window's figures are reported.
+
 How the 100 ms p99 is met honestly: ``concurrency`` alone cannot protect the normal clients,
 since past it every client waits in one FIFO backlog, behind the attackers, until
 ``record_timeout`` frees a slot (the second test measures this and is an expected failure).
@@ -18,6 +23,7 @@ is short; the default is 30 s) closes the dripping connections it does hold.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -25,7 +31,7 @@ import gevent
 import gevent.event
 import gevent.subprocess
 import pytest
-from faultkit import HERE, client, figure, percentile, readline
+from faultkit import HERE, client, figure, host_steal_seconds, percentile, readline
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
@@ -35,6 +41,10 @@ CONCURRENCY = 100
 RECORD_TIMEOUT = 2.0
 ATTACK = 6.0  # seconds the attack and the normal clients run
 P99_BUDGET = 0.100
+#: Windows measured at most, and the share of the machine's CPU time stolen by the host that
+#: makes a window that missed the budget count as disturbed rather than failed.
+WINDOWS = 3
+DISTURBED_STEAL_SHARE = 0.10
 
 
 def _attack_and_measure(server) -> dict:
@@ -85,13 +95,32 @@ def _attack_and_measure(server) -> dict:
                 peak_live=peak_live[0], stats=server.stats())
 
 
+def _measure_in_a_quiet_window(server_process, options: dict, scenario: str) -> dict:
+    """Attack a fresh server; again (up to WINDOWS) while the budget is missed under host steal."""
+    for window in range(1, WINDOWS + 1):
+        server = server_process({"app": "echo", "options": options})
+        wall, steal = time.monotonic(), host_steal_seconds()
+        got = _attack_and_measure(server)
+        wall, steal = time.monotonic() - wall, host_steal_seconds() - steal
+        share = steal / (wall * (os.cpu_count() or 1))
+        got["p99"] = percentile(got["latencies"], 99)
+        figure(scenario, f"window {window}: normal p99 (ms) / host steal",
+               f"{got['p99'] * 1000:.3g} / {share:.0%}",
+               f"< {P99_BUDGET * 1000:g}; a miss under steal >= {DISTURBED_STEAL_SHARE:.0%} "
+               "is measured again")
+        if got["p99"] < P99_BUDGET or share < DISTURBED_STEAL_SHARE:
+            break
+        server.cleanup()
+    got["steal_share"] = share
+    return got
+
+
 def test_slowloris_with_a_per_ip_limit_keeps_normal_clients_under_100ms(server_process):
     scenario = "1 slowloris (per-IP limit 50)"
-    server = server_process({"app": "echo", "options": dict(
-        concurrency=CONCURRENCY, max_connections_per_ip=50, record_timeout=RECORD_TIMEOUT)})
-    got = _attack_and_measure(server)
-    stats, held, latencies = got["stats"], got["held"], got["latencies"]
-    p99 = percentile(latencies, 99)
+    got = _measure_in_a_quiet_window(server_process, dict(
+        concurrency=CONCURRENCY, max_connections_per_ip=50, record_timeout=RECORD_TIMEOUT),
+        scenario)
+    stats, held, latencies, p99 = got["stats"], got["held"], got["latencies"], got["p99"]
     figure(scenario, "normal round trips", len(latencies))
     figure(scenario, "normal p50 (ms)", percentile(latencies, 50) * 1000)
     figure(scenario, "normal p99 (ms)", p99 * 1000, f"< {P99_BUDGET * 1000:g}")
@@ -100,7 +129,8 @@ def test_slowloris_with_a_per_ip_limit_keeps_normal_clients_under_100ms(server_p
            f"{min(held):.2f}..{max(held):.2f}", f"record_timeout {RECORD_TIMEOUT}")
     figure(scenario, "attacker connects refused per IP", stats["refused_per_ip"])
     figure(scenario, "peak live connections", got["peak_live"], f"<= {CONCURRENCY}")
-    assert p99 < P99_BUDGET
+    assert p99 < P99_BUDGET, (f"normal p99 {p99 * 1000:.0f} ms with the host stealing "
+                              f"{got['steal_share']:.0%} of the CPU time")
     assert stats["closed_record_timeout"] >= 50
     errors = stats["errors"]
     assert list(errors) == ["RecordTimeoutError"], errors
