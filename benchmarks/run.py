@@ -74,6 +74,8 @@ PEER_LIST = [
          compiled="c_echo.c"),
     Peer("gevent_loop", "gevent hand loop (recv/split/sendall)", _py("gevent_loop.py"),
          ("gevent",)),
+    Peer("gevent_floor", "gevent floor of greensrv's handler shape", _py("gevent_floor.py"),
+         ("gevent",)),
     Peer("gevent_makefile", "gevent makefile().readline()", _py("gevent_makefile.py"),
          ("gevent",)),
     Peer("asyncio_streams", "asyncio streams", _py("asyncio_streams.py")),
