@@ -130,6 +130,9 @@ def instructions(peer: run.Peer, scenario: str, load: int) -> int:
     argv = [a.replace("{port}", str(port)) for a in peer.argv]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(run.ROOT), env.get("PYTHONPATH")]))
+    # Both loads must pay the same start-up: a first run that compiles and writes the bytecode
+    # the second one only loads would put the compiler's work into the difference.
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     with tempfile.TemporaryFile(mode="w+") as log:
         server = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
