@@ -27,29 +27,16 @@ import pytest
 from gevent import getcurrent
 from gevent.event import AsyncResult, Event
 from gevent.queue import Queue
+from support import WAIT, small_send_buffer, wait_for
 
 import greensrv
 from greensrv.filters import Block, Line
 from greensrv.tls import wrap_server_socket
 
-#: Bound for a wait that normally takes milliseconds.
-WAIT = 5.0
-
 
 def echo(conn):
     for line in conn:
         conn.put(line)
-
-
-def wait_for(event, what: str, timeout: float = WAIT):
-    """Wait on an Event/AsyncResult; fail with ``what`` if it does not happen in time."""
-    if isinstance(event, AsyncResult):
-        try:
-            return event.get(timeout=timeout)
-        except gevent.Timeout:
-            pytest.fail(f"timed out waiting for {what}")
-    assert event.wait(timeout), f"timed out waiting for {what}"
-    return None
 
 
 def wait_for_connection(server, barrier, n: int = 1) -> None:
@@ -650,21 +637,6 @@ def test_client_error_that_raises_does_not_break_the_server(make_server, connect
 # -- §2: client_flushed, high_mark/low_mark, client_high/client_low --------------------------
 
 
-def _small_buffers(sock, address):
-    """client_pre_connect: a tiny kernel send buffer, so output queues in the connection."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    return sock
-
-
-def _slow_client(address):
-    """A gevent socket with a tiny receive buffer (set before connecting); close it yourself."""
-    sock = gevent.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.settimeout(WAIT)
-    sock.connect(address)
-    return sock
-
-
 def test_client_flushed_runs_each_time_output_is_fully_written(make_server, connect):
     flushed: Queue = Queue()
 
@@ -729,7 +701,7 @@ def test_output_callbacks_run_in_a_greenlet_that_is_neither_the_hub_nor_anothers
 
 
 def test_client_high_and_client_low_are_edge_triggered_and_reading_pauses_between(
-        make_server, connect, barrier):
+        make_server, connect, barrier, slow_client):
     events: list = []
     high = Event()
     low = Event()
@@ -750,8 +722,8 @@ def test_client_high_and_client_low_are_edge_triggered_and_reading_pauses_betwee
         low.set()
 
     server = make_server(handler, high_mark=100_000, low_mark=20_000, client_high=on_high,
-                         client_low=on_low, client_pre_connect=_small_buffers)
-    sock = _slow_client(server.address)
+                         client_low=on_low, client_pre_connect=small_send_buffer)
+    sock = slow_client(server.address)
     try:
         sock.sendall(b"1\n")
         sock.sendall(b"2\n")
@@ -786,7 +758,7 @@ def test_client_high_and_client_low_are_edge_triggered_and_reading_pauses_betwee
 
 
 def test_client_high_fires_once_per_crossing_not_per_put_above_the_mark(
-        make_server, connect):
+        make_server, connect, slow_client):
     events: list = []
     low = Event()
     queued = Event()
@@ -803,8 +775,8 @@ def test_client_high_fires_once_per_crossing_not_per_put_above_the_mark(
 
     server = make_server(handler, high_mark=100_000, low_mark=20_000,
                          client_high=lambda conn: events.append("high"), client_low=on_low,
-                         client_pre_connect=_small_buffers)
-    sock = _slow_client(server.address)
+                         client_pre_connect=small_send_buffer)
+    sock = slow_client(server.address)
     try:
         wait_for(queued, "the handler to queue its output")
         assert events == ["high"]
@@ -824,13 +796,13 @@ def test_client_high_fires_once_per_crossing_not_per_put_above_the_mark(
 
 
 def test_broadcast_to_a_client_that_does_not_read_never_blocks_and_ends_in_slow_client_error(
-        make_server, connect):
+        make_server, connect, slow_client):
     errors = AsyncResult()
     gone = Event()
     shrink = []
 
     def pre_connect(sock, address):
-        return _small_buffers(sock, address) if shrink else sock
+        return small_send_buffer(sock, address) if shrink else sock
 
     server = make_server(echo, high_mark=10_000, low_mark=1_000, output_limit=200_000,
                          client_pre_connect=pre_connect,
@@ -840,7 +812,7 @@ def test_broadcast_to_a_client_that_does_not_read_never_blocks_and_ends_in_slow_
     reader.send(b"hi\n")
     assert reader.readline() == b"hi\r\n"
     shrink.append(True)
-    sock = _slow_client(server.address)
+    sock = slow_client(server.address)
     line = "b" * 998
     rounds = 400  # 400 kB to each client, twice output_limit
 
@@ -1116,7 +1088,7 @@ def test_stop_under_load_loses_no_line_the_server_had_read(make_server, connect)
             if len(mine) % 10 == 0:
                 gevent.sleep(0)  # give the other clients a turn, so all are mid-stream
 
-    server = make_server(handler, client_pre_connect=_small_buffers)
+    server = make_server(handler, client_pre_connect=small_send_buffer)
     # What is under test is that no line is lost, not how fast this machine flushes: the replies
     # (about 17 MB through 4 KB kernel buffers) took 0.7 s of the default 1 s grace on a quiet
     # machine, so a loaded one ran out of grace, and a close at the deadline drops what is queued.
@@ -1230,7 +1202,7 @@ def test_idle_timeout_is_reset_by_input(make_server, connect):
     assert client.readline() == b"last\r\n"
 
 
-def test_idle_timeout_does_not_count_time_paused_by_backpressure(make_server):
+def test_idle_timeout_does_not_count_time_paused_by_backpressure(make_server, slow_client):
     chunk = "p" * 100_000
 
     def handler(conn):
@@ -1239,8 +1211,8 @@ def test_idle_timeout_does_not_count_time_paused_by_backpressure(make_server):
         conn.put(conn.get())
 
     server = make_server(handler, idle_timeout=0.3, high_mark=100_000, low_mark=10_000,
-                         client_pre_connect=_small_buffers)
-    sock = _slow_client(server.address)
+                         client_pre_connect=small_send_buffer)
+    sock = slow_client(server.address)
     try:
         sock.sendall(b"go\n")
         # Let twice idle_timeout pass without reading (time passing is the point here).
