@@ -63,18 +63,15 @@ def recv_exactly(sock: socket.socket, size: int) -> bytes:
 def drive_rr(port: int, total: int) -> None:
     """RR_CONNECTIONS connections, one line in flight on each, until ``total`` lines echoed."""
     sel = selectors.DefaultSelector()
-    conns = []
-    for _ in range(RR_CONNECTIONS):
+    sent: dict[socket.socket, int] = {}  # the number of the line in flight on each connection
+    for _ in range(min(RR_CONNECTIONS, total)):
         sock = socket.create_connection((HOST, port), timeout=CLIENT_TIMEOUT)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conns.append(sock)
-    sent = {sock: 0 for sock in conns}
-    for sock in conns:
         sock.sendall(line(0))
         sock.setblocking(False)
         sel.register(sock, selectors.EVENT_READ, bytearray())
-    done = in_flight = len(conns)
-    echoed = 0
+        sent[sock] = 0
+    started = in_flight = len(sent)
     while in_flight:
         events = sel.select(CLIENT_TIMEOUT)
         if not events:
@@ -89,18 +86,16 @@ def drive_rr(port: int, total: int) -> None:
                 if bytes(buf[:LINE_SIZE]) != line(sent[sock]):
                     raise ValueError(f"wrong echo {bytes(buf[:LINE_SIZE])!r}")
                 del buf[:LINE_SIZE]
-                echoed += 1
                 in_flight -= 1
-                if done < total:
+                if started < total:
                     sent[sock] += 1
-                    sock.setblocking(True)
-                    sock.sendall(line(sent[sock]))
-                    sock.setblocking(False)
-                    done += 1
+                    # the only line on this connection, into an empty send buffer: never partial
+                    if sock.send(line(sent[sock])) != LINE_SIZE:
+                        raise ConnectionError("a 64-byte line was not sent whole")
+                    started += 1
                     in_flight += 1
-    for sock in conns:
+    for sock in sent:
         sock.close()
-    assert echoed == total
 
 
 def drive_pipelined(port: int, total: int) -> None:
