@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 
 import gevent
@@ -11,6 +13,28 @@ from gevent.queue import Queue
 
 #: Bound for a wait that normally takes milliseconds.
 WAIT = 5.0
+
+#: Set by ``.ci/run``: a test whose outside program is missing fails instead of skipping, so CI
+#: never passes by silently skipping a real peer.
+REQUIRE_PEERS = os.environ.get("GREENSRV_REQUIRE_PEERS") == "1"
+
+
+def need_program(program: str, package: str) -> str:
+    """The path of ``program``; skip with a one-line reason naming ``package`` when missing.
+
+    Under ``GREENSRV_REQUIRE_PEERS=1`` a missing program fails the test instead.
+    """
+    path = shutil.which(program)
+    if path is None:
+        missing(f"needs {program} (install the Debian package {package})")
+    return path  # type: ignore[return-value]
+
+
+def missing(reason: str) -> None:
+    """Skip with ``reason``, or fail with it under ``GREENSRV_REQUIRE_PEERS=1``."""
+    if REQUIRE_PEERS:
+        pytest.fail(f"{reason}; GREENSRV_REQUIRE_PEERS=1 forbids skipping", pytrace=False)
+    pytest.skip(reason)
 
 
 def wait_for(event, what: str, timeout: float = WAIT):
