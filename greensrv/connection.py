@@ -205,9 +205,6 @@ class Connection:
         bytes received so far stay buffered for the next call).
         """
         if self._queued <= self._high:
-            ready = self._in._ready
-            if ready:
-                return ready.pop()
             record = self._in.next_record()
             if record is not NEED_DATA:
                 return record
@@ -220,7 +217,7 @@ class Connection:
         # empties the old filter's list, which ends this inner loop); get() does the rest.
         high = self._high
         while True:
-            ready = self._in._ready
+            ready = self._in.take_ready()
             while ready and self._queued <= high:
                 yield ready.pop()
             try:
@@ -768,8 +765,9 @@ class Connection:
         old = self._in
         if new_filter is old:
             return
-        leftover = old.pending()
-        old._ready.clear()  # handed over in leftover; also ends __iter__'s pass over the list
+        # Taken, not copied: the old filter forgets these bytes (and its parsed records, which
+        # also ends __iter__'s pass over them), so using it again never parses them twice.
+        leftover = old.take_pending()
         self._in = new_filter
         if leftover:
             new_filter.receive(leftover)

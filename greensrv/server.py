@@ -212,6 +212,7 @@ class Server:
         self._closed = False
         self._stopping = False
         self._stop_deadline: float | None = None
+        self._forced = 0  # client greenlets the shutdown closed and killed
         self._stopped = Event()
         self._counters: dict[str, int] = {}
         self._per_ip: dict[Any, int] = {}
@@ -410,9 +411,11 @@ class Server:
                 # Connections bound their own flush and drain by the same deadline; the margin
                 # lets one that uses all of it end by itself rather than be counted as forced.
                 self._pool.join(timeout=self.stop_grace + 0.25)
-            forced = len(self._pool)
-            if forced:
+            if self._pool:
                 self._force_close()
+            # A second SIGINT may have forced the close while we waited above.
+            forced = self._forced
+            left = max(left, forced)
             log.info("%s: stopped in %.2f s; %d connection(s) ended by the shutdown, "
                      "%d forced closed", self.name, time.monotonic() - start, left, forced)
         finally:
@@ -420,6 +423,7 @@ class Server:
             self._stopped.set()
 
     def _force_close(self) -> None:
+        self._forced += len(self._pool)
         for conn in list(self._connections.values()):
             conn.close()
         self._pool.kill(block=True, timeout=1.0)
