@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -32,12 +33,13 @@ from gevent.hub import get_hub
 
 from .errors import RecordTimeoutError, SlowClientError, TLSError
 from .filters.base import NEED_DATA, Filter
+from .limits import Limits
 from .transport import PEER_GONE_ERRNOS, describe_handshake_failure, make_transport
 
 if TYPE_CHECKING:
     from .server import Server
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "ConnectionHooks"]
 
 _READY, _TIMEOUT, _WAKE = "ready", "timeout", "wake"
 
@@ -63,6 +65,33 @@ class _Nothing:
 _NOTHING: Any = _Nothing()
 
 
+class ConnectionHooks:
+    """What a Connection reports to whoever made it. The defaults do nothing (a client).
+
+    The server supplies one that counts statistics, reports to ``client_error`` and runs
+    ``client_flushed``/``client_high``/``client_low``; a client supplies its own. A Connection
+    never calls its owner in any other way.
+    """
+
+    #: Callbacks run in the connection's own greenlet on output events, by key: "flushed" (all
+    #: queued output written), "high" (queued output rose past high_mark), "low" (back below
+    #: low_mark). A missing key costs nothing.
+    output_callbacks: Mapping[str, Callable[[Connection], Any]] = MappingProxyType({})
+
+    def count(self, key: str) -> None:
+        """A statistics counter went up by one, e.g. "closed_idle" or "tls_failures"."""
+
+    def report_error(self, conn: Connection, exc: BaseException) -> None:
+        """An output callback raised ``exc``; the server sends it to ``client_error``."""
+
+    def closed(self, conn: Connection) -> None:
+        """``conn``'s socket was closed; called exactly once, from ``close()``."""
+
+
+#: Hooks that do nothing, for a Connection whose maker wants no reports.
+NO_HOOKS = ConnectionHooks()
+
+
 class Connection:
     """One client: records in through ``get()``, records out through ``put()``.
 
@@ -70,30 +99,26 @@ class Connection:
     watermarks.
     """
 
-    #: Seconds a closing connection may take to write its queued output once its handler has
-    #: ended (outside ``stop()``, which sets its own grace); a peer that reads nothing for this
-    #: long loses the rest and the connection is closed.
-    flush_timeout: float = 30.0
-    #: Seconds unread input is read and discarded after FIN, so that closing with unread input
-    #: does not make the kernel send a reset that destroys data the peer has not yet read.
-    drain_timeout: float = 1.0
-    #: Most bytes discarded while draining; a peer still sending after this is cut off.
-    drain_limit: int = 1 << 20
-
     __slots__ = (
         "__weakref__", "_bytes_in", "_bytes_out", "_busy_mark", "_closed", "_closing",
         "_discarded", "_eof_records", "_first_read",
-        "_error", "_events", "_event_glet", "_flush_cb", "_flush_event", "_high",
-        "_idle_spent", "_in", "_input_done", "_input_stopped", "_lazy", "_lit", "_lit_len",
+        "error", "_events", "_event_glet", "_flush_cb", "_flush_event", "_high", "_hooks",
+        "_idle_spent", "_in", "_input_done", "_input_stopped", "_lazy", "_limits", "_lit",
+        "_lit_len",
         "_loop", "_low", "_out", "_outbuf", "_output_limit", "_partial_since", "_last_recv",
         "_queued", "_rw", "_transport", "_waiting", "_writing", "_ww",
         "_peer_eof", "_wrote_fin", "data", "id", "remote_address", "remote_ip",
         "remote_port", "server", "socket",
     )
 
-    def __init__(self, server: Server, sock: Any, address: Any, conn_id: int,
-                 in_filter: Filter, out_filter: Filter) -> None:
+    def __init__(self, sock: Any, address: Any, conn_id: int, in_filter: Filter,
+                 out_filter: Filter, limits: Limits, hooks: ConnectionHooks = NO_HOOKS,
+                 server: Server | None = None) -> None:
+        #: The Server of a server-side connection, None for a client-side one. The connection
+        #: itself never calls it: it reports through ``hooks`` and reads ``limits``.
         self.server = server
+        self._limits = limits
+        self._hooks = hooks
         self.socket = sock
         self.id = conn_id
         #: Per-client state for the application (POE's HEAP).
@@ -114,9 +139,9 @@ class Connection:
         self._lit_len = 0
         self._use_output_filter(out_filter)
         self._queued = 0  # bytes of output queued: _outbuf plus the wire size of _lazy
-        self._high = server.high_mark
-        self._low = server.low_mark
-        self._output_limit = server.output_limit
+        self._high = limits.high_mark
+        self._low = limits.low_mark
+        self._output_limit = limits.output_limit
         # put() leaves its fast path past this: the high mark must be checked, or enough is
         # queued to be worth sending at once.
         self._busy_mark = min(self._high + 1, INLINE_SEND_THRESHOLD)
@@ -141,15 +166,17 @@ class Connection:
         self._peer_eof = False  # the peer closed its side: nothing is left to drain
         self._first_read = True
         self._discarded = 0  # input bytes thrown away while closing (bounded by drain_limit)
-        self._error: BaseException | None = None
+        #: A deferred error (socket error, record timeout, slow reader) that ended this
+        #: connection; the owner reports it once, then sets this back to None.
+        self.error: BaseException | None = None
         self._idle_spent = 0.0
         self._partial_since: float | None = None  # when the unfinished record began arriving
         self._last_recv = 0.0
         self._bytes_in = 0
         self._bytes_out = 0
 
-    def _attach(self) -> None:
-        """Start using the socket for I/O (after any TLS handshake)."""
+    def attach(self) -> None:
+        """Start using the socket for I/O; the owner calls it once, after any TLS handshake."""
         self._transport = make_transport(self.socket)
         self._rw = self._loop.io(self.socket.fileno(), 1)
 
@@ -168,6 +195,21 @@ class Connection:
             return self.socket.getsockname()
         except OSError:
             return None
+
+    @property
+    def bytes_in(self) -> int:
+        """Bytes read from the socket so far."""
+        return self._bytes_in
+
+    @property
+    def bytes_out(self) -> int:
+        """Bytes the kernel took for sending so far."""
+        return self._bytes_out
+
+    @property
+    def limits(self) -> Limits:
+        """The bounds this connection enforces (frozen; given by whoever made it)."""
+        return self._limits
 
     @property
     def buffered(self) -> int:
@@ -195,6 +237,13 @@ class Connection:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "closing" if self._closing else "open"
         return f"<Connection #{self.id} {self.remote_address!r} {state}>"
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
     # -- input ---------------------------------------------------------------------------------
     def get(self, timeout: float | None = None) -> Any:
@@ -285,7 +334,7 @@ class Connection:
             data = transport.recv(RECV_SIZE)
         except OSError as exc:
             if exc.errno not in PEER_GONE_ERRNOS:
-                self._error = exc
+                self.error = exc
             self._end_of_input(peer_closed=False)
             return b""
         if data is None:
@@ -310,20 +359,20 @@ class Connection:
 
     def _wait_readable(self, deadline: float | None) -> str:
         """Wait for input, honouring the get() deadline, idle_timeout and record_timeout."""
-        server = self.server
+        limits = self._limits
         now = _monotonic()
         timeout = None if deadline is None else deadline - now
-        idle_timeout = server.idle_timeout
+        idle_timeout = limits.idle_timeout
         idle_left = None
         if idle_timeout is not None:
             idle_left = idle_timeout - self._idle_spent
             if timeout is None or idle_left < timeout:
                 timeout = idle_left
         record_left = None
-        if server.record_timeout is not None and self._in.pending_size():
+        if limits.record_timeout is not None and self._in.pending_size():
             if self._partial_since is None:
                 self._partial_since = self._last_recv
-            record_left = self._partial_since + server.record_timeout - now
+            record_left = self._partial_since + limits.record_timeout - now
             if timeout is None or record_left < timeout:
                 timeout = record_left
         else:
@@ -338,18 +387,18 @@ class Connection:
         if reason is not _TIMEOUT:
             return reason
         if idle_timeout is not None and self._idle_spent >= idle_timeout - 1e-3:
-            server._count("closed_idle")
-            self._stop_input()
+            self._hooks.count("closed_idle")
+            self.stop_input()
             return _WAKE
-        since, limit = self._partial_since, server.record_timeout
+        since, limit = self._partial_since, limits.record_timeout
         if since is not None and limit is not None and _monotonic() >= since + limit - 1e-3:
-            server._count("closed_record_timeout")
-            if self._error is None:
-                self._error = RecordTimeoutError(
-                    f"client {self.remote_address!r} took more than record_timeout="
-                    f"{server.record_timeout:g} s to send one record "
+            self._hooks.count("closed_record_timeout")
+            if self.error is None:
+                self.error = RecordTimeoutError(
+                    f"peer {self.remote_address!r} took more than record_timeout="
+                    f"{limit:g} s to send one record "
                     f"({self._in.pending_size()} bytes of it received)")
-            self._stop_input()
+            self.stop_input()
             return _WAKE
         if deadline is not None and _monotonic() >= deadline - 1e-3:
             raise TimeoutError("no record within the timeout")
@@ -401,8 +450,10 @@ class Connection:
         if glet is not None:
             glet.switch(_WAKE)
 
-    def _stop_input(self) -> None:
-        """No more reading: a waiting get() returns the records already parsed, then EOF."""
+    def stop_input(self) -> None:
+        """No more reading: a waiting get() returns the records already parsed, then EOF.
+
+        The owner calls it to end input of a live connection (``Server.stop()``)."""
         if not self._input_stopped:
             self._input_stopped = True
             if self._waiting is not None:
@@ -481,9 +532,9 @@ class Connection:
             self._flush()
 
     def _too_slow(self, queued: int) -> None:
-        self.server._count("closed_output_limit")
-        self._error = SlowClientError(
-            f"client {self.remote_address!r} did not read its output: {queued} bytes queued, "
+        self._hooks.count("closed_output_limit")
+        self.error = SlowClientError(
+            f"peer {self.remote_address!r} did not read its output: {queued} bytes queued, "
             f"past output_limit={self._output_limit}")
         self.close()
 
@@ -553,8 +604,8 @@ class Connection:
 
     def _write_failed(self, exc: OSError) -> None:
         """The peer cannot take output any more: drop it and end the connection's input."""
-        if exc.errno not in PEER_GONE_ERRNOS and self._error is None:
-            self._error = exc
+        if exc.errno not in PEER_GONE_ERRNOS and self.error is None:
+            self.error = exc
         self._outbuf.clear()
         self._lazy = None
         self._queued = 0
@@ -562,7 +613,7 @@ class Connection:
         self._stop_writing()
         if self._flush_event is not None:
             self._flush_event.set()
-        self._stop_input()
+        self.stop_input()
 
     def _send_fin(self) -> None:
         self._wrote_fin = True
@@ -570,7 +621,7 @@ class Connection:
 
     def _output_event(self, kind: str) -> None:
         """Run client_flushed/high/low in this connection's own greenlet, never in the hub."""
-        callback = self.server._output_callbacks.get(kind)
+        callback = self._hooks.output_callbacks.get(kind)
         if callback is None or self._closed:
             return
         if self._events is None:
@@ -580,7 +631,8 @@ class Connection:
             self._event_glet = gevent.spawn(self._run_output_events)
 
     def _run_output_events(self) -> None:
-        callbacks = self.server._output_callbacks
+        hooks = self._hooks
+        callbacks = hooks.output_callbacks
         events = self._events
         assert events is not None
         try:
@@ -594,7 +646,7 @@ class Connection:
                 try:
                     callbacks[kind](self)
                 except Exception as exc:
-                    self.server._report_error(self, exc)
+                    hooks.report_error(self, exc)
         finally:
             self._event_glet = None
 
@@ -609,7 +661,7 @@ class Connection:
             return
         self._closing = True
         self._end_output()
-        self._stop_input()
+        self.stop_input()
         if self._transport is not None and not self._queued and not self._closed:
             self._send_fin()
 
@@ -637,10 +689,13 @@ class Connection:
             self.socket.close()
         except OSError:
             pass
-        self.server._connection_closed(self)
+        self._hooks.closed(self)
 
-    def _finish(self, deadline: float | None) -> None:
-        """Graceful end in the client's greenlet: flush, FIN, drain unread input, close.
+    def finish(self, deadline: float | None) -> None:
+        """Graceful end in the owner's greenlet: flush, FIN, drain unread input, close.
+
+        ``deadline`` (a ``time.monotonic()`` value, or None) caps ``limits.flush_timeout`` and
+        ``limits.drain_timeout``: a stopping server passes the end of its grace.
 
         While the output is flushed, input that keeps arriving is read and discarded (up to
         ``drain_limit``), so that a close at any point, even a forced one, finds little or no
@@ -651,9 +706,10 @@ class Connection:
             return
         self._closing = True
         self._end_output()
-        self._stop_input()
+        self.stop_input()
         now = _monotonic()
-        limit = now + self.flush_timeout
+        limits = self._limits
+        limit = now + limits.flush_timeout
         if deadline is not None:
             limit = min(limit, deadline)
         try:
@@ -668,7 +724,7 @@ class Connection:
                 return  # all input was read, so close() sends a plain FIN, never a reset
             if not self._wrote_fin and not self._closed:
                 self._send_fin()
-            self._drain(min(limit, _monotonic() + self.drain_timeout))
+            self._drain(min(limit, _monotonic() + limits.drain_timeout))
         except TimeoutError:
             pass  # the peer did not read in time: what is left is dropped at close
         finally:
@@ -685,13 +741,14 @@ class Connection:
         self._discarded += len(data)
         if not data:
             self._peer_eof = True
-        if not data or self._discarded >= self.drain_limit:
+        if not data or self._discarded >= self._limits.drain_limit:
             self._rw.stop()
 
     def _drain(self, until: float) -> None:
         """Read and discard what the peer still sends after FIN, for a bounded time."""
         transport = self._transport
-        while not self._closed and self._discarded < self.drain_limit and not self._peer_eof:
+        drain_limit = self._limits.drain_limit
+        while not self._closed and self._discarded < drain_limit and not self._peer_eof:
             try:
                 data = transport.recv(RECV_SIZE)
             except OSError:
@@ -736,21 +793,21 @@ class Connection:
             raise TLSError(f"{self!r} already uses TLS")
         if self._closing:
             raise TLSError(f"{self!r} is closing")
-        self.flush(self.server.handshake_timeout)
+        self.flush(self._limits.handshake_timeout)
         leftover = self._in.pending_size()
         if leftover:
             raise TLSError(f"client {self.remote_address!r} sent {leftover} bytes after its "
                            "STARTTLS command, before the TLS handshake; refusing them "
                            "(STARTTLS command injection)")
         if handshake_timeout is None:
-            handshake_timeout = self.server.handshake_timeout
+            handshake_timeout = self._limits.handshake_timeout
         tls_sock = wrap_server_socket(self.socket, context)
         self.socket = tls_sock
         tls_sock.settimeout(handshake_timeout)
         try:
             tls_sock.do_handshake()
         except Exception as exc:
-            self.server._count("tls_failures")
+            self._hooks.count("tls_failures")
             raise TLSError(describe_handshake_failure(self.remote_address, exc)) from None
         self._transport = make_transport(tls_sock)
 
