@@ -34,6 +34,7 @@ from gevent.hub import get_hub
 from .errors import RecordTimeoutError, SlowClientError, TLSError
 from .filters.base import NEED_DATA, Filter
 from .limits import Limits
+from .output_queue import EMPTIED, FELL_TO_LOW, OVER_LIMIT, ROSE_ABOVE_HIGH, OutputQueue
 from .transport import PEER_GONE_ERRNOS, describe_handshake_failure, make_transport
 
 if TYPE_CHECKING:
@@ -46,10 +47,6 @@ _READY, _TIMEOUT, _WAKE = "ready", "timeout", "wake"
 #: Bytes asked of the kernel per read: one read takes a typical burst of pipelined records,
 #: and it is the most a client can make us buffer beyond one record.
 RECV_SIZE = 65536
-
-#: put() tries to send at once when this much output is queued, so a handler that puts a lot
-#: without yielding still streams instead of building a large buffer.
-INLINE_SEND_THRESHOLD = 65536
 
 _monotonic = time.monotonic
 
@@ -92,7 +89,7 @@ class ConnectionHooks:
 NO_HOOKS = ConnectionHooks()
 
 
-class Connection:
+class Connection(OutputQueue):
     """One client: records in through ``get()``, records out through ``put()``.
 
     See ``docs/lifecycle.md`` for who calls what and when, and ``docs/backpressure.md`` for the
@@ -100,13 +97,11 @@ class Connection:
     """
 
     __slots__ = (
-        "__weakref__", "_bytes_in", "_bytes_out", "_busy_mark", "_closed", "_closing",
+        "__weakref__", "_bytes_in", "_bytes_out", "_closed", "_closing",
         "_discarded", "_eof_records", "_first_read",
-        "error", "_events", "_event_glet", "_flush_cb", "_flush_event", "_high", "_hooks",
-        "_idle_spent", "_in", "_input_done", "_input_stopped", "_lazy", "_limits", "_lit",
-        "_lit_len",
-        "_loop", "_low", "_out", "_outbuf", "_output_limit", "_partial_since", "_last_recv",
-        "_queued", "_rw", "_transport", "_waiting", "_writing", "_ww",
+        "error", "_events", "_event_glet", "_flush_cb", "_flush_event", "_hooks",
+        "_idle_spent", "_in", "_input_done", "_input_stopped", "_limits",
+        "_loop", "_partial_since", "_last_recv", "_rw", "_transport", "_waiting", "_writing", "_ww",
         "_peer_eof", "_wrote_fin", "data", "id", "remote_address", "remote_ip",
         "remote_port", "server", "socket",
     )
@@ -130,21 +125,7 @@ class Connection:
         else:  # a unix socket peer has a path (often empty), not an IP
             self.remote_ip = self.remote_port = None
         self._in = in_filter
-        self._out = out_filter
-        self._outbuf = bytearray()  # encoded output not yet sent
-        # ASCII str records put but not yet encoded (None when the output filter has no
-        # ascii_terminator, and once closing); they follow everything in _outbuf.
-        self._lazy: list[str] | None = None
-        self._lit = ""
-        self._lit_len = 0
-        self._use_output_filter(out_filter)
-        self._queued = 0  # bytes of output queued: _outbuf plus the wire size of _lazy
-        self._high = limits.high_mark
-        self._low = limits.low_mark
-        self._output_limit = limits.output_limit
-        # put() leaves its fast path past this: the high mark must be checked, or enough is
-        # queued to be worth sending at once.
-        self._busy_mark = min(self._high + 1, INLINE_SEND_THRESHOLD)
+        OutputQueue.__init__(self, out_filter, limits)
         self._loop = get_hub().loop
         self._transport: Any = None
         self._rw: Any = None
@@ -212,11 +193,6 @@ class Connection:
         return self._limits
 
     @property
-    def buffered(self) -> int:
-        """Bytes queued for output and not yet taken by the kernel."""
-        return self._queued
-
-    @property
     def closed(self) -> bool:
         """True once the socket is closed."""
         return self._closed
@@ -229,10 +205,6 @@ class Connection:
     @property
     def input_filter(self) -> Filter:
         return self._in
-
-    @property
-    def output_filter(self) -> Filter:
-        return self._out
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "closing" if self._closing else "open"
@@ -469,7 +441,8 @@ class Connection:
         """
         lazy = self._lazy
         if lazy is not None and type(record) is str and not more and record.isascii():
-            lazy.append(record)  # encoded with the rest of the burst by _encode_lazy
+            # OutputQueue.queue_text, inlined: the per-record cost stays one list append.
+            lazy.append(record)
             size = len(record) + self._lit_len
             queued = self._queued = self._queued + size
             if queued >= self._busy_mark:
@@ -479,17 +452,10 @@ class Connection:
             return
         if self._closing:
             return
-        self._encode_lazy()
-        if more:
-            data = self._out.encode_many((record, *more))
-        elif record is not _NOTHING:
-            data = self._out.encode(record)
-        else:
-            data = b""
-        self._outbuf += data
-        before = self._queued
-        queued = self._queued = before + len(data)
-        if queued >= self._busy_mark:
+        if record is _NOTHING:  # put() with no record: put(*[])
+            return
+        before = self.queue_records(record, more)
+        if self._queued >= self._busy_mark:
             self._put_a_lot(before)
         elif self._flush_cb is None and not self._writing:
             self._schedule_flush()
@@ -498,36 +464,13 @@ class Connection:
         """Send this burst's output once the putting greenlet yields (or waits for input)."""
         self._flush_cb = self._loop.run_callback(self._flush)
 
-    def _encode_lazy(self) -> None:
-        """Encode the queued text records into the output buffer, in one join."""
-        lazy = self._lazy
-        if lazy:
-            lazy.append("")  # so the join ends with a terminator too
-            self._outbuf += self._lit.join(lazy).encode("ascii")
-            lazy.clear()
-
-    def _use_output_filter(self, out_filter: Filter) -> None:
-        lit = out_filter.ascii_terminator()
-        if lit is None or not lit.isascii():
-            self._lazy = None
-        else:
-            self._lazy = []
-            self._lit = lit
-            self._lit_len = len(lit)
-
-    def _end_output(self) -> None:
-        """Closing: encode what is queued (it is still sent); put() discards from now on."""
-        self._encode_lazy()
-        self._lazy = None
-
     def _put_a_lot(self, before: int) -> None:
         """put() past min(high_mark, INLINE_SEND_THRESHOLD): watermark, limit, inline send."""
-        self._encode_lazy()
-        after = self._queued
-        if after > self._high >= before:
+        crossed = self.crossed_after_put(before)
+        if crossed & ROSE_ABOVE_HIGH:
             self._output_event("high")
-        if after > self._output_limit:
-            self._too_slow(after)
+        if crossed & OVER_LIMIT:
+            self._too_slow(self._queued)
         elif not self._writing:
             self._flush()
 
@@ -560,28 +503,26 @@ class Connection:
             self._flush_cb = None
         if self._closed or self._transport is None:
             return
-        self._encode_lazy()
-        buf = self._outbuf
+        buf = self.outgoing()
         before = len(buf)
+        n = 0
         if before:
             try:
                 n = self._transport.send(buf)
             except OSError as exc:
                 self._write_failed(exc)
                 return
-            if n:
-                del buf[:n]
-                self._bytes_out += n
-        after = self._queued = len(buf)
-        if before > self._low >= after:
+            self._bytes_out += n
+        crossed = self.sent(before, n)
+        if crossed & FELL_TO_LOW:
             self._drained_below_low()
-        if after:
+        if self._queued:
             self._start_writing()
             return
         self._stop_writing()
         if self._flush_event is not None:
             self._flush_event.set()
-        if before:
+        if crossed & EMPTIED:
             self._output_event("flushed")
         if self._closing and not self._wrote_fin:
             self._send_fin()
@@ -606,9 +547,7 @@ class Connection:
         """The peer cannot take output any more: drop it and end the connection's input."""
         if exc.errno not in PEER_GONE_ERRNOS and self.error is None:
             self.error = exc
-        self._outbuf.clear()
-        self._lazy = None
-        self._queued = 0
+        self.discard()
         self._closing = True
         self._stop_writing()
         if self._flush_event is not None:
@@ -660,7 +599,7 @@ class Connection:
         if self._closing:
             return
         self._closing = True
-        self._end_output()
+        self.end_output()
         self.stop_input()
         if self._transport is not None and not self._queued and not self._closed:
             self._send_fin()
@@ -672,9 +611,7 @@ class Connection:
         self._closing = True
         self._closed = True
         self._input_stopped = self._input_done = True
-        self._outbuf.clear()
-        self._lazy = None
-        self._queued = 0
+        self.discard()
         if self._rw is not None:
             self._rw.stop()
             self._stop_writing()
@@ -705,7 +642,7 @@ class Connection:
         if self._closed:
             return
         self._closing = True
-        self._end_output()
+        self.end_output()
         self.stop_input()
         now = _monotonic()
         limits = self._limits
@@ -831,8 +768,5 @@ class Connection:
 
     def set_output_filter(self, new_filter: Filter) -> None:
         """Encode records put from now on with ``new_filter``."""
-        self._encode_lazy()  # records already put keep the old filter's encoding
-        self._out = new_filter
-        if not self._closing:
-            self._use_output_filter(new_filter)
+        self.switch_output_filter(new_filter, more_to_come=not self._closing)
 
