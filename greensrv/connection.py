@@ -31,6 +31,7 @@ from gevent import getcurrent
 from gevent.event import Event
 from gevent.hub import get_hub
 
+from .connection_state import CLOSED, CLOSING, OPEN, READING, ConnectionState
 from .errors import RecordTimeoutError, SlowClientError, TLSError
 from .filters.base import NEED_DATA, Filter
 from .limits import Limits
@@ -97,12 +98,12 @@ class Connection(OutputQueue):
     """
 
     __slots__ = (
-        "__weakref__", "_bytes_in", "_bytes_out", "_closed", "_closing",
+        "__weakref__", "_bytes_in", "_bytes_out", "_state",
         "_discarded", "_eof_records", "_first_read",
         "error", "_events", "_event_glet", "_flush_cb", "_flush_event", "_hooks",
-        "_idle_spent", "_in", "_input_done", "_input_stopped", "_limits",
+        "_idle_spent", "_in", "_limits",
         "_loop", "_partial_since", "_last_recv", "_rw", "_transport", "_waiting", "_writing", "_ww",
-        "_peer_eof", "_wrote_fin", "data", "id", "remote_address", "remote_ip",
+        "data", "id", "remote_address", "remote_ip",
         "remote_port", "server", "socket",
     )
 
@@ -139,12 +140,7 @@ class Connection(OutputQueue):
         self._events: deque[str] | None = None  # made on first use: a deque costs 760 bytes
         self._event_glet: Any = None
         self._eof_records: deque[Any] | None = None  # records the filter gave at EOF
-        self._input_done = False  # no more bytes will be read
-        self._input_stopped = False  # we ended input (shutdown, stop, idle, close)
-        self._closing = False
-        self._closed = False
-        self._wrote_fin = False
-        self._peer_eof = False  # the peer closed its side: nothing is left to drain
+        self._state = ConnectionState()
         self._first_read = True
         self._discarded = 0  # input bytes thrown away while closing (bounded by drain_limit)
         #: A deferred error (socket error, record timeout, slow reader) that ended this
@@ -195,19 +191,20 @@ class Connection(OutputQueue):
     @property
     def closed(self) -> bool:
         """True once the socket is closed."""
-        return self._closed
+        return self._state.output is CLOSED
 
     @property
     def closing(self) -> bool:
         """True from the moment ``shutdown()`` or ``close()`` is called."""
-        return self._closing
+        return self._state.output is not OPEN
 
     @property
     def input_filter(self) -> Filter:
         return self._in
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "closing" if self._closing else "open"
+        output = self._state.output
+        state = "closed" if output is CLOSED else "open" if output is OPEN else "closing"
         return f"<Connection #{self.id} {self.remote_address!r} {state}>"
 
     def __enter__(self) -> Connection:
@@ -258,7 +255,8 @@ class Connection(OutputQueue):
                 # nothing is read. Once input has ended, parsed records are still handed out,
                 # to be answered.
                 if self._queued > self._high:
-                    while self._queued > self._low and not self._input_stopped:
+                    state = self._state
+                    while self._queued > self._low and not state.input_stopped:
                         self._wait_for_drain(deadline)
                 record = self._in.next_record()
                 if record is not NEED_DATA:
@@ -270,7 +268,7 @@ class Connection(OutputQueue):
             parsed = False
             if self._eof_records:
                 return self._eof_records.popleft()
-            if self._input_done:
+            if self._state.input is not READING:
                 raise EOFError("no more input from this client")
             self._read_more(deadline)
             just_read = True
@@ -278,8 +276,7 @@ class Connection(OutputQueue):
     def _read_more(self, deadline: float | None) -> None:
         """Read one chunk into the input filter, or end input; waits as needed."""
         while True:
-            if self._input_stopped:
-                self._input_done = True
+            if self._state.input is not READING:
                 return
             transport = self._transport
             # Fairness: even when a read filled its buffer and more is surely waiting, the next
@@ -321,9 +318,12 @@ class Connection(OutputQueue):
         return data
 
     def _end_of_input(self, peer_closed: bool) -> None:
-        self._input_done = True
-        self._peer_eof = peer_closed
-        if peer_closed:
+        state = self._state
+        if not peer_closed:  # a read error
+            if not state.input_stopped:
+                state.stop_input()
+        elif not state.peer_eof:
+            state.peer_closed()
             # The peer's last record may lack its terminator; the filter decides.
             records = self._in.feed_eof()
             if records:
@@ -426,8 +426,9 @@ class Connection(OutputQueue):
         """No more reading: a waiting get() returns the records already parsed, then EOF.
 
         The owner calls it to end input of a live connection (``Server.stop()``)."""
-        if not self._input_stopped:
-            self._input_stopped = True
+        state = self._state
+        if not state.input_stopped:
+            state.stop_input()
             if self._waiting is not None:
                 self._loop.run_callback(self._wake)
 
@@ -450,7 +451,7 @@ class Connection(OutputQueue):
             elif self._flush_cb is None and not self._writing:
                 self._schedule_flush()
             return
-        if self._closing:
+        if self._state.output is not OPEN:
             return
         if record is _NOTHING:  # put() with no record: put(*[])
             return
@@ -486,14 +487,15 @@ class Connection(OutputQueue):
 
         Raises ``TimeoutError`` if that takes longer than ``timeout`` seconds.
         """
-        if not self._queued or self._closed:
+        if not self._queued or self._state.output is CLOSED:
             return
         if self._flush_event is None:
             self._flush_event = Event()
         self._flush_event.clear()
         if not self._writing:
             self._flush()
-        if self._queued and not self._closed and not self._flush_event.wait(timeout):
+        if (self._queued and self._state.output is not CLOSED
+                and not self._flush_event.wait(timeout)):
             raise TimeoutError(f"{self._queued} bytes still queued after {timeout} s")
 
     def _flush(self) -> None:
@@ -501,7 +503,7 @@ class Connection(OutputQueue):
         if self._flush_cb is not None:  # called before the scheduled callback ran: cancel it
             self._flush_cb.stop()
             self._flush_cb = None
-        if self._closed or self._transport is None:
+        if self._state.output is CLOSED or self._transport is None:
             return
         buf = self.outgoing()
         before = len(buf)
@@ -524,7 +526,7 @@ class Connection(OutputQueue):
             self._flush_event.set()
         if crossed & EMPTIED:
             self._output_event("flushed")
-        if self._closing and not self._wrote_fin:
+        if self._state.output is CLOSING:
             self._send_fin()
 
     def _start_writing(self) -> None:
@@ -548,20 +550,21 @@ class Connection(OutputQueue):
         if exc.errno not in PEER_GONE_ERRNOS and self.error is None:
             self.error = exc
         self.discard()
-        self._closing = True
+        if self._state.output is OPEN:
+            self._state.begin_closing()
         self._stop_writing()
         if self._flush_event is not None:
             self._flush_event.set()
         self.stop_input()
 
     def _send_fin(self) -> None:
-        self._wrote_fin = True
+        self._state.fin_sent()
         self._transport.shutdown_write()
 
     def _output_event(self, kind: str) -> None:
         """Run client_flushed/high/low in this connection's own greenlet, never in the hub."""
         callback = self._hooks.output_callbacks.get(kind)
-        if callback is None or self._closed:
+        if callback is None or self._state.output is CLOSED:
             return
         if self._events is None:
             self._events = deque()
@@ -575,7 +578,8 @@ class Connection(OutputQueue):
         events = self._events
         assert events is not None
         try:
-            while events and not self._closed:
+            state = self._state
+            while events and state.output is not CLOSED:
                 kind = events.popleft()
                 if kind == "flushed":
                     # Whatever client_flushed puts waits for the socket to be writable (an I/O
@@ -596,21 +600,22 @@ class Connection(OutputQueue):
         Returns at once; ``put()`` discards from now on. The server drains unread input for up to
         ``drain_timeout`` seconds after FIN and closes the socket when the handler has ended.
         """
-        if self._closing:
+        if self._state.output is not OPEN:
             return
-        self._closing = True
+        self._state.begin_closing()
         self.end_output()
         self.stop_input()
-        if self._transport is not None and not self._queued and not self._closed:
+        if self._transport is not None and not self._queued:
             self._send_fin()
 
     def close(self) -> None:
         """Close at once: queued output is discarded."""
-        if self._closed:
+        state = self._state
+        if state.output is CLOSED:
             return
-        self._closing = True
-        self._closed = True
-        self._input_stopped = self._input_done = True
+        state.closed()
+        if not state.input_stopped:
+            state.stop_input()
         self.discard()
         if self._rw is not None:
             self._rw.stop()
@@ -639,9 +644,11 @@ class Connection(OutputQueue):
         unread input and the kernel sends FIN rather than a reset that would destroy replies
         the peer has not read yet.
         """
-        if self._closed:
+        state = self._state
+        if state.output is CLOSED:
             return
-        self._closing = True
+        if state.output is OPEN:
+            state.begin_closing()
         self.end_output()
         self.stop_input()
         now = _monotonic()
@@ -651,15 +658,15 @@ class Connection(OutputQueue):
             limit = min(limit, deadline)
         try:
             if self._queued:
-                if not self._peer_eof:
+                if not state.peer_eof:
                     self._rw.start(self._discard_input)
                 try:
                     self.flush(max(limit - _monotonic(), 0.0))
                 finally:
                     self._rw.stop()
-            if self._peer_eof and not self._transport.is_tls:
+            if state.peer_eof and not self._transport.is_tls:
                 return  # all input was read, so close() sends a plain FIN, never a reset
-            if not self._wrote_fin and not self._closed:
+            if state.output is CLOSING:
                 self._send_fin()
             self._drain(min(limit, _monotonic() + limits.drain_timeout))
         except TimeoutError:
@@ -676,8 +683,8 @@ class Connection(OutputQueue):
         if data is None:
             return
         self._discarded += len(data)
-        if not data:
-            self._peer_eof = True
+        if not data and not self._state.peer_eof:
+            self._state.peer_closed()
         if not data or self._discarded >= self._limits.drain_limit:
             self._rw.stop()
 
@@ -685,7 +692,9 @@ class Connection(OutputQueue):
         """Read and discard what the peer still sends after FIN, for a bounded time."""
         transport = self._transport
         drain_limit = self._limits.drain_limit
-        while not self._closed and self._discarded < drain_limit and not self._peer_eof:
+        state = self._state
+        while (state.output is not CLOSED and self._discarded < drain_limit
+               and not state.peer_eof):
             try:
                 data = transport.recv(RECV_SIZE)
             except OSError:
@@ -728,7 +737,7 @@ class Connection(OutputQueue):
 
         if self._transport is None or self._transport.is_tls:
             raise TLSError(f"{self!r} already uses TLS")
-        if self._closing:
+        if self._state.output is not OPEN:
             raise TLSError(f"{self!r} is closing")
         self.flush(self._limits.handshake_timeout)
         leftover = self._in.pending_size()
@@ -768,5 +777,5 @@ class Connection(OutputQueue):
 
     def set_output_filter(self, new_filter: Filter) -> None:
         """Encode records put from now on with ``new_filter``."""
-        self.switch_output_filter(new_filter, more_to_come=not self._closing)
+        self.switch_output_filter(new_filter, more_to_come=self._state.output is OPEN)
 

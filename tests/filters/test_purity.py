@@ -41,13 +41,13 @@ def test_testing_helpers_are_pure_too():
     assert not roots & FORBIDDEN
 
 
-#: Modules below the connection, sans-IO like the filters: the output queue, the limits and the
-#: options they check with (the layering test in tests/test_layers.py keeps their imports pure).
-PURE_CORE = ("output_queue.py", "limits.py", "options.py")
+#: Modules below the connection, sans-IO like the filters: the output queue, the connection's
+#: state machine, the limits and the options they check with.
+PURE_CORE = ("output_queue.py", "connection_state.py", "limits.py", "options.py")
 
 
 @pytest.mark.parametrize("name", PURE_CORE)
-def test_the_output_queue_and_limits_are_pure_too(name):
+def test_the_output_queue_state_and_limits_are_pure_too(name):
     path = Path(greensrv.filters.__file__).parent.parent / name
     roots = {module.split(".")[0] for module in imported_modules(path)}
     assert not roots & (FORBIDDEN | {"__import__", "importlib"}), f"{name} imports {roots}"
