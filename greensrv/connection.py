@@ -505,7 +505,8 @@ class Connection(OutputQueue):
             self._flush_cb = None
         if self._state.output is CLOSED or self._transport is None:
             return
-        buf = self.outgoing()
+        self.encode_text()
+        buf = self._outbuf
         before = len(buf)
         n = 0
         if before:
