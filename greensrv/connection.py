@@ -290,7 +290,8 @@ class Connection(InputSide, OutputSide):
             if queued >= self._busy_mark:
                 self._put_a_lot(queued - size)
             elif self._flush_cb is None and not self._writing:
-                self._schedule_flush()
+                # _schedule_flush, inlined: the first record of each burst pays it.
+                self._flush_cb = self._loop.run_callback(self._flush)
             return
         if self._state.output is not OPEN:
             return

@@ -59,27 +59,24 @@ class OutputSide(ConnectionFields):
             self._flush_cb = None
         if self._state.output is CLOSED or self._transport is None:
             return
-        self.encode_text()
-        buf = self._outbuf
-        before = len(buf)
-        n = 0
-        if before:
-            try:
-                n = self._transport.send(buf)
-            except OSError as exc:
-                self._write_failed(exc)
-                return
-            self._bytes_out += n
-        crossed = self.sent(before, n)
+        before = self._queued
+        try:
+            crossed = self.send_queued(self._transport.send)
+        except OSError as exc:
+            self._write_failed(exc)
+            return
+        self._bytes_out += before - self._queued
         if crossed & FELL_TO_LOW:
             self._drained_below_low()
         if self._queued:
             self._start_writing()
             return
-        self._stop_writing()
+        if self._writing:  # _stop_writing, inlined: this runs once per flush
+            self._writing = False
+            self._ww.stop()
         if self._flush_event is not None:
             self._flush_event.set()
-        if crossed & EMPTIED:
+        if crossed & EMPTIED and "flushed" in self._hooks.output_callbacks:
             self._output_event("flushed")
         if self._state.output is CLOSING:
             self._send_fin()
