@@ -32,7 +32,16 @@ from gevent.hub import get_hub
 
 from .connection_input import READY, TIMEOUT, WAKE, InputSide
 from .connection_output import OutputSide
-from .connection_state import CLOSED, CLOSING, OPEN, ConnectionState
+from .connection_state import (
+    CLOSED,
+    CLOSING,
+    DONE,
+    OPEN,
+    PEER_CLOSED,
+    READING,
+    STOPPED,
+    ConnectionState,
+)
 from .errors import TLSError
 from .filters.base import NEED_DATA, Filter
 from .limits import Limits
@@ -268,7 +277,7 @@ class Connection(InputSide, OutputSide):
 
         The owner calls it to end input of a live connection (``Server.stop()``)."""
         state = self._state
-        if not state.input_stopped:
+        if state.input is READING or state.input is PEER_CLOSED:
             state.stop_input()
             if self._waiting is not None:
                 self._loop.run_callback(self._wake)
@@ -340,7 +349,7 @@ class Connection(InputSide, OutputSide):
         if state.output is CLOSED:
             return
         state.closed()
-        if not state.input_stopped:
+        if state.input is READING or state.input is PEER_CLOSED:
             state.stop_input()
         self.discard()
         if self._rw is not None:
@@ -384,13 +393,13 @@ class Connection(InputSide, OutputSide):
             limit = min(limit, deadline)
         try:
             if self._queued:
-                if not state.peer_eof:
+                if (state.input is READING or state.input is STOPPED):
                     self._rw.start(self._discard_input)
                 try:
                     self.flush(max(limit - _monotonic(), 0.0))
                 finally:
                     self._rw.stop()
-            if state.peer_eof and not self._transport.is_tls:
+            if (state.input is PEER_CLOSED or state.input is DONE) and not self._transport.is_tls:
                 return  # all input was read, so close() sends a plain FIN, never a reset
             if state.output is CLOSING:
                 self._send_fin()

@@ -16,7 +16,7 @@ from collections import deque
 from typing import Any
 
 from .connection_fields import READY, RECV_SIZE, TIMEOUT, WAKE, ConnectionFields
-from .connection_state import READING
+from .connection_state import PEER_CLOSED, READING, STOPPED
 from .errors import RecordTimeoutError
 from .filters.base import NEED_DATA
 from .transport import PEER_GONE_ERRNOS
@@ -107,9 +107,9 @@ class InputSide(ConnectionFields):
     def _end_of_input(self, peer_closed: bool) -> None:
         state = self._state
         if not peer_closed:  # a read error
-            if not state.input_stopped:
+            if state.input is READING or state.input is PEER_CLOSED:
                 state.stop_input()
-        elif not state.peer_eof:
+        elif state.input is READING or state.input is STOPPED:
             state.peer_closed()
             # The peer's last record may lack its terminator; the filter decides.
             records = self._in.feed_eof()

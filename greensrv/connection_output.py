@@ -16,7 +16,7 @@ from collections import deque
 import gevent
 
 from .connection_fields import READY, RECV_SIZE, ConnectionFields
-from .connection_state import CLOSED, CLOSING, OPEN
+from .connection_state import CLOSED, CLOSING, OPEN, READING, STOPPED
 from .errors import SlowClientError
 from .output_queue import EMPTIED, FELL_TO_LOW, OVER_LIMIT, ROSE_ABOVE_HIGH
 from .transport import PEER_GONE_ERRNOS
@@ -154,8 +154,9 @@ class OutputSide(ConnectionFields):
         if data is None:
             return
         self._discarded += len(data)
-        if not data and not self._state.peer_eof:
-            self._state.peer_closed()
+        state = self._state
+        if not data and (state.input is READING or state.input is STOPPED):
+            state.peer_closed()
         if not data or self._discarded >= self._limits.drain_limit:
             self._rw.stop()
 
@@ -165,7 +166,7 @@ class OutputSide(ConnectionFields):
         drain_limit = self._limits.drain_limit
         state = self._state
         while (state.output is not CLOSED and self._discarded < drain_limit
-               and not state.peer_eof):
+               and (state.input is READING or state.input is STOPPED)):
             try:
                 data = transport.recv(RECV_SIZE)
             except OSError:
