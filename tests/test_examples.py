@@ -174,6 +174,8 @@ class Example:
             pytest.fail(f"{self.name} did not exit after signal {sig}:\n{self.log()}")
         assert rc == 0, f"{self.name} exited with {rc} after signal {sig}:\n{self.log()}"
         assert "Traceback" not in self.log(), f"{self.name} logged an error:\n{self.log()}"
+        # No example configures logging: serve_forever()'s own stderr log says where it listened.
+        assert f"listening on 127.0.0.1:{self.port}" in self.log(), self.log()
 
     def cleanup(self) -> None:
         for client in self.clients:
