@@ -633,7 +633,7 @@ class Server:
 
 
 def serve_forever(handler: Callable[[Connection], Any] | None = None, **options: Any) -> None:
-    """``Server(handler, **options).serve_forever()``."""
+    """``Server(handler, **options).serve_forever()``; see ``help(greensrv.Server)``."""
     Server(handler, **options).serve_forever()
 
 
