@@ -24,8 +24,10 @@ import greensrv
 import greensrv.tls
 from greensrv.filters import Line
 
+#: The directory holding the greensrv the tests import (an installed copy under tox), so the
+#: programs run the same code.
 PACKAGE_ROOT = Path(greensrv.__file__).resolve().parent.parent
-EXAMPLES = PACKAGE_ROOT / "examples"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 #: Bound for anything that takes a fraction of a second on an idle machine.
 DEADLINE = 20.0
