@@ -32,3 +32,5 @@ class StartupError(GreensrvError, OSError):
     """
 
     address: object = None
+    #: Set when raised through ``serve_forever()``: printed as one line if nobody catches it.
+    brief: bool = False

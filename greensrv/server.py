@@ -40,7 +40,7 @@ from .options import (
     check_seconds,
     filter_factory,
 )
-from .startup import default_logging, exit_on_startup_error, format_address, listen_error
+from .startup import brief_startup_errors, default_logging, format_address, listen_error
 from .statistics import ErrorLogLimiter, Statistics
 from .tls import wrap_server_socket
 from .transport import describe_handshake_failure, is_tls_socket
@@ -360,12 +360,12 @@ class Server:
         The previous signal handlers are restored before returning.
 
         When the application has not configured :mod:`logging`, INFO and above go to stderr
-        while it runs. A start-up error (an address in use...) ends the program with one line
-        on stderr and status 1 instead of a traceback; call ``start()`` first to handle it.
+        while it runs. A start-up error (an address in use...) raises :class:`StartupError`;
+        left uncaught, it ends the program with that one line on stderr, not a traceback.
         """
         with default_logging():
             if not self._started:
-                with exit_on_startup_error():
+                with brief_startup_errors():
                     self.start()
             restore = self._install_signal_handlers()
             try:

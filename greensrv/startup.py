@@ -6,9 +6,9 @@ silence. :func:`default_logging` gives such a program a plain stderr log for as 
 serves, and steps aside as soon as the application has configured logging itself.
 
 A start-up error (an address in use, a path that cannot be bound) is a :class:`StartupError`
-whose message names the address. ``start()`` raises it for programs that handle it;
-``serve_forever()`` in the main thread turns it into ``SystemExit`` with that one line, so a
-person reads the cause instead of a traceback through greensrv's internals.
+whose message names the address, raised by ``start()`` and ``serve_forever()`` alike, so a
+program can catch it. Raised through ``serve_forever()`` and left uncaught, it is printed as that
+one line instead of a traceback through greensrv's internals (:func:`brief_startup_errors`).
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from __future__ import annotations
 import errno
 import logging
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from .errors import StartupError
 
-__all__ = ["default_logging", "exit_on_startup_error", "format_address", "listen_error"]
+__all__ = ["brief_startup_errors", "default_logging", "format_address", "listen_error"]
 
 #: The format of the fallback log: time, the logger (greensrv, or the application's own) and
 #: the message; enough to follow a server by eye, nothing a person has to decode.
@@ -61,19 +60,36 @@ def default_logging() -> Iterator[None]:
 
 
 @contextmanager
-def exit_on_startup_error() -> Iterator[None]:
-    """In the main thread, turn a :class:`StartupError` into ``SystemExit`` with its message.
+def brief_startup_errors() -> Iterator[None]:
+    """Let a :class:`StartupError` through, marked to print as one line if nobody catches it.
 
-    The interpreter prints that one line to stderr and exits with status 1; the original error
-    is the ``SystemExit``'s ``__cause__``. Elsewhere (a thread, which ``SystemExit`` would end
-    silently) the error propagates unchanged.
+    The error propagates unchanged (``except OSError`` still works); only if it reaches the top
+    of the program uncaught does the chained ``sys.excepthook`` installed here print
+    ``greensrv: <message>`` instead of the traceback (the exit status is 1, as for any uncaught
+    error). Every other exception goes to the previous hook untouched.
     """
     try:
         yield
     except StartupError as exc:
-        if threading.current_thread() is not threading.main_thread():
-            raise
-        raise SystemExit(f"greensrv: {exc.strerror}") from exc
+        exc.brief = True
+        _install_excepthook()
+        raise
+
+
+def _install_excepthook() -> None:
+    previous = sys.excepthook
+    if getattr(previous, "greensrv_brief", False):
+        return  # installed already: never stack
+
+    def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if isinstance(value, StartupError) and value.brief:
+            sys.stderr.write(f"greensrv: {value.strerror}\n")
+            sys.stderr.flush()
+            return
+        previous(kind, value, tb)
+
+    excepthook.greensrv_brief = True  # type: ignore[attr-defined]
+    sys.excepthook = excepthook
 
 
 def format_address(address: Any) -> str:

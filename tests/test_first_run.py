@@ -214,6 +214,32 @@ def test_serve_forever_reports_a_port_in_use_in_one_line(program, busy_port):
         "(another process is listening there; `ss -ltnp` shows which)"), out
 
 
+def test_serve_forever_raises_the_startup_error_for_programs_that_catch_it(busy_port):
+    with pytest.raises(OSError) as info:
+        greensrv.serve_forever(lambda conn: None, port=busy_port)
+    assert isinstance(info.value, greensrv.StartupError)
+    assert info.value.errno == errno.EADDRINUSE
+    assert f"127.0.0.1:{busy_port}" in str(info.value)
+
+
+def test_a_caught_startup_error_prints_nothing_and_other_errors_keep_their_traceback(
+        program, busy_port):
+    prog = program("""
+        import sys
+        import greensrv
+        try:
+            greensrv.serve_forever(lambda conn: None, port=int(sys.argv[1]))
+        except OSError as exc:
+            print("caught errno", exc.errno, flush=True)
+        raise RuntimeError("an application bug")
+    """, str(busy_port))
+    assert prog.wait() == 1
+    out = prog.output()
+    assert f"caught errno {errno.EADDRINUSE}" in out
+    assert "greensrv: cannot listen" not in out  # caught: not printed
+    assert "Traceback" in out and "RuntimeError: an application bug" in out
+
+
 def test_server_context_names_a_missing_certificate_file(tmp_path):
     missing = tmp_path / "cert.pem"
     with pytest.raises(FileNotFoundError, match="certfile: certificate file not found") as info:
