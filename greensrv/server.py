@@ -253,6 +253,7 @@ class Server:
         self._stopping = False
         self._stop_deadline: float | None = None
         self._stopped = Event()
+        self._forced_by_signal = 0  # connections a second SIGINT closed, for the final log line
         self._counters: dict[str, int] = {}
         self._per_ip: dict[Any, int] = {}
         self._bytes_in_closed = 0
@@ -392,7 +393,9 @@ class Server:
         name = signal.Signals(signum).name
         if self._stopping:
             if signum == signal.SIGINT:
-                log.warning("%s: second SIGINT: forcing shutdown", self.name)
+                log.warning("%s: second SIGINT: forcing shutdown, closing %d connection(s) now",
+                            self.name, len(self._pool))
+                self._forced_by_signal = len(self._pool)
                 gevent.spawn(self._force_close)
             else:  # a supervisor's repeated TERM must not lose what a graceful stop would keep
                 log.warning("%s: %s again: already stopping gracefully; SIGINT (Ctrl-C) forces "
@@ -476,6 +479,7 @@ class Server:
             forced = len(self._pool)
             if forced:
                 self._force_close()
+            forced = forced or self._forced_by_signal
             log.info("%s: stopped in %.2f s; %d connection(s) ended by the shutdown, "
                      "%d forced closed", self.name, time.monotonic() - start, left, forced)
         finally:

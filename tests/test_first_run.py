@@ -185,6 +185,21 @@ def test_a_second_sigterm_is_logged_and_keeps_the_stop_graceful(program):
     assert prog.wait() == 0, prog.output()  # the client left, so the stop completes
 
 
+def test_a_second_sigint_forces_the_stop_and_the_log_counts_what_it_closed(program):
+    prog = program(ECHO, "0")
+    address = ("127.0.0.1", port_from(prog.wait_for_output("listening on")))
+    with socket.create_connection(address, timeout=DEADLINE) as client:
+        client.sendall(b"one\n")
+        assert client.recv(100) == b"one\r\n"
+        prog.proc.send_signal(signal.SIGINT)
+        prog.wait_for_output("stopping: 1 connection(s) have 30.0 s to finish")
+        prog.proc.send_signal(signal.SIGINT)
+        assert prog.wait() == 0, prog.output()  # long before the 30 s
+    out = prog.output()
+    assert "second SIGINT: forcing shutdown, closing 1 connection(s) now" in out
+    assert "1 forced closed" in out, out
+
+
 # -- start-up errors ---------------------------------------------------------------------------
 
 def test_start_names_the_address_in_use(busy_port):
