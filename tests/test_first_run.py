@@ -168,15 +168,22 @@ def test_application_loggers_are_heard_without_configuring_logging(program):
     assert "SIGTERM received: stopping gracefully; SIGINT (Ctrl-C) forces it" in prog.output()
 
 
-def test_a_second_sigterm_is_logged_and_keeps_the_stop_graceful(program):
-    """Supervisors may repeat TERM: the stop stays graceful, and the log says INT forces it."""
+def stopping_with_a_client(program, signum: int) -> tuple[Program, socket.socket]:
+    """The echo server with one client that got a reply, sent ``signum`` once: stopping now."""
     prog = program(ECHO, "0")
     address = ("127.0.0.1", port_from(prog.wait_for_output("listening on")))
-    with socket.create_connection(address, timeout=DEADLINE) as client:
-        client.sendall(b"one\n")
-        assert client.recv(100) == b"one\r\n"
-        prog.proc.send_signal(signal.SIGTERM)
-        prog.wait_for_output("stopping: 1 connection(s) have 30.0 s to finish")
+    client = socket.create_connection(address, timeout=DEADLINE)
+    client.sendall(b"one\n")
+    assert client.recv(100) == b"one\r\n"
+    prog.proc.send_signal(signum)
+    prog.wait_for_output("stopping: 1 connection(s) have 30.0 s to finish")
+    return prog, client
+
+
+def test_a_second_sigterm_is_logged_and_keeps_the_stop_graceful(program):
+    """Supervisors may repeat TERM: the stop stays graceful, and the log says INT forces it."""
+    prog, client = stopping_with_a_client(program, signal.SIGTERM)
+    with client:
         prog.proc.send_signal(signal.SIGTERM)
         prog.wait_for_output("SIGTERM again: already stopping gracefully; SIGINT (Ctrl-C) forces")
         assert prog.proc.poll() is None, "a second TERM must not end the graceful stop"
@@ -186,13 +193,8 @@ def test_a_second_sigterm_is_logged_and_keeps_the_stop_graceful(program):
 
 
 def test_a_second_sigint_forces_the_stop_and_the_log_counts_what_it_closed(program):
-    prog = program(ECHO, "0")
-    address = ("127.0.0.1", port_from(prog.wait_for_output("listening on")))
-    with socket.create_connection(address, timeout=DEADLINE) as client:
-        client.sendall(b"one\n")
-        assert client.recv(100) == b"one\r\n"
-        prog.proc.send_signal(signal.SIGINT)
-        prog.wait_for_output("stopping: 1 connection(s) have 30.0 s to finish")
+    prog, client = stopping_with_a_client(program, signal.SIGINT)
+    with client:
         prog.proc.send_signal(signal.SIGINT)
         assert prog.wait() == 0, prog.output()  # long before the 30 s
     out = prog.output()
