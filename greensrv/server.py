@@ -365,9 +365,8 @@ class Server:
         left uncaught, it ends the program with that one line on stderr, not a traceback.
         """
         with default_logging():
-            if not self._started:
-                with brief_startup_errors():
-                    self.start()
+            with brief_startup_errors():
+                self.start()
             restore = self._install_signal_handlers()
             try:
                 self._stopped.wait()
