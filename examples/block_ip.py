@@ -52,7 +52,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--block", action="append", default=[], metavar="IP",
                         help="refuse clients from this address (repeatable)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s")
     greensrv.serve_forever(
         greet_and_echo,
         host=args.host,

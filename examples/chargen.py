@@ -68,7 +68,6 @@ def main(argv: list[str] | None = None) -> None:
                         help="how long stop() lets clients finish by themselves "
                              "(default %(default)s)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s")
     server = greensrv.Server(
         chargen,
         host=args.host,

@@ -6,13 +6,14 @@ same two steps, ``concurrency=0`` and ``server.set_concurrency(-1)``. While the 
 socket is already listening, so early clients are neither refused nor accepted: they wait in
 the kernel's backlog and are served as soon as initialisation ends.
 
-The initialisation runs in a greenlet of its own while ``serve_forever()`` already owns the
-main greenlet, so SIGTERM or Ctrl-C during it still stops the server gracefully. Here it only
-sleeps for ``--init-seconds`` and then builds a tiny table standing in for real data; a real
-server would load files or warm caches (CPU-bound work would block the other greenlets: run it
-in ``gevent.get_hub().threadpool`` instead).
+The initialisation runs in a greenlet of its own, spawned by the ``started`` callback (POE's
+``Started``) while ``serve_forever()`` owns the main greenlet, so SIGTERM or Ctrl-C during it
+still stops the server gracefully. Here it only sleeps for ``--init-seconds`` and then sets the
+greeting, standing in for real data; a real server would load files or warm caches (CPU-bound
+work would block the other greenlets: run it in ``gevent.get_hub().threadpool`` instead).
 
-Protocol: the server greets with ``ready``, then answers each word with its length.
+Protocol: the server greets with ``ready``, then answers each line with its length in
+characters.
 
     python examples/delayed_start.py [--init-seconds 5] [--host 127.0.0.1] [--port 12345]
 """
@@ -34,6 +35,11 @@ class App:
 
     def __init__(self) -> None:
         self.greeting: str | None = None
+        self.init: gevent.Greenlet | None = None
+
+    def start_initialising(self, server: greensrv.Server, seconds: float) -> None:
+        """``started`` callback: listening now, so initialise in the background."""
+        self.init = gevent.spawn(self.initialise, server, seconds)
 
     def initialise(self, server: greensrv.Server, seconds: float) -> None:
         log.info("initialising for %.1f s; clients wait in the backlog", seconds)
@@ -44,8 +50,8 @@ class App:
 
     def handle(self, conn: greensrv.Connection) -> None:
         conn.put(self.greeting)
-        for word in conn:
-            conn.put(str(len(word)))
+        for line in conn:
+            conn.put(str(len(line)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,20 +61,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--init-seconds", type=float, default=5.0, metavar="SECONDS",
                         help="length of the simulated initialisation (default %(default)s)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s")
     app = App()
     server = greensrv.Server(
         app.handle,
         host=args.host,
         port=args.port,
         concurrency=0,  # listening, but accepting nobody yet
+        started=lambda server: app.start_initialising(server, args.init_seconds),
     )
-    server.start()
-    init = gevent.spawn(app.initialise, server, args.init_seconds)
     try:
         server.serve_forever()
     finally:
-        init.kill()  # stopped during initialisation: nothing left to initialise for
+        if app.init is not None:
+            app.init.kill()  # stopped during initialisation: nothing left to initialise for
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from typing import Any
 import gevent.ssl
 
 import greensrv
+import greensrv.tls
 
 log = logging.getLogger("tls_echo")
 
@@ -47,7 +48,7 @@ def server_context(cert: str, key: str) -> gevent.ssl.SSLContext:
     """A server-side context from gevent's SSL module: cooperative sockets, modern defaults."""
     ctx = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
+    greensrv.tls.load_cert_chain(ctx, cert, key)  # errors name the file
     return ctx
 
 
@@ -73,8 +74,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pre-connect", action="store_true",
                         help="wrap sockets in client_pre_connect instead of using ssl_context")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s")
-    ctx = server_context(args.cert, args.key)
+    try:
+        ctx = server_context(args.cert, args.key)
+    except (OSError, ValueError) as exc:  # a missing or unusable file: say which, no traceback
+        parser.error(str(exc))
     tls: dict[str, Any] = (
         {"client_pre_connect": make_sslify(ctx)} if args.pre_connect else {"ssl_context": ctx}
     )

@@ -6,7 +6,7 @@ filters. See README.md for the quick start and ``docs/`` for the guide.
 
 from . import filters
 from .connection import Connection
-from .errors import FilterError, GreensrvError, SlowClientError, TLSError
+from .errors import FilterError, GreensrvError, SlowClientError, StartupError, TLSError
 from .server import Server, serve_forever
 
 __version__ = "0.1.0"
@@ -17,6 +17,7 @@ __all__ = [
     "GreensrvError",
     "Server",
     "SlowClientError",
+    "StartupError",
     "TLSError",
     "__version__",
     "filters",

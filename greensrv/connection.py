@@ -98,8 +98,25 @@ NO_HOOKS = ConnectionHooks()
 class Connection(InputSide, OutputSide):
     """One client: records in through ``get()``, records out through ``put()``.
 
-    See ``docs/lifecycle.md`` for who calls what and when, and ``docs/backpressure.md`` for the
-    watermarks.
+    The server makes one per client and passes it to the handler and every callback; the
+    connection owns the socket and closes it. See ``docs/lifecycle.md`` for who calls what and
+    when, and ``docs/backpressure.md`` for the watermarks.
+
+    Attributes (set by the server, read-only to the application except ``data``):
+      data            a dict for the application's per-client state (POE's HEAP)
+      id              an int unique within the server, in accept order
+      server          the :class:`~greensrv.Server`: ``conn.server.connections`` are all live
+                      connections, for a broadcast
+      remote_address  the peer's address as accepted: ``(ip, port)``, or a unix path
+      remote_ip, remote_port   its parts (``None`` for a unix peer)
+      local_address   the server's end, as ``socket.getsockname()`` gives it
+      socket          the raw socket (TLS-wrapped under ``ssl_context``); reading or writing
+                      it directly bypasses the filters and the output queue
+      input_filter, output_filter   the filters in use (the same object for ``filter=``),
+                      after any ``set_filter``
+      buffered        bytes of output queued and not yet taken by the kernel
+      closing         true from the moment ``shutdown()`` or ``close()`` is called
+      closed          true once the socket is closed
     """
 
     __slots__ = ()  # the fields are ConnectionFields' (connection_fields.py)
@@ -197,6 +214,7 @@ class Connection(InputSide, OutputSide):
 
     @property
     def input_filter(self) -> Filter:
+        """The filter that frames input now (after any ``set_filter``/``set_input_filter``)."""
         return self._in
 
     def __repr__(self) -> str:

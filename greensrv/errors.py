@@ -1,6 +1,7 @@
 """greensrv's exceptions: one root, with builtin co-bases where callers expect them."""
 
-__all__ = ["FilterError", "GreensrvError", "RecordTimeoutError", "SlowClientError", "TLSError"]
+__all__ = ["FilterError", "GreensrvError", "RecordTimeoutError", "SlowClientError", "StartupError",
+           "TLSError"]
 
 
 class GreensrvError(Exception):
@@ -21,3 +22,15 @@ class TLSError(GreensrvError):
 
 class RecordTimeoutError(GreensrvError, TimeoutError):
     """Raised when a client takes longer than ``record_timeout`` to finish sending a record."""
+
+
+class StartupError(GreensrvError, OSError):
+    """Raised by ``start()`` when a listening address cannot be opened; the message names it.
+
+    An ``OSError`` with the original ``errno`` (``EADDRINUSE``...), so code that catches
+    ``OSError`` keeps working; ``address`` is the ``listen`` entry that failed.
+    """
+
+    address: object = None
+    #: Set when raised through ``serve_forever()``: printed as one line if nobody catches it.
+    brief: bool = False

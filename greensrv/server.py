@@ -42,6 +42,7 @@ from .options import (
     check_seconds,
     filter_factory,
 )
+from .startup import brief_startup_errors, default_logging, format_address, listen_error
 from .statistics import ErrorLogLimiter, Statistics
 from .transport import close_quietly
 
@@ -77,8 +78,47 @@ class Server:
     """A TCP server running one greenlet per client; see ``docs/lifecycle.md``.
 
     Exactly one of ``handler`` (the client's whole life, blocking-style) and ``client_input``
-    (one call per record, POE-style) is given. All other options are keyword-only; the table in
-    the README lists them with their POE and mod_perl names.
+    (one call per record, POE-style) is given. All other options are keyword-only (the README
+    maps each to its POE and mod_perl name; ``docs/limits.md`` explains every limit):
+
+    What to run, once per client, in that client's greenlet:
+      handler(conn)             the client's whole life; shut down gracefully when it returns
+      client_input(conn, rec)   called per input record, POE's default acceptor
+      client_connected(conn, *client_args)   once, before the first input (banners)
+      client_args=()            extra arguments for client_connected
+      client_disconnected(conn) exactly once per connection that reached client_connected
+      client_error(conn, exc)   socket, filter or handler error (default: log it)
+      client_shutdown_on_error=True   shut the connection down after client_error
+      client_pre_connect(sock, address)   before any Connection: return the socket to use
+                                (the same, or TLS-wrapped) or None to drop the client
+      client_flushed(conn)      each time queued output has all been written
+      client_high(conn), client_low(conn)   queued output crossed high_mark up / low_mark down
+
+    Where to listen:
+      host="127.0.0.1", port=0  one address; port 0 lets the OS pick (see ``address``)
+      listen=[...]              several: "host:port", "[v6]:port", "unix:/path", "fd:N" or a
+                                bound socket; not with host/port
+      started(server)           once listening;  error(server, exc): a listener error
+
+    Framing (``greensrv.filters``):
+      filter=Line()             both directions; an instance (cloned per client) or a factory
+      input_filter, output_filter   one per direction: both or neither, not with filter
+
+    Limits and timeouts (bytes, seconds; None switches a timeout off):
+      concurrency=-1            most live connections; -1 unlimited, 0 pauses accepting
+      high_mark=512 KiB, low_mark=128 KiB   output watermarks: reading pauses above high,
+                                resumes below low
+      output_limit=8 MiB        queued output past which a client is cut (SlowClientError)
+      shutdown_timeout=10       how long stop() lets live connections finish by themselves
+      idle_timeout=None         waiting for input this long closes the connection
+      record_timeout=30         a record taking longer to arrive closes it (slowloris)
+      max_connections_per_ip=None   live connections per client IP
+      ssl_context=None          TLS on every connection; handshake_timeout=10 bounds it
+      name="greensrv"           used in logs and repr (POE's Alias)
+
+    Use: ``serve_forever()`` (blocks; SIGINT/SIGTERM stop it gracefully), or ``start()`` and
+    later ``stop()``, or ``with Server(...) as server:`` which starts it and stops it on exit.
+    From a handler, ``conn.server`` is this object: ``conn.server.connections`` for broadcasts.
     """
 
     #: Seconds ``stop()`` gives connections still running after ``shutdown_timeout`` to see
@@ -281,14 +321,17 @@ class Server:
         sockets = []
         try:
             for kind, value in self._listen_specs:
-                if kind == "tcp":
-                    sockets.append((bind_tcp(*value), None))
-                elif kind == "unix":
-                    sockets.append((bind_unix(value), value))
-                elif kind == "fd":
-                    sockets.append((adopt_socket(_socket_from_fd(value)), None))
-                else:
-                    sockets.append((adopt_socket(value), None))
+                try:
+                    if kind == "tcp":
+                        sockets.append((bind_tcp(*value), None))
+                    elif kind == "unix":
+                        sockets.append((bind_unix(value), value))
+                    elif kind == "fd":
+                        sockets.append((adopt_socket(_socket_from_fd(value)), None))
+                    else:
+                        sockets.append((adopt_socket(value), None))
+                except OSError as exc:
+                    raise listen_error(kind, value, exc) from exc
         except BaseException:
             for sock, _ in sockets:
                 sock.close()
@@ -300,22 +343,29 @@ class Server:
             if self._full():
                 listener.stop_accepting()
         log.info("%s: listening on %s", self.name,
-                 ", ".join(_format_address(a) for a in self.addresses))
+                 ", ".join(format_address(a) for a in self.addresses))
         if self._on_started is not None:
             self._on_started(self)
 
     def serve_forever(self) -> None:
         """Start if needed and block until stopped.
 
-        In the main thread, SIGTERM and SIGINT start a graceful ``stop()`` (a second SIGINT
-        forces it); the previous signal handlers are restored before returning.
+        In the main thread, SIGTERM and SIGINT start a graceful ``stop()``; a second SIGINT
+        (Ctrl-C) forces it, a second SIGTERM is logged and leaves the graceful stop running.
+        The previous signal handlers are restored before returning.
+
+        When the application has not configured :mod:`logging`, INFO and above go to stderr
+        while it runs. A start-up error (an address in use...) raises :class:`StartupError`;
+        left uncaught, it ends the program with that one line on stderr, not a traceback.
         """
-        self.start()
-        restore = self._install_signal_handlers()
-        try:
-            self._stopped.wait()
-        finally:
-            restore()
+        with default_logging():
+            with brief_startup_errors():
+                self.start()
+            restore = self._install_signal_handlers()
+            try:
+                self._stopped.wait()
+            finally:
+                restore()
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
@@ -336,11 +386,24 @@ class Server:
         name = signal.Signals(signum).name
         if self._stopping:
             if signum == signal.SIGINT:
-                log.warning("%s: second SIGINT: forcing shutdown", self.name)
+                log.warning("%s: second SIGINT: forcing shutdown, closing %d connection(s) now",
+                            self.name, len(self._pool))
                 gevent.spawn(self._force_close)
+            else:  # a supervisor's repeated TERM must not lose what a graceful stop would keep
+                log.warning("%s: %s again: already stopping gracefully; SIGINT (Ctrl-C) forces "
+                            "it", self.name, name)
             return
-        log.info("%s: %s received: stopping gracefully", self.name, name)
+        log.info("%s: %s received: stopping gracefully; %s forces it", self.name, name,
+                 "Ctrl-C again" if signum == signal.SIGINT else "SIGINT (Ctrl-C)")
         gevent.spawn(self.stop)
+
+    def __enter__(self) -> Server:
+        """``with Server(...) as server:`` starts it (unless started) and stops it on exit."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     def set_concurrency(self, n: int) -> None:
         """Change the connection limit live: 0 pauses accepting, -1 is unlimited."""
@@ -495,17 +558,9 @@ class _ServerHooks(ConnectionHooks):
 
 
 def serve_forever(handler: Callable[[Connection], Any] | None = None, **options: Any) -> None:
-    """``Server(handler, **options).serve_forever()``."""
+    """``Server(handler, **options).serve_forever()``; see ``help(greensrv.Server)``."""
     Server(handler, **options).serve_forever()
 
 
 def _socket_from_fd(fd: int) -> Any:
     return socket.socket(fileno=fd)
-
-
-def _format_address(address: Any) -> str:
-    if isinstance(address, tuple):
-        host, port = address
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return f"unix:{address}"
-

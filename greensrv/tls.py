@@ -8,12 +8,14 @@ and leaves the handshake to the client's own greenlet, where the server bounds i
 
 from __future__ import annotations
 
+import errno
+import os
 import ssl
 from typing import Any
 
 import gevent.ssl
 
-__all__ = ["server_context", "wrap_server_socket"]
+__all__ = ["load_cert_chain", "server_context", "wrap_server_socket"]
 
 
 def server_context(certfile: str, keyfile: str | None = None, *, cafile: str | None = None,
@@ -25,13 +27,41 @@ def server_context(certfile: str, keyfile: str | None = None, *, cafile: str | N
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(certfile, keyfile)
+    load_cert_chain(context, certfile, keyfile)
     if cafile is not None:
-        context.load_verify_locations(cafile)
+        _must_exist(cafile, "cafile", "CA certificates")
+        try:
+            context.load_verify_locations(cafile)
+        except ssl.SSLError as exc:
+            raise ssl.SSLError(exc.errno, f"cafile {cafile!r}: no usable PEM CA certificate "
+                                          f"({exc.reason or exc})") from exc
         context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
     elif require_client_cert:
         raise ValueError("require_client_cert needs cafile to verify client certificates against")
     return context
+
+
+def load_cert_chain(context: ssl.SSLContext, certfile: str, keyfile: str | None = None) -> None:
+    """``context.load_cert_chain`` with errors that name the file and the option.
+
+    OpenSSL reports a missing file as a bare ``[Errno 2]`` and a wrong one as ``[SSL] PEM lib``;
+    here a missing file is a ``FileNotFoundError`` with its name, and an unusable one an
+    ``ssl.SSLError`` that says which file and what it should hold.
+    """
+    _must_exist(certfile, "certfile", "certificate")
+    if keyfile is not None:
+        _must_exist(keyfile, "keyfile", "private key")
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except ssl.SSLError as exc:
+        files = f"certfile {certfile!r}" + (f" with keyfile {keyfile!r}" if keyfile else "")
+        raise ssl.SSLError(exc.errno, f"{files}: not a PEM certificate and its matching private "
+                                      f"key ({exc.reason or exc})") from exc
+
+
+def _must_exist(path: str, option: str, what: str) -> None:
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, f"{option}: {what} file not found", path)
 
 
 def wrap_server_socket(sock: Any, context: ssl.SSLContext) -> Any:

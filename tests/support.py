@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+from pathlib import Path
 
 import gevent
 import pytest
@@ -35,6 +37,23 @@ def missing(reason: str) -> None:
     if REQUIRE_PEERS:
         pytest.fail(f"{reason}; GREENSRV_REQUIRE_PEERS=1 forbids skipping", pytrace=False)
     pytest.skip(reason)
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A throwaway certificate and key for localhost and 127.0.0.1, made by the openssl CLI.
+
+    Skips (or fails under ``GREENSRV_REQUIRE_PEERS=1``) when ``openssl`` is not installed.
+    """
+    openssl = need_program("openssl", "openssl")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
 
 
 def wait_for(event, what: str, timeout: float = WAIT):

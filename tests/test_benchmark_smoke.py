@@ -8,7 +8,6 @@ an early close, an extra byte. The whole benchmark smoke run is ``tox -e bench-s
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,15 +15,15 @@ import threading
 from pathlib import Path
 
 import pytest
+from support import need_program
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc)")
-
 
 @pytest.fixture(scope="module")
 def loadgen():
+    need_program("cc", "gcc")
     import run  # benchmarks/run.py
 
     return run.build()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -20,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support import need_program, self_signed_certificate
 
 import greensrv
 
@@ -174,6 +174,8 @@ class Example:
             pytest.fail(f"{self.name} did not exit after signal {sig}:\n{self.log()}")
         assert rc == 0, f"{self.name} exited with {rc} after signal {sig}:\n{self.log()}"
         assert "Traceback" not in self.log(), f"{self.name} logged an error:\n{self.log()}"
+        # No example configures logging: serve_forever()'s own stderr log says where it listened.
+        assert f"listening on 127.0.0.1:{self.port}" in self.log(), self.log()
 
     def cleanup(self) -> None:
         for client in self.clients:
@@ -202,20 +204,8 @@ def run_example(tmp_path: Path) -> Iterator[Callable[..., Example]]:
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for ``localhost`` and 127.0.0.1, made with the openssl CLI."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )
-    return cert, key
+    """A self-signed certificate for ``localhost`` and 127.0.0.1 (needs the openssl CLI)."""
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 # -- every example ----------------------------------------------------------------------------
@@ -484,8 +474,8 @@ def test_tls_echo_with_openssl_s_client(
     server = run_example("tls_echo", "--cert", str(cert), "--key", str(key), ready=False)
     server.connect_tls(cert).close()  # the readiness probe, in TLS
     done = subprocess.run(
-        ["openssl", "s_client", "-connect", f"127.0.0.1:{server.port}", "-servername",
-         "localhost", "-CAfile", str(cert), "-verify_return_error", "-quiet"],
+        [need_program("openssl", "openssl"), "s_client", "-connect", f"127.0.0.1:{server.port}",
+         "-servername", "localhost", "-CAfile", str(cert), "-verify_return_error", "-quiet"],
         input=b"hello from s_client\nquit\n", capture_output=True, timeout=DEADLINE,
     )
     assert done.stdout == b"hello from s_client\r\nB'bye!\r\n", done.stderr

@@ -9,7 +9,6 @@ absent.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import need_program
 
 import greensrv
 
@@ -40,10 +40,7 @@ def free_port() -> int:
 
 
 def need(binary: str) -> str:
-    path = shutil.which(binary)
-    if path is None:
-        pytest.skip(f"{binary} is not installed (Debian package redis-tools)")
-    return path
+    return need_program(binary, "redis-tools")
 
 
 class RedisLite:

@@ -27,7 +27,7 @@ import pytest
 from gevent import getcurrent
 from gevent.event import AsyncResult, Event
 from gevent.queue import Queue
-from support import WAIT, small_send_buffer, wait_for
+from support import WAIT, self_signed_certificate, small_send_buffer, wait_for
 
 import greensrv
 from greensrv.filters import Block, Line
@@ -1233,22 +1233,8 @@ def test_idle_timeout_does_not_count_time_paused_by_backpressure(make_server, sl
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    if not _have_openssl():
-        pytest.skip("no openssl CLI")
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60)
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("tls"))
     return str(cert), str(key)
-
-
-def _have_openssl() -> bool:
-    from shutil import which
-
-    return which("openssl") is not None
 
 
 def _server_context(certificate):

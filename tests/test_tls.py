@@ -9,24 +9,23 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
-from shutil import which
 
 import gevent
 import gevent.socket
 import gevent.ssl
 import pytest
 from gevent.event import AsyncResult, Event
+from support import need_program
 
 import greensrv
 from greensrv.tls import server_context
-
-pytestmark = pytest.mark.skipif(which("openssl") is None, reason="needs the openssl CLI")
 
 TIMEOUT = 5.0
 
 
 def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+    openssl = need_program("openssl", "openssl")
+    subprocess.run([openssl, *args], check=True, capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -117,10 +117,13 @@ class Line(Filter):
         if not isinstance(errors, str):
             raise TypeError(f"Line: errors must be a str, not {type(errors).__name__}")
         codecs.lookup_error(errors)
+        # Errors name the argument the caller wrote: literal sets both directions.
+        in_name, out_name = "input_literal", "output_literal"
         if literal is not None:
             if input_literal is not None:
                 raise ValueError("Line: give literal or input_literal, not both")
             input_literal = output_literal = literal
+            in_name = out_name = "literal"
         if input_regexp is not None and input_literal is not None:
             raise ValueError("Line: give input_regexp or an input literal, not both")
         if strict_crlf and (input_regexp is not None or input_literal is not None):
@@ -138,11 +141,11 @@ class Line(Filter):
         elif strict_crlf:
             self._mode, self._sep, self._slack = _MODE_STRICT, b"\r\n", 1
         elif input_literal is not None:
-            self._sep = _to_bytes(input_literal, "input_literal", encoding)
+            self._sep = _to_bytes(input_literal, in_name, encoding)
             self._mode, self._slack = _MODE_LITERAL, len(self._sep) - 1
         else:
             self._mode, self._sep, self._slack = _MODE_DEFAULT, b"\n", 1
-        self._out_lit = _to_bytes(output_literal, "output_literal", encoding)
+        self._out_lit = _to_bytes(output_literal, out_name, encoding)
         safe = encoding in _ASCII_SAFE_CODECS and errors in _STD_ERRORS
         # Decode a whole batch at once and split the text (only when that is equivalent).
         self._ascii_text = safe and self._sep.isascii()

@@ -6,11 +6,9 @@ Python version. At the end of a run the figures each scenario measured are print
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import pytest
 from faultkit import FIGURES, ServerProcess
+from support import self_signed_certificate
 
 
 def pytest_collection_modifyitems(config, items):
@@ -52,14 +50,6 @@ def server_process(tmp_path):
 
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory):
-    """A self-signed certificate for localhost/127.0.0.1, made with the openssl CLI."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True)
+    """A self-signed certificate for localhost/127.0.0.1 (needs the openssl CLI)."""
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("tls"))
     return str(cert), str(key)
