@@ -27,7 +27,7 @@ LAYERS: dict[str, int] = {
     # 2: the connection: a socket joined to filters, needing no server (its parts first)
     "connection_fields": 2, "connection_input": 2, "connection_output": 2, "connection": 2,
     # 3: the per-client life and the listeners
-    "client_life": 3, "listeners": 3,
+    "client_life": 3, "listeners": 3, "startup": 3,
     # 4: the server
     "server": 4,
     # 5: the package's public face
