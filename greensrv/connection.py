@@ -87,7 +87,7 @@ class Connection:
         "_idle_spent", "_in", "_input_done", "_input_stopped", "_lazy", "_lit", "_lit_len",
         "_loop", "_low", "_out", "_outbuf", "_output_limit", "_partial_since", "_last_recv",
         "_queued", "_rw", "_transport", "_waiting", "_writing", "_ww",
-        "_peer_eof", "_wrote_fin", "data", "id", "remote_address", "remote_ip",
+        "_peer_eof", "_wrote_fin", "data", "id", "proxy", "remote_address", "remote_ip",
         "remote_port", "server", "socket",
     )
 
@@ -99,6 +99,9 @@ class Connection:
         #: Per-client state for the application (POE's HEAP).
         self.data: dict[str, Any] = {}
         self.remote_address = address
+        #: The PROXY header this connection began with (``greensrv.proxy.ProxyHeader``), or
+        #: None when the server does not use the PROXY protocol.
+        self.proxy: Any = None
         if isinstance(address, tuple):
             self.remote_ip: str | None = address[0]
             self.remote_port: int | None = address[1]
@@ -163,7 +166,10 @@ class Connection:
     # -- properties ----------------------------------------------------------------------------
     @property
     def local_address(self) -> Any:
-        """The server's end of the connection, as ``socket.getsockname()`` gives it."""
+        """The server's end of the connection, as ``socket.getsockname()`` gives it, or behind
+        a proxy the address the client connected to, from its PROXY header."""
+        if self.proxy is not None and self.proxy.destination is not None:
+            return self.proxy.destination
         try:
             return self.socket.getsockname()
         except OSError:

@@ -40,6 +40,13 @@ from .options import (
     check_seconds,
     filter_factory,
 )
+from .proxy_io import (
+    DEFAULT_PROXY_TIMEOUT,
+    DEFAULT_PROXY_TRUSTED,
+    client_address,
+    proxy_settings,
+    receive_proxy_header,
+)
 from .statistics import ErrorLogLimiter, Statistics
 from .tls import wrap_server_socket
 from .transport import describe_handshake_failure, is_tls_socket
@@ -115,6 +122,9 @@ class Server:
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         record_timeout: float | None = DEFAULT_RECORD_TIMEOUT,
         max_connections_per_ip: int | None = None,
+        proxy_protocol: str | None = None,
+        proxy_trusted: Iterable[Any] = DEFAULT_PROXY_TRUSTED,
+        proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
         name: str = "greensrv",
     ) -> None:
         if (handler is None) == (client_input is None):
@@ -187,6 +197,7 @@ class Server:
         self.handshake_timeout = float(handshake_timeout)
         self.record_timeout = None if record_timeout is None else float(record_timeout)
         self.max_connections_per_ip = max_connections_per_ip
+        self._proxy = proxy_settings(proxy_protocol, proxy_trusted, proxy_timeout)
         self.name = name
 
         if listen is not None:
@@ -266,6 +277,9 @@ class Server:
             closed_filter_error=counters.get("closed_filter_error", 0),
             accept_capacity_errors=counters.get("accept_capacity_errors", 0),
             listener_errors=counters.get("listener_errors", 0),
+            proxy_rejected=counters.get("proxy_rejected", 0),
+            proxy_untrusted=counters.get("proxy_untrusted", 0),
+            proxy_timeouts=counters.get("proxy_timeouts", 0),
         )
 
     def _connection_closed(self, conn: Connection) -> None:
@@ -429,20 +443,27 @@ class Server:
         """Called by a listener in the hub for each accepted socket."""
         self._count("accepted")
         ip = None
-        if self.max_connections_per_ip is not None:
+        # Behind a proxy the client's IP is known only after its header: counted there.
+        if self.max_connections_per_ip is not None and self._proxy is None:
             address = args[-1][1]
             ip = address[0] if isinstance(address, tuple) else None
-            if ip is not None:
-                n = self._per_ip.get(ip, 0)
-                if n >= self.max_connections_per_ip:
-                    self._count("refused_per_ip")
-                    args[-1][0].close()  # refused before any greenlet or object is made
-                    return None
-                self._per_ip[ip] = n + 1
+            if ip is not None and not self._claim_ip(ip):
+                args[-1][0].close()  # refused before any greenlet or object is made
+                return None
         glet = self._pool.spawn(func, *args)
         glet.greensrv_ip = ip
         glet.rawlink(self._client_greenlet_done)
         return glet
+
+    def _claim_ip(self, ip: str) -> bool:
+        """Count one more connection from ``ip``; False (counted as refused) past the cap."""
+        assert self.max_connections_per_ip is not None
+        n = self._per_ip.get(ip, 0)
+        if n >= self.max_connections_per_ip:
+            self._count("refused_per_ip")
+            return False
+        self._per_ip[ip] = n + 1
+        return True
 
     def _client_greenlet_done(self, glet: Any) -> None:
         # The pool's own link ran first: the greenlet no longer counts toward concurrency.
@@ -476,7 +497,15 @@ class Server:
         """The whole life of one client, in its own greenlet; closes every socket it is given."""
         accepted = sock
         conn = None
+        proxy = None
         try:
+            if self._proxy is not None:  # the PROXY header comes before everything else
+                proxy = receive_proxy_header(sock, address, self._proxy, self.name, self._count)
+                if proxy is None:
+                    return
+                address = client_address(proxy, address)
+                if not self._claim_proxied_ip(address):
+                    return
             if self._pre_connect is not None:
                 try:
                     sock = self._pre_connect(sock, address)
@@ -491,6 +520,7 @@ class Server:
             in_filter = self._make_in()
             out_filter = self._make_out() if self._make_out is not None else in_filter
             conn = Connection(self, sock, address, next(self._ids), in_filter, out_filter)
+            conn.proxy = proxy
             if not self._handshake(conn):
                 return
             self._run_connection(conn)
@@ -499,6 +529,15 @@ class Server:
                 _close_quietly(sock)
             if sock is not accepted:
                 _close_quietly(accepted)
+
+    def _claim_proxied_ip(self, address: Any) -> bool:
+        """max_connections_per_ip for the client a PROXY header named, in its own greenlet."""
+        if self.max_connections_per_ip is None or not isinstance(address, tuple):
+            return True
+        if not self._claim_ip(address[0]):
+            return False
+        getcurrent().greensrv_ip = address[0]  # released by _client_greenlet_done
+        return True
 
     def _handshake(self, conn: Connection) -> bool:
         """Complete a TLS handshake (if any) within handshake_timeout; attach the socket."""
