@@ -1,4 +1,4 @@
-"""Filters are sans-IO: nothing under greensrv/filters imports socket, ssl, select or gevent."""
+"""Filters and the PROXY parser are sans-IO: they import no socket, ssl, select or gevent."""
 
 from __future__ import annotations
 
@@ -37,3 +37,9 @@ def test_testing_helpers_are_pure_too():
     path = Path(greensrv.filters.__file__).parent.parent / "testing.py"
     roots = {name.split(".")[0] for name in imported_modules(path)}
     assert not roots & FORBIDDEN
+
+
+def test_proxy_parser_is_pure_too():
+    path = FILTERS_DIR.parent / "proxy.py"
+    roots = {name.split(".")[0] for name in imported_modules(path)}
+    assert not roots & (FORBIDDEN | {"__import__", "importlib"})
