@@ -12,6 +12,7 @@ socket: ``greensrv.proxy_io`` does the reading. The format is HAProxy's
 from __future__ import annotations
 
 import ipaddress
+import re
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -73,12 +74,19 @@ _TRANSPORTS = {0: "UNSPEC", 1: "STREAM", 2: "DGRAM"}
 #: Bytes of the v2 address block per family: two addresses and, for IP, two ports.
 _ADDRESS_LENGTH = {"UNSPEC": 0, "INET": 12, "INET6": 36, "UNIX": 216}
 _UNIX_PATH_LENGTH = 108
+_IPV4_TEXT = "{}.{}.{}.{}"
 #: TLVs whose value must be text, and the encoding the specification gives it.
 _TEXT_TLVS = {PP2_TYPE_AUTHORITY: "utf-8", PP2_TYPE_NETNS: "ascii"}
 _TEXT_SSL_TLVS = {PP2_SUBTYPE_SSL_VERSION: "ascii", PP2_SUBTYPE_SSL_CN: "utf-8",
                   PP2_SUBTYPE_SSL_CIPHER: "ascii", PP2_SUBTYPE_SSL_SIG_ALG: "ascii",
                   PP2_SUBTYPE_SSL_KEY_ALG: "ascii"}
 _DIGITS = frozenset(b"0123456789")
+_OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rb"(" + _OCTET + rb"(?:\." + _OCTET + rb"){3})"
+_PORT = rb"(0|[1-9][0-9]{0,4})"
+#: A well-formed v1 TCP4 line (without CRLF), in one match: the common case's fast path. Lines
+#: it does not match go through the field-by-field checks that say what is wrong.
+_V1_TCP4 = re.compile(rb"PROXY TCP4 " + _IPV4 + b" " + _IPV4 + b" " + _PORT + b" " + _PORT)
 _HEX_OR_COLON = frozenset(b"0123456789abcdefABCDEF:")
 
 
@@ -239,6 +247,21 @@ class ProxyHeader:
         if version == 2:
             return _encode_v2(self)
         raise ValueError(f"PROXY protocol version must be 1 or 2, not {version!r}")
+
+
+_NO_TLVS: Mapping[int, bytes] = MappingProxyType({})
+
+
+def _new_header(version: int, command: str, source: Address | None,
+                destination: Address | None, tlvs: Mapping[int, bytes], family: str,
+                transport: str) -> ProxyHeader:
+    """A ProxyHeader from the parser, whose fields are valid by construction: skipping the
+    dataclass's checks saves a third of a v1 header's parse."""
+    header = object.__new__(ProxyHeader)
+    header.__dict__.update(version=version, command=command, source=source,
+                           destination=destination, tlvs=tlvs, family=family,
+                           transport=transport)
+    return header
 
 
 def _infer_family(address: Address | None) -> str:
@@ -418,6 +441,12 @@ def _show(data: bytes) -> str:
 
 def _parse_v1(line: bytes) -> ProxyHeader:
     """One v1 line without its CRLF: ``PROXY TCP4|TCP6 src dst sport dport`` or UNKNOWN."""
+    match = _V1_TCP4.fullmatch(line)
+    if match is not None:
+        src, dst, sport, dport = match.groups()
+        if int(sport) <= 65535 and int(dport) <= 65535:
+            return _new_header(1, "PROXY", (src.decode(), int(sport)),
+                               (dst.decode(), int(dport)), _NO_TLVS, "INET", "STREAM")
     parts = line.split(b" ")
     if len(parts) >= 2 and parts[1] == b"UNKNOWN":
         return ProxyHeader(1, "PROXY", None, None, family="UNSPEC", transport="UNSPEC")
@@ -491,17 +520,20 @@ def _parse_v2(header: bytes) -> ProxyHeader:
         if actual != expected:
             raise ProxyProtocolError(f"PROXY v2 CRC32C mismatch: header says 0x{expected:08x}, "
                                      f"its bytes give 0x{actual:08x}")
-    return ProxyHeader(2, command, source, destination, tlvs, family=family,
-                       transport=transport)
+    return _new_header(2, command, source, destination,
+                       MappingProxyType(tlvs) if tlvs else _NO_TLVS, family, transport)
 
 
 def _unpack_addresses(family: str, block: bytes) -> tuple[Address, Address]:
     if family == "UNIX":
         return (_unix_path(block[:_UNIX_PATH_LENGTH]), _unix_path(block[_UNIX_PATH_LENGTH:]))
-    size = 4 if family == "INET" else 16
-    make = ipaddress.IPv4Address if family == "INET" else ipaddress.IPv6Address
-    src_port, dst_port = struct.unpack_from("!HH", block, 2 * size)
-    return ((str(make(block[:size])), src_port), (str(make(block[size:2 * size])), dst_port))
+    if family == "INET":
+        src_port, dst_port = struct.unpack_from("!HH", block, 8)
+        return (_IPV4_TEXT.format(*block[:4]), src_port), (_IPV4_TEXT.format(*block[4:8]),
+                                                           dst_port)
+    src_port, dst_port = struct.unpack_from("!HH", block, 32)
+    return ((str(ipaddress.IPv6Address(block[:16])), src_port),
+            (str(ipaddress.IPv6Address(block[16:32])), dst_port))
 
 
 def _unix_path(raw: bytes) -> str:
