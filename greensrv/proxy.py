@@ -68,6 +68,7 @@ PP2_CLIENT_SSL = 0x01
 PP2_CLIENT_CERT_CONN = 0x02
 PP2_CLIENT_CERT_SESS = 0x04
 
+_ALL_VERSIONS = frozenset({1, 2})
 _COMMANDS = {0: "LOCAL", 1: "PROXY"}
 _FAMILIES = {0: "UNSPEC", 1: "INET", 2: "INET6", 3: "UNIX"}
 _TRANSPORTS = {0: "UNSPEC", 1: "STREAM", 2: "DGRAM"}
@@ -287,8 +288,8 @@ class ProxyHeaderParser:
 
     def __init__(self, versions: Iterable[int] = (1, 2), *,
                  max_v2_length: int = DEFAULT_MAX_V2_LENGTH) -> None:
-        self.versions = frozenset(versions)
-        if not self.versions or not self.versions <= {1, 2}:
+        self.versions = versions if isinstance(versions, frozenset) else frozenset(versions)
+        if not self.versions or not self.versions <= _ALL_VERSIONS:
             raise ValueError(f"versions must be 1, 2 or both, not {sorted(self.versions)}")
         if not 0 <= max_v2_length <= 0xFFFF:
             raise ValueError(f"max_v2_length must be within 0..65535, not {max_v2_length}")

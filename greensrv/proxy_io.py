@@ -20,7 +20,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .options import check_seconds
@@ -39,9 +39,14 @@ DEFAULT_PROXY_TIMEOUT = 5.0
 #: Only proxies on this machine are believed until told otherwise: a header from anyone else
 #: would let any client claim any address.
 DEFAULT_PROXY_TRUSTED = ("127.0.0.0/8", "::1/128")
-#: Most bytes peeked per read while looking for the header's end: the whole of any v1 line or
-#: any v2 header the parser's default limit allows, in one system call.
+#: Bytes peeked per read while looking for the header's end: any v1 line or any v2 header the
+#: parser's default limit allows, in one system call (peeking past the header costs nothing:
+#: only the header's bytes are then read).
 PEEK_SIZE = 8192
+
+#: Proxy addresses whose trust is remembered: a deployment has a handful of balancers, and
+#: judging a peer then costs one dictionary look-up instead of parsing its address.
+TRUST_CACHE_SIZE = 256
 
 _VERSIONS = {"v1": frozenset({1}), "v2": frozenset({2}), "any": frozenset({1, 2})}
 
@@ -55,6 +60,8 @@ class ProxySettings:
     versions: frozenset[int]
     trusted: tuple[Network, ...]
     timeout: float
+    #: Peer IP → trusted, for the first TRUST_CACHE_SIZE peers seen.
+    verdicts: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     def trusts(self, peer: Any) -> bool:
         """Whether ``peer`` (an accepted socket's address) may send a PROXY header.
@@ -64,13 +71,22 @@ class ProxySettings:
         """
         if not isinstance(peer, tuple):
             return True
-        try:
-            ip = ipaddress.ip_address(peer[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self.trusted)
+        verdict = self.verdicts.get(peer[0])
+        if verdict is None:
+            verdict = _trusted(peer[0], self.trusted)
+            if len(self.verdicts) < TRUST_CACHE_SIZE:
+                self.verdicts[peer[0]] = verdict
+        return verdict
+
+
+def _trusted(host: str, trusted: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in trusted)
 
 
 def proxy_settings(proxy_protocol: Any, proxy_trusted: Any,
@@ -159,7 +175,7 @@ def read_proxy_header(sock: Any, settings: ProxySettings) -> ProxyHeader:
             if remaining <= 0:
                 raise TimeoutError("proxy_timeout")
             sock.settimeout(remaining)
-            peeked = sock.recv(min(parser.wanted(), PEEK_SIZE), socket.MSG_PEEK)
+            peeked = sock.recv(max(parser.wanted(), PEEK_SIZE), socket.MSG_PEEK)
             if not peeked:
                 parser.feed_eof()
             header = parser.feed(peeked)

@@ -169,11 +169,11 @@ def test_ip_blocking_and_per_ip_cap_act_on_the_client(make_server, haproxy):
                              None if address[0] == "127.0.0.3" else sock))
     proxy = haproxy(server.address)
     first = proxy.connect("127.0.0.2")
+    assert read_line(first) == b"127.0.0.2\r\n"  # it now holds 127.0.0.2's one slot
     second = proxy.connect("127.0.0.2")
     blocked = proxy.connect("127.0.0.3")
     other = proxy.connect("127.0.0.4")
     with first, second, blocked, other:
-        assert read_line(first) == b"127.0.0.2\r\n"
         assert read_line(other) == b"127.0.0.4\r\n"  # HAProxy's address is not what is capped
         assert read_line(second) == b""  # over the cap for 127.0.0.2
         assert read_line(blocked) == b""  # refused by client_pre_connect
