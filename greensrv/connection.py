@@ -35,6 +35,7 @@ from .filters.base import NEED_DATA, Filter
 from .transport import PEER_GONE_ERRNOS, describe_handshake_failure, make_transport
 
 if TYPE_CHECKING:
+    from .proxy import ProxyHeader
     from .server import Server
 
 __all__ = ["Connection"]
@@ -101,7 +102,7 @@ class Connection:
         self.remote_address = address
         #: The PROXY header this connection began with (``greensrv.proxy.ProxyHeader``), or
         #: None when the server does not use the PROXY protocol.
-        self.proxy: Any = None
+        self.proxy: ProxyHeader | None = None
         if isinstance(address, tuple):
             self.remote_ip: str | None = address[0]
             self.remote_port: int | None = address[1]
