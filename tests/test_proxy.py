@@ -31,6 +31,7 @@ from greensrv.proxy import (
     ProxyHeaderParser,
     ProxyProtocolError,
     crc32c,
+    ipv6_text,
     parse_proxy_header,
 )
 
@@ -342,6 +343,16 @@ def test_v2_round_trip_any_chunking(header, data):
     assert (got.command, got.source, got.destination) == (header.command, header.source,
                                                           header.destination)
     assert got.encode() == wire
+
+
+@FUZZ
+@given(st.lists(st.sampled_from([0, 0, 0, 1, 0xFFFF]) | st.integers(0, 0xFFFF), min_size=8,
+                max_size=8))
+def test_ipv6_text_is_what_ipaddress_writes(groups):
+    packed = struct.pack("!8H", *groups)
+    assert ipv6_text(packed) == str(ipaddress.IPv6Address(packed))
+    mapped = bytes(10) + b"\xff\xff" + packed[:4]
+    assert ipv6_text(mapped) == str(ipaddress.IPv6Address(mapped))
 
 
 @FUZZ
