@@ -192,6 +192,13 @@ class ProxyHeader:
                              f"not {self.command!r}")
         if (self.source is None) != (self.destination is None):
             raise ValueError("ProxyHeader needs both source and destination, or neither")
+        for name in ("source", "destination"):  # (host, port, flowinfo, scope) → (host, port)
+            value = getattr(self, name)
+            if isinstance(value, tuple) and len(value) != 2:
+                if len(value) != 4:
+                    raise ValueError(f"ProxyHeader {name} must be (ip, port) or a UNIX path, "
+                                     f"not {value!r}")
+                object.__setattr__(self, name, (value[0], value[1]))
         family = _infer_family(self.source)
         if self.family and self.family != family:
             raise ValueError(f"ProxyHeader family {self.family!r} does not match its addresses "

@@ -296,6 +296,13 @@ def test_encode_refuses_what_a_version_cannot_carry():
     with pytest.raises(ValueError, match="command must be 'PROXY' or 'LOCAL'"):
         ProxyHeader(1, command="HELLO")
     assert ProxyHeader(2, command="LOCAL").encode(1) == b"PROXY UNKNOWN\r\n"
+    with pytest.raises(ValueError, match="source must be"):
+        ProxyHeader(1, source=("1.1.1.1",), destination=("2.2.2.2", 2))
+
+
+def test_socket_style_ipv6_addresses_are_accepted():
+    header = ProxyHeader(2, source=("::1", 5, 0, 0), destination=("::2", 6, 0, 0))
+    assert header.source == ("::1", 5) and header.encode(1) == b"PROXY TCP6 ::1 ::2 5 6\r\n"
 
 
 # -- properties --------------------------------------------------------------------------------
