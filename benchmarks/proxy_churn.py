@@ -114,19 +114,25 @@ def main() -> None:
                  idle_conns=0, bulk_bytes=0, pin=can_pin(), smoke=False, verbose=False)
     loadgen = build()
     rates: dict[str, list[float]] = {mode: [] for mode in MODES}
+    costs: dict[str, list[float]] = {mode: [] for mode in MODES}
     for rep in range(args.repeat):
         for mode in MODES:
             result = one_run(mode, loadgen, cfg)
-            rates[mode].append(result["conns_per_s"])
-            print(f"run {rep + 1} {mode}: {result['conns_per_s']:.0f} conns/s, server CPU "
-                  f"{result['server_cpu_s']:.2f} s, others {result['other_cpu_s']:.2f} s",
-                  flush=True)
+            rate = result["conns_per_s"]
+            # The server's CPU is read over the whole run, warm-up included: an estimate.
+            cost = result["server_cpu_s"] / (rate * (args.duration + args.warmup)) * 1e6
+            rates[mode].append(rate)
+            costs[mode].append(cost)
+            print(f"run {rep + 1} {mode}: {rate:.0f} conns/s, server CPU "
+                  f"{result['server_cpu_s']:.2f} s (≈ {cost:.0f} µs/conn), others "
+                  f"{result['other_cpu_s']:.2f} s", flush=True)
     plain = statistics.median(rates["plain"])
     print(f"\nmedians through HAProxy ({args.repeat} runs of {args.duration:g} s each, "
           f"pinned: {cfg.pin}):")
     for mode, values in rates.items():
         rate = statistics.median(values)
-        print(f"  {mode}: {rate:.0f} conns/s ({(rate / plain - 1) * 100:+.1f} % vs plain)")
+        print(f"  {mode}: {rate:.0f} conns/s ({(rate / plain - 1) * 100:+.1f} % vs plain), "
+              f"server ≈ {statistics.median(costs[mode]):.0f} µs CPU per connection")
 
 
 if __name__ == "__main__":
