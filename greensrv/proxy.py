@@ -19,19 +19,39 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .errors import FilterError
+from .errors import ProxyProtocolError
 from .filters.base import NEED_DATA
+from .proxy_tlv import (
+    PP2_CLIENT_CERT_CONN,
+    PP2_CLIENT_CERT_SESS,
+    PP2_CLIENT_SSL,
+    PP2_SUBTYPE_SSL_CIPHER,
+    PP2_SUBTYPE_SSL_CN,
+    PP2_SUBTYPE_SSL_KEY_ALG,
+    PP2_SUBTYPE_SSL_SIG_ALG,
+    PP2_SUBTYPE_SSL_VERSION,
+    PP2_TYPE_ALPN,
+    PP2_TYPE_AUTHORITY,
+    PP2_TYPE_CRC32C,
+    PP2_TYPE_NETNS,
+    PP2_TYPE_NOOP,
+    PP2_TYPE_SSL,
+    PP2_TYPE_UNIQUE_ID,
+    ProxySSL,
+    crc32c,
+    parse_ssl,
+    parse_tlvs,
+    show_bytes,
+)
 
 __all__ = [
-    "DEFAULT_MAX_V2_LENGTH", "PP2_TYPE_ALPN", "PP2_TYPE_AUTHORITY", "PP2_TYPE_CRC32C",
-    "PP2_TYPE_NETNS", "PP2_TYPE_NOOP", "PP2_TYPE_SSL", "PP2_TYPE_UNIQUE_ID", "V1_MAX_LENGTH",
-    "V2_SIGNATURE", "ProxyHeader", "ProxyHeaderParser", "ProxyProtocolError", "ProxySSL",
-    "crc32c", "parse_proxy_header",
+    "DEFAULT_MAX_V2_LENGTH", "PP2_CLIENT_CERT_CONN", "PP2_CLIENT_CERT_SESS", "PP2_CLIENT_SSL",
+    "PP2_SUBTYPE_SSL_CIPHER", "PP2_SUBTYPE_SSL_CN", "PP2_SUBTYPE_SSL_KEY_ALG",
+    "PP2_SUBTYPE_SSL_SIG_ALG", "PP2_SUBTYPE_SSL_VERSION", "PP2_TYPE_ALPN", "PP2_TYPE_AUTHORITY",
+    "PP2_TYPE_CRC32C", "PP2_TYPE_NETNS", "PP2_TYPE_NOOP", "PP2_TYPE_SSL", "PP2_TYPE_UNIQUE_ID",
+    "V1_MAX_LENGTH", "V2_SIGNATURE", "ProxyHeader", "ProxyHeaderParser", "ProxyProtocolError",
+    "ProxySSL", "crc32c", "ipv6_text", "parse_proxy_header",
 ]
-
-
-class ProxyProtocolError(FilterError):
-    """Raised when the bytes at the start of a connection are not a valid PROXY header."""
 
 
 #: An address as the header gives it: ``(ip, port)`` for TCP over IPv4 or IPv6, a path for UNIX.
@@ -49,24 +69,6 @@ V2_FIXED_LENGTH = 16
 #: authority, a 128-byte unique id and the SSL TLV); 4 KiB leaves room for cloud balancers'
 #: custom TLVs while one connection cannot make us buffer 64 KiB before anything is checked.
 DEFAULT_MAX_V2_LENGTH = 4096
-#: The specification's bound on PP2_TYPE_UNIQUE_ID.
-MAX_UNIQUE_ID_LENGTH = 128
-
-PP2_TYPE_ALPN = 0x01
-PP2_TYPE_AUTHORITY = 0x02
-PP2_TYPE_CRC32C = 0x03
-PP2_TYPE_NOOP = 0x04
-PP2_TYPE_UNIQUE_ID = 0x05
-PP2_TYPE_SSL = 0x20
-PP2_SUBTYPE_SSL_VERSION = 0x21
-PP2_SUBTYPE_SSL_CN = 0x22
-PP2_SUBTYPE_SSL_CIPHER = 0x23
-PP2_SUBTYPE_SSL_SIG_ALG = 0x24
-PP2_SUBTYPE_SSL_KEY_ALG = 0x25
-PP2_TYPE_NETNS = 0x30
-PP2_CLIENT_SSL = 0x01
-PP2_CLIENT_CERT_CONN = 0x02
-PP2_CLIENT_CERT_SESS = 0x04
 
 _ALL_VERSIONS = frozenset({1, 2})
 _COMMANDS = {0: "LOCAL", 1: "PROXY"}
@@ -76,11 +78,6 @@ _TRANSPORTS = {0: "UNSPEC", 1: "STREAM", 2: "DGRAM"}
 _ADDRESS_LENGTH = {"UNSPEC": 0, "INET": 12, "INET6": 36, "UNIX": 216}
 _UNIX_PATH_LENGTH = 108
 _IPV4_TEXT = "{}.{}.{}.{}"
-#: TLVs whose value must be text, and the encoding the specification gives it.
-_TEXT_TLVS = {PP2_TYPE_AUTHORITY: "utf-8", PP2_TYPE_NETNS: "ascii"}
-_TEXT_SSL_TLVS = {PP2_SUBTYPE_SSL_VERSION: "ascii", PP2_SUBTYPE_SSL_CN: "utf-8",
-                  PP2_SUBTYPE_SSL_CIPHER: "ascii", PP2_SUBTYPE_SSL_SIG_ALG: "ascii",
-                  PP2_SUBTYPE_SSL_KEY_ALG: "ascii"}
 _DIGITS = frozenset(b"0123456789")
 _OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rb"(" + _OCTET + rb"(?:\." + _OCTET + rb"){3})"
@@ -91,81 +88,7 @@ _V1_TCP4 = re.compile(rb"PROXY TCP4 " + _IPV4 + b" " + _IPV4 + b" " + _PORT + b"
 _HEX_OR_COLON = frozenset(b"0123456789abcdefABCDEF:")
 
 
-# -- CRC32C ------------------------------------------------------------------------------------
-def _crc32c_table() -> tuple[int, ...]:
-    """The 256 remainders of the reflected Castagnoli polynomial 0x82F63B78 (RFC 4960, B)."""
-    table = []
-    for n in range(256):
-        crc = n
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC32C_TABLE = _crc32c_table()
-
-
-def crc32c(data: bytes | bytearray | memoryview) -> int:
-    """The CRC-32C (Castagnoli) of ``data``, as PP2_TYPE_CRC32C carries it; not in the stdlib."""
-    crc = 0xFFFFFFFF
-    table = _CRC32C_TABLE
-    for byte in bytes(data):
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
 # -- the header --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ProxySSL:
-    """The PP2_TYPE_SSL TLV: how the client reached the proxy over TLS."""
-
-    client: int  #: bit field: PP2_CLIENT_SSL, PP2_CLIENT_CERT_CONN, PP2_CLIENT_CERT_SESS
-    verify: int  #: 0 when the client's certificate was verified, else the proxy's error code
-    tlvs: Mapping[int, bytes] = field(default_factory=dict)  #: the sub-TLVs, type → bytes
-
-    def _text(self, subtype: int) -> str | None:
-        value = self.tlvs.get(subtype)
-        return None if value is None else value.decode(_TEXT_SSL_TLVS[subtype], "replace")
-
-    @property
-    def ssl(self) -> bool:
-        """The client connected to the proxy over TLS."""
-        return bool(self.client & PP2_CLIENT_SSL)
-
-    @property
-    def client_cert(self) -> bool:
-        """The client sent a certificate (on this connection or earlier in its TLS session)."""
-        return bool(self.client & (PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS))
-
-    @property
-    def verified(self) -> bool:
-        """The client sent a certificate and the proxy verified it."""
-        return self.client_cert and self.verify == 0
-
-    @property
-    def version(self) -> str | None:
-        """The TLS version, e.g. ``"TLSv1.3"``."""
-        return self._text(PP2_SUBTYPE_SSL_VERSION)
-
-    @property
-    def cn(self) -> str | None:
-        """The Common Name of the client certificate's subject."""
-        return self._text(PP2_SUBTYPE_SSL_CN)
-
-    @property
-    def cipher(self) -> str | None:
-        return self._text(PP2_SUBTYPE_SSL_CIPHER)
-
-    @property
-    def sig_alg(self) -> str | None:
-        return self._text(PP2_SUBTYPE_SSL_SIG_ALG)
-
-    @property
-    def key_alg(self) -> str | None:
-        return self._text(PP2_SUBTYPE_SSL_KEY_ALG)
-
-
 @dataclass(frozen=True)
 class ProxyHeader:
     """One PROXY header: whom the proxy is forwarding (immutable; ``encode`` writes it).
@@ -241,7 +164,7 @@ class ProxyHeader:
     def ssl(self) -> ProxySSL | None:
         """The PP2_TYPE_SSL TLV, or None when the proxy sent none."""
         value = self.tlvs.get(PP2_TYPE_SSL)
-        return None if value is None else _parse_ssl(value)
+        return None if value is None else parse_ssl(value)
 
     def encode(self, version: int | None = None) -> bytes:
         """The header's wire form in ``version`` (default: its own).
@@ -368,7 +291,7 @@ class ProxyHeaderParser:
                 return True
         if buf:
             raise ProxyProtocolError(f"not a PROXY protocol header: it starts with "
-                                     f"{_show(bytes(buf[:16]))}")
+                                     f"{show_bytes(bytes(buf[:16]))}")
         return False
 
     # -- version 1 ---------------------------------------------------------------------------
@@ -442,11 +365,6 @@ def parse_proxy_header(data: bytes, versions: Iterable[int] = (1, 2), *,
     return header, parser.pending()
 
 
-def _show(data: bytes) -> str:
-    """Bytes for an error message: short, printable."""
-    return repr(data[:40]) + ("…" if len(data) > 40 else "")
-
-
 def _parse_v1(line: bytes) -> ProxyHeader:
     """One v1 line without its CRLF: ``PROXY TCP4|TCP6 src dst sport dport`` or UNKNOWN."""
     match = _V1_TCP4.fullmatch(line)
@@ -460,11 +378,11 @@ def _parse_v1(line: bytes) -> ProxyHeader:
         return ProxyHeader(1, "PROXY", None, None, family="UNSPEC", transport="UNSPEC")
     if len(parts) < 2 or parts[1] not in (b"TCP4", b"TCP6"):
         protocol = parts[1] if len(parts) > 1 else b""
-        raise ProxyProtocolError(f"PROXY v1 protocol {_show(protocol)} is not TCP4, TCP6 or "
+        raise ProxyProtocolError(f"PROXY v1 protocol {show_bytes(protocol)} is not TCP4, TCP6 or "
                                  f"UNKNOWN")
     if len(parts) != 6:
         raise ProxyProtocolError(f"PROXY v1 {parts[1].decode()} line needs 4 fields after the "
-                                 f"protocol, separated by single spaces; got {_show(line)}")
+                                 f"protocol, separated by single spaces; got {show_bytes(line)}")
     family = "INET" if parts[1] == b"TCP4" else "INET6"
     parse_ip = _parse_v1_ipv4 if family == "INET" else _parse_v1_ipv6
     source = (parse_ip(parts[2], "source"), _parse_v1_port(parts[4], "source"))
@@ -475,14 +393,14 @@ def _parse_v1(line: bytes) -> ProxyHeader:
 def _parse_v1_ipv4(text: bytes, which: str) -> str:
     octets = text.split(b".")
     if len(octets) != 4 or not all(o and set(o) <= _DIGITS and len(o) <= 3 for o in octets):
-        raise ProxyProtocolError(f"PROXY v1 {which} address {_show(text)} is not a dotted "
+        raise ProxyProtocolError(f"PROXY v1 {which} address {show_bytes(text)} is not a dotted "
                                  f"IPv4 address")
     for octet in octets:
         if len(octet) > 1 and octet[0] == 0x30:
-            raise ProxyProtocolError(f"PROXY v1 {which} address {_show(text)} has a leading "
+            raise ProxyProtocolError(f"PROXY v1 {which} address {show_bytes(text)} has a leading "
                                      f"zero")
         if int(octet) > 255:
-            raise ProxyProtocolError(f"PROXY v1 {which} address {_show(text)} has a part "
+            raise ProxyProtocolError(f"PROXY v1 {which} address {show_bytes(text)} has a part "
                                      f"above 255")
     return text.decode("ascii")
 
@@ -493,15 +411,16 @@ def _parse_v1_ipv6(text: bytes, which: str) -> str:
             raise ValueError
         return str(ipaddress.IPv6Address(text.decode("ascii")))
     except ValueError:
-        raise ProxyProtocolError(f"PROXY v1 {which} address {_show(text)} is not an IPv6 "
+        raise ProxyProtocolError(f"PROXY v1 {which} address {show_bytes(text)} is not an IPv6 "
                                  f"address") from None
 
 
 def _parse_v1_port(text: bytes, which: str) -> int:
     if not text or not set(text) <= _DIGITS or len(text) > 5:
-        raise ProxyProtocolError(f"PROXY v1 {which} port {_show(text)} is not a decimal number")
+        raise ProxyProtocolError(f"PROXY v1 {which} port {show_bytes(text)} is not a decimal "
+                                 f"number")
     if len(text) > 1 and text[0] == 0x30:
-        raise ProxyProtocolError(f"PROXY v1 {which} port {_show(text)} has a leading zero")
+        raise ProxyProtocolError(f"PROXY v1 {which} port {show_bytes(text)} has a leading zero")
     port = int(text)
     if port > 65535:
         raise ProxyProtocolError(f"PROXY v1 {which} port {port} is above 65535")
@@ -520,7 +439,7 @@ def _parse_v2(header: bytes) -> ProxyHeader:
         source, destination = _unpack_addresses(family, body[:address_length])
     else:  # the specification: ignore the address block (LOCAL, or nothing to say)
         family = "UNSPEC"
-    tlvs, crc_at = _parse_tlvs(body, address_length, "TLV")
+    tlvs, crc_at = parse_tlvs(body, address_length, "TLV")
     if crc_at >= 0:
         offset = V2_FIXED_LENGTH + crc_at
         expected = int.from_bytes(header[offset:offset + 4], "big")
@@ -568,66 +487,6 @@ def _unix_path(raw: bytes) -> str:
     """A sun_path: up to its first NUL, or for an abstract name (leading NUL) without padding."""
     raw = raw.rstrip(b"\0") if raw[:1] == b"\0" else raw.split(b"\0", 1)[0]
     return raw.decode("utf-8", "surrogateescape")
-
-
-def _parse_tlvs(body: bytes, offset: int, what: str) -> tuple[dict[int, bytes], int]:
-    """TLVs from ``offset`` to the end; also where a CRC32C value sits (-1: none)."""
-    tlvs: dict[int, bytes] = {}
-    crc_at = -1
-    end = len(body)
-    while offset < end:
-        if end - offset < 3:
-            raise ProxyProtocolError(f"PROXY v2 {what} truncated: {end - offset} byte(s) left "
-                                     f"where a 3-byte type and length are needed")
-        kind, length = body[offset], int.from_bytes(body[offset + 1:offset + 3], "big")
-        start = offset + 3
-        if start + length > end:
-            raise ProxyProtocolError(f"PROXY v2 {what} 0x{kind:02x} claims {length} bytes but "
-                                     f"only {end - start} remain in the header")
-        value = body[start:start + length]
-        offset = start + length
-        if what == "TLV" and kind == PP2_TYPE_NOOP:
-            continue
-        if kind in tlvs:
-            raise ProxyProtocolError(f"PROXY v2 {what} 0x{kind:02x} appears twice")
-        if what == "TLV":
-            _check_tlv(kind, value)
-            if kind == PP2_TYPE_CRC32C:
-                crc_at = start
-        else:
-            _check_text(kind, value, _TEXT_SSL_TLVS, what)
-        tlvs[kind] = value
-    return tlvs, crc_at
-
-
-def _check_tlv(kind: int, value: bytes) -> None:
-    if kind == PP2_TYPE_CRC32C and len(value) != 4:
-        raise ProxyProtocolError(f"PROXY v2 CRC32C TLV has {len(value)} bytes instead of 4")
-    if kind == PP2_TYPE_UNIQUE_ID and len(value) > MAX_UNIQUE_ID_LENGTH:
-        raise ProxyProtocolError(f"PROXY v2 UNIQUE_ID TLV has {len(value)} bytes, more than "
-                                 f"the {MAX_UNIQUE_ID_LENGTH} allowed")
-    if kind == PP2_TYPE_SSL:
-        _parse_ssl(value)
-    _check_text(kind, value, _TEXT_TLVS, "TLV")
-
-
-def _check_text(kind: int, value: bytes, texts: Mapping[int, str], what: str) -> None:
-    encoding = texts.get(kind)
-    if encoding is not None:
-        try:
-            value.decode(encoding)
-        except UnicodeDecodeError:
-            raise ProxyProtocolError(f"PROXY v2 {what} 0x{kind:02x} is not {encoding} text: "
-                                     f"{_show(value)}") from None
-
-
-def _parse_ssl(value: bytes) -> ProxySSL:
-    if len(value) < 5:
-        raise ProxyProtocolError(f"PROXY v2 SSL TLV has {len(value)} bytes; its client flags "
-                                 f"and verify result need 5")
-    client, verify = struct.unpack_from("!BI", value)
-    subtlvs, _ = _parse_tlvs(value, 5, "SSL sub-TLV")
-    return ProxySSL(client, verify, MappingProxyType(subtlvs))
 
 
 # -- encoding ----------------------------------------------------------------------------------

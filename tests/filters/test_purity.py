@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import greensrv.filters
 
 FORBIDDEN = {"socket", "ssl", "select", "selectors", "asyncio", "gevent", "greenlet"}
@@ -39,7 +41,7 @@ def test_testing_helpers_are_pure_too():
     assert not roots & FORBIDDEN
 
 
-def test_proxy_parser_is_pure_too():
-    path = FILTERS_DIR.parent / "proxy.py"
-    roots = {name.split(".")[0] for name in imported_modules(path)}
+@pytest.mark.parametrize("module", ["proxy.py", "proxy_tlv.py"])
+def test_proxy_parser_is_pure_too(module):
+    roots = {name.split(".")[0] for name in imported_modules(FILTERS_DIR.parent / module)}
     assert not roots & (FORBIDDEN | {"__import__", "importlib"})
