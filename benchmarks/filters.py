@@ -5,6 +5,9 @@ reports, per filter, decode through ``feed`` (all records of a chunk at once), d
 ``next_record`` one record at a time (as a Connection pulls them), ``encode`` one record per
 call and ``encode_many`` for a whole chunk's records. Pure CPU: no sockets.
 
+Then PROXY protocol headers parsed per second (``greensrv.proxy``), one fresh parser per header
+as the server uses it, for v1 and v2 lines as HAProxy writes them.
+
 Run: ``python benchmarks/filters.py`` (``--seconds`` per measurement, ``--only NAME``).
 """
 
@@ -30,6 +33,7 @@ from greensrv.filters import (
     Netstring,
     Resp,
 )
+from greensrv.proxy import PP2_TYPE_CRC32C, PP2_TYPE_UNIQUE_ID, ProxyHeader, ProxyHeaderParser
 
 RECORD_SIZE = 64
 CHUNK_SIZE = 64 * 1024
@@ -118,6 +122,33 @@ def bench(name: str, make: Callable[[], Filter], records: list[Any], seconds: fl
           flush=True)
 
 
+def proxy_cases() -> list[tuple[str, bytes]]:
+    """(name, wire form) of the PROXY headers HAProxy sends: send-proxy, send-proxy-v2 and
+    send-proxy-v2 with ``proxy-v2-options crc32c,unique-id``."""
+    client, frontend = ("203.0.113.7", 51234), ("198.51.100.1", 443)
+    six = ("2001:db8::7", 51234), ("2001:db8::1", 443)
+    unique = {PP2_TYPE_CRC32C: b"",
+              PP2_TYPE_UNIQUE_ID: b"CB00710B:C802_C6336401:01BB_6B0C60EB_0001:5170"}
+    return [
+        ("PROXY v1 TCP4", ProxyHeader(1, "PROXY", client, frontend).encode()),
+        ("PROXY v1 TCP6", ProxyHeader(1, "PROXY", *six).encode()),
+        ("PROXY v2 INET", ProxyHeader(2, "PROXY", client, frontend).encode()),
+        ("PROXY v2 INET6", ProxyHeader(2, "PROXY", *six).encode()),
+        ("PROXY v2 INET crc32c,unique-id",
+         ProxyHeader(2, "PROXY", client, frontend, unique).encode()),
+    ]
+
+
+def bench_proxy(name: str, wire: bytes, seconds: float) -> None:
+    def parse() -> int:
+        for _ in range(1000):
+            ProxyHeaderParser().feed(wire)
+        return 1000
+
+    rate = measure(parse, seconds)
+    print(f"| {name} | {len(wire)} | {rate / 1e3:.1f} | {1e6 / rate:.1f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
@@ -132,6 +163,11 @@ def main() -> None:
     for name, make, records in cases():
         if args.only.lower() in name.lower():
             bench(name, make, records, args.seconds)
+    print("\n| PROXY header | bytes | thousand headers/s | µs/header |")
+    print("|---|---|---|---|")
+    for name, wire in proxy_cases():
+        if args.only.lower() in name.lower():
+            bench_proxy(name, wire, args.seconds)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ filters. See README.md for the quick start and ``docs/`` for the guide.
 from . import filters
 from .connection import Connection
 from .errors import FilterError, GreensrvError, SlowClientError, StartupError, TLSError
+from .proxy import ProxyHeader, ProxyProtocolError
 from .server import Server, serve_forever
 
 __version__ = "0.1.0"
@@ -15,6 +16,8 @@ __all__ = [
     "Connection",
     "FilterError",
     "GreensrvError",
+    "ProxyHeader",
+    "ProxyProtocolError",
     "Server",
     "SlowClientError",
     "StartupError",

@@ -26,6 +26,8 @@ from .connection import Connection, ConnectionHooks
 from .errors import FilterError, TLSError
 from .filters import Filter
 from .limits import Limits
+from .proxy import ProxyHeader
+from .proxy_io import ProxySettings, client_address, receive_proxy_header
 from .tls import wrap_server_socket
 from .transport import close_quietly, describe_handshake_failure, is_tls_socket
 
@@ -61,6 +63,9 @@ class ClientLife:
         connections: dict[int, Connection],
         stop_deadline: Callable[[], float | None],
         server: Any,
+        proxy: ProxySettings | None = None,
+        claim_ip: Callable[[str], bool] | None = None,
+        release_ip: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
         self.handler = handler
@@ -78,6 +83,11 @@ class ClientLife:
         self.connections = connections
         self.stop_deadline = stop_deadline
         self.server = server
+        #: The PROXY protocol settings, or None; with them, ``claim_ip``/``release_ip`` count
+        #: max_connections_per_ip by the client's address the header names.
+        self.proxy = proxy
+        self.claim_ip = claim_ip
+        self.release_ip = release_ip
         self.ids = count(1)
 
     def serve(self, sock: Any, address: Any) -> None:
@@ -86,8 +96,18 @@ class ClientLife:
         conn: Connection | None = None
         connected = False
         hooks = self.hooks
+        header: ProxyHeader | None = None
+        claimed: str | None = None
         try:
-            # (A PROXY protocol header is read here, before anything else sees the socket.)
+            if self.proxy is not None:  # the PROXY header comes before everything else
+                header = receive_proxy_header(sock, address, self.proxy, self.name, hooks.count)
+                if header is None:
+                    return
+                address = client_address(header, address)
+                if self.claim_ip is not None and isinstance(address, tuple):
+                    if not self.claim_ip(address[0]):
+                        return
+                    claimed = address[0]
             if self.pre_connect is not None:
                 sock = self._pre_connect(sock, address)
                 if sock is None:
@@ -101,6 +121,7 @@ class ClientLife:
             out_filter = self.make_out() if self.make_out is not None else in_filter
             conn = Connection(sock, address, next(self.ids), in_filter, out_filter, self.limits,
                               hooks, server=self.server)
+            conn.proxy = header
             if not self._handshake(conn):
                 return
             conn.attach()
@@ -113,6 +134,9 @@ class ClientLife:
                 hooks.report_error(conn, error)
             conn.finish(self.stop_deadline())
         finally:
+            if claimed is not None:
+                assert self.release_ip is not None
+                self.release_ip(claimed)
             closed = None
             if conn is not None:
                 conn.close()  # idempotent; closes conn.socket, start_tls's replacement included

@@ -49,6 +49,7 @@ from .output_queue import OutputQueue
 from .transport import describe_handshake_failure, make_transport
 
 if TYPE_CHECKING:
+    from .proxy import ProxyHeader
     from .server import Server
 
 __all__ = ["Connection", "ConnectionHooks"]
@@ -134,6 +135,9 @@ class Connection(InputSide, OutputSide):
         #: Per-client state for the application (POE's HEAP).
         self.data: dict[str, Any] = {}
         self.remote_address = address
+        #: The PROXY header this connection began with (``greensrv.proxy.ProxyHeader``), or
+        #: None when the server does not use the PROXY protocol.
+        self.proxy: ProxyHeader | None = None
         if isinstance(address, tuple):
             self.remote_ip: str | None = address[0]
             self.remote_port: int | None = address[1]
@@ -181,7 +185,10 @@ class Connection(InputSide, OutputSide):
     # -- properties ----------------------------------------------------------------------------
     @property
     def local_address(self) -> Any:
-        """The server's end of the connection, as ``socket.getsockname()`` gives it."""
+        """The server's end of the connection, as ``socket.getsockname()`` gives it, or behind
+        a proxy the address the client connected to, from its PROXY header."""
+        if self.proxy is not None and self.proxy.destination is not None:
+            return self.proxy.destination
         try:
             return self.socket.getsockname()
         except OSError:

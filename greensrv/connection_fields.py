@@ -41,7 +41,7 @@ class ConnectionFields(OutputQueue):
         "error", "_events", "_event_glet", "_flush_cb", "_flush_event", "_hooks",
         "_idle_spent", "_in", "_limits",
         "_loop", "_partial_since", "_last_recv", "_rw", "_transport", "_waiting", "_writing", "_ww",
-        "data", "id", "remote_address", "remote_ip",
+        "data", "id", "proxy", "remote_address", "remote_ip",
         "remote_port", "server", "socket",
     )
 

@@ -1,7 +1,7 @@
 """greensrv's exceptions: one root, with builtin co-bases where callers expect them."""
 
-__all__ = ["FilterError", "GreensrvError", "RecordTimeoutError", "SlowClientError", "StartupError",
-           "TLSError"]
+__all__ = ["FilterError", "GreensrvError", "ProxyProtocolError", "RecordTimeoutError",
+           "SlowClientError", "StartupError", "TLSError"]
 
 
 class GreensrvError(Exception):
@@ -10,6 +10,10 @@ class GreensrvError(Exception):
 
 class FilterError(GreensrvError, ValueError):
     """Raised when input bytes cannot be framed: malformed, oversized or truncated records."""
+
+
+class ProxyProtocolError(FilterError):
+    """Raised when the bytes at the start of a connection are not a valid PROXY header."""
 
 
 class SlowClientError(GreensrvError):

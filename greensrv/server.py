@@ -42,6 +42,7 @@ from .options import (
     check_seconds,
     filter_factory,
 )
+from .proxy_io import DEFAULT_PROXY_TIMEOUT, DEFAULT_PROXY_TRUSTED, proxy_settings
 from .startup import brief_startup_errors, default_logging, format_address, listen_error
 from .statistics import ErrorLogLimiter, Statistics
 from .transport import close_quietly
@@ -157,6 +158,9 @@ class Server:
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         record_timeout: float | None = DEFAULT_RECORD_TIMEOUT,
         max_connections_per_ip: int | None = None,
+        proxy_protocol: str | None = None,
+        proxy_trusted: Iterable[Any] = DEFAULT_PROXY_TRUSTED,
+        proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
         name: str = "greensrv",
     ) -> None:
         if (handler is None) == (client_input is None):
@@ -214,6 +218,7 @@ class Server:
         self.handshake_timeout = self.limits.handshake_timeout
         self.record_timeout = self.limits.record_timeout
         self.max_connections_per_ip = max_connections_per_ip
+        self._proxy = proxy_settings(proxy_protocol, proxy_trusted, proxy_timeout)
         self.name = name
 
         if listen is not None:
@@ -251,7 +256,10 @@ class Server:
             on_connected=client_connected, client_args=tuple(client_args),
             on_disconnected=client_disconnected, make_in=make_in, make_out=make_out,
             ssl_context=ssl_context, limits=self.limits, hooks=self._hooks,
-            connections=self._connections, stop_deadline=self._grace_deadline, server=self)
+            connections=self._connections, stop_deadline=self._grace_deadline, server=self,
+            proxy=self._proxy,
+            claim_ip=self._claim_ip if max_connections_per_ip is not None else None,
+            release_ip=self._release_ip)
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -301,6 +309,9 @@ class Server:
             closed_filter_error=counters.get("closed_filter_error", 0),
             accept_capacity_errors=counters.get("accept_capacity_errors", 0),
             listener_errors=counters.get("listener_errors", 0),
+            proxy_rejected=counters.get("proxy_rejected", 0),
+            proxy_untrusted=counters.get("proxy_untrusted", 0),
+            proxy_timeouts=counters.get("proxy_timeouts", 0),
         )
 
     def _connection_closed(self, conn: Connection) -> None:
@@ -494,26 +505,36 @@ class Server:
         """Called by a listener in the hub for each accepted socket: admit it or refuse it."""
         self._count("accepted")
         ip = None
-        if self.max_connections_per_ip is not None:
+        # Behind a proxy the client's IP is known only after its header: ClientLife counts it.
+        if self.max_connections_per_ip is not None and self._proxy is None:
             ip = address[0] if isinstance(address, tuple) else None
-            if ip is not None:
-                n = self._per_ip.get(ip, 0)
-                if n >= self.max_connections_per_ip:
-                    self._count("refused_per_ip")
-                    close_quietly(sock)  # refused before any greenlet or object is made
-                    return
-                self._per_ip[ip] = n + 1
+            if ip is not None and not self._claim_ip(ip):
+                close_quietly(sock)  # refused before any greenlet or object is made
+                return
         glet = self._pool.spawn(self._life.serve, sock, address)
         glet.rawlink(partial(self._client_greenlet_done, sock, ip))
+
+    def _claim_ip(self, ip: str) -> bool:
+        """Count one more connection from ``ip``; False (counted as refused) past the cap."""
+        assert self.max_connections_per_ip is not None
+        n = self._per_ip.get(ip, 0)
+        if n >= self.max_connections_per_ip:
+            self._count("refused_per_ip")
+            return False
+        self._per_ip[ip] = n + 1
+        return True
+
+    def _release_ip(self, ip: str) -> None:
+        n = self._per_ip[ip] - 1
+        if n:
+            self._per_ip[ip] = n
+        else:
+            del self._per_ip[ip]
 
     def _client_greenlet_done(self, sock: Any, ip: str | None, glet: Any) -> None:
         # The pool's own link ran first: the greenlet no longer counts toward concurrency.
         if ip is not None:  # counted under max_connections_per_ip
-            n = self._per_ip[ip] - 1
-            if n:
-                self._per_ip[ip] = n
-            else:
-                del self._per_ip[ip]
+            self._release_ip(ip)
         if not glet.successful():
             # Killed, perhaps before it ran (stop() kills queued greenlets): close the
             # accepted socket (a second close of a socket its life closed is harmless).

@@ -29,6 +29,9 @@ class Statistics:
     closed_filter_error: int  #: ended by malformed or oversized input
     accept_capacity_errors: int  #: accept() failures for want of descriptors or memory
     listener_errors: int  #: fatal listener errors reported to ``error``
+    proxy_rejected: int  #: closed for a missing, bad or untrusted PROXY header
+    proxy_untrusted: int  #: of those, from a peer outside proxy_trusted
+    proxy_timeouts: int  #: of those, whose header took longer than proxy_timeout
 
 
 class ErrorLogLimiter:

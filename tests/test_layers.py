@@ -20,14 +20,15 @@ PACKAGE = Path(greensrv.__file__).parent
 #: Lowest first. Each module's layer; every module of the package must be listed.
 LAYERS: dict[str, int] = {
     # 0: pure: no socket, ssl or gevent (the purity tests check those imports)
-    "errors": 0, "filters": 0, "options": 0, "limits": 0, "output_queue": 0,
+    "errors": 0, "filters": 0, "options": 0, "limits": 0, "output_queue": 0, "proxy": 0,
+    "proxy_tlv": 0,
     "connection_state": 0, "statistics": 0, "testing": 0,
     # 1: byte transports and TLS wrapping
     "transport": 1, "tls": 1,
     # 2: the connection: a socket joined to filters, needing no server (its parts first)
     "connection_fields": 2, "connection_input": 2, "connection_output": 2, "connection": 2,
     # 3: the per-client life and the listeners
-    "client_life": 3, "listeners": 3, "startup": 3,
+    "client_life": 3, "listeners": 3, "startup": 3, "proxy_io": 3,
     # 4: the server
     "server": 4,
     # 5: the package's public face

@@ -1,4 +1,4 @@
-"""Filters are sans-IO: nothing under greensrv/filters imports socket, ssl, select or gevent."""
+"""Filters and the PROXY parser are sans-IO: they import no socket, ssl, select or gevent."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def test_testing_helpers_are_pure_too():
 
 #: Modules below the connection, sans-IO like the filters: the output queue, the connection's
 #: state machine, the limits and the options they check with.
-PURE_CORE = ("output_queue.py", "connection_state.py", "limits.py", "options.py")
+PURE_CORE = ("output_queue.py", "connection_state.py", "limits.py", "options.py",
+             "proxy.py", "proxy_tlv.py")
 
 
 @pytest.mark.parametrize("name", PURE_CORE)
