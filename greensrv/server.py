@@ -26,6 +26,7 @@ from gevent import getcurrent
 from gevent.event import Event
 from gevent.pool import Pool
 
+from . import systemd
 from .connection import Connection
 from .errors import FilterError, GreensrvError, TLSError
 from .filters import Filter, Line
@@ -36,6 +37,7 @@ from .options import (
     DEFAULT_LOW_MARK,
     DEFAULT_OUTPUT_LIMIT,
     DEFAULT_RECORD_TIMEOUT,
+    DEFAULT_WORKER_TIMEOUT,
     check_int,
     check_seconds,
     filter_factory,
@@ -116,7 +118,12 @@ class Server:
         record_timeout: float | None = DEFAULT_RECORD_TIMEOUT,
         max_connections_per_ip: int | None = None,
         name: str = "greensrv",
+        workers: int | None = None,
+        reuse_port: bool = False,
+        worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
     ) -> None:
+        # Every option as given, so the command line can build the same server with overrides.
+        self._given_options = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         if (handler is None) == (client_input is None):
             raise TypeError("Server needs exactly one of handler and client_input "
                             f"(got {'both' if handler is not None else 'neither'})")
@@ -188,6 +195,12 @@ class Server:
         self.record_timeout = None if record_timeout is None else float(record_timeout)
         self.max_connections_per_ip = max_connections_per_ip
         self.name = name
+        if workers is not None:
+            check_int("workers", workers, minimum=1)
+        check_seconds("worker_timeout", worker_timeout, positive=True)
+        self.workers = workers
+        self.reuse_port = bool(reuse_port)
+        self.worker_timeout = float(worker_timeout)
 
         if listen is not None:
             if host is not None or port is not None:
@@ -279,6 +292,9 @@ class Server:
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         """Bind every address and start accepting in the background."""
+        if self.workers is not None:
+            raise TypeError("start() cannot run a server with workers set: a master owns the "
+                            "whole process; call serve_forever()")
         if self._stopping or self._closed:
             raise RuntimeError("a stopped server cannot be started again")
         if self._started:
@@ -292,6 +308,9 @@ class Server:
                     sockets.append((bind_unix(value), value))
                 elif kind == "fd":
                     sockets.append((adopt_socket(_socket_from_fd(value)), None))
+                elif kind == "systemd":
+                    sockets.extend((adopt_socket(_socket_from_fd(fd)), None)
+                                   for fd in systemd.listen_sockets(value))
                 else:
                     sockets.append((adopt_socket(value), None))
         except BaseException:
@@ -313,13 +332,21 @@ class Server:
         """Start if needed and block until stopped.
 
         In the main thread, SIGTERM and SIGINT start a graceful ``stop()`` (a second SIGINT
-        forces it); the previous signal handlers are restored before returning.
+        forces it); the previous signal handlers are restored before returning. With ``workers``
+        set this process becomes the master of that many forked workers (``docs/deploy.md``).
         """
+        if self.workers is not None:
+            from .workers import Master
+
+            Master(self).run()
+            return
         self.start()
         restore = self._install_signal_handlers()
+        notifier = systemd.SingleProcessNotifier(self)
         try:
             self._stopped.wait()
         finally:
+            notifier.close()
             restore()
 
     def _install_signal_handlers(self) -> Callable[[], None]:
@@ -385,6 +412,7 @@ class Server:
                 self._stopped.wait()
             return
         self._stopping = True
+        systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
         if getcurrent() in self._pool:
             gevent.spawn(self._stop, timeout)
             return
