@@ -10,39 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
-
-import greensrv
 from master_support import (
-    APP,
     DEADLINE,
-    MasterProcess,
     ask,
     greensrv_argv,
     process_env,
 )
 
+import greensrv
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and signals")
-
-
-@pytest.fixture
-def app_dir(tmp_path: Path) -> Path:
-    (tmp_path / "app.py").write_text(APP)
-    return tmp_path
-
-
-@pytest.fixture
-def start(app_dir: Path):
-    """``start(*args)``: ``python -m greensrv ARGS`` in the app's directory; killed after."""
-    started: list[MasterProcess] = []
-
-    def run(*args: str, argv: list[str] | None = None, **env: str) -> MasterProcess:
-        master = MasterProcess(argv or greensrv_argv(*args), app_dir, process_env(app_dir, **env))
-        started.append(master)
-        return master
-
-    yield run
-    for master in started:
-        master.cleanup()
 
 
 def run_to_exit(app_dir: Path, *args: str) -> subprocess.CompletedProcess:

@@ -17,13 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-import greensrv
 from master_support import (
     APP,
     DEADLINE,
     READ_TIMEOUT,
-    MasterProcess,
     alive,
     ask,
     greensrv_argv,
@@ -32,28 +29,9 @@ from master_support import (
     read_line,
 )
 
+import greensrv
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and signals")
-
-
-@pytest.fixture
-def app_dir(tmp_path: Path) -> Path:
-    (tmp_path / "app.py").write_text(APP)
-    return tmp_path
-
-
-@pytest.fixture
-def start(app_dir: Path):
-    """``start(*args)``: ``python -m greensrv ARGS`` (or ``argv=``) in the app's directory."""
-    started: list[MasterProcess] = []
-
-    def run(*args: str, argv: list[str] | None = None) -> MasterProcess:
-        master = MasterProcess(argv or greensrv_argv(*args), app_dir, process_env(app_dir))
-        started.append(master)
-        return master
-
-    yield run
-    for master in started:
-        master.cleanup()
 
 
 # -- the option on Server ---------------------------------------------------------------------

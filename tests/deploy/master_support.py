@@ -212,3 +212,4 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
