@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from .workers import Master
 
-__all__ = ["run_worker"]
+__all__ = ["heartbeat_interval", "run_worker"]
 
 log = logging.getLogger("greensrv")
 
@@ -67,7 +67,7 @@ def run_worker(master: Master, generation: int, control: int, status: int,
         _send(status, f"error {detail}")
         return WORKER_BOOT_ERROR
     _send(status, "ready")
-    interval = min(HEARTBEAT_INTERVAL, server.worker_timeout / 4)
+    interval = heartbeat_interval(server.worker_timeout)
     beat = gevent.get_hub().loop.timer(0.0, interval)
     beat.start(_beat, heartbeat)
     try:
@@ -77,6 +77,11 @@ def run_worker(master: Master, generation: int, control: int, status: int,
         beat.close()
         logging.shutdown()  # flush the log before os._exit
     return 0
+
+
+def heartbeat_interval(worker_timeout: float) -> float:
+    """Seconds between a worker's heartbeats for this ``worker_timeout``."""
+    return min(HEARTBEAT_INTERVAL, worker_timeout / 4)
 
 
 def _fresh_hub() -> None:

@@ -40,6 +40,7 @@ from gevent.monkey import get_original
 from . import systemd
 from .errors import GreensrvError
 from .master_sockets import MasterSockets
+from .worker_process import heartbeat_interval
 
 if TYPE_CHECKING:
     from .server import Server
@@ -132,6 +133,9 @@ class Master:
         self._boot_error: str | None = None
         self.sockets: MasterSockets | None = None
         self.addresses: list[str] = []
+        #: A heartbeat older than this means the worker's hub is blocked right now: systemd's
+        #: watchdog pings pause until it runs again or is replaced (two missed beats).
+        self._beat_stale = 2 * heartbeat_interval(self.worker_timeout)
         self._watchdog = systemd.watchdog_interval()
         self._next_watchdog = 0.0
         self._wake_r = self._wake_w = -1
@@ -180,7 +184,7 @@ class Master:
     def _wait(self) -> None:
         fds = [self._wake_r] + [w.status for w in self.workers.values() if w.status >= 0]
         try:
-            readable, _, _ = _select(fds, [], [], TICK)
+            readable, _, _ = _select(fds, [], [], self._nap())
         except InterruptedError:
             return
         for fd in readable:
@@ -191,6 +195,11 @@ class Master:
                     pass
             else:
                 self._read_status(fd)
+
+    def _nap(self) -> float:
+        if self._watchdog is None:
+            return TICK
+        return min(TICK, max(0.0, self._next_watchdog - time.monotonic()))
 
     # -- signals -------------------------------------------------------------------------------
     def _install_signals(self) -> dict[int, Any]:
@@ -411,11 +420,11 @@ class Master:
     def _ping_watchdog(self, now: float) -> None:
         if self._watchdog is None or now < self._next_watchdog:
             return
-        healthy = all(w.beat_age(now) <= self.worker_timeout
+        healthy = all(w.beat_age(now) <= self._beat_stale
                       for w in self.workers.values() if w.ready)
         if healthy:
             systemd.notify("WATCHDOG=1")
-            self._next_watchdog = now + self._watchdog
+        self._next_watchdog = now + self._watchdog
 
     def _reap(self) -> None:
         while self.workers:
