@@ -232,6 +232,8 @@ def _run(application: Application, pidfile: str | None) -> int:
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
-    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:
-        text = f"{exc.filename}: {text}"
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror  # without the "[Errno N]" prefix
+        if exc.filename is not None and str(exc.filename) not in text:
+            text = f"{exc.filename}: {text}"
     return text or type(exc).__name__
