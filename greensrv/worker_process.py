@@ -24,6 +24,7 @@ from . import listeners
 if TYPE_CHECKING:
     import mmap
 
+    from .server import Server
     from .workers import Master
 
 __all__ = ["heartbeat_interval", "run_worker"]
@@ -71,8 +72,9 @@ def run_worker(master: Master, generation: int, control: int, status: int,
     beat = gevent.get_hub().loop.timer(0.0, interval)
     beat.start(_beat, heartbeat)
     try:
-        _wait_for_stop(control)
-        server.stop()
+        orders = gevent.spawn(_stop_when_told, control, server)
+        server._stopped.wait()  # told by the master, or the application stopped its server
+        orders.kill()
     finally:
         beat.close()
         logging.shutdown()  # flush the log before os._exit
@@ -99,11 +101,12 @@ def _beat(heartbeat: Any) -> None:
     struct.pack_into("d", heartbeat, 0, time.monotonic())
 
 
-def _wait_for_stop(control: int) -> None:
+def _stop_when_told(control: int, server: Server) -> None:
     gevent.os.make_nonblocking(control)
     while True:
         data = gevent.os.nb_read(control, 64)
         if not data or b"stop" in data:  # no data: the master is gone, stop all the same
+            server.stop()
             return
 
 

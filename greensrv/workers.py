@@ -443,8 +443,12 @@ class Master:
             self._read_status(worker.status)  # a last "error ..." may still be in the pipe
         self._forget(worker)
         how = _describe_status(status)
-        if worker.stop_sent and worker.blocked_for is None:
-            log.info("%s: worker %d %s after its graceful stop", self.name, worker.pid, how)
+        if worker.stop_sent:
+            if worker.blocked_for is None:
+                log.info("%s: worker %d %s after its graceful stop", self.name, worker.pid, how)
+            else:
+                log.warning("%s: worker %d %s during its graceful stop, after being blocked "
+                            "for %.1f s", self.name, worker.pid, how, worker.blocked_for)
             return
         if worker.error is not None:
             self._boot_failed(worker, worker.error)

@@ -360,3 +360,39 @@ def test_graceful_term_under_load_loses_no_line_the_server_read(start, app_dir):
     assert errors == []
     assert sorted(read) == sorted(answered)
     assert len(answered) >= 600
+
+
+def test_a_reload_whose_code_fails_to_import_keeps_the_old_workers(start, app_dir):
+    master = start("app:handler", "-b", "127.0.0.1:0", "-w", "2")
+    address = master.wait_ready()
+    old = master.wait_workers(2)
+    (app_dir / "app.py").write_text(APP + "\nraise RuntimeError('half-deployed')\n")
+    mark = master.mark()
+    master.signal(signal.SIGHUP)
+    master.wait_log(r"reload abandoned, generation 1 keeps serving: .*half-deployed", after=mark)
+    assert master.wait_workers(2) == old
+    assert ask(address, "still v1").startswith("v1 ")
+    (app_dir / "app.py").write_text(APP.replace('"v1"', '"v2"'))  # fixed: the next HUP works
+    master.signal(signal.SIGHUP)
+    master.wait_log(r"reload done", after=mark)
+    master.wait_workers(2, exclude=old)
+    assert ask(address, "now v2").startswith("v2 ")
+    assert master.stop() == 0
+
+
+def test_a_worker_whose_application_stops_its_server_is_replaced(start, app_dir):
+    (app_dir / "quitter.py").write_text(
+        "import os\n"
+        "def handler(conn):\n"
+        "    for line in conn:\n"
+        "        if line == 'quit':\n"
+        "            conn.server.stop()\n"
+        "        conn.put(f'{os.getpid()} {line}')\n")
+    master = start("quitter:handler", "-b", "127.0.0.1:0", "-w", "1")
+    address = master.wait_ready()
+    first = int(ask(address, "who").split()[0])
+    ask(address, "quit")
+    master.wait_log(rf"worker {first} exited with status 0; replacing it")
+    assert first not in master.wait_workers(1, exclude={first})
+    assert ask(address, "again").endswith(" again")
+    assert master.stop() == 0
