@@ -396,3 +396,34 @@ def test_a_worker_whose_application_stops_its_server_is_replaced(start, app_dir)
     assert first not in master.wait_workers(1, exclude={first})
     assert ask(address, "again").endswith(" again")
     assert master.stop() == 0
+
+
+def test_workers_ignore_signals_that_do_not_come_from_the_master(start):
+    master = start("app:handler", "-b", "127.0.0.1:0", "-w", "2")
+    address = master.wait_ready()
+    workers = master.wait_workers(2)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+        for pid in workers:
+            os.kill(pid, signum)
+    assert pids_serving(address, 2) == workers  # the same two, still serving
+    assert master.workers() == workers
+    assert master.stop() == 0
+
+
+def test_term_to_every_process_at_once_is_as_graceful_as_to_the_master(start):
+    """systemd's stop: TERM to the whole control group, workers included."""
+    master = start("app:handler", "-b", "127.0.0.1:0", "-w", "2", "--graceful-timeout", "5")
+    address = master.wait_ready()
+    workers = master.wait_workers(2)
+    with socket.create_connection(address, timeout=READ_TIMEOUT) as sock:
+        sock.sendall(b"before\r\n")
+        buffer = bytearray()
+        assert read_line(sock, buffer).endswith(" before")
+        for pid in (*workers, master.pid):
+            os.kill(pid, signal.SIGTERM)
+        master.wait_log(r"master got SIGTERM")
+        sock.sendall(b"during\r\n")  # the connection lives on through the graceful stop
+        assert read_line(sock, buffer).endswith(" during")
+    assert master.wait_exit() == 0
+    for pid in workers:
+        master.wait_log(rf"worker {pid} exited with status 0 after its graceful stop")
