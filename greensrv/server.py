@@ -31,6 +31,7 @@ from .connection import Connection
 from .errors import FilterError, GreensrvError, TLSError
 from .filters import Filter, Line
 from .listeners import Listener, adopt_socket, bind_tcp, bind_unix, parse_listen
+from .master_sockets import reuse_port_socket
 from .options import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_HIGH_MARK,
@@ -302,7 +303,9 @@ class Server:
         sockets = []
         try:
             for kind, value in self._listen_specs:
-                if kind == "tcp":
+                if kind == "tcp" and self.reuse_port:  # one of several processes on the port
+                    sockets.append((adopt_socket(reuse_port_socket(None, *value)), None))
+                elif kind == "tcp":
                     sockets.append((bind_tcp(*value), None))
                 elif kind == "unix":
                     sockets.append((bind_unix(value), value))

@@ -427,3 +427,11 @@ def test_term_to_every_process_at_once_is_as_graceful_as_to_the_master(start):
     assert master.wait_exit() == 0
     for pid in workers:
         master.wait_log(rf"worker {pid} exited with status 0 after its graceful stop")
+
+
+def test_reuse_port_lets_single_process_servers_share_a_port(make_server):
+    first = make_server(lambda conn: None, reuse_port=True)
+    second = make_server(lambda conn: None, port=first.address[1], reuse_port=True)
+    assert second.address == first.address
+    with pytest.raises(OSError):  # without it the port is taken
+        make_server(lambda conn: None, port=first.address[1])
