@@ -30,6 +30,7 @@ import mmap
 import os
 import signal
 import struct
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -143,6 +144,9 @@ class Master:
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
         """Bind, fork, supervise until stopped; raises WorkerBootError if a worker cannot boot."""
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(f"{self.name}: a server with workers must be run from the main "
+                               "thread: its master handles the process's signals")
         self.sockets = MasterSockets(self.server._listen_specs, self.server.reuse_port)
         self.addresses = self.sockets.addresses
         previous = self._install_signals()

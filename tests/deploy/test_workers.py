@@ -53,6 +53,21 @@ def test_start_with_workers_is_a_type_error():
     assert not server.started
 
 
+def test_a_master_runs_only_in_the_main_thread():
+    errors = []
+
+    def run():
+        try:
+            greensrv.Server(lambda conn: None, workers=1).serve_forever()
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=DEADLINE)
+    assert errors and "main thread" in str(errors[0])
+
+
 def test_serve_forever_with_workers_runs_a_master_of_forked_workers(start, app_dir):
     (app_dir / "script.py").write_text(
         "import logging, os\n"
