@@ -196,7 +196,7 @@ def read_line(sock: socket.socket, buffer: bytearray | None = None) -> str:
     return line.decode()
 
 
-def pids_serving(address, want: int, tries: int = 200) -> set[int]:
+def pids_serving(address, want: int, tries: int = 1000) -> set[int]:
     """Worker PIDs seen in replies to fresh connections, until ``want`` distinct ones."""
     seen: set[int] = set()
     for _ in range(tries):
