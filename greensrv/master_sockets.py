@@ -56,7 +56,7 @@ class MasterSockets:
             self._keep(kind, socket.socket(fileno=os.dup(value.fileno())))
 
     def _keep(self, kind: str, sock: socket.socket) -> None:
-        sock.set_inheritable(True)
+        # Left close-on-exec: fork passes it to the workers, but no program they exec gets it.
         self._kinds.append(kind)
         self._sockets.append(sock)
 
