@@ -450,3 +450,28 @@ def test_reuse_port_lets_single_process_servers_share_a_port(make_server):
     assert second.address == first.address
     with pytest.raises(OSError):  # without it the port is taken
         make_server(lambda conn: None, port=first.address[1])
+
+
+def test_respawn_delay_doubles_from_the_second_young_death_up_to_the_cap():
+    from greensrv.workers import RESPAWN_BACKOFF_MAX, respawn_delay
+
+    assert [respawn_delay(n) for n in range(1, 6)] == [0.0, 0.1, 0.2, 0.4, 0.8]
+    assert respawn_delay(100) == RESPAWN_BACKOFF_MAX == 30.0
+
+
+def test_a_worker_that_keeps_dying_is_replaced_with_a_growing_delay(start, app_dir):
+    (app_dir / "dying.py").write_text(
+        "import os\n"
+        "import gevent\n"
+        "import greensrv\n"
+        "def die_soon(server):\n"
+        "    gevent.spawn_later(0.05, os._exit, 7)\n"
+        "server = greensrv.Server(client_input=lambda c, r: None, port=0, started=die_soon)\n")
+    master = start("dying:server", "-w", "1")
+    master.wait_log(r"exited with status 7; replacing it")
+    master.wait_log(r"3 workers in a row died young: next one in 0\.2 s")
+    master.wait_log(r"5 workers in a row died young: next one in 0\.8 s")
+    forks = sum("forked worker" in line for line in master.lines)
+    assert forks <= 7, master.log()  # a tight loop would have forked hundreds by now
+    assert master.proc.poll() is None  # they served, so the master keeps trying
+    assert master.stop() == 0
