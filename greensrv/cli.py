@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .errors import GreensrvError
@@ -41,8 +41,14 @@ class CommandError(Exception):
     """A problem the command reports in one line (bad MODULE:NAME, bad option value)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """A usage error in one line, like every other error of the command."""
+        self.exit(2, f"greensrv: error: {message} (greensrv --help lists the options)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="greensrv",
         description="Run a greensrv server: a master process that binds the listening sockets "
                     "and supervises forked workers. TERM/INT stop gracefully, HUP reloads "

@@ -94,10 +94,16 @@ def test_debug_log_level_shows_the_traceback_of_a_bad_import(app_dir):
     assert "Traceback" in result.stderr and "nosuchdependency" in result.stderr
 
 
-def test_bad_option_values_name_the_option(app_dir):
-    result = run_to_exit(app_dir, "app:handler", "--workers", "0")
+@pytest.mark.parametrize("args, named", [
+    (("app:handler", "--workers", "0"), "workers"),
+    (("app:handler", "--workers", "two"), "--workers"),
+    (("app:handler", "--proxy-protocol", "v3"), "--proxy-protocol"),
+    ((), "MODULE:NAME"),
+])
+def test_bad_option_values_are_one_line_naming_the_option(app_dir, args, named):
+    result = run_to_exit(app_dir, *args)
     assert result.returncode != 0
-    assert "workers" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert named in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_an_address_in_use_is_one_line_naming_it(app_dir, start):
