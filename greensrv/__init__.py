@@ -6,7 +6,7 @@ filters. See README.md for the quick start and ``docs/`` for the guide.
 
 from . import filters
 from .connection import Connection
-from .errors import FilterError, GreensrvError, SlowClientError, TLSError
+from .errors import FilterError, GreensrvError, SlowClientError, TLSError, WorkerBootError
 from .server import Server, serve_forever
 
 __version__ = "0.1.0"
@@ -18,6 +18,7 @@ __all__ = [
     "Server",
     "SlowClientError",
     "TLSError",
+    "WorkerBootError",
     "__version__",
     "filters",
     "serve_forever",

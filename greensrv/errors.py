@@ -1,6 +1,7 @@
 """greensrv's exceptions: one root, with builtin co-bases where callers expect them."""
 
-__all__ = ["FilterError", "GreensrvError", "RecordTimeoutError", "SlowClientError", "TLSError"]
+__all__ = ["FilterError", "GreensrvError", "RecordTimeoutError", "SlowClientError", "TLSError",
+           "WorkerBootError"]
 
 
 class GreensrvError(Exception):
@@ -21,3 +22,7 @@ class TLSError(GreensrvError):
 
 class RecordTimeoutError(GreensrvError, TimeoutError):
     """Raised when a client takes longer than ``record_timeout`` to finish sending a record."""
+
+
+class WorkerBootError(GreensrvError):
+    """Raised by a master when a worker failed while booting, before it ever served."""

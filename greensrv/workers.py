@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from gevent.monkey import get_original
 
 from . import systemd
-from .errors import GreensrvError
+from .errors import WorkerBootError
 from .master_sockets import MasterSockets
 from .worker_process import heartbeat_interval
 
@@ -75,10 +75,6 @@ TICK = 0.5
 #: woken by each new connection; accepting one at a time lets the others take their share of a
 #: burst instead of the first one awake taking 64 (see docs/benchmarks.md for the measurement).
 SHARED_SOCKET_MAX_ACCEPT = 1
-
-
-class WorkerBootError(GreensrvError):
-    """Raised by the master when a worker failed while booting, before it ever served."""
 
 
 @dataclass
