@@ -146,6 +146,23 @@ def test_a_worker_that_fails_to_boot_makes_the_master_exit_nonzero(app_dir):
     assert "Traceback" not in result.stderr
 
 
+def test_serve_forever_raises_worker_boot_error_when_a_worker_cannot_boot(app_dir):
+    (app_dir / "script.py").write_text(
+        "import greensrv\n"
+        "def explode(server):\n"
+        "    raise RuntimeError('no database')\n"
+        "server = greensrv.Server(lambda conn: None, port=0, workers=2, started=explode)\n"
+        "try:\n"
+        "    server.serve_forever()\n"
+        "except greensrv.WorkerBootError as exc:\n"
+        "    raise SystemExit(f'boot failed: {exc}')\n")
+    result = subprocess.run([sys.executable, "script.py"], cwd=app_dir, env=process_env(app_dir),
+                            capture_output=True, text=True, timeout=DEADLINE)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "boot failed: worker failed to boot: RuntimeError: no database")
+
+
 def test_a_blocked_worker_is_killed_after_worker_timeout_and_replaced(start):
     master = start("app:handler", "-b", "127.0.0.1:0", "-w", "2", "--worker-timeout", "1")
     address = master.wait_ready()
