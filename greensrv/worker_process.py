@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import struct
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from .server import Server
     from .workers import Master
 
-__all__ = ["heartbeat_interval", "run_worker"]
+__all__ = ["flush_standard_streams", "heartbeat_interval", "run_worker"]
 
 log = logging.getLogger("greensrv")
 
@@ -77,8 +78,19 @@ def run_worker(master: Master, generation: int, control: int, status: int,
         orders.kill()
     finally:
         beat.close()
-        logging.shutdown()  # flush the log before os._exit
+        logging.shutdown()  # flush the log and what the application printed: the worker
+        flush_standard_streams()  # ends with os._exit, which flushes nothing
     return 0
+
+
+def flush_standard_streams() -> None:
+    """Write out what ``sys.stdout`` and ``sys.stderr`` hold (before a fork or ``os._exit``)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def heartbeat_interval(worker_timeout: float) -> float:

@@ -41,7 +41,7 @@ from gevent.monkey import get_original
 from . import systemd
 from .errors import WorkerBootError
 from .master_sockets import MasterSockets
-from .worker_process import heartbeat_interval
+from .worker_process import flush_standard_streams, heartbeat_interval, run_worker
 
 if TYPE_CHECKING:
     from .server import Server
@@ -268,6 +268,7 @@ class Master:
         status_r, status_w = os.pipe()
         heartbeat = mmap.mmap(-1, 8)
         struct.pack_into("d", heartbeat, 0, time.monotonic())
+        flush_standard_streams()  # else the worker would write the master's buffered output too
         pid = _fork()
         if pid == 0:  # the worker: never returns into the master's code
             code = 1
@@ -275,9 +276,9 @@ class Master:
                 os.close(control_w)
                 os.close(status_r)
                 self._close_in_worker()
-                from .worker_process import run_worker
-
                 code = run_worker(self, generation, control_r, status_w, heartbeat)
+            except BaseException:
+                log.exception("%s: worker %d failed", self.name, os.getpid())
             finally:
                 os._exit(code)
         os.close(control_r)
