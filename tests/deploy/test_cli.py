@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from master_support import (
     ask,
     greensrv_argv,
     process_env,
+    read_line,
 )
 
 import greensrv
@@ -130,8 +132,6 @@ def test_bind_twice_serves_tcp_and_unix_and_removes_the_socket_file(start, app_d
 def test_a_second_int_forces_the_stop(start):
     master = start("app:handler", "--bind", "127.0.0.1:0", "--graceful-timeout", "60")
     address = master.wait_ready()
-    import socket
-
     held = socket.create_connection(address)  # keeps the graceful stop waiting
     try:
         held.sendall(b"hold\r\n")
@@ -161,8 +161,6 @@ def test_tls_options_serve_tls(start, app_dir):
                    "--keyfile", str(key))
     address = master.wait_ready()
     context = ssl.create_default_context(cafile=str(cert))
-    import socket
-
     with socket.create_connection(address, timeout=10) as raw, \
             context.wrap_socket(raw, server_hostname="localhost") as tls:
         tls.sendall(b"secret\r\n")
@@ -187,3 +185,20 @@ def test_proxy_options_reach_the_server_or_say_they_cannot(app_dir, start):
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1
     assert "--proxy-protocol" in result.stderr
+
+
+def test_binds_ipv6_loopback(start):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    master = start("app:handler", "--bind", "[::1]:0")
+    port = int(master.wait_log(r"serving \[::1\]:(\d+)").group(1))
+    master.wait_log(r"master \d+ ready")
+    with socket.create_connection(("::1", port), timeout=10) as sock:
+        sock.sendall(b"six\r\n")
+        assert read_line(sock).endswith(" six")
+    assert master.stop() == 0
