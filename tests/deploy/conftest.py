@@ -18,11 +18,14 @@ def app_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def start(app_dir: Path):
     """``start(*args)``: ``python -m greensrv ARGS`` (or ``argv=``) in the app's directory,
-    with ``env`` additions; killed, with its workers, after the test."""
+    with ``env`` additions and ``pass_fds`` inherited; killed, with its workers, after the
+    test."""
     started: list[MasterProcess] = []
 
-    def run(*args: str, argv: list[str] | None = None, **env: str) -> MasterProcess:
-        master = MasterProcess(argv or greensrv_argv(*args), app_dir, process_env(app_dir, **env))
+    def run(*args: str, argv: list[str] | None = None, pass_fds: tuple[int, ...] = (),
+            **env: str) -> MasterProcess:
+        master = MasterProcess(argv or greensrv_argv(*args), app_dir, process_env(app_dir, **env),
+                               pass_fds)
         started.append(master)
         return master
 

@@ -59,13 +59,15 @@ def process_env(app_dir: Path, **extra: str) -> dict[str, str]:
 class MasterProcess:
     """One master (or any greensrv process) started with ``argv``; its stderr is collected."""
 
-    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str] | None = None,
+                 pass_fds: tuple[int, ...] = ()) -> None:
         self.argv = argv
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self.proc = subprocess.Popen(argv, cwd=cwd, env=env or process_env(cwd),
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, errors="replace")
+                                     stderr=subprocess.PIPE, text=True, errors="replace",
+                                     pass_fds=pass_fds)
         self.pid = self.proc.pid
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -202,3 +202,15 @@ def test_binds_ipv6_loopback(start):
         sock.sendall(b"six\r\n")
         assert read_line(sock).endswith(" six")
     assert master.stop() == 0
+
+
+def test_binds_an_inherited_descriptor(start):
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(16)
+        fd = listening.fileno()
+        master = start("app:handler", "--bind", f"fd:{fd}", "-w", "2", pass_fds=(fd,))
+        address = master.wait_ready()
+        assert address == listening.getsockname()
+    assert ask(address, "inherited").endswith(" inherited")  # our copy is closed: theirs serve
+    assert master.stop() == 0
