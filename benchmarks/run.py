@@ -210,18 +210,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a master's workers), from /proc's children lists."""
+    tree, i = [pid], 0
+    while i < len(tree):
+        with contextlib.suppress(OSError), open(f"/proc/{tree[i]}/task/{tree[i]}/children") as f:
+            tree.extend(int(child) for child in f.read().split())
+        i += 1
+    return tree
+
+
 def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    """Resident memory of the server: of every process in its tree (master and workers)."""
+    total = 0
+    for member in process_tree(pid):
+        with open(f"/proc/{member}/status") as f:
+            total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of the server's whole process tree (a worker alive through the run counts)."""
+    total = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{member}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def busy_cpu_seconds() -> float:
@@ -550,6 +565,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--smoke", action="store_true",
                     help="correctness only: every server, every scenario, about 1 s each")
     ap.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    ap.add_argument("--workers", default=None, metavar="N[,N...]",
+                    help="also run greensrv's handler peer as a master with N workers, for each"
+                         " N (as server greensrv_handler_wN); implies --no-pin, since workers"
+                         " need every CPU")
+    ap.add_argument("--max-accept", type=int, default=None,
+                    help="with --workers: clients a worker accepts per wake-up (default: "
+                         "greensrv's own)")
     ap.add_argument("--list", action="store_true", help="list the servers and exit")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every run's JSON")
     return ap.parse_args(argv)
@@ -565,8 +587,24 @@ def select_names(spec: str, known: list[str], what: str) -> list[str]:
     return names
 
 
+def add_worker_peers(spec: str, max_accept: int | None) -> list[str]:
+    """A ``greensrv_handler_wN`` peer for each N in ``spec``; their names."""
+    names = []
+    for n in (int(x) for x in spec.split(",") if x.strip()):
+        extra = ("--workers", str(n)) + (("--max-accept", str(max_accept)) if max_accept else ())
+        label = f"greensrv handler, {n} worker(s)" + (f", max_accept {max_accept}"
+                                                     if max_accept else "")
+        peer = Peer(f"greensrv_handler_w{n}", label, _py("greensrv_handler.py", *extra),
+                    ("greensrv",))
+        PEER_LIST.append(peer)
+        PEERS_BY_NAME[peer.name] = peer
+        names.append(peer.name)
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    worker_peers = add_worker_peers(args.workers, args.max_accept) if args.workers else []
     if args.list:
         for p in PEER_LIST:
             print(f"{p.name:26} {p.label}")
@@ -580,12 +618,13 @@ def main(argv: list[str] | None = None) -> int:
         idle_conns=args.idle_conns if args.idle_conns is not None else (500 if smoke else 10000),
         bulk_bytes=args.bulk_bytes if args.bulk_bytes is not None
         else (20_000_000 if smoke else 1_000_000_000),
-        pin=not args.no_pin and can_pin(),
+        pin=not args.no_pin and not worker_peers and can_pin(),
         smoke=smoke,
         verbose=args.verbose,
     )
     cfg.idle_repeat = args.idle_repeat if args.idle_repeat is not None else cfg.repeat
     names = select_names(args.servers, list(PEERS_BY_NAME), "servers")
+    names += [n for n in worker_peers if n not in names]
     scenarios = select_names(args.scenarios, list(SCENARIOS), "scenarios")
     if smoke and shutil.which("cc") is None and not REQUIRE_PEERS:
         print("SKIP the benchmark smoke run: needs a C compiler, `cc` (apt-get install gcc "

@@ -6,7 +6,14 @@ filters. See README.md for the quick start and ``docs/`` for the guide.
 
 from . import filters
 from .connection import Connection
-from .errors import FilterError, GreensrvError, SlowClientError, StartupError, TLSError
+from .errors import (
+    FilterError,
+    GreensrvError,
+    SlowClientError,
+    StartupError,
+    TLSError,
+    WorkerBootError,
+)
 from .proxy import ProxyHeader, ProxyProtocolError
 from .server import Server, serve_forever
 
@@ -22,6 +29,7 @@ __all__ = [
     "SlowClientError",
     "StartupError",
     "TLSError",
+    "WorkerBootError",
     "__version__",
     "filters",
     "serve_forever",

@@ -1,7 +1,7 @@
 """greensrv's exceptions: one root, with builtin co-bases where callers expect them."""
 
 __all__ = ["FilterError", "GreensrvError", "ProxyProtocolError", "RecordTimeoutError",
-           "SlowClientError", "StartupError", "TLSError"]
+           "SlowClientError", "StartupError", "TLSError", "WorkerBootError"]
 
 
 class GreensrvError(Exception):
@@ -38,3 +38,7 @@ class StartupError(GreensrvError, OSError):
     address: object = None
     #: Set when raised through ``serve_forever()``: printed as one line if nobody catches it.
     brief: bool = False
+
+
+class WorkerBootError(GreensrvError):
+    """Raised by a master when a worker failed while booting, before it ever served."""

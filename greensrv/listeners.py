@@ -38,12 +38,14 @@ def parse_listen(spec: Any) -> tuple[str, Any]:
         return "socket", spec
     if not isinstance(spec, str):
         raise ValueError(f"listen: cannot use {spec!r}; expected 'host:port', '[v6]:port', "
-                         "'unix:/path', 'fd:N' or a bound socket")
+                         "'unix:/path', 'fd:N', 'systemd[:NAME]' or a bound socket")
     if spec.startswith("unix:"):
         path = spec[5:]
         if not path:
             raise ValueError(f"listen: {spec!r} names no path")
         return "unix", path
+    if spec == "systemd" or spec.startswith("systemd:"):
+        return "systemd", spec[8:] or None  # passed by systemd; see greensrv/systemd.py
     if spec.startswith("fd:"):
         try:
             return "fd", int(spec[3:])

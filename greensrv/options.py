@@ -23,6 +23,9 @@ DEFAULT_RECORD_TIMEOUT = 30.0
 #: Seconds a TLS handshake may take before the client is dropped; a silent client must not hold
 #: a pool slot. Generous for slow links, short enough to shed idle scanners.
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+#: Seconds a worker's hub may stay blocked (a handler that never yields) before the master kills
+#: and replaces it: gunicorn's 30 s, long enough for a slow import or a big synchronous job.
+DEFAULT_WORKER_TIMEOUT = 30.0
 
 
 def filter_factory(value: Any, name: str) -> Callable[[], Filter]:

@@ -26,18 +26,21 @@ from gevent import getcurrent
 from gevent.event import Event
 from gevent.pool import Pool
 
+from . import systemd
 from .client_life import ClientLife
 from .connection import Connection, ConnectionHooks
 from .errors import GreensrvError
 from .filters import Filter, Line
 from .limits import Limits
 from .listeners import Listener, adopt_socket, bind_tcp, bind_unix, parse_listen
+from .master_sockets import reuse_port_socket
 from .options import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_HIGH_MARK,
     DEFAULT_LOW_MARK,
     DEFAULT_OUTPUT_LIMIT,
     DEFAULT_RECORD_TIMEOUT,
+    DEFAULT_WORKER_TIMEOUT,
     check_int,
     check_seconds,
     filter_factory,
@@ -162,7 +165,12 @@ class Server:
         proxy_trusted: Iterable[Any] = DEFAULT_PROXY_TRUSTED,
         proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
         name: str = "greensrv",
+        workers: int | None = None,
+        reuse_port: bool = False,
+        worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
     ) -> None:
+        # Every option as given, so the command line can build the same server with overrides.
+        self._given_options = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         if (handler is None) == (client_input is None):
             raise TypeError("Server needs exactly one of handler and client_input "
                             f"(got {'both' if handler is not None else 'neither'})")
@@ -220,6 +228,12 @@ class Server:
         self.max_connections_per_ip = max_connections_per_ip
         self._proxy = proxy_settings(proxy_protocol, proxy_trusted, proxy_timeout)
         self.name = name
+        if workers is not None:
+            check_int("workers", workers, minimum=1)
+        check_seconds("worker_timeout", worker_timeout, positive=True)
+        self.workers = workers
+        self.reuse_port = bool(reuse_port)
+        self.worker_timeout = float(worker_timeout)
 
         if listen is not None:
             if host is not None or port is not None:
@@ -262,6 +276,31 @@ class Server:
             release_ip=self._release_ip)
 
     # -- properties ----------------------------------------------------------------------------
+    @property
+    def options(self) -> dict[str, Any]:
+        """The keyword options this server was made with (the command line rebuilds it from
+        them with its own overrides)."""
+        return dict(self._given_options)
+
+    @property
+    def listen_specs(self) -> list[tuple[str, Any]]:
+        """Where ``start()`` will listen, parsed: ``(kind, value)`` per ``listen`` entry."""
+        return list(self._listen_specs)
+
+    def set_listen(self, entries: Iterable[Any]) -> None:
+        """Before ``start()``: listen on ``entries`` (``listen``'s forms) instead; a worker uses
+        it for the sockets its master bound."""
+        if self._started:
+            raise RuntimeError("set_listen() must come before start()")
+        specs = [parse_listen(e) for e in entries]
+        if not specs:
+            raise ValueError("listen: no address given")
+        self._listen_specs = specs
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Block until ``stop()`` has finished; False if ``timeout`` seconds passed first."""
+        return bool(self._stopped.wait(timeout))
+
     @property
     def started(self) -> bool:
         """True once listening, until stopped."""
@@ -325,6 +364,9 @@ class Server:
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         """Bind every address and start accepting in the background."""
+        if self.workers is not None:
+            raise TypeError("start() cannot run a server with workers set: a master owns the "
+                            "whole process; call serve_forever()")
         if self._stopping or self._closed:
             raise RuntimeError("a stopped server cannot be started again")
         if self._started:
@@ -333,12 +375,17 @@ class Server:
         try:
             for kind, value in self._listen_specs:
                 try:
-                    if kind == "tcp":
+                    if kind == "tcp" and self.reuse_port:  # one of several processes on the port
+                        sockets.append((adopt_socket(reuse_port_socket(None, *value)), None))
+                    elif kind == "tcp":
                         sockets.append((bind_tcp(*value), None))
                     elif kind == "unix":
                         sockets.append((bind_unix(value), value))
                     elif kind == "fd":
                         sockets.append((adopt_socket(_socket_from_fd(value)), None))
+                    elif kind == "systemd":
+                        sockets.extend((adopt_socket(_socket_from_fd(fd)), None)
+                                       for fd in systemd.listen_sockets(value))
                     else:
                         sockets.append((adopt_socket(value), None))
                 except OSError as exc:
@@ -363,19 +410,28 @@ class Server:
 
         In the main thread, SIGTERM and SIGINT start a graceful ``stop()``; a second SIGINT
         (Ctrl-C) forces it, a second SIGTERM is logged and leaves the graceful stop running.
-        The previous signal handlers are restored before returning.
+        The previous signal handlers are restored before returning. With ``workers`` set this
+        process becomes the master of that many forked workers (``docs/deploy.md``).
 
         When the application has not configured :mod:`logging`, INFO and above go to stderr
         while it runs. A start-up error (an address in use...) raises :class:`StartupError`;
         left uncaught, it ends the program with that one line on stderr, not a traceback.
         """
+        if self.workers is not None:
+            from .workers import Master
+
+            with default_logging(), brief_startup_errors():
+                Master(self).run()
+            return
         with default_logging():
             with brief_startup_errors():
                 self.start()
             restore = self._install_signal_handlers()
+            notifier = systemd.SingleProcessNotifier(self)
             try:
                 self._stopped.wait()
             finally:
+                notifier.close()
                 restore()
 
     def _install_signal_handlers(self) -> Callable[[], None]:
@@ -454,6 +510,7 @@ class Server:
                 self._stopped.wait()
             return
         self._stopping = True
+        systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
         if getcurrent() in self._pool:
             gevent.spawn(self._stop, timeout)
             return

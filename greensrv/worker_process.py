@@ -1,0 +1,129 @@
+"""One worker's life after the master's fork: a fresh hub, the server, the heartbeat, the stop.
+
+The worker never returns into the master's code: :func:`run_worker` gives the exit status and
+the caller ends the process with ``os._exit``, so nothing the master (or a test runner that
+forked it) registered with ``atexit`` runs twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import struct
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import gevent
+import gevent.os
+from gevent.monkey import get_original
+
+from . import listeners
+
+if TYPE_CHECKING:
+    import mmap
+
+    from .server import Server
+    from .workers import Master
+
+__all__ = ["flush_standard_streams", "heartbeat_interval", "run_worker"]
+
+log = logging.getLogger("greensrv")
+
+_signal = get_original("signal", "signal")
+
+#: The most seconds between two heartbeats; a quarter of worker_timeout when that is shorter,
+#: so a healthy worker is never mistaken for a blocked one.
+HEARTBEAT_INTERVAL = 1.0
+#: Environment the master keeps for itself: every systemd notification comes from the master.
+MASTER_ONLY_ENVIRONMENT = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
+
+def run_worker(master: Master, generation: int, control: int, status: int,
+               heartbeat: mmap.mmap) -> int:
+    """Boot, serve until told to stop (or the master is gone), stop gracefully; the exit code."""
+    from .workers import MASTER_SIGNALS, SHARED_SOCKET_MAX_ACCEPT, WORKER_BOOT_ERROR
+
+    for signum in MASTER_SIGNALS:
+        _signal(signum, signal.SIG_IGN)  # orders come over the control pipe, from the master
+    _signal(signal.SIGCHLD, signal.SIG_DFL)
+    for key in MASTER_ONLY_ENVIRONMENT:
+        os.environ.pop(key, None)
+    _fresh_hub()
+    random.seed()  # fork copied the master's random state; each worker draws its own
+    try:
+        server = master.server
+        if master.factory is not None and generation > 1:
+            server = master.factory()  # a reload: the application as it is on disk now
+        server.workers = None  # in this process it is the ordinary single-process server
+        assert master.sockets is not None
+        server.set_listen(master.sockets.worker_entries())
+        if not server.reuse_port:
+            listeners.Listener.max_accept = SHARED_SOCKET_MAX_ACCEPT
+        server.start()
+    except BaseException as exc:
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        log.debug("greensrv: worker %d failed to boot", os.getpid(), exc_info=True)
+        _send(status, f"error {detail}")
+        return WORKER_BOOT_ERROR
+    _send(status, "ready")
+    interval = heartbeat_interval(server.worker_timeout)
+    beat = gevent.get_hub().loop.timer(0.0, interval)
+    beat.start(_beat, heartbeat)
+    try:
+        orders = gevent.spawn(_stop_when_told, control, server)
+        server.wait_stopped()  # told by the master, or the application stopped its server
+        orders.kill()
+    finally:
+        beat.close()
+        logging.shutdown()  # flush the log and what the application printed: the worker
+        flush_standard_streams()  # ends with os._exit, which flushes nothing
+    return 0
+
+
+def flush_standard_streams() -> None:
+    """Write out what ``sys.stdout`` and ``sys.stderr`` hold (before a fork or ``os._exit``)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def heartbeat_interval(worker_timeout: float) -> float:
+    """Seconds between a worker's heartbeats for this ``worker_timeout``."""
+    return min(HEARTBEAT_INTERVAL, worker_timeout / 4)
+
+
+def _fresh_hub() -> None:
+    """Replace the hub and loop inherited from the master by new ones with no greenlet in them.
+
+    The master never ran its hub, so throwing it away runs none of the callbacks or greenlets
+    scheduled there (e.g. ones the application spawned at import).
+    """
+    gevent.reinit()
+    gevent.get_hub().destroy(destroy_loop=True)
+    gevent.get_hub()
+
+
+def _beat(heartbeat: Any) -> None:
+    struct.pack_into("d", heartbeat, 0, time.monotonic())
+
+
+def _stop_when_told(control: int, server: Server) -> None:
+    gevent.os.make_nonblocking(control)
+    while True:
+        data = gevent.os.nb_read(control, 64)
+        if not data or b"stop" in data:  # no data: the master is gone, stop all the same
+            server.stop()
+            return
+
+
+def _send(fd: int, message: str) -> None:
+    try:
+        os.write(fd, message.encode("utf-8", "replace") + b"\n")
+    except OSError:
+        pass

@@ -1,0 +1,506 @@
+"""The master: binds the listeners once, forks workers, supervises them, reloads them.
+
+A worker is an ordinary single-process :class:`~greensrv.Server` over the listening sockets it
+inherited (or, with ``reuse_port``, its own ``SO_REUSEPORT`` sockets). The master knows nothing
+of connections; it talks to each worker over two pipes and one shared word:
+
+- *control* (master → worker): ``stop`` asks for the §3 graceful stop; end of file (the master
+  died) means the same. Workers ignore TERM, INT, HUP, TTIN and TTOU from anyone, so a signal to
+  the whole process group (systemd's stop, a terminal's Ctrl-C) reaches only the master, which
+  stops every worker gracefully itself.
+- *status* (worker → master): ``ready`` once it accepts, or ``error MESSAGE`` if it failed to boot.
+- *heartbeat*: a double in shared memory that a timer in the worker's hub refreshes; a hub
+  blocked for longer than ``worker_timeout`` stops refreshing it and the master kills the worker.
+
+The master never runs a gevent hub: it is plain blocking code (the unpatched ``select``,
+``fork`` and ``waitpid``, even if the application monkey-patched them), so a worker starts with
+no greenlet of the master's. Signal handlers only record the signal; the loop acts on it.
+
+Resource handling: the master owns the listening sockets (closed when it stops, unix socket files
+unlinked) and each worker's pipes and heartbeat (closed when the worker is reaped). Error
+handling: a worker that dies is logged and replaced, with a capped exponential backoff when it
+keeps dying young; a worker that fails while booting makes the master stop and raise
+:class:`WorkerBootError`, except during a reload, which is abandoned and the old workers serve on.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import signal
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gevent.monkey import get_original
+
+from . import systemd
+from .errors import WorkerBootError
+from .master_sockets import MasterSockets
+from .worker_process import flush_standard_streams, heartbeat_interval, run_worker
+
+if TYPE_CHECKING:
+    from .server import Server
+
+__all__ = ["Master", "WorkerBootError"]
+
+log = logging.getLogger("greensrv")
+
+_select = get_original("select", "select")
+_fork = get_original("os", "fork")
+_waitpid = get_original("os", "waitpid")
+_signal = get_original("signal", "signal")
+
+#: Signals the master acts on; workers ignore them (they take orders over their control pipe).
+MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
+#: A worker's exit status when it could not boot (gunicorn uses the same number).
+WORKER_BOOT_ERROR = 3
+#: First delay before replacing a worker that died young again; doubles per further death.
+RESPAWN_BACKOFF_INITIAL = 0.1
+#: Cap of that delay: a crash loop costs at most one fork and one log line per 30 s, and a
+#: fixed problem is picked up within 30 s (a HUP reload starts new workers at once anyway).
+RESPAWN_BACKOFF_MAX = 30.0
+#: A worker that lived this long before dying is not "dying young": the backoff starts over.
+STABLE_UPTIME = 10.0
+#: Seconds past shutdown_timeout and the server's stop grace that the master waits for workers
+#: to exit before it kills them: room for the final flush and the process exit itself.
+STOP_MARGIN = 5.0
+#: Longest nap of the master's loop: it also wakes on every signal and worker message.
+TICK = 0.5
+#: Clients a worker accepts per wake-up when several workers share one socket. Every worker is
+#: woken by each new connection; accepting one at a time lets the others take their share of a
+#: burst instead of the first one awake taking 64 (see docs/benchmarks.md for the measurement).
+SHARED_SOCKET_MAX_ACCEPT = 1
+
+
+@dataclass
+class Worker:
+    """The master's view of one worker process."""
+
+    pid: int
+    generation: int
+    control: int  # write end of the master → worker pipe
+    status: int  # read end of the worker → master pipe; -1 once at EOF
+    heartbeat: mmap.mmap
+    started: float
+    ready: bool = False
+    stop_sent: bool = False
+    error: str | None = None
+    inbox: bytes = b""
+    blocked_for: float | None = field(default=None)
+
+    def beat_age(self, now: float) -> float:
+        return now - struct.unpack_from("d", self.heartbeat)[0]
+
+    def tell(self, message: bytes) -> None:
+        try:
+            os.write(self.control, message)
+        except OSError:
+            pass  # the worker is gone; reaping will tell
+
+
+class Master:
+    """Runs ``server`` as ``server.workers`` forked workers until TERM or INT; see the module.
+
+    ``factory``, when given, builds a fresh server in each worker forked by a reload (the
+    command line re-imports the application with it); without it a reload forks new workers of
+    the same server object.
+    """
+
+    def __init__(self, server: Server, factory: Callable[[], Server] | None = None) -> None:
+        self.server = server
+        self.factory = factory
+        self.name = server.name
+        self.target: int = server.workers or 1
+        self.worker_timeout = server.worker_timeout
+        self.workers: dict[int, Worker] = {}
+        self.generation = 1
+        self._reload_generation: int | None = None
+        self._reload_again = False
+        self._signals: list[int] = []
+        self._failures = 0
+        self._respawn_at = 0.0
+        self._stop_deadline: float | None = None
+        self._killed_all = False
+        self._announced_ready = False
+        self._boot_error: str | None = None
+        self.sockets: MasterSockets | None = None
+        self.addresses: list[str] = []
+        #: A heartbeat older than this means the worker's hub is blocked right now: systemd's
+        #: watchdog pings pause until it runs again or is replaced (two missed beats).
+        self._beat_stale = 2 * heartbeat_interval(self.worker_timeout)
+        self._watchdog = systemd.watchdog_interval()
+        self._next_watchdog = 0.0
+        self._wake_r = self._wake_w = -1
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Bind, fork, supervise until stopped; raises WorkerBootError if a worker cannot boot."""
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(f"{self.name}: a server with workers must be run from the main "
+                               "thread: its master handles the process's signals")
+        self.sockets = MasterSockets(self.server.listen_specs, self.server.reuse_port)
+        self.addresses = self.sockets.addresses
+        previous = self._install_signals()
+        try:
+            log.info("%s: master %d serving %s with %d worker(s)", self.name, os.getpid(),
+                     ", ".join(self.addresses), self.target)
+            while self._step():
+                self._wait()
+        finally:
+            self._restore_signals(previous)
+            self.sockets.close()
+            for worker in list(self.workers.values()):
+                self._forget(worker)
+        if self._boot_error is not None:
+            raise WorkerBootError(self._boot_error)
+        log.info("%s: master %d stopped", self.name, os.getpid())
+
+    def _step(self) -> bool:
+        """One turn of the loop; False once stopped and every worker is gone."""
+        for signum in self._take_signals():
+            self._on_signal(signum)
+        self._reap()
+        now = time.monotonic()
+        if self._stop_deadline is not None:
+            if not self.workers:
+                return False
+            if now > self._stop_deadline and not self._killed_all:
+                log.warning("%s: workers %s still running at the stop deadline: killing them",
+                            self.name, sorted(self.workers))
+                self._kill_all()
+        else:
+            self._check_heartbeats(now)
+            self._advance_reload()
+            self._spawn_missing(now)
+            self._announce_ready()
+        self._ping_watchdog(now)
+        return True
+
+    def _wait(self) -> None:
+        fds = [self._wake_r] + [w.status for w in self.workers.values() if w.status >= 0]
+        try:
+            readable, _, _ = _select(fds, [], [], self._nap())
+        except InterruptedError:
+            return
+        for fd in readable:
+            if fd == self._wake_r:
+                try:
+                    os.read(fd, 4096)
+                except BlockingIOError:
+                    pass
+            else:
+                self._read_status(fd)
+
+    def _nap(self) -> float:
+        if self._watchdog is None:
+            return TICK
+        return min(TICK, max(0.0, self._next_watchdog - time.monotonic()))
+
+    # -- signals -------------------------------------------------------------------------------
+    def _install_signals(self) -> dict[int, Any]:
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        previous: dict[int, Any] = {sig: _signal(sig, self._record_signal)
+                                    for sig in MASTER_SIGNALS}
+        previous[signal.SIGCHLD] = _signal(signal.SIGCHLD, self._record_signal)
+        previous[-1] = signal.set_wakeup_fd(self._wake_w)
+        return previous
+
+    def _restore_signals(self, previous: dict[int, Any]) -> None:
+        signal.set_wakeup_fd(previous.pop(-1))
+        for sig, handler in previous.items():
+            _signal(sig, handler if handler is not None else signal.SIG_DFL)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _record_signal(self, signum: int, frame: Any) -> None:
+        self._signals.append(signum)  # only recorded: the loop acts on it
+
+    def _take_signals(self) -> list[int]:
+        taken, self._signals = self._signals, []
+        return taken
+
+    def _on_signal(self, signum: int) -> None:
+        if signum == signal.SIGCHLD:
+            return  # _reap runs on every turn
+        name = signal.Signals(signum).name
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            if self._stop_deadline is None:
+                log.info("%s: master got %s: stopping %d worker(s) gracefully", self.name, name,
+                         len(self.workers))
+                self._begin_stop()
+            elif signum == signal.SIGINT:
+                log.warning("%s: second SIGINT: killing the workers", self.name)
+                self._kill_all()
+        elif self._stop_deadline is not None:
+            log.info("%s: master ignores %s while stopping", self.name, name)
+        elif signum == signal.SIGHUP:
+            self._begin_reload()
+        elif signum == signal.SIGTTIN:
+            self.target += 1
+            log.info("%s: SIGTTIN: now %d worker(s)", self.name, self.target)
+        elif signum == signal.SIGTTOU:
+            if self.target > 1:
+                self.target -= 1
+            log.info("%s: SIGTTOU: now %d worker(s)", self.name, self.target)
+            self._retire_extra()
+
+    # -- starting workers ----------------------------------------------------------------------
+    def _spawn_missing(self, now: float) -> None:
+        for generation in {self.generation, self._reload_generation} - {None}:
+            while len(self._serving(generation)) < self.target:
+                if generation == self.generation and now < self._respawn_at:
+                    return
+                self._spawn(generation)  # type: ignore[arg-type]
+
+    def _serving(self, generation: int | None) -> list[Worker]:
+        return [w for w in self.workers.values()
+                if w.generation == generation and not w.stop_sent]
+
+    def _spawn(self, generation: int) -> None:
+        control_r, control_w = os.pipe()
+        status_r, status_w = os.pipe()
+        heartbeat = mmap.mmap(-1, 8)
+        struct.pack_into("d", heartbeat, 0, time.monotonic())
+        flush_standard_streams()  # else the worker would write the master's buffered output too
+        pid = _fork()
+        if pid == 0:  # the worker: never returns into the master's code
+            code = 1
+            try:
+                os.close(control_w)
+                os.close(status_r)
+                self._close_in_worker()
+                code = run_worker(self, generation, control_r, status_w, heartbeat)
+            except BaseException:
+                log.exception("%s: worker %d failed", self.name, os.getpid())
+            finally:
+                os._exit(code)
+        os.close(control_r)
+        os.close(status_w)
+        os.set_blocking(status_r, False)
+        self.workers[pid] = Worker(pid, generation, control_w, status_r, heartbeat,
+                                   time.monotonic())
+        log.info("%s: master forked worker %d (generation %d)", self.name, pid, generation)
+
+    def _close_in_worker(self) -> None:
+        """In a fresh worker: drop what belongs to the master and to the other workers."""
+        signal.set_wakeup_fd(-1)
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+        for other in self.workers.values():
+            os.close(other.control)
+            if other.status >= 0:
+                os.close(other.status)
+            other.heartbeat.close()
+        self.workers = {}
+
+    # -- what workers say ----------------------------------------------------------------------
+    def _read_status(self, fd: int) -> None:
+        worker = next((w for w in self.workers.values() if w.status == fd), None)
+        if worker is None:
+            return
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        if not data:
+            os.close(fd)
+            worker.status = -1
+            return
+        worker.inbox += data
+        while b"\n" in worker.inbox:
+            line, worker.inbox = worker.inbox.split(b"\n", 1)
+            message = line.decode("utf-8", "replace")
+            if message == "ready":
+                worker.ready = True
+                log.info("%s: worker %d accepting (generation %d)", self.name, worker.pid,
+                         worker.generation)
+            elif message.startswith("error "):
+                worker.error = message[6:]
+
+    def _announce_ready(self) -> None:
+        if self._announced_ready:
+            return
+        ready = [w for w in self._serving(self.generation) if w.ready]
+        if len(ready) >= self.target:
+            self._announced_ready = True
+            log.info("%s: master %d ready: %d worker(s) accepting", self.name, os.getpid(),
+                     len(ready))
+            systemd.notify("READY=1", self._status_line())
+
+    def _status_line(self) -> str:
+        pids = sorted(w.pid for w in self._serving(self.generation))
+        return (f"STATUS={self.name}: {len(pids)} worker(s) on {', '.join(self.addresses)} "
+                f"(generation {self.generation}, pids {' '.join(map(str, pids))})")
+
+    # -- reload --------------------------------------------------------------------------------
+    def _begin_reload(self) -> None:
+        if self._reload_generation is not None:
+            self._reload_again = True
+            log.info("%s: SIGHUP during a reload: another reload follows this one", self.name)
+            return
+        self._reload_generation = self.generation + 1
+        log.info("%s: SIGHUP: reloading: forking %d worker(s) of generation %d", self.name,
+                 self.target, self._reload_generation)
+        systemd.notify(*systemd.reloading_lines(),
+                       f"STATUS={self.name}: reloading (generation {self._reload_generation})")
+
+    def _advance_reload(self) -> None:
+        new = self._reload_generation
+        if new is None:
+            return
+        ready = [w for w in self._serving(new) if w.ready]
+        if len(ready) < self.target:
+            return
+        old = [w for w in self.workers.values() if w.generation < new and not w.stop_sent]
+        for worker in old:
+            self._stop_worker(worker)
+        self.generation, self._reload_generation = new, None
+        self._failures, self._respawn_at = 0, 0.0
+        log.info("%s: reload done: generation %d accepting (workers %s); stopping %s",
+                 self.name, new, sorted(w.pid for w in ready), sorted(w.pid for w in old))
+        systemd.notify("READY=1", self._status_line())
+        if self._reload_again:
+            self._reload_again = False
+            self._begin_reload()
+
+    def _abandon_reload(self, error: str) -> None:
+        new = self._reload_generation
+        log.error("%s: reload abandoned, generation %d keeps serving: %s", self.name,
+                  self.generation, error)
+        for worker in self._serving(new):
+            self._stop_worker(worker)
+        self._reload_generation = None
+        self._reload_again = False
+        systemd.notify("READY=1", f"STATUS={self.name}: reload failed ({error}); "
+                       f"generation {self.generation} still serving")
+
+    # -- stopping workers ----------------------------------------------------------------------
+    def _stop_worker(self, worker: Worker) -> None:
+        worker.stop_sent = True
+        worker.tell(b"stop\n")
+
+    def _retire_extra(self) -> None:
+        for generation in (self.generation, self._reload_generation):
+            serving = sorted(self._serving(generation), key=lambda w: w.started)
+            for worker in serving[:max(len(serving) - self.target, 0)]:
+                log.info("%s: retiring worker %d", self.name, worker.pid)
+                self._stop_worker(worker)
+
+    def _begin_stop(self) -> None:
+        server = self.server
+        self._stop_deadline = (time.monotonic() + server.shutdown_timeout + server.stop_grace
+                               + STOP_MARGIN)
+        systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
+        if self.sockets is not None:
+            self.sockets.close()  # with the workers' copies closed too, new clients are refused
+        for worker in self.workers.values():
+            self._stop_worker(worker)
+
+    def _kill_all(self) -> None:
+        self._killed_all = True
+        for pid in self.workers:
+            _kill(pid, signal.SIGKILL)
+
+    # -- supervision ---------------------------------------------------------------------------
+    def _check_heartbeats(self, now: float) -> None:
+        for worker in self.workers.values():
+            age = worker.beat_age(now)
+            if worker.blocked_for is None and age > self.worker_timeout:
+                worker.blocked_for = age
+                log.error("%s: worker %d blocked for %.1f s (worker_timeout %.1f s): killing "
+                          "and replacing it", self.name, worker.pid, age, self.worker_timeout)
+                _kill(worker.pid, signal.SIGKILL)
+
+    def _ping_watchdog(self, now: float) -> None:
+        if self._watchdog is None or now < self._next_watchdog:
+            return
+        healthy = all(w.beat_age(now) <= self._beat_stale
+                      for w in self.workers.values() if w.ready)
+        if healthy:
+            systemd.notify("WATCHDOG=1")
+        self._next_watchdog = now + self._watchdog
+
+    def _reap(self) -> None:
+        while self.workers:
+            try:
+                pid, status = _waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self.workers.get(pid)
+            if worker is not None:
+                self._worker_ended(worker, status)
+
+    def _worker_ended(self, worker: Worker, status: int) -> None:
+        if worker.status >= 0:
+            self._read_status(worker.status)  # a last "error ..." may still be in the pipe
+        self._forget(worker)
+        how = _describe_status(status)
+        if worker.stop_sent:
+            if worker.blocked_for is None:
+                log.info("%s: worker %d %s after its graceful stop", self.name, worker.pid, how)
+            else:
+                log.warning("%s: worker %d %s during its graceful stop, after being blocked "
+                            "for %.1f s", self.name, worker.pid, how, worker.blocked_for)
+            return
+        if worker.error is not None:
+            self._boot_failed(worker, worker.error)
+            return
+        extra = (f" after being blocked for {worker.blocked_for:.1f} s"
+                 if worker.blocked_for is not None else "")
+        log.warning("%s: worker %d %s%s; replacing it", self.name, worker.pid, how, extra)
+        if worker.generation == self._reload_generation and not worker.ready:
+            self._abandon_reload(f"worker {worker.pid} {how} while booting")
+            return
+        now = time.monotonic()
+        self._failures = self._failures + 1 if now - worker.started < STABLE_UPTIME else 1
+        delay = respawn_delay(self._failures)
+        if delay:
+            log.warning("%s: %d workers in a row died young: next one in %.1f s",
+                        self.name, self._failures, delay)
+        self._respawn_at = now + delay
+
+    def _boot_failed(self, worker: Worker, error: str) -> None:
+        if worker.generation == self._reload_generation:
+            self._abandon_reload(f"worker {worker.pid} failed to boot: {error}")
+            return
+        log.error("%s: worker %d failed to boot: %s", self.name, worker.pid, error)
+        if self._boot_error is None and self._stop_deadline is None:
+            self._boot_error = f"worker failed to boot: {error}"
+            self._begin_stop()
+
+    def _forget(self, worker: Worker) -> None:
+        self.workers.pop(worker.pid, None)
+        os.close(worker.control)
+        if worker.status >= 0:
+            os.close(worker.status)
+            worker.status = -1
+        worker.heartbeat.close()
+
+def respawn_delay(failures: int) -> float:
+    """Seconds before the next worker after ``failures`` workers in a row died young: the first
+    is replaced at once, then 0.1 s doubling up to ``RESPAWN_BACKOFF_MAX``."""
+    if failures <= 1:
+        return 0.0
+    return min(RESPAWN_BACKOFF_MAX, RESPAWN_BACKOFF_INITIAL * 2 ** min(failures - 2, 30))
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,216 @@
+"""The ``greensrv`` command (and ``python -m greensrv``) run as real processes on loopback."""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from master_support import (
+    DEADLINE,
+    ask,
+    greensrv_argv,
+    process_env,
+    read_line,
+)
+
+import greensrv
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and signals")
+
+
+def run_to_exit(app_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(greensrv_argv(*args), cwd=app_dir, env=process_env(app_dir),
+                          capture_output=True, text=True, timeout=DEADLINE)
+
+
+def test_serves_a_handler_function_and_stops_on_term(start):
+    master = start("app:handler", "--bind", "127.0.0.1:0")
+    address = master.wait_ready()
+    reply = ask(address, "hello")
+    version, pid, line = reply.split()
+    assert (version, line) == ("v1", "hello")
+    assert int(pid) in master.workers()  # served by a worker, not by the master
+    assert master.stop() == 0
+    assert "Traceback" not in master.log()
+
+
+def test_serves_an_unstarted_server_with_its_own_options(start, app_dir):
+    (app_dir / "served.py").write_text(
+        "import greensrv\n"
+        "server = greensrv.Server(port=0, client_input=lambda c, r: c.put(r.upper()),\n"
+        "                         name='shouter')\n")
+    master = start("served:server")
+    address = master.wait_ready()
+    assert ask(address, "quiet") == "QUIET"
+    assert "shouter: master" in master.log()  # the Server's name is its own
+    assert master.stop() == 0
+
+
+def test_python_dash_m_and_the_console_script_are_one_command(app_dir):
+    script = shutil.which("greensrv", path=str(Path(sys.executable).parent))
+    outputs = [run_to_exit(app_dir, "--version")]
+    if script is not None:
+        outputs.append(subprocess.run([script, "--version"], capture_output=True, text=True,
+                                      env=process_env(app_dir), timeout=DEADLINE))
+    for result in outputs:
+        assert result.returncode == 0
+        assert result.stdout.strip() == f"greensrv {greensrv.__version__}"
+
+
+def test_help_lists_every_option_a_person_needs(app_dir):
+    result = run_to_exit(app_dir, "--help")
+    assert result.returncode == 0
+    for option in ("--bind", "--workers", "--reuse-port", "--concurrency", "--graceful-timeout",
+                   "--worker-timeout", "--certfile", "--keyfile", "--ca-certs",
+                   "--proxy-protocol", "--proxy-allow-from", "--log-level", "--pid",
+                   "--version", "MODULE:NAME", "HUP"):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize("spec, named", [
+    ("nosuchmodule:handler", "nosuchmodule"),
+    ("app:nosuchname", "nosuchname"),
+    ("app:VERSION", "app:VERSION"),
+    ("app", "MODULE:NAME"),
+    ("broken:handler", "broken"),
+])
+def test_a_bad_module_name_is_one_line_and_a_nonzero_exit(app_dir, spec, named):
+    (app_dir / "broken.py").write_text("import nosuchdependency\n")
+    result = run_to_exit(app_dir, spec)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert named in lines[0] and lines[0].startswith("greensrv: error:")
+
+
+def test_debug_log_level_shows_the_traceback_of_a_bad_import(app_dir):
+    (app_dir / "broken.py").write_text("import nosuchdependency\n")
+    result = run_to_exit(app_dir, "broken:handler", "--log-level", "debug")
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "nosuchdependency" in result.stderr
+
+
+@pytest.mark.parametrize("args, named", [
+    (("app:handler", "--workers", "0"), "workers"),
+    (("app:handler", "--workers", "two"), "--workers"),
+    (("app:handler", "--proxy-protocol", "v3"), "--proxy-protocol"),
+    ((), "MODULE:NAME"),
+])
+def test_bad_option_values_are_one_line_naming_the_option(app_dir, args, named):
+    result = run_to_exit(app_dir, *args)
+    assert result.returncode != 0
+    assert named in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_address_in_use_is_one_line_naming_it(app_dir, start):
+    master = start("app:handler", "--bind", "127.0.0.1:0")
+    host, port = master.wait_ready()
+    result = run_to_exit(app_dir, "app:handler", "--bind", f"{host}:{port}")
+    assert result.returncode != 0
+    assert f"{host}:{port}" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bind_twice_serves_tcp_and_unix_and_removes_the_socket_file(start, app_dir):
+    path = app_dir / "srv.sock"
+    master = start("app:handler", "-b", "127.0.0.1:0", "-b", f"unix:{path}",
+                   "--pid", str(app_dir / "master.pid"))
+    address = master.wait_ready()
+    assert ask(address, "over tcp").endswith(" over tcp")
+    assert ask(str(path), "over unix").endswith(" over unix")
+    assert (app_dir / "master.pid").read_text().strip() == str(master.pid)
+    assert master.stop() == 0
+    assert not path.exists()
+    assert not (app_dir / "master.pid").exists()
+
+
+def test_a_second_int_forces_the_stop(start):
+    master = start("app:handler", "--bind", "127.0.0.1:0", "--graceful-timeout", "60")
+    address = master.wait_ready()
+    held = socket.create_connection(address)  # keeps the graceful stop waiting
+    try:
+        held.sendall(b"hold\r\n")
+        held.recv(100)
+        master.signal(signal.SIGINT)
+        master.wait_log("stopping 1 worker")
+        master.signal(signal.SIGINT)
+        assert master.wait_exit(timeout=DEADLINE) == 0
+        assert "second SIGINT" in master.log()
+    finally:
+        held.close()
+
+
+def test_tls_options_serve_tls(start, app_dir):
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        from support import missing
+
+        missing("needs openssl (install the Debian package openssl)")
+    import ssl
+
+    cert, key = app_dir / "cert.pem", app_dir / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=DEADLINE)
+    master = start("app:handler", "-b", "127.0.0.1:0", "--certfile", str(cert),
+                   "--keyfile", str(key))
+    address = master.wait_ready()
+    context = ssl.create_default_context(cafile=str(cert))
+    with socket.create_connection(address, timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(b"secret\r\n")
+        data = b""
+        while not data.endswith(b"\r\n"):
+            chunk = tls.recv(100)
+            assert chunk, "EOF before the reply"
+            data += chunk
+        assert data.endswith(b" secret\r\n")
+    assert master.stop() == 0
+
+
+def test_proxy_options_reach_the_server_or_say_they_cannot(app_dir, start):
+    args = ("app:handler", "--bind", "127.0.0.1:0", "--proxy-protocol", "v1",
+            "--proxy-allow-from", "127.0.0.1/32,::1")
+    if "proxy_protocol" in inspect.signature(greensrv.Server).parameters:
+        master = start(*args)
+        master.wait_ready()
+        assert master.stop() == 0
+        return
+    result = run_to_exit(app_dir, *args)
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "--proxy-protocol" in result.stderr
+
+
+def test_binds_ipv6_loopback(start):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    master = start("app:handler", "--bind", "[::1]:0")
+    port = int(master.wait_log(r"serving \[::1\]:(\d+)").group(1))
+    master.wait_log(r"master \d+ ready")
+    with socket.create_connection(("::1", port), timeout=10) as sock:
+        sock.sendall(b"six\r\n")
+        assert read_line(sock).endswith(" six")
+    assert master.stop() == 0
+
+
+def test_binds_an_inherited_descriptor(start):
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(16)
+        fd = listening.fileno()
+        master = start("app:handler", "--bind", f"fd:{fd}", "-w", "2", pass_fds=(fd,))
+        address = master.wait_ready()
+        assert address == listening.getsockname()
+    assert ask(address, "inherited").endswith(" inherited")  # our copy is closed: theirs serve
+    assert master.stop() == 0
