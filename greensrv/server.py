@@ -120,6 +120,16 @@ class Server:
       ssl_context=None          TLS on every connection; handshake_timeout=10 bounds it
       name="greensrv"           used in logs and repr (POE's Alias)
 
+    Behind a load balancer (``docs/proxy.md``):
+      proxy_protocol=None       "v1", "v2" or "any": every connection starts with a PROXY header
+      proxy_trusted=loopback    addresses/CIDRs allowed to send one; others are refused
+      proxy_timeout=5           seconds to receive the whole header
+
+    Production (``docs/deploy.md``):
+      workers=None              N: serve_forever() runs a master with N forked workers
+      reuse_port=False          each worker binds its own SO_REUSEPORT socket
+      worker_timeout=30         a worker whose hub is blocked this long is killed and replaced
+
     Use: ``serve_forever()`` (blocks; SIGINT/SIGTERM stop it gracefully), or ``start()`` and
     later ``stop()``, or ``with Server(...) as server:`` which starts it and stops it on exit.
     From a handler, ``conn.server`` is this object: ``conn.server.connections`` for broadcasts.
