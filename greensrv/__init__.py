@@ -5,13 +5,18 @@ filters. See README.md for the quick start and ``docs/`` for the guide.
 """
 
 from . import filters
+from .backoff import Backoff
+from .client import Client
 from .connection import Connection
+from .dial import connect
 from .errors import FilterError, GreensrvError, SlowClientError, TLSError
 from .server import Server, serve_forever
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backoff",
+    "Client",
     "Connection",
     "FilterError",
     "GreensrvError",
@@ -19,6 +24,7 @@ __all__ = [
     "SlowClientError",
     "TLSError",
     "__version__",
+    "connect",
     "filters",
     "serve_forever",
 ]

@@ -192,6 +192,14 @@ class Connection:
     def output_filter(self) -> Filter:
         return self._out
 
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """``with`` closes the connection (queued output not yet sent is dropped: call
+        ``flush()`` first to wait for it)."""
+        self.close()
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else "closing" if self._closing else "open"
         return f"<Connection #{self.id} {self.remote_address!r} {state}>"

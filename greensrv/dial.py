@@ -1,0 +1,297 @@
+"""``greensrv.connect``: the client's end of a connection, the same ``Connection`` a handler gets.
+
+The client-side life before the Connection exists: resolve and connect (TCP or unix), send a
+PROXY header if asked, wrap in TLS and handshake with the server's name checked, all under one
+``timeout``. Whatever fails closes the socket and raises ``OSError``, ``TimeoutError`` or
+``TLSError`` with a message naming the address. From then on the Connection owns the socket.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import gevent.socket
+import gevent.ssl
+
+from .connection import Connection
+from .errors import TLSError
+from .filters import Filter, Line
+from .options import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_HIGH_MARK,
+    DEFAULT_LOW_MARK,
+    DEFAULT_OUTPUT_LIMIT,
+    DEFAULT_RECORD_TIMEOUT,
+    check_int,
+    check_seconds,
+)
+
+__all__ = ["connect", "describe_address"]
+
+log = logging.getLogger("greensrv")
+
+#: Connection ids of client-side connections, unique within the process.
+_ids = itertools.count(1)
+
+Address = Any  # (host, port) or "unix:/path"
+PreConnect = Callable[[Any, Any], Any]
+
+
+def describe_address(address: Address) -> str:
+    """``host:port``, ``[v6]:port`` or ``unix:/path``, for messages."""
+    if isinstance(address, tuple):
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
+
+
+def _parse_address(address: Address) -> tuple[str | None, tuple[str, int] | None]:
+    """(unix path, None) or (None, (host, port)); TypeError/ValueError naming the address."""
+    if isinstance(address, str) and address.startswith("unix:"):
+        path = address[5:]
+        if not path:
+            raise ValueError(f"address {address!r}: no path after 'unix:'")
+        return path, None
+    if (isinstance(address, tuple) and len(address) == 2 and isinstance(address[0], str)
+            and isinstance(address[1], int) and not isinstance(address[1], bool)):
+        if not 0 < address[1] < 65536:
+            raise ValueError(f"address {address!r}: port must be 1-65535")
+        return None, (address[0], address[1])
+    raise TypeError(f"address must be (host, port) or 'unix:/path', not {address!r}")
+
+
+class ClientLimits:
+    """The limits of one client-side connection, checked once, each error naming its option.
+
+    Until the ``Limits`` of ``greensrv/limits.py`` lands (issue 9), this is also what the
+    ``Connection`` reads where it reads its server's settings, and it takes the reports a
+    server would take: counters are kept here, errors logged, output callbacks called.
+    """
+
+    def __init__(self, *, high_mark: int = DEFAULT_HIGH_MARK, low_mark: int = DEFAULT_LOW_MARK,
+                 output_limit: int = DEFAULT_OUTPUT_LIMIT, idle_timeout: float | None = None,
+                 record_timeout: float | None = DEFAULT_RECORD_TIMEOUT,
+                 handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT) -> None:
+        check_int("high_mark", high_mark, minimum=1)
+        check_int("low_mark", low_mark, minimum=0)
+        check_int("output_limit", output_limit, minimum=1)
+        if low_mark >= high_mark:
+            raise ValueError(f"low_mark ({low_mark}) must be below high_mark ({high_mark})")
+        if output_limit < high_mark:
+            raise ValueError(f"output_limit ({output_limit}) must be at least "
+                             f"high_mark ({high_mark})")
+        if idle_timeout is not None:
+            check_seconds("idle_timeout", idle_timeout, positive=True)
+        if record_timeout is not None:
+            check_seconds("record_timeout", record_timeout, positive=True)
+        check_seconds("handshake_timeout", handshake_timeout)
+        self.high_mark = high_mark
+        self.low_mark = low_mark
+        self.output_limit = output_limit
+        self.idle_timeout = idle_timeout
+        self.record_timeout = record_timeout
+        self.handshake_timeout = handshake_timeout
+        self.counters: dict[str, int] = {}
+        self._output_callbacks: Mapping[str, Callable[[Connection], Any]] = {}
+        self.on_error: Callable[[Connection, BaseException], Any] | None = None
+
+    # What a Connection reports to whoever made it (the server's interface, for now).
+    def _count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    def _report_error(self, conn: Connection, exc: BaseException) -> None:
+        if self.on_error is None:
+            log.error("%r: %s: %s", conn, type(exc).__name__, exc)
+            return
+        try:
+            self.on_error(conn, exc)
+        except Exception:
+            log.exception("server_error callback failed on %r", conn)
+
+    def _connection_closed(self, conn: Connection) -> None:
+        pass
+
+
+def _connect_error(exc: OSError, where: str) -> OSError:
+    """The same kind of OSError, with a message that names the address."""
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return TimeoutError(f"connecting to {where} timed out")
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    new = type(exc)(exc.errno, f"cannot connect to {where}: {reason}") if exc.errno else \
+        OSError(f"cannot connect to {where}: {reason}")
+    return new
+
+
+def _open_socket(path: str | None, hostport: tuple[str, int] | None, where: str,
+                 timeout: float | None, source_address: Any) -> Any:
+    if path is not None:
+        if source_address is not None:
+            raise ValueError(f"source_address does not apply to {where}")
+        sock = gevent.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(path)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    assert hostport is not None
+    sock = gevent.socket.create_connection(hostport, timeout=timeout,
+                                           source_address=source_address)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass  # not every stream socket has it; the connection works without
+    return sock
+
+
+def _describe_tls_failure(where: str, exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = f"certificate verification failed: {exc.verify_message or text}"
+    elif "WRONG_VERSION_NUMBER" in text or "RECORD_LAYER" in text:
+        reason = f"the server does not speak TLS: {text}"
+    elif isinstance(exc, ssl.SSLEOFError | ConnectionError) or "EOF" in text:
+        reason = f"the server closed the connection during the handshake ({text})"
+    else:
+        reason = text
+    return f"TLS handshake with {where} failed: {reason}"
+
+
+def _start_tls(sock: Any, context: ssl.SSLContext, server_hostname: str | None, where: str,
+               timeout: float | None) -> Any:
+    if context.check_hostname and not server_hostname:
+        raise TLSError(f"TLS to {where}: the context checks host names, so server_hostname "
+                       "is needed (or set check_hostname=False on the context)")
+    tls = gevent.ssl.SSLSocket(sock=sock, server_side=False, server_hostname=server_hostname,
+                               do_handshake_on_connect=False, suppress_ragged_eofs=True,
+                               _context=context)
+    tls.settimeout(timeout)
+    try:
+        tls.do_handshake()
+    except (OSError, ValueError) as exc:
+        tls.close()
+        if isinstance(exc, socket.timeout | TimeoutError) or "timed out" in str(exc):
+            raise TimeoutError(f"TLS handshake with {where} timed out: the server sent no "
+                               "complete handshake in time") from None
+        raise TLSError(_describe_tls_failure(where, exc)) from None
+    return tls
+
+
+def _remaining(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("timed out")
+    return left
+
+
+def open_connection(address: Address, *, in_filter: Filter, out_filter: Filter,
+                    timeout: float | None, ssl_context: ssl.SSLContext | None,
+                    server_hostname: str | None, source_address: Any, proxy_header: Any,
+                    limits: ClientLimits, pre_connect: PreConnect | None = None) -> Connection:
+    """Connect, PROXY header, ``pre_connect``, TLS: a ready Connection (see :func:`connect`)."""
+    path, hostport = _parse_address(address)
+    where = describe_address(address)
+    if timeout is not None:
+        check_seconds("timeout", timeout, positive=True)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        sock = _open_socket(path, hostport, where, timeout, source_address)
+    except OSError as exc:
+        raise _connect_error(exc, where) from None
+    try:
+        peer = path if path is not None else sock.getpeername()[:2]
+        if proxy_header is not None:
+            sock.settimeout(_remaining(deadline))
+            sock.sendall(proxy_header if isinstance(proxy_header, bytes) else
+                         proxy_header.encode(getattr(proxy_header, "version", 2)))
+        if pre_connect is not None:
+            replaced = pre_connect(sock, peer)
+            if replaced is None:
+                raise ConnectionAbortedError(f"pre_connect gave up the connection to {where}")
+            sock = replaced
+        if ssl_context is not None:
+            if server_hostname is None and hostport is not None:
+                server_hostname = hostport[0]
+            sock = _start_tls(sock, ssl_context, server_hostname, where, _remaining(deadline))
+        sock.settimeout(None)
+        conn = Connection(limits, sock, peer, next(_ids), in_filter,  # type: ignore[arg-type]
+                          out_filter)
+        conn._attach()
+        return conn
+    except TimeoutError as exc:
+        sock.close()
+        text = str(exc)
+        raise TimeoutError(text if where in text else f"connecting to {where} timed out") \
+            from None
+    except BaseException:
+        sock.close()
+        raise
+
+
+def connect(address: Address, *, filter: Filter | None = None,
+            input_filter: Filter | None = None, output_filter: Filter | None = None,
+            timeout: float | None = None, ssl_context: ssl.SSLContext | None = None,
+            server_hostname: str | None = None, source_address: Any = None,
+            proxy_header: Any = None, **limits: Any) -> Connection:
+    """Connect to ``address`` and return a ``Connection``, the class a server's handler gets.
+
+    ``address`` is ``(host, port)`` or ``"unix:/path"``. ``filter`` (default ``Line()``), or
+    ``input_filter`` and ``output_filter`` together, frame the records; the instances given
+    are used themselves, not cloned (a ``Client`` clones them per connection). ``timeout``
+    bounds the connect and the TLS handshake together. With ``ssl_context``, TLS is used and
+    the certificate's name is checked against ``server_hostname`` (default: the host) when the
+    context checks host names, as ``ssl.create_default_context()`` does. ``source_address``
+    is ``(host, port)`` to bind before connecting. ``proxy_header`` (a
+    ``greensrv.proxy.ProxyHeader``, or anything with ``encode(version)``, or bytes) is sent
+    first, before TLS. ``limits`` are the server's per-connection options: ``high_mark``,
+    ``low_mark``, ``output_limit``, ``idle_timeout``, ``record_timeout``.
+
+    Raises ``OSError`` (``ConnectionRefusedError``...), ``TimeoutError`` or ``TLSError``, each
+    naming the address. The connection is a context manager that closes it; ``shutdown()``
+    ends it gracefully; nothing is reported to a callback (``get()`` raises).
+    """
+    in_filter, out_filter = pick_filters(filter, input_filter, output_filter)
+    checked = ClientLimits(**_limit_options(limits))
+    return open_connection(address, in_filter=in_filter, out_filter=out_filter, timeout=timeout,
+                           ssl_context=ssl_context, server_hostname=server_hostname,
+                           source_address=source_address, proxy_header=proxy_header,
+                           limits=checked)
+
+
+#: The keyword arguments ``connect`` and ``Client`` pass on as limits.
+LIMIT_OPTIONS = frozenset({"high_mark", "low_mark", "output_limit", "idle_timeout",
+                           "record_timeout", "handshake_timeout"})
+
+
+def _limit_options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - LIMIT_OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(unknown)}; limits are "
+                        f"{', '.join(sorted(LIMIT_OPTIONS))}")
+    return options
+
+
+def pick_filters(filter: Any, input_filter: Any, output_filter: Any
+                 ) -> tuple[Filter, Filter]:
+    """(input, output) filters from the options; TypeError naming a misused one."""
+    if input_filter is not None or output_filter is not None:
+        if filter is not None or input_filter is None or output_filter is None:
+            raise TypeError("give input_filter and output_filter together, and not with filter")
+        for name, value in (("input_filter", input_filter), ("output_filter", output_filter)):
+            if not isinstance(value, Filter):
+                raise TypeError(f"{name} must be a Filter, not {type(value).__name__}")
+        return input_filter, output_filter
+    if filter is None:
+        filter = Line()
+    if not isinstance(filter, Filter):
+        raise TypeError(f"filter must be a Filter, not {type(filter).__name__}")
+    return filter, filter
