@@ -21,10 +21,10 @@ from .backoff import Backoff
 from .connection import Connection
 from .dial import (
     Address,
-    ClientLimits,
+    ClientHooks,
     PreConnect,
-    _limit_options,
     describe_address,
+    make_limits,
     open_connection,
     pick_filters,
 )
@@ -96,8 +96,7 @@ class Client:
                 raise TypeError(f"Client: {option} must be callable, not "
                                 f"{type(value).__name__}")
         self._templates = pick_filters(filter, input_filter, output_filter)
-        self._limit_options = _limit_options(limits)
-        ClientLimits(**self._limit_options)  # checked now, with errors naming the option
+        self.limits = make_limits(limits)  # checked now, with errors naming the option
         self._address = address
         self._handler = handler
         self._server_input = server_input
@@ -234,16 +233,15 @@ class Client:
         in_template, out_template = self._templates
         in_filter = in_template.clone()
         out_filter = in_filter if out_template is in_template else out_template.clone()
-        limits = ClientLimits(**self._limit_options)
-        limits._output_callbacks = self._output_callbacks
-        limits.on_error = self._report_error
+        hooks = ClientHooks(self._output_callbacks, self._report_error)
         ssl_context, server_hostname = self._tls
         try:
             conn = open_connection(
                 self._address, in_filter=in_filter, out_filter=out_filter,
                 timeout=self._connect_timeout, ssl_context=ssl_context,
                 server_hostname=server_hostname, source_address=self._source_address,
-                proxy_header=self._proxy_header, limits=limits, pre_connect=self._pre_connect)
+                proxy_header=self._proxy_header, limits=self.limits, hooks=hooks,
+                pre_connect=self._pre_connect)
         except Exception as exc:
             self.last_error = exc
             try:
@@ -270,11 +268,11 @@ class Client:
                     self._input_loop(conn)
             except Exception as exc:
                 self._report_error(conn, exc)
-            error = conn._error
+            error = conn.error
             if error is not None:
-                conn._error = None
+                conn.error = None
                 self._report_error(conn, error)
-            conn._finish(None)
+            conn.finish(None)
         finally:
             conn.close()
             self._up.clear()

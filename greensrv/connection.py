@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -30,24 +31,23 @@ from gevent import getcurrent
 from gevent.event import Event
 from gevent.hub import get_hub
 
+from .connection_state import CLOSED, CLOSING, OPEN, READING, ConnectionState
 from .errors import RecordTimeoutError, SlowClientError, TLSError
 from .filters.base import NEED_DATA, Filter
+from .limits import Limits
+from .output_queue import EMPTIED, FELL_TO_LOW, OVER_LIMIT, ROSE_ABOVE_HIGH, OutputQueue
 from .transport import PEER_GONE_ERRNOS, describe_handshake_failure, make_transport
 
 if TYPE_CHECKING:
     from .server import Server
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "ConnectionHooks"]
 
 _READY, _TIMEOUT, _WAKE = "ready", "timeout", "wake"
 
 #: Bytes asked of the kernel per read: one read takes a typical burst of pipelined records,
 #: and it is the most a client can make us buffer beyond one record.
 RECV_SIZE = 65536
-
-#: put() tries to send at once when this much output is queued, so a handler that puts a lot
-#: without yielding still streams instead of building a large buffer.
-INLINE_SEND_THRESHOLD = 65536
 
 _monotonic = time.monotonic
 
@@ -63,37 +63,58 @@ class _Nothing:
 _NOTHING: Any = _Nothing()
 
 
-class Connection:
+class ConnectionHooks:
+    """What a Connection reports to whoever made it. The defaults do nothing (a client).
+
+    The server supplies one that counts statistics, reports to ``client_error`` and runs
+    ``client_flushed``/``client_high``/``client_low``; a client supplies its own. A Connection
+    never calls its owner in any other way.
+    """
+
+    #: Callbacks run in the connection's own greenlet on output events, by key: "flushed" (all
+    #: queued output written), "high" (queued output rose past high_mark), "low" (back below
+    #: low_mark). A missing key costs nothing.
+    output_callbacks: Mapping[str, Callable[[Connection], Any]] = MappingProxyType({})
+
+    def count(self, key: str) -> None:
+        """A statistics counter went up by one, e.g. "closed_idle" or "tls_failures"."""
+
+    def report_error(self, conn: Connection, exc: BaseException) -> None:
+        """An output callback raised ``exc``; the server sends it to ``client_error``."""
+
+    def closed(self, conn: Connection) -> None:
+        """``conn``'s socket was closed; called exactly once, from ``close()``."""
+
+
+#: Hooks that do nothing, for a Connection whose maker wants no reports.
+NO_HOOKS = ConnectionHooks()
+
+
+class Connection(OutputQueue):
     """One client: records in through ``get()``, records out through ``put()``.
 
     See ``docs/lifecycle.md`` for who calls what and when, and ``docs/backpressure.md`` for the
     watermarks.
     """
 
-    #: Seconds a closing connection may take to write its queued output once its handler has
-    #: ended (outside ``stop()``, which sets its own grace); a peer that reads nothing for this
-    #: long loses the rest and the connection is closed.
-    flush_timeout: float = 30.0
-    #: Seconds unread input is read and discarded after FIN, so that closing with unread input
-    #: does not make the kernel send a reset that destroys data the peer has not yet read.
-    drain_timeout: float = 1.0
-    #: Most bytes discarded while draining; a peer still sending after this is cut off.
-    drain_limit: int = 1 << 20
-
     __slots__ = (
-        "__weakref__", "_bytes_in", "_bytes_out", "_busy_mark", "_closed", "_closing",
+        "__weakref__", "_bytes_in", "_bytes_out", "_state",
         "_discarded", "_eof_records", "_first_read",
-        "_error", "_events", "_event_glet", "_flush_cb", "_flush_event", "_high",
-        "_idle_spent", "_in", "_input_done", "_input_stopped", "_lazy", "_lit", "_lit_len",
-        "_loop", "_low", "_out", "_outbuf", "_output_limit", "_partial_since", "_last_recv",
-        "_queued", "_rw", "_transport", "_waiting", "_writing", "_ww",
-        "_peer_eof", "_wrote_fin", "data", "id", "remote_address", "remote_ip",
+        "error", "_events", "_event_glet", "_flush_cb", "_flush_event", "_hooks",
+        "_idle_spent", "_in", "_limits",
+        "_loop", "_partial_since", "_last_recv", "_rw", "_transport", "_waiting", "_writing", "_ww",
+        "data", "id", "remote_address", "remote_ip",
         "remote_port", "server", "socket",
     )
 
-    def __init__(self, server: Server, sock: Any, address: Any, conn_id: int,
-                 in_filter: Filter, out_filter: Filter) -> None:
+    def __init__(self, sock: Any, address: Any, conn_id: int, in_filter: Filter,
+                 out_filter: Filter, limits: Limits, hooks: ConnectionHooks = NO_HOOKS,
+                 server: Server | None = None) -> None:
+        #: The Server of a server-side connection, None for a client-side one. The connection
+        #: itself never calls it: it reports through ``hooks`` and reads ``limits``.
         self.server = server
+        self._limits = limits
+        self._hooks = hooks
         self.socket = sock
         self.id = conn_id
         #: Per-client state for the application (POE's HEAP).
@@ -105,21 +126,7 @@ class Connection:
         else:  # a unix socket peer has a path (often empty), not an IP
             self.remote_ip = self.remote_port = None
         self._in = in_filter
-        self._out = out_filter
-        self._outbuf = bytearray()  # encoded output not yet sent
-        # ASCII str records put but not yet encoded (None when the output filter has no
-        # ascii_terminator, and once closing); they follow everything in _outbuf.
-        self._lazy: list[str] | None = None
-        self._lit = ""
-        self._lit_len = 0
-        self._use_output_filter(out_filter)
-        self._queued = 0  # bytes of output queued: _outbuf plus the wire size of _lazy
-        self._high = server.high_mark
-        self._low = server.low_mark
-        self._output_limit = server.output_limit
-        # put() leaves its fast path past this: the high mark must be checked, or enough is
-        # queued to be worth sending at once.
-        self._busy_mark = min(self._high + 1, INLINE_SEND_THRESHOLD)
+        OutputQueue.__init__(self, out_filter, limits)
         self._loop = get_hub().loop
         self._transport: Any = None
         self._rw: Any = None
@@ -133,23 +140,20 @@ class Connection:
         self._events: deque[str] | None = None  # made on first use: a deque costs 760 bytes
         self._event_glet: Any = None
         self._eof_records: deque[Any] | None = None  # records the filter gave at EOF
-        self._input_done = False  # no more bytes will be read
-        self._input_stopped = False  # we ended input (shutdown, stop, idle, close)
-        self._closing = False
-        self._closed = False
-        self._wrote_fin = False
-        self._peer_eof = False  # the peer closed its side: nothing is left to drain
+        self._state = ConnectionState()
         self._first_read = True
         self._discarded = 0  # input bytes thrown away while closing (bounded by drain_limit)
-        self._error: BaseException | None = None
+        #: A deferred error (socket error, record timeout, slow reader) that ended this
+        #: connection; the owner reports it once, then sets this back to None.
+        self.error: BaseException | None = None
         self._idle_spent = 0.0
         self._partial_since: float | None = None  # when the unfinished record began arriving
         self._last_recv = 0.0
         self._bytes_in = 0
         self._bytes_out = 0
 
-    def _attach(self) -> None:
-        """Start using the socket for I/O (after any TLS handshake)."""
+    def attach(self) -> None:
+        """Start using the socket for I/O; the owner calls it once, after any TLS handshake."""
         self._transport = make_transport(self.socket)
         self._rw = self._loop.io(self.socket.fileno(), 1)
 
@@ -170,39 +174,45 @@ class Connection:
             return None
 
     @property
-    def buffered(self) -> int:
-        """Bytes queued for output and not yet taken by the kernel."""
-        return self._queued
+    def bytes_in(self) -> int:
+        """Bytes read from the socket so far."""
+        return self._bytes_in
+
+    @property
+    def bytes_out(self) -> int:
+        """Bytes the kernel took for sending so far."""
+        return self._bytes_out
+
+    @property
+    def limits(self) -> Limits:
+        """The bounds this connection enforces (frozen; given by whoever made it)."""
+        return self._limits
 
     @property
     def closed(self) -> bool:
         """True once the socket is closed."""
-        return self._closed
+        return self._state.output is CLOSED
 
     @property
     def closing(self) -> bool:
         """True from the moment ``shutdown()`` or ``close()`` is called."""
-        return self._closing
+        return self._state.output is not OPEN
 
     @property
     def input_filter(self) -> Filter:
         return self._in
 
-    @property
-    def output_filter(self) -> Filter:
-        return self._out
+    def __repr__(self) -> str:
+        output = self._state.output
+        state = "closed" if output is CLOSED else "open" if output is OPEN else "closing"
+        return f"<Connection #{self.id} {self.remote_address!r} {state}>"
 
     def __enter__(self) -> Connection:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        """``with`` closes the connection (queued output not yet sent is dropped: call
-        ``flush()`` first to wait for it)."""
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "closing" if self._closing else "open"
-        return f"<Connection #{self.id} {self.remote_address!r} {state}>"
 
     # -- input ---------------------------------------------------------------------------------
     def get(self, timeout: float | None = None) -> Any:
@@ -213,9 +223,6 @@ class Connection:
         bytes received so far stay buffered for the next call).
         """
         if self._queued <= self._high:
-            ready = self._in._ready
-            if ready:
-                return ready.pop()
             record = self._in.next_record()
             if record is not NEED_DATA:
                 return record
@@ -228,7 +235,7 @@ class Connection:
         # empties the old filter's list, which ends this inner loop); get() does the rest.
         high = self._high
         while True:
-            ready = self._in._ready
+            ready = self._in.take_ready()
             while ready and self._queued <= high:
                 yield ready.pop()
             try:
@@ -248,7 +255,8 @@ class Connection:
                 # nothing is read. Once input has ended, parsed records are still handed out,
                 # to be answered.
                 if self._queued > self._high:
-                    while self._queued > self._low and not self._input_stopped:
+                    state = self._state
+                    while self._queued > self._low and not state.input_stopped:
                         self._wait_for_drain(deadline)
                 record = self._in.next_record()
                 if record is not NEED_DATA:
@@ -260,7 +268,7 @@ class Connection:
             parsed = False
             if self._eof_records:
                 return self._eof_records.popleft()
-            if self._input_done:
+            if self._state.input is not READING:
                 raise EOFError("no more input from this client")
             self._read_more(deadline)
             just_read = True
@@ -268,8 +276,7 @@ class Connection:
     def _read_more(self, deadline: float | None) -> None:
         """Read one chunk into the input filter, or end input; waits as needed."""
         while True:
-            if self._input_stopped:
-                self._input_done = True
+            if self._state.input is not READING:
                 return
             transport = self._transport
             # Fairness: even when a read filled its buffer and more is surely waiting, the next
@@ -296,7 +303,7 @@ class Connection:
             data = transport.recv(RECV_SIZE)
         except OSError as exc:
             if exc.errno not in PEER_GONE_ERRNOS:
-                self._error = exc
+                self.error = exc
             self._end_of_input(peer_closed=False)
             return b""
         if data is None:
@@ -311,9 +318,12 @@ class Connection:
         return data
 
     def _end_of_input(self, peer_closed: bool) -> None:
-        self._input_done = True
-        self._peer_eof = peer_closed
-        if peer_closed:
+        state = self._state
+        if not peer_closed:  # a read error
+            if not state.input_stopped:
+                state.stop_input()
+        elif not state.peer_eof:
+            state.peer_closed()
             # The peer's last record may lack its terminator; the filter decides.
             records = self._in.feed_eof()
             if records:
@@ -321,20 +331,20 @@ class Connection:
 
     def _wait_readable(self, deadline: float | None) -> str:
         """Wait for input, honouring the get() deadline, idle_timeout and record_timeout."""
-        server = self.server
+        limits = self._limits
         now = _monotonic()
         timeout = None if deadline is None else deadline - now
-        idle_timeout = server.idle_timeout
+        idle_timeout = limits.idle_timeout
         idle_left = None
         if idle_timeout is not None:
             idle_left = idle_timeout - self._idle_spent
             if timeout is None or idle_left < timeout:
                 timeout = idle_left
         record_left = None
-        if server.record_timeout is not None and self._in.pending_size():
+        if limits.record_timeout is not None and self._in.pending_size():
             if self._partial_since is None:
                 self._partial_since = self._last_recv
-            record_left = self._partial_since + server.record_timeout - now
+            record_left = self._partial_since + limits.record_timeout - now
             if timeout is None or record_left < timeout:
                 timeout = record_left
         else:
@@ -349,18 +359,18 @@ class Connection:
         if reason is not _TIMEOUT:
             return reason
         if idle_timeout is not None and self._idle_spent >= idle_timeout - 1e-3:
-            server._count("closed_idle")
-            self._stop_input()
+            self._hooks.count("closed_idle")
+            self.stop_input()
             return _WAKE
-        since, limit = self._partial_since, server.record_timeout
+        since, limit = self._partial_since, limits.record_timeout
         if since is not None and limit is not None and _monotonic() >= since + limit - 1e-3:
-            server._count("closed_record_timeout")
-            if self._error is None:
-                self._error = RecordTimeoutError(
-                    f"client {self.remote_address!r} took more than record_timeout="
-                    f"{server.record_timeout:g} s to send one record "
+            self._hooks.count("closed_record_timeout")
+            if self.error is None:
+                self.error = RecordTimeoutError(
+                    f"peer {self.remote_address!r} took more than record_timeout="
+                    f"{limit:g} s to send one record "
                     f"({self._in.pending_size()} bytes of it received)")
-            self._stop_input()
+            self.stop_input()
             return _WAKE
         if deadline is not None and _monotonic() >= deadline - 1e-3:
             raise TimeoutError("no record within the timeout")
@@ -412,10 +422,13 @@ class Connection:
         if glet is not None:
             glet.switch(_WAKE)
 
-    def _stop_input(self) -> None:
-        """No more reading: a waiting get() returns the records already parsed, then EOF."""
-        if not self._input_stopped:
-            self._input_stopped = True
+    def stop_input(self) -> None:
+        """No more reading: a waiting get() returns the records already parsed, then EOF.
+
+        The owner calls it to end input of a live connection (``Server.stop()``)."""
+        state = self._state
+        if not state.input_stopped:
+            state.stop_input()
             if self._waiting is not None:
                 self._loop.run_callback(self._wake)
 
@@ -429,7 +442,8 @@ class Connection:
         """
         lazy = self._lazy
         if lazy is not None and type(record) is str and not more and record.isascii():
-            lazy.append(record)  # encoded with the rest of the burst by _encode_lazy
+            # OutputQueue.queue_text, inlined: the per-record cost stays one list append.
+            lazy.append(record)
             size = len(record) + self._lit_len
             queued = self._queued = self._queued + size
             if queued >= self._busy_mark:
@@ -437,19 +451,12 @@ class Connection:
             elif self._flush_cb is None and not self._writing:
                 self._schedule_flush()
             return
-        if self._closing:
+        if self._state.output is not OPEN:
             return
-        self._encode_lazy()
-        if more:
-            data = self._out.encode_many((record, *more))
-        elif record is not _NOTHING:
-            data = self._out.encode(record)
-        else:
-            data = b""
-        self._outbuf += data
-        before = self._queued
-        queued = self._queued = before + len(data)
-        if queued >= self._busy_mark:
+        if record is _NOTHING:  # put() with no record: put(*[])
+            return
+        before = self.queue_records(record, more)
+        if self._queued >= self._busy_mark:
             self._put_a_lot(before)
         elif self._flush_cb is None and not self._writing:
             self._schedule_flush()
@@ -458,43 +465,20 @@ class Connection:
         """Send this burst's output once the putting greenlet yields (or waits for input)."""
         self._flush_cb = self._loop.run_callback(self._flush)
 
-    def _encode_lazy(self) -> None:
-        """Encode the queued text records into the output buffer, in one join."""
-        lazy = self._lazy
-        if lazy:
-            lazy.append("")  # so the join ends with a terminator too
-            self._outbuf += self._lit.join(lazy).encode("ascii")
-            lazy.clear()
-
-    def _use_output_filter(self, out_filter: Filter) -> None:
-        lit = out_filter.ascii_terminator()
-        if lit is None or not lit.isascii():
-            self._lazy = None
-        else:
-            self._lazy = []
-            self._lit = lit
-            self._lit_len = len(lit)
-
-    def _end_output(self) -> None:
-        """Closing: encode what is queued (it is still sent); put() discards from now on."""
-        self._encode_lazy()
-        self._lazy = None
-
     def _put_a_lot(self, before: int) -> None:
         """put() past min(high_mark, INLINE_SEND_THRESHOLD): watermark, limit, inline send."""
-        self._encode_lazy()
-        after = self._queued
-        if after > self._high >= before:
+        crossed = self.crossed_after_put(before)
+        if crossed & ROSE_ABOVE_HIGH:
             self._output_event("high")
-        if after > self._output_limit:
-            self._too_slow(after)
+        if crossed & OVER_LIMIT:
+            self._too_slow(self._queued)
         elif not self._writing:
             self._flush()
 
     def _too_slow(self, queued: int) -> None:
-        self.server._count("closed_output_limit")
-        self._error = SlowClientError(
-            f"client {self.remote_address!r} did not read its output: {queued} bytes queued, "
+        self._hooks.count("closed_output_limit")
+        self.error = SlowClientError(
+            f"peer {self.remote_address!r} did not read its output: {queued} bytes queued, "
             f"past output_limit={self._output_limit}")
         self.close()
 
@@ -503,14 +487,15 @@ class Connection:
 
         Raises ``TimeoutError`` if that takes longer than ``timeout`` seconds.
         """
-        if not self._queued or self._closed:
+        if not self._queued or self._state.output is CLOSED:
             return
         if self._flush_event is None:
             self._flush_event = Event()
         self._flush_event.clear()
         if not self._writing:
             self._flush()
-        if self._queued and not self._closed and not self._flush_event.wait(timeout):
+        if (self._queued and self._state.output is not CLOSED
+                and not self._flush_event.wait(timeout)):
             raise TimeoutError(f"{self._queued} bytes still queued after {timeout} s")
 
     def _flush(self) -> None:
@@ -518,32 +503,31 @@ class Connection:
         if self._flush_cb is not None:  # called before the scheduled callback ran: cancel it
             self._flush_cb.stop()
             self._flush_cb = None
-        if self._closed or self._transport is None:
+        if self._state.output is CLOSED or self._transport is None:
             return
-        self._encode_lazy()
+        self.encode_text()
         buf = self._outbuf
         before = len(buf)
+        n = 0
         if before:
             try:
                 n = self._transport.send(buf)
             except OSError as exc:
                 self._write_failed(exc)
                 return
-            if n:
-                del buf[:n]
-                self._bytes_out += n
-        after = self._queued = len(buf)
-        if before > self._low >= after:
+            self._bytes_out += n
+        crossed = self.sent(before, n)
+        if crossed & FELL_TO_LOW:
             self._drained_below_low()
-        if after:
+        if self._queued:
             self._start_writing()
             return
         self._stop_writing()
         if self._flush_event is not None:
             self._flush_event.set()
-        if before:
+        if crossed & EMPTIED:
             self._output_event("flushed")
-        if self._closing and not self._wrote_fin:
+        if self._state.output is CLOSING:
             self._send_fin()
 
     def _start_writing(self) -> None:
@@ -564,25 +548,24 @@ class Connection:
 
     def _write_failed(self, exc: OSError) -> None:
         """The peer cannot take output any more: drop it and end the connection's input."""
-        if exc.errno not in PEER_GONE_ERRNOS and self._error is None:
-            self._error = exc
-        self._outbuf.clear()
-        self._lazy = None
-        self._queued = 0
-        self._closing = True
+        if exc.errno not in PEER_GONE_ERRNOS and self.error is None:
+            self.error = exc
+        self.discard()
+        if self._state.output is OPEN:
+            self._state.begin_closing()
         self._stop_writing()
         if self._flush_event is not None:
             self._flush_event.set()
-        self._stop_input()
+        self.stop_input()
 
     def _send_fin(self) -> None:
-        self._wrote_fin = True
+        self._state.fin_sent()
         self._transport.shutdown_write()
 
     def _output_event(self, kind: str) -> None:
         """Run client_flushed/high/low in this connection's own greenlet, never in the hub."""
-        callback = self.server._output_callbacks.get(kind)
-        if callback is None or self._closed:
+        callback = self._hooks.output_callbacks.get(kind)
+        if callback is None or self._state.output is CLOSED:
             return
         if self._events is None:
             self._events = deque()
@@ -591,11 +574,13 @@ class Connection:
             self._event_glet = gevent.spawn(self._run_output_events)
 
     def _run_output_events(self) -> None:
-        callbacks = self.server._output_callbacks
+        hooks = self._hooks
+        callbacks = hooks.output_callbacks
         events = self._events
         assert events is not None
         try:
-            while events and not self._closed:
+            state = self._state
+            while events and state.output is not CLOSED:
                 kind = events.popleft()
                 if kind == "flushed":
                     # Whatever client_flushed puts waits for the socket to be writable (an I/O
@@ -605,7 +590,7 @@ class Connection:
                 try:
                     callbacks[kind](self)
                 except Exception as exc:
-                    self.server._report_error(self, exc)
+                    hooks.report_error(self, exc)
         finally:
             self._event_glet = None
 
@@ -616,24 +601,23 @@ class Connection:
         Returns at once; ``put()`` discards from now on. The server drains unread input for up to
         ``drain_timeout`` seconds after FIN and closes the socket when the handler has ended.
         """
-        if self._closing:
+        if self._state.output is not OPEN:
             return
-        self._closing = True
-        self._end_output()
-        self._stop_input()
-        if self._transport is not None and not self._queued and not self._closed:
+        self._state.begin_closing()
+        self.end_output()
+        self.stop_input()
+        if self._transport is not None and not self._queued:
             self._send_fin()
 
     def close(self) -> None:
         """Close at once: queued output is discarded."""
-        if self._closed:
+        state = self._state
+        if state.output is CLOSED:
             return
-        self._closing = True
-        self._closed = True
-        self._input_stopped = self._input_done = True
-        self._outbuf.clear()
-        self._lazy = None
-        self._queued = 0
+        state.closed()
+        if not state.input_stopped:
+            state.stop_input()
+        self.discard()
         if self._rw is not None:
             self._rw.stop()
             self._stop_writing()
@@ -648,38 +632,44 @@ class Connection:
             self.socket.close()
         except OSError:
             pass
-        self.server._connection_closed(self)
+        self._hooks.closed(self)
 
-    def _finish(self, deadline: float | None) -> None:
-        """Graceful end in the client's greenlet: flush, FIN, drain unread input, close.
+    def finish(self, deadline: float | None) -> None:
+        """Graceful end in the owner's greenlet: flush, FIN, drain unread input, close.
+
+        ``deadline`` (a ``time.monotonic()`` value, or None) caps ``limits.flush_timeout`` and
+        ``limits.drain_timeout``: a stopping server passes the end of its grace.
 
         While the output is flushed, input that keeps arriving is read and discarded (up to
         ``drain_limit``), so that a close at any point, even a forced one, finds little or no
         unread input and the kernel sends FIN rather than a reset that would destroy replies
         the peer has not read yet.
         """
-        if self._closed:
+        state = self._state
+        if state.output is CLOSED:
             return
-        self._closing = True
-        self._end_output()
-        self._stop_input()
+        if state.output is OPEN:
+            state.begin_closing()
+        self.end_output()
+        self.stop_input()
         now = _monotonic()
-        limit = now + self.flush_timeout
+        limits = self._limits
+        limit = now + limits.flush_timeout
         if deadline is not None:
             limit = min(limit, deadline)
         try:
             if self._queued:
-                if not self._peer_eof:
+                if not state.peer_eof:
                     self._rw.start(self._discard_input)
                 try:
                     self.flush(max(limit - _monotonic(), 0.0))
                 finally:
                     self._rw.stop()
-            if self._peer_eof and not self._transport.is_tls:
+            if state.peer_eof and not self._transport.is_tls:
                 return  # all input was read, so close() sends a plain FIN, never a reset
-            if not self._wrote_fin and not self._closed:
+            if state.output is CLOSING:
                 self._send_fin()
-            self._drain(min(limit, _monotonic() + self.drain_timeout))
+            self._drain(min(limit, _monotonic() + limits.drain_timeout))
         except TimeoutError:
             pass  # the peer did not read in time: what is left is dropped at close
         finally:
@@ -694,15 +684,18 @@ class Connection:
         if data is None:
             return
         self._discarded += len(data)
-        if not data:
-            self._peer_eof = True
-        if not data or self._discarded >= self.drain_limit:
+        if not data and not self._state.peer_eof:
+            self._state.peer_closed()
+        if not data or self._discarded >= self._limits.drain_limit:
             self._rw.stop()
 
     def _drain(self, until: float) -> None:
         """Read and discard what the peer still sends after FIN, for a bounded time."""
         transport = self._transport
-        while not self._closed and self._discarded < self.drain_limit and not self._peer_eof:
+        drain_limit = self._limits.drain_limit
+        state = self._state
+        while (state.output is not CLOSED and self._discarded < drain_limit
+               and not state.peer_eof):
             try:
                 data = transport.recv(RECV_SIZE)
             except OSError:
@@ -745,23 +738,23 @@ class Connection:
 
         if self._transport is None or self._transport.is_tls:
             raise TLSError(f"{self!r} already uses TLS")
-        if self._closing:
+        if self._state.output is not OPEN:
             raise TLSError(f"{self!r} is closing")
-        self.flush(self.server.handshake_timeout)
+        self.flush(self._limits.handshake_timeout)
         leftover = self._in.pending_size()
         if leftover:
             raise TLSError(f"client {self.remote_address!r} sent {leftover} bytes after its "
                            "STARTTLS command, before the TLS handshake; refusing them "
                            "(STARTTLS command injection)")
         if handshake_timeout is None:
-            handshake_timeout = self.server.handshake_timeout
+            handshake_timeout = self._limits.handshake_timeout
         tls_sock = wrap_server_socket(self.socket, context)
         self.socket = tls_sock
         tls_sock.settimeout(handshake_timeout)
         try:
             tls_sock.do_handshake()
         except Exception as exc:
-            self.server._count("tls_failures")
+            self._hooks.count("tls_failures")
             raise TLSError(describe_handshake_failure(self.remote_address, exc)) from None
         self._transport = make_transport(tls_sock)
 
@@ -776,16 +769,14 @@ class Connection:
         old = self._in
         if new_filter is old:
             return
-        leftover = old.pending()
-        old._ready.clear()  # handed over in leftover; also ends __iter__'s pass over the list
+        # Taken, not copied: the old filter forgets these bytes (and its parsed records, which
+        # also ends __iter__'s pass over them), so using it again never parses them twice.
+        leftover = old.take_pending()
         self._in = new_filter
         if leftover:
             new_filter.receive(leftover)
 
     def set_output_filter(self, new_filter: Filter) -> None:
         """Encode records put from now on with ``new_filter``."""
-        self._encode_lazy()  # records already put keep the old filter's encoding
-        self._out = new_filter
-        if not self._closing:
-            self._use_output_filter(new_filter)
+        self.switch_output_filter(new_filter, more_to_come=self._state.output is OPEN)
 

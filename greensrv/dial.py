@@ -14,25 +14,20 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import fields
+from types import MappingProxyType
 from typing import Any
 
 import gevent.socket
 import gevent.ssl
 
-from .connection import Connection
+from .connection import Connection, ConnectionHooks
 from .errors import TLSError
 from .filters import Filter, Line
-from .options import (
-    DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_HIGH_MARK,
-    DEFAULT_LOW_MARK,
-    DEFAULT_OUTPUT_LIMIT,
-    DEFAULT_RECORD_TIMEOUT,
-    check_int,
-    check_seconds,
-)
+from .limits import Limits
+from .options import check_seconds
 
-__all__ = ["connect", "describe_address"]
+__all__ = ["ClientHooks", "connect", "describe_address"]
 
 log = logging.getLogger("greensrv")
 
@@ -66,46 +61,20 @@ def _parse_address(address: Address) -> tuple[str | None, tuple[str, int] | None
     raise TypeError(f"address must be (host, port) or 'unix:/path', not {address!r}")
 
 
-class ClientLimits:
-    """The limits of one client-side connection, checked once, each error naming its option.
+class ClientHooks(ConnectionHooks):
+    """What a client-side Connection reports: counters kept here, errors of output callbacks
+    to ``on_error`` (a Client's ``server_error``) or the log, output callbacks as given."""
 
-    Until the ``Limits`` of ``greensrv/limits.py`` lands (issue 9), this is also what the
-    ``Connection`` reads where it reads its server's settings, and it takes the reports a
-    server would take: counters are kept here, errors logged, output callbacks called.
-    """
-
-    def __init__(self, *, high_mark: int = DEFAULT_HIGH_MARK, low_mark: int = DEFAULT_LOW_MARK,
-                 output_limit: int = DEFAULT_OUTPUT_LIMIT, idle_timeout: float | None = None,
-                 record_timeout: float | None = DEFAULT_RECORD_TIMEOUT,
-                 handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT) -> None:
-        check_int("high_mark", high_mark, minimum=1)
-        check_int("low_mark", low_mark, minimum=0)
-        check_int("output_limit", output_limit, minimum=1)
-        if low_mark >= high_mark:
-            raise ValueError(f"low_mark ({low_mark}) must be below high_mark ({high_mark})")
-        if output_limit < high_mark:
-            raise ValueError(f"output_limit ({output_limit}) must be at least "
-                             f"high_mark ({high_mark})")
-        if idle_timeout is not None:
-            check_seconds("idle_timeout", idle_timeout, positive=True)
-        if record_timeout is not None:
-            check_seconds("record_timeout", record_timeout, positive=True)
-        check_seconds("handshake_timeout", handshake_timeout)
-        self.high_mark = high_mark
-        self.low_mark = low_mark
-        self.output_limit = output_limit
-        self.idle_timeout = idle_timeout
-        self.record_timeout = record_timeout
-        self.handshake_timeout = handshake_timeout
+    def __init__(self, output_callbacks: Mapping[str, Callable[[Connection], Any]] | None = None,
+                 on_error: Callable[[Connection, BaseException], Any] | None = None) -> None:
+        self.output_callbacks = MappingProxyType(dict(output_callbacks or {}))
+        self.on_error = on_error
         self.counters: dict[str, int] = {}
-        self._output_callbacks: Mapping[str, Callable[[Connection], Any]] = {}
-        self.on_error: Callable[[Connection, BaseException], Any] | None = None
 
-    # What a Connection reports to whoever made it (the server's interface, for now).
-    def _count(self, key: str) -> None:
+    def count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
 
-    def _report_error(self, conn: Connection, exc: BaseException) -> None:
+    def report_error(self, conn: Connection, exc: BaseException) -> None:
         if self.on_error is None:
             log.error("%r: %s: %s", conn, type(exc).__name__, exc)
             return
@@ -113,9 +82,6 @@ class ClientLimits:
             self.on_error(conn, exc)
         except Exception:
             log.exception("server_error callback failed on %r", conn)
-
-    def _connection_closed(self, conn: Connection) -> None:
-        pass
 
 
 def _connect_error(exc: OSError, where: str) -> OSError:
@@ -196,7 +162,8 @@ def _remaining(deadline: float | None) -> float | None:
 def open_connection(address: Address, *, in_filter: Filter, out_filter: Filter,
                     timeout: float | None, ssl_context: ssl.SSLContext | None,
                     server_hostname: str | None, source_address: Any, proxy_header: Any,
-                    limits: ClientLimits, pre_connect: PreConnect | None = None) -> Connection:
+                    limits: Limits, hooks: ConnectionHooks,
+                    pre_connect: PreConnect | None = None) -> Connection:
     """Connect, PROXY header, ``pre_connect``, TLS: a ready Connection (see :func:`connect`)."""
     path, hostport = _parse_address(address)
     where = describe_address(address)
@@ -223,9 +190,8 @@ def open_connection(address: Address, *, in_filter: Filter, out_filter: Filter,
                 server_hostname = hostport[0]
             sock = _start_tls(sock, ssl_context, server_hostname, where, _remaining(deadline))
         sock.settimeout(None)
-        conn = Connection(limits, sock, peer, next(_ids), in_filter,  # type: ignore[arg-type]
-                          out_filter)
-        conn._attach()
+        conn = Connection(sock, peer, next(_ids), in_filter, out_filter, limits, hooks)
+        conn.attach()
         return conn
     except TimeoutError as exc:
         sock.close()
@@ -252,32 +218,33 @@ def connect(address: Address, *, filter: Filter | None = None,
     context checks host names, as ``ssl.create_default_context()`` does. ``source_address``
     is ``(host, port)`` to bind before connecting. ``proxy_header`` (a
     ``greensrv.proxy.ProxyHeader``, or anything with ``encode(version)``, or bytes) is sent
-    first, before TLS. ``limits`` are the server's per-connection options: ``high_mark``,
-    ``low_mark``, ``output_limit``, ``idle_timeout``, ``record_timeout``.
+    first, before TLS. ``limits`` are the fields of ``greensrv.limits.Limits``, as for a
+    server: ``high_mark``, ``low_mark``, ``output_limit``, ``idle_timeout``,
+    ``record_timeout``, ``flush_timeout``...
 
     Raises ``OSError`` (``ConnectionRefusedError``...), ``TimeoutError`` or ``TLSError``, each
     naming the address. The connection is a context manager that closes it; ``shutdown()``
     ends it gracefully; nothing is reported to a callback (``get()`` raises).
     """
     in_filter, out_filter = pick_filters(filter, input_filter, output_filter)
-    checked = ClientLimits(**_limit_options(limits))
+    checked = make_limits(limits)
     return open_connection(address, in_filter=in_filter, out_filter=out_filter, timeout=timeout,
                            ssl_context=ssl_context, server_hostname=server_hostname,
                            source_address=source_address, proxy_header=proxy_header,
-                           limits=checked)
+                           limits=checked, hooks=ClientHooks())
 
 
-#: The keyword arguments ``connect`` and ``Client`` pass on as limits.
-LIMIT_OPTIONS = frozenset({"high_mark", "low_mark", "output_limit", "idle_timeout",
-                           "record_timeout", "handshake_timeout"})
+#: The keyword arguments ``connect`` and ``Client`` pass on as limits: the fields of Limits.
+LIMIT_OPTIONS = frozenset(field.name for field in fields(Limits))
 
 
-def _limit_options(options: dict[str, Any]) -> dict[str, Any]:
+def make_limits(options: dict[str, Any]) -> Limits:
+    """``Limits(**options)``, with a TypeError naming an option that is not a limit."""
     unknown = sorted(set(options) - LIMIT_OPTIONS)
     if unknown:
         raise TypeError(f"unknown option(s) {', '.join(unknown)}; limits are "
                         f"{', '.join(sorted(LIMIT_OPTIONS))}")
-    return options
+    return Limits(**options)
 
 
 def pick_filters(filter: Any, input_filter: Any, output_filter: Any

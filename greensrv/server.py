@@ -26,9 +26,10 @@ from gevent import getcurrent
 from gevent.event import Event
 from gevent.pool import Pool
 
-from .connection import Connection
+from .connection import Connection, ConnectionHooks
 from .errors import FilterError, GreensrvError, TLSError
 from .filters import Filter, Line
+from .limits import Limits
 from .listeners import Listener, adopt_socket, bind_tcp, bind_unix, parse_listen
 from .options import (
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -62,7 +63,8 @@ def _default_client_error(conn: Connection, exc: BaseException) -> None:
     reader) is a one-line warning, since its traceback would only show greensrv's internals; any
     other exception is a bug in the application and is logged with its traceback.
     """
-    _error_log_limiter.log(f"{conn.server.name}: error on {conn!r}: %s", exc,
+    name = conn.server.name if conn.server is not None else "greensrv"
+    _error_log_limiter.log(f"{name}: error on {conn!r}: %s", exc,
                            with_traceback=not isinstance(exc, GreensrvError))
 
 
@@ -158,20 +160,11 @@ class Server:
             self._make_out = None  # the same filter both ways
 
         check_int("concurrency", concurrency, minimum=-1)
-        check_int("high_mark", high_mark, minimum=1)
-        check_int("low_mark", low_mark, minimum=0)
-        check_int("output_limit", output_limit, minimum=1)
-        if low_mark >= high_mark:
-            raise ValueError(f"low_mark ({low_mark}) must be below high_mark ({high_mark})")
-        if output_limit < high_mark:
-            raise ValueError(f"output_limit ({output_limit}) must be at least "
-                             f"high_mark ({high_mark})")
+        #: The bounds every connection of this server enforces, checked once here.
+        self.limits = Limits(high_mark=high_mark, low_mark=low_mark, output_limit=output_limit,
+                             idle_timeout=idle_timeout, record_timeout=record_timeout,
+                             handshake_timeout=handshake_timeout)
         check_seconds("shutdown_timeout", shutdown_timeout)
-        check_seconds("handshake_timeout", handshake_timeout)
-        if idle_timeout is not None:
-            check_seconds("idle_timeout", idle_timeout, positive=True)
-        if record_timeout is not None:
-            check_seconds("record_timeout", record_timeout, positive=True)
         if max_connections_per_ip is not None:
             check_int("max_connections_per_ip", max_connections_per_ip, minimum=1)
         if ssl_context is not None and not hasattr(ssl_context, "wrap_socket"):
@@ -182,10 +175,10 @@ class Server:
         self.low_mark = low_mark
         self.output_limit = output_limit
         self.shutdown_timeout = float(shutdown_timeout)
-        self.idle_timeout = None if idle_timeout is None else float(idle_timeout)
+        self.idle_timeout = self.limits.idle_timeout
         self.ssl_context = ssl_context
-        self.handshake_timeout = float(handshake_timeout)
-        self.record_timeout = None if record_timeout is None else float(record_timeout)
+        self.handshake_timeout = self.limits.handshake_timeout
+        self.record_timeout = self.limits.record_timeout
         self.max_connections_per_ip = max_connections_per_ip
         self.name = name
 
@@ -212,11 +205,13 @@ class Server:
         self._closed = False
         self._stopping = False
         self._stop_deadline: float | None = None
+        self._forced = 0  # client greenlets the shutdown closed and killed
         self._stopped = Event()
         self._counters: dict[str, int] = {}
         self._per_ip: dict[Any, int] = {}
         self._bytes_in_closed = 0
         self._bytes_out_closed = 0
+        self._hooks = _ServerHooks(self)
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -246,7 +241,7 @@ class Server:
 
     def statistics(self) -> Statistics:
         """A frozen snapshot of what the server is doing and why clients were dropped."""
-        live = [c for c in self._connections.values() if not c._closed]  # closed: counted below
+        live = [c for c in self._connections.values() if not c.closed]  # closed: counted below
         limit = self.concurrency
         counters = self._counters
         return Statistics(
@@ -256,8 +251,8 @@ class Server:
             accepted=counters.get("accepted", 0),
             refused=counters.get("refused_pre_connect", 0) + counters.get("refused_per_ip", 0),
             refused_per_ip=counters.get("refused_per_ip", 0),
-            bytes_in=self._bytes_in_closed + sum(c._bytes_in for c in live),
-            bytes_out=self._bytes_out_closed + sum(c._bytes_out for c in live),
+            bytes_in=self._bytes_in_closed + sum(c.bytes_in for c in live),
+            bytes_out=self._bytes_out_closed + sum(c.bytes_out for c in live),
             client_errors=counters.get("client_errors", 0),
             tls_failures=counters.get("tls_failures", 0),
             closed_idle=counters.get("closed_idle", 0),
@@ -269,8 +264,8 @@ class Server:
         )
 
     def _connection_closed(self, conn: Connection) -> None:
-        self._bytes_in_closed += conn._bytes_in
-        self._bytes_out_closed += conn._bytes_out
+        self._bytes_in_closed += conn.bytes_in
+        self._bytes_out_closed += conn.bytes_out
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "listening" if self._started else "new"
@@ -406,13 +401,15 @@ class Server:
             if left:
                 self._stop_deadline = time.monotonic() + self.stop_grace
                 for conn in list(self._connections.values()):
-                    conn._stop_input()
+                    conn.stop_input()
                 # Connections bound their own flush and drain by the same deadline; the margin
                 # lets one that uses all of it end by itself rather than be counted as forced.
                 self._pool.join(timeout=self.stop_grace + 0.25)
-            forced = len(self._pool)
-            if forced:
+            if self._pool:
                 self._force_close()
+            # A second SIGINT may have forced the close while we waited above.
+            forced = self._forced
+            left = max(left, forced)
             log.info("%s: stopped in %.2f s; %d connection(s) ended by the shutdown, "
                      "%d forced closed", self.name, time.monotonic() - start, left, forced)
         finally:
@@ -420,6 +417,7 @@ class Server:
             self._stopped.set()
 
     def _force_close(self) -> None:
+        self._forced += len(self._pool)
         for conn in list(self._connections.values()):
             conn.close()
         self._pool.kill(block=True, timeout=1.0)
@@ -490,7 +488,8 @@ class Server:
                 sock = wrap_server_socket(sock, self.ssl_context)
             in_filter = self._make_in()
             out_filter = self._make_out() if self._make_out is not None else in_filter
-            conn = Connection(self, sock, address, next(self._ids), in_filter, out_filter)
+            conn = Connection(sock, address, next(self._ids), in_filter, out_filter,
+                              self.limits, self._hooks, server=self)
             if not self._handshake(conn):
                 return
             self._run_connection(conn)
@@ -513,7 +512,7 @@ class Server:
                     describe_handshake_failure(conn.remote_address, exc)))
                 conn.close()
                 return False
-        conn._attach()
+        conn.attach()
         return True
 
     def _run_connection(self, conn: Connection) -> None:
@@ -530,11 +529,11 @@ class Server:
                 if isinstance(exc, FilterError):
                     self._count("closed_filter_error")
                 self._report_error(conn, exc)
-            if conn._error is not None:
-                error, conn._error = conn._error, None
+            if conn.error is not None:
+                error, conn.error = conn.error, None
                 self._report_error(conn, error)
             deadline = self._stop_deadline if self._stopping else None
-            conn._finish(deadline)
+            conn.finish(deadline)
         finally:
             conn.close()
             try:
@@ -567,6 +566,23 @@ class Server:
 
     def _count(self, key: str) -> None:
         self._counters[key] = self._counters.get(key, 0) + 1
+
+
+class _ServerHooks(ConnectionHooks):
+    """How a server's connections report to it: statistics, client_error, output callbacks."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self.output_callbacks = server._output_callbacks
+
+    def count(self, key: str) -> None:
+        self._server._count(key)
+
+    def report_error(self, conn: Connection, exc: BaseException) -> None:
+        self._server._report_error(conn, exc)
+
+    def closed(self, conn: Connection) -> None:
+        self._server._connection_closed(conn)
 
 
 def serve_forever(handler: Callable[[Connection], Any] | None = None, **options: Any) -> None:

@@ -397,7 +397,7 @@ def test_switching_the_input_filter_mid_batch_while_iterating_hands_over_the_res
             if handed_over is None:
                 lines.append(record)
                 if len(lines) == 3:
-                    still_ready = len(conn.input_filter._ready)
+                    still_ready = len(conn.input_filter.take_ready())
                     handed_over = conn.input_filter.pending()
                     getattr(conn, switch)(make_filter())
             else:

@@ -1409,8 +1409,11 @@ def test_serve_forever_stops_gracefully_on_signal_and_restores_handlers(
 
 
 FORCE_SCRIPT = textwrap.dedent("""
+    import logging
     import gevent
     import greensrv
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     def stubborn(conn):
         conn.put("hello")
@@ -1425,7 +1428,8 @@ FORCE_SCRIPT = textwrap.dedent("""
 
 
 def test_a_second_sigint_forces_the_shutdown(tmp_path, connect):
-    """The first SIGINT starts a graceful stop (60 s here); a second one closes everything now."""
+    """The first SIGINT starts a graceful stop (60 s here); a second one closes everything now,
+    and the log counts the connections it closed (it once said "0 forced closed")."""
     script = tmp_path / "force.py"
     script.write_text(FORCE_SCRIPT)
     proc = gevent.subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
@@ -1435,22 +1439,20 @@ def test_a_second_sigint_forces_the_shutdown(tmp_path, connect):
             first = proc.stdout.readline()
         assert first.startswith("ADDRESS "), first + proc.stderr.read()
         address = ("127.0.0.1", int(first.split()[1]))
-        client = connect(address)
+        client, other = connect(address), connect(address)
         assert client.readline() == b"hello\r\n"
+        assert other.readline() == b"hello\r\n"
         proc.send_signal(signal.SIGINT)
-        # The graceful stop has begun once the listener refuses new clients.
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                connect(address, timeout=1).close()
-            except (ConnectionRefusedError, ConnectionResetError):
-                break  # refused, or reset when the listener closed with it in the backlog
-            assert time.monotonic() < deadline, "the first SIGINT did not start a stop"
-            gevent.sleep(0.02)  # poll interval
+        # The graceful stop has begun once the log says so (the listener is closed by then).
+        with gevent.Timeout(10, AssertionError("the first SIGINT did not start a stop")):
+            while "stopping:" not in (line := proc.stderr.readline()):
+                assert line, "the server ended before the second SIGINT"
+        assert "stopping: 2 connection(s)" in line, line
         assert proc.poll() is None, "one SIGINT must not force the stop"
         started = time.monotonic()
         proc.send_signal(signal.SIGINT)
         assert client.read_all() == b""  # closed by the forced stop, well before 60 s
+        assert other.read_all() == b""
         out, err = proc.communicate(timeout=10)
         elapsed = time.monotonic() - started
     finally:
@@ -1460,3 +1462,4 @@ def test_a_second_sigint_forces_the_shutdown(tmp_path, connect):
     assert proc.returncode == 0, err
     assert out.strip() == "RETURNED", err
     assert elapsed < 5
+    assert "2 connection(s) ended by the shutdown, 2 forced closed" in err, err

@@ -72,8 +72,8 @@ class Filter:
 
     #: Records already parsed and not yet returned, last one first. A filter that parses a
     #: whole chunk at once (Line, Resp) gives each instance its own list here, and its
-    #: next_record() looks in it first; the Connection pops records from it directly (the
-    #: per-record fast path). Other filters keep this shared empty list and never touch it.
+    #: next_record() looks in it first; others keep this shared empty list and never touch it.
+    #: Read it through :meth:`take_ready`, never directly.
     _ready: list[Any] = []
 
     record_filter: ClassVar[bool] = False
@@ -130,6 +130,48 @@ class Filter:
     def pending_size(self) -> int:
         """``len(self.pending())``, without copying the bytes."""
         return len(self._buf) - self._start
+
+    def take_ready(self) -> list[Any]:
+        """The records already parsed and not yet returned, last one first.
+
+        The caller takes records by popping from the end of this list; each one popped counts as
+        returned, exactly as if :meth:`next_record` had returned it (the per-record fast path of
+        a connection iterating a batch). The list stays the filter's: ``next_record`` may start
+        a new one, so ask again after calling it. A filter whose records need more work after
+        parsing (``JsonLines`` decodes each line) returns an empty list, so every record goes
+        through ``next_record``.
+        """
+        return self._ready
+
+    def take_pending(self) -> bytes:
+        """Return :meth:`pending` and forget those bytes (what switching filters uses).
+
+        Afterwards the filter holds no input, as :meth:`clone` would make it, so bytes handed
+        over to another filter are never parsed here a second time if this filter is used again.
+        The list :meth:`take_ready` returned is emptied in place.
+        """
+        ready = self.take_ready()
+        data = self.pending()
+        ready.clear()
+        self._forget_input()
+        return data
+
+    def _forget_input(self) -> None:
+        """Reset every field to what a fresh clone holds: settings are equal, buffers empty."""
+        fresh = self.clone()
+        for cls in type(self).__mro__:
+            slots = cls.__dict__.get("__slots__", ())
+            for name in (slots,) if isinstance(slots, str) else slots:
+                if name in ("__dict__", "__weakref__"):
+                    continue
+                if name.startswith("__"):
+                    name = f"_{cls.__name__.lstrip('_')}{name}"  # a mangled private slot
+                try:
+                    setattr(self, name, getattr(fresh, name))
+                except AttributeError:
+                    pass  # a slot the fresh filter leaves unset stays as it is
+        if hasattr(fresh, "__dict__"):
+            vars(self).update(vars(fresh))
 
     def _compact(self) -> None:
         """Drop consumed bytes from the front of the buffer."""

@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from ..errors import FilterError
-from .base import NEED_DATA
+from .base import NEED_DATA, Filter
 from .line import Line
 
 __all__ = ["JsonLines"]
@@ -56,6 +56,11 @@ class JsonLines(Line):
                 return line
             if line.strip():
                 return self._parse(line)
+
+    def take_ready(self) -> list[Any]:
+        # The ready list holds raw lines, not yet decoded: every record goes through
+        # next_record, which decodes it.
+        return Filter._ready
 
     def feed(self, data: bytes) -> list[Any]:
         parse = self._parse

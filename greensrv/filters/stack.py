@@ -124,6 +124,12 @@ class Stack(Filter):
     def pending_size(self) -> int:
         return sum(layer.pending_size() for layer in self._layers)
 
+    def take_pending(self) -> bytes:
+        data = self.pending()
+        for layer in self._layers:  # the layers stay the same objects, emptied
+            layer.take_pending()
+        return data
+
     # -- output ------------------------------------------------------------------------------
     def encode(self, record: Any) -> bytes:
         return self.encode_many((record,))

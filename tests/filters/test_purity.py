@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import greensrv.filters
 
 FORBIDDEN = {"socket", "ssl", "select", "selectors", "asyncio", "gevent", "greenlet"}
@@ -37,3 +39,15 @@ def test_testing_helpers_are_pure_too():
     path = Path(greensrv.filters.__file__).parent.parent / "testing.py"
     roots = {name.split(".")[0] for name in imported_modules(path)}
     assert not roots & FORBIDDEN
+
+
+#: Modules below the connection, sans-IO like the filters: the output queue, the connection's
+#: state machine, the limits and the options they check with.
+PURE_CORE = ("output_queue.py", "connection_state.py", "limits.py", "options.py")
+
+
+@pytest.mark.parametrize("name", PURE_CORE)
+def test_the_output_queue_state_and_limits_are_pure_too(name):
+    path = Path(greensrv.filters.__file__).parent.parent / name
+    roots = {module.split(".")[0] for module in imported_modules(path)}
+    assert not roots & (FORBIDDEN | {"__import__", "importlib"}), f"{name} imports {roots}"

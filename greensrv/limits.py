@@ -1,0 +1,74 @@
+"""Limits: every bound a connection enforces, validated once and frozen.
+
+Whoever makes a :class:`~greensrv.Connection` (the server for each accepted client, or
+``greensrv.connect``) builds one ``Limits`` and hands it over; the connection reads its timeouts,
+watermarks and drain bounds from it, never from its owner at the moment of use. Pure: no socket,
+ssl or gevent import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .options import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_HIGH_MARK,
+    DEFAULT_LOW_MARK,
+    DEFAULT_OUTPUT_LIMIT,
+    DEFAULT_RECORD_TIMEOUT,
+    check_int,
+    check_seconds,
+)
+
+__all__ = ["Limits"]
+
+#: Seconds a closing connection may take to write its queued output once its handler has ended
+#: (outside ``stop()``, which sets its own grace): a peer that reads nothing for this long loses
+#: the rest, yet 30 s lets a slow but live link take a large final reply.
+DEFAULT_FLUSH_TIMEOUT = 30.0
+#: Seconds unread input is read and discarded after FIN, so that closing with unread input does
+#: not make the kernel send a reset that destroys data the peer has not yet read; about one
+#: round trip on the slowest links, short enough not to hold a slot.
+DEFAULT_DRAIN_TIMEOUT = 1.0
+#: Most bytes discarded while closing; a peer still sending after this is cut off (it bounds what
+#: a peer that keeps sending while its connection closes costs).
+DEFAULT_DRAIN_LIMIT = 1 << 20
+
+_SECONDS_OR_NONE = ("idle_timeout", "record_timeout")
+_SECONDS = ("handshake_timeout", "flush_timeout", "drain_timeout")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds of one connection; each field is checked at construction, naming itself."""
+
+    high_mark: int = DEFAULT_HIGH_MARK
+    low_mark: int = DEFAULT_LOW_MARK
+    output_limit: int = DEFAULT_OUTPUT_LIMIT
+    idle_timeout: float | None = None
+    record_timeout: float | None = DEFAULT_RECORD_TIMEOUT
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    flush_timeout: float = DEFAULT_FLUSH_TIMEOUT
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+    drain_limit: int = DEFAULT_DRAIN_LIMIT
+
+    def __post_init__(self) -> None:
+        check_int("high_mark", self.high_mark, minimum=1)
+        check_int("low_mark", self.low_mark, minimum=0)
+        check_int("output_limit", self.output_limit, minimum=1)
+        check_int("drain_limit", self.drain_limit, minimum=0)
+        if self.low_mark >= self.high_mark:
+            raise ValueError(f"low_mark ({self.low_mark}) must be below "
+                             f"high_mark ({self.high_mark})")
+        if self.output_limit < self.high_mark:
+            raise ValueError(f"output_limit ({self.output_limit}) must be at least "
+                             f"high_mark ({self.high_mark})")
+        for name in _SECONDS:
+            value = getattr(self, name)
+            check_seconds(name, value)
+            object.__setattr__(self, name, float(value))
+        for name in _SECONDS_OR_NONE:
+            value = getattr(self, name)
+            if value is not None:
+                check_seconds(name, value, positive=True)
+                object.__setattr__(self, name, float(value))

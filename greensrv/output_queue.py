@@ -1,0 +1,169 @@
+"""OutputQueue: the bytes a connection has yet to send, and the watermark crossings (sans-IO).
+
+It holds encoded output and, when the output filter allows it, ASCII text records not yet encoded
+(``Filter.ascii_terminator``: their wire form is the record plus a terminator, so a whole burst
+is encoded with one ``join`` when it is sent, and queuing one is a list append). It counts the
+bytes exactly, and every method that changes the count returns the crossings it caused as flags
+(:data:`ROSE_ABOVE_HIGH`, :data:`OVER_LIMIT`, :data:`FELL_TO_LOW`, :data:`EMPTIED`); the
+connection acts on them (pauses reading, runs ``client_high``/``client_low``/``client_flushed``,
+shuts a slow reader down). No socket, ssl or gevent import: it is tested without a socket.
+
+:class:`~greensrv.Connection` inherits it (asyncio's ``_FlowControlMixin`` habit), so the
+per-record path of ``put()`` reads these fields on ``self`` with no extra indirection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .filters.base import Filter
+from .limits import Limits
+
+__all__ = ["EMPTIED", "FELL_TO_LOW", "INLINE_SEND_THRESHOLD", "OVER_LIMIT", "ROSE_ABOVE_HIGH",
+           "OutputQueue"]
+
+#: put() tries to send at once when this much output is queued, so a handler that puts a lot
+#: without yielding still streams instead of building a large buffer.
+INLINE_SEND_THRESHOLD = 65536
+
+#: Crossing flags, combined with ``|``: queued output rose past high_mark…
+ROSE_ABOVE_HIGH = 1
+#: …passed output_limit (the peer does not read: shut it down)…
+OVER_LIMIT = 2
+#: …fell from above low_mark to low_mark or below (reading may resume)…
+FELL_TO_LOW = 4
+#: …and the queue became empty after holding bytes (everything was sent).
+EMPTIED = 8
+
+
+class OutputQueue:
+    """Queued output of one connection: encoded bytes, then lazily encoded ASCII text.
+
+    ``_queued`` is exact to the byte at all times: the encoded bytes plus the wire size of the
+    text records not yet encoded. Text records always follow the encoded bytes on the wire.
+    """
+
+    __slots__ = ("_busy_mark", "_high", "_lazy", "_lit", "_lit_len", "_low", "_out", "_outbuf",
+                 "_output_limit", "_queued")
+
+    def __init__(self, out_filter: Filter, limits: Limits) -> None:
+        self._out = out_filter
+        self._outbuf = bytearray()  # encoded output not yet sent
+        # ASCII str records put but not yet encoded (None when the output filter has no
+        # ascii_terminator, and once the output has ended); they follow everything in _outbuf.
+        self._lazy: list[str] | None = None
+        self._lit = ""
+        self._lit_len = 0
+        self._use_output_filter(out_filter)
+        self._queued = 0  # bytes of output queued: _outbuf plus the wire size of _lazy
+        self._high = limits.high_mark
+        self._low = limits.low_mark
+        self._output_limit = limits.output_limit
+        # The per-record path leaves its fast lane past this: the high mark must be checked, or
+        # enough is queued to be worth sending at once.
+        self._busy_mark = min(self._high + 1, INLINE_SEND_THRESHOLD)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes queued for output and not yet taken by the kernel."""
+        return self._queued
+
+    @property
+    def output_filter(self) -> Filter:
+        return self._out
+
+    # -- queuing -------------------------------------------------------------------------------
+    def queue_text(self, record: str) -> int:
+        """Queue one ASCII ``str`` record for the lazy path; returns the crossings.
+
+        Only when ``_lazy`` is not None (the connection inlines this for speed).
+        """
+        lazy = self._lazy
+        assert lazy is not None
+        lazy.append(record)
+        size = len(record) + self._lit_len
+        queued = self._queued = self._queued + size
+        return self.crossed_after_put(queued - size) if queued >= self._busy_mark else 0
+
+    def queue_records(self, record: Any, more: tuple[Any, ...]) -> int:
+        """Encode ``record`` (and ``more``) through the output filter and queue the bytes.
+
+        Returns the queue size before, for :meth:`crossed_after_put`. The filter's errors
+        (``TypeError``/``ValueError``) propagate with nothing queued.
+        """
+        self.encode_text()
+        out = self._out
+        data = out.encode_many((record, *more)) if more else out.encode(record)
+        self._outbuf += data
+        before = self._queued
+        self._queued = before + len(data)
+        return before
+
+    def crossed_after_put(self, before: int) -> int:
+        """The crossings of a put that grew the queue from ``before`` bytes to ``_queued``."""
+        self.encode_text()
+        after = self._queued
+        crossed = 0
+        if after > self._high >= before:
+            crossed = ROSE_ABOVE_HIGH
+        if after > self._output_limit:
+            crossed |= OVER_LIMIT
+        return crossed
+
+    def encode_text(self) -> None:
+        """Encode the queued text records into the byte buffer, in one join."""
+        lazy = self._lazy
+        if lazy:
+            lazy.append("")  # so the join ends with a terminator too
+            self._outbuf += self._lit.join(lazy).encode("ascii")
+            lazy.clear()
+
+    # -- sending -------------------------------------------------------------------------------
+    def outgoing(self) -> bytearray:
+        """The bytes to send now, everything queued (text encoded); pass what was sent to
+        :meth:`sent`."""
+        self.encode_text()
+        return self._outbuf
+
+    def sent(self, before: int, n: int) -> int:
+        """``n`` bytes of ``before`` queued ones were sent; returns the crossings."""
+        buf = self._outbuf
+        if n:
+            del buf[:n]
+        after = self._queued = len(buf)
+        crossed = FELL_TO_LOW if before > self._low >= after else 0
+        if not after and before:
+            crossed |= EMPTIED
+        return crossed
+
+    # -- filters and the end -------------------------------------------------------------------
+    def switch_output_filter(self, new_filter: Filter, more_to_come: bool) -> None:
+        """Encode records queued from now on with ``new_filter``; queued ones keep the old one.
+
+        ``more_to_come``: False once the output has ended (closing), so the lazy text path
+        stays off and the connection keeps dropping what is put.
+        """
+        self.encode_text()
+        self._out = new_filter
+        if more_to_come:
+            self._use_output_filter(new_filter)
+
+    def _use_output_filter(self, out_filter: Filter) -> None:
+        lit = out_filter.ascii_terminator()
+        if lit is None or not lit.isascii():
+            self._lazy = None
+        else:
+            self._lazy = []
+            self._lit = lit
+            self._lit_len = len(lit)
+
+    def end_output(self) -> None:
+        """Closing gracefully: what is queued is still sent; records put from now on are not."""
+        self.encode_text()
+        self._lazy = None
+
+    def discard(self) -> None:
+        """Closing at once, or the peer is gone: drop everything queued and end the output."""
+        self._outbuf.clear()
+        self._lazy = None
+        self._queued = 0

@@ -1,0 +1,142 @@
+"""A ``Connection`` made directly on a connected socket, with no Server: what a client builds on.
+
+The connection reads its bounds from ``Limits`` and reports through ``ConnectionHooks``; these
+tests make one on one end of a loopback TCP pair and drive the other end with a plain socket.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import gevent
+import gevent.socket
+import pytest
+from gevent.event import Event
+from support import WAIT, wait_for
+
+from greensrv.connection import Connection, ConnectionHooks
+from greensrv.errors import RecordTimeoutError
+from greensrv.filters import Line
+from greensrv.limits import Limits
+
+
+class RecordingHooks(ConnectionHooks):
+    def __init__(self, output_callbacks=None):
+        self.counts: list[str] = []
+        self.errors: list[BaseException] = []
+        self.closed_conns: list[Connection] = []
+        self.reported = Event()
+        if output_callbacks is not None:
+            self.output_callbacks = output_callbacks
+
+    def count(self, key):
+        self.counts.append(key)
+
+    def report_error(self, conn, exc):
+        self.errors.append(exc)
+        self.reported.set()
+
+    def closed(self, conn):
+        self.closed_conns.append(conn)
+
+
+@pytest.fixture
+def pair():
+    """(our end, the peer's end): a connected loopback TCP pair of gevent sockets."""
+    listener = gevent.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    peer = gevent.socket.create_connection(listener.getsockname(), timeout=WAIT)
+    ours, address = listener.accept()
+    listener.close()
+    peer.settimeout(WAIT)
+    yield ours, peer, address
+    ours.close()
+    peer.close()
+
+
+def make(pair, hooks=None, **limits):
+    ours, _, address = pair
+    f = Line()
+    conn = Connection(ours, address, 1, f, f, Limits(**limits), hooks or ConnectionHooks())
+    conn.attach()
+    return conn
+
+
+def test_records_in_and_out_with_no_server(pair):
+    conn = make(pair)
+    _, peer, _ = pair
+    assert conn.server is None
+    peer.sendall(b"hello\nworld\n")
+    assert [conn.get(timeout=WAIT), conn.get(timeout=WAIT)] == ["hello", "world"]
+    conn.put("back")
+    conn.flush(timeout=WAIT)
+    assert peer.recv(100) == b"back\r\n"
+    assert (conn.bytes_in, conn.bytes_out) == (12, 6)
+
+
+def test_it_is_a_context_manager_that_closes_and_reports_closed_once(pair):
+    hooks = RecordingHooks()
+    with make(pair, hooks) as conn:
+        assert not conn.closed
+    assert conn.closed
+    conn.close()
+    assert hooks.closed_conns == [conn]
+    _, peer, _ = pair
+    assert peer.recv(10) == b""
+
+
+def test_timeouts_come_from_its_limits_and_are_counted_through_the_hooks(pair):
+    hooks = RecordingHooks()
+    conn = make(pair, hooks, record_timeout=0.2)
+    _, peer, _ = pair
+    peer.sendall(b"an unfinished rec")
+    with pytest.raises(EOFError):
+        conn.get(timeout=WAIT)
+    assert hooks.counts == ["closed_record_timeout"]
+    assert isinstance(conn.error, RecordTimeoutError)
+    assert "record_timeout=0.2" in str(conn.error)
+
+
+def test_output_callbacks_run_in_the_connections_own_greenlet(pair):
+    flushed = Event()
+    hooks = RecordingHooks({"flushed": lambda conn: flushed.set()})
+    conn = make(pair, hooks)
+    conn.put("x")
+    wait_for(flushed, "client_flushed through the hooks")
+    conn.close()
+
+
+def test_an_output_callback_error_goes_to_report_error(pair):
+    def broken(conn):
+        raise RuntimeError("callback bug")
+
+    hooks = RecordingHooks({"flushed": broken})
+    conn = make(pair, hooks)
+    conn.put("x")
+    wait_for(hooks.reported, "the callback's error reported through the hooks")
+    assert str(hooks.errors[0]) == "callback bug"
+    conn.close()
+
+
+def test_finish_flushes_sends_fin_and_closes(pair):
+    hooks = RecordingHooks()
+    conn = make(pair, hooks)
+    _, peer, _ = pair
+    conn.put("bye")
+    conn.finish(None)
+    assert conn.closed and hooks.closed_conns == [conn]
+    data = b""
+    while chunk := peer.recv(100):
+        data += chunk
+    assert data == b"bye\r\n"
+
+
+def test_stop_input_ends_a_waiting_get_with_eof(pair):
+    conn = make(pair)
+    reader = gevent.spawn(conn.get)
+    gevent.idle()
+    conn.stop_input()
+    with pytest.raises(EOFError):
+        reader.get(timeout=WAIT)
+    conn.close()
