@@ -118,6 +118,7 @@ class Client:
         self._connection: Connection | None = None
         self._glet: gevent.Greenlet | None = None
         self._stopping = False
+        self._connecting = False  # inside open_connection: stop() may interrupt it
         self._replace = False  # reconnect() or connect(address) asked for a new connection
         self._wake = Event()  # ends a wait between attempts early
         self._up = Event()  # set while a connection is live, and once the client has ended
@@ -144,9 +145,12 @@ class Client:
 
     def stop(self) -> None:
         """End the client: the live connection is shut down gracefully (its queued output is
-        sent), no reconnection follows. Returns at once; ``join()`` waits for the end."""
+        sent), an attempt in progress is abandoned, no reconnection follows. Returns at once;
+        ``join()`` waits for the end."""
         self._stopping = True
         self._wake.set()
+        if self._connecting and self._glet is not None and self._glet is not gevent.getcurrent():
+            self._glet.kill(block=False)  # its socket is closed as the GreenletExit unwinds
         conn = self._connection
         if conn is not None:
             conn.shutdown()
@@ -235,6 +239,7 @@ class Client:
         out_filter = in_filter if out_template is in_template else out_template.clone()
         hooks = ClientHooks(self._output_callbacks, self._report_error)
         ssl_context, server_hostname = self._tls
+        self._connecting = True
         try:
             conn = open_connection(
                 self._address, in_filter=in_filter, out_filter=out_filter,
@@ -249,6 +254,8 @@ class Client:
             except Exception:
                 log.exception("%s: connect_error callback failed", self.name)
             return None
+        finally:
+            self._connecting = False
         self.last_error = None
         return conn
 

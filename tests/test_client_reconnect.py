@@ -245,3 +245,29 @@ def test_a_connection_that_lasted_resets_the_backoff(reset_after, reconnects_at_
         assert client.join(WAIT)
         for server in servers:
             server.stop(timeout=0)
+
+
+def test_stop_abandons_a_connect_in_progress(no_leaks):
+    """A server whose backlog is full never completes the handshake: stop() still ends the
+    client at once, and closes the half-open socket."""
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        fillers = []
+        try:
+            # Fill the accept queue so the next connect hangs in SYN-SENT.
+            for _ in range(8):
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex(full.getsockname())
+                fillers.append(s)
+            rec = Recorder()
+            client = Client(full.getsockname(), **rec.options()).start()
+            with pytest.raises(TimeoutError):
+                client.wait_connected(0.2)  # the attempt is stuck in the handshake
+            client.stop()
+            assert client.join(WAIT)
+            assert client.connection is None and rec.calls["connected"] == 0
+        finally:
+            for s in fillers:
+                s.close()
