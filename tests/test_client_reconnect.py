@@ -271,3 +271,34 @@ def test_stop_abandons_a_connect_in_progress(no_leaks):
         finally:
             for s in fillers:
                 s.close()
+
+
+def test_server_flushed_and_pre_connect(no_leaks):
+    """pre_connect sees the socket after the connect and may replace it (or give up with
+    None, which is a connect_error); server_flushed follows each complete write."""
+    flushed = Queue()
+    seen = Queue()
+    errors = Queue()
+    attempts = []
+
+    def pre_connect(sock, address):
+        attempts.append(address)
+        seen.put(address)
+        return sock if len(attempts) == 1 else None  # the second attempt is given up
+
+    def handler(conn):
+        conn.put("x")
+        for _ in conn:
+            pass
+
+    with serving(greeter) as server:
+        client = Client(server.address, handler=handler,
+                        pre_connect=pre_connect, server_flushed=flushed.put,
+                        connect_error=lambda client, exc: errors.put(exc)).start()
+        conn = client.wait_connected(WAIT)
+        assert wait_for(seen, "pre_connect") == server.address
+        assert wait_for(flushed, "server_flushed") is conn
+        client.reconnect()
+        exc = wait_for(errors, "the given-up attempt")
+        assert isinstance(exc, ConnectionAbortedError) and "pre_connect" in str(exc)
+        assert client.join(WAIT)  # retry=None: a failed attempt ends the client
