@@ -13,13 +13,10 @@ import os
 import socket as _stdsocket
 import stat
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import gevent.socket
 from gevent.server import StreamServer
-
-if TYPE_CHECKING:
-    from .server import Server
 
 log = logging.getLogger("greensrv")
 
@@ -114,6 +111,24 @@ def bound_address(sock: Any) -> Any:
     return (name[0], name[1])
 
 
+class ListenerOwner(Protocol):
+    """What a listener asks of the server that owns it (the server supplies one)."""
+
+    name: str
+
+    def accept_client(self, sock: Any, address: Any) -> None:
+        """Take one accepted socket, in the hub: start its life or refuse it (and close it)."""
+
+    def full(self) -> bool:
+        """True while no client may be accepted (the concurrency limit, a stop)."""
+
+    def count(self, key: str) -> None:
+        """A statistics counter went up by one ("accept_capacity_errors")."""
+
+    def listener_failed(self, listener: Listener, exc: OSError) -> None:
+        """A fatal accept error: report it; the listener stops accepting."""
+
+
 class Listener(StreamServer):
     """One listening socket; hands each accepted socket to the server.
 
@@ -131,21 +146,23 @@ class Listener(StreamServer):
     min_delay = 0.01
     max_delay = 1.0
 
-    def __init__(self, sock: Any, server: Server, unix_path: str | None = None) -> None:
-        super().__init__(sock, handle=server._serve_client, spawn=server._spawn_client)
-        self.owner = server
+    def __init__(self, sock: Any, owner: ListenerOwner, unix_path: str | None = None) -> None:
+        self._backoff_timer: Any = None  # set while accepting pauses after a capacity error
+        super().__init__(sock, handle=owner.accept_client)
+        self.owner = owner
         self.unix_path = unix_path
         self.address_repr = bound_address(sock)
         self._capacity_episode: float | None = None
         self._backoff = self.min_delay  # gevent resets self.delay after every do_read
 
     def full(self) -> bool:  # the server owns the limit; gevent calls this before each accept
-        return self.owner._full()
+        return self.owner.full()
 
-    def do_close(self, *args: Any) -> None:
-        """Nothing: the server's client greenlet closes every socket it was handed (and a
-        greenlet killed before it ran has its socket closed by the server), so gevent's own
-        close after the handler would be a second close per client."""
+    def do_handle(self, sock: Any, address: Any) -> None:  # gevent's override point
+        """Hand the accepted socket to the owner, in the hub: the owner spawns the client's
+        greenlet (counted in its pool) or refuses it. From then on the client's life owns the
+        socket and closes it, so gevent's own spawn-and-close wrapper is not used."""
+        self.owner.accept_client(sock, address)
 
     def do_read(self) -> Any:
         try:
@@ -156,7 +173,7 @@ class Listener(StreamServer):
                 return None
             if exc.errno in ACCEPT_TRANSIENT_ERRNOS:
                 return None
-            self.owner._listener_failed(self, exc)
+            self.owner.listener_failed(self, exc)
             return None
         self._backoff = self.min_delay
         if self._capacity_episode is not None:
@@ -167,27 +184,35 @@ class Listener(StreamServer):
         return result
 
     def _capacity_error(self, exc: OSError) -> None:
-        self.owner._count("accept_capacity_errors")
+        self.owner.count("accept_capacity_errors")
         if self._capacity_episode is None:
             self._capacity_episode = time.monotonic()
             log.error("%s: cannot accept on %s: %s; retrying with backoff up to %.1f s "
                       "(logged once until accepting works again)",
                       self.owner.name, self.address_repr, exc.strerror, self.max_delay)
         self.stop_accepting()
-        self._timer = self.loop.timer(self._backoff)
-        self._timer.start(self._resume_after_backoff)
+        self._backoff_timer = self.loop.timer(self._backoff)
+        self._backoff_timer.start(self._resume_after_backoff)
         self._backoff = min(self.max_delay, self._backoff * 2)
 
     def _resume_after_backoff(self) -> None:
-        if self._timer is not None:
-            self._timer.close()
-            self._timer = None
-        if self.started and not self.owner._full():
+        self._cancel_backoff()
+        if self.started and not self.owner.full():
             self.start_accepting()
 
+    def _cancel_backoff(self) -> None:
+        timer, self._backoff_timer = self._backoff_timer, None
+        if timer is not None:
+            timer.close()
+
+    def stop_accepting(self) -> None:
+        """Stop watching the socket; a pending backoff is cancelled too (``resume`` restarts)."""
+        super().stop_accepting()
+        self._cancel_backoff()
+
     def resume(self) -> None:
-        """Start watching the socket again unless stopped or backing off."""
-        if self.started and self._watcher is None and self._timer is None:
+        """Start watching the socket again unless stopped or backing off (idempotent)."""
+        if self.started and self._backoff_timer is None:
             self.start_accepting()
 
     def close(self) -> None:

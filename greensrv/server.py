@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from itertools import count
+from functools import partial
 from typing import Any
 
 import gevent
@@ -26,8 +26,9 @@ from gevent import getcurrent
 from gevent.event import Event
 from gevent.pool import Pool
 
+from .client_life import ClientLife
 from .connection import Connection, ConnectionHooks
-from .errors import FilterError, GreensrvError, TLSError
+from .errors import GreensrvError
 from .filters import Filter, Line
 from .limits import Limits
 from .listeners import Listener, adopt_socket, bind_tcp, bind_unix, parse_listen
@@ -42,8 +43,7 @@ from .options import (
     filter_factory,
 )
 from .statistics import ErrorLogLimiter, Statistics
-from .tls import wrap_server_socket
-from .transport import describe_handshake_failure, is_tls_socket
+from .transport import close_quietly
 
 __all__ = ["Server", "serve_forever"]
 
@@ -133,12 +133,6 @@ class Server:
             value = given[key]
             if value is not None and not callable(value):
                 raise TypeError(f"{key} must be callable, not {type(value).__name__}")
-        self._handler = handler
-        self._client_input = client_input
-        self._pre_connect = client_pre_connect
-        self._on_connected = client_connected
-        self._client_args = tuple(client_args)
-        self._on_disconnected = client_disconnected
         self._on_client_error = client_error or _default_client_error
         self.client_shutdown_on_error = bool(client_shutdown_on_error)
         self._on_started = started
@@ -152,12 +146,12 @@ class Server:
         if (input_filter is None) != (output_filter is None):
             raise TypeError("input_filter and output_filter go together: give both or neither")
         if input_filter is not None:
-            self._make_in = filter_factory(input_filter, "input_filter")
-            self._make_out: Callable[[], Filter] | None = filter_factory(output_filter,
-                                                                          "output_filter")
+            make_in = filter_factory(input_filter, "input_filter")
+            make_out: Callable[[], Filter] | None = filter_factory(output_filter,
+                                                                   "output_filter")
         else:
-            self._make_in = filter_factory(filter if filter is not None else Line(), "filter")
-            self._make_out = None  # the same filter both ways
+            make_in = filter_factory(filter if filter is not None else Line(), "filter")
+            make_out = None  # the same filter both ways
 
         check_int("concurrency", concurrency, minimum=-1)
         #: The bounds every connection of this server enforces, checked once here.
@@ -200,7 +194,6 @@ class Server:
         self._pool = Pool()
         self._listeners: list[Listener] = []
         self._connections: dict[int, Connection] = {}
-        self._ids = count(1)
         self._started = False
         self._closed = False
         self._stopping = False
@@ -212,6 +205,13 @@ class Server:
         self._bytes_in_closed = 0
         self._bytes_out_closed = 0
         self._hooks = _ServerHooks(self)
+        self._life = ClientLife(
+            name=name, handler=handler, client_input=client_input,
+            shutdown_on_error=self.client_shutdown_on_error, pre_connect=client_pre_connect,
+            on_connected=client_connected, client_args=tuple(client_args),
+            on_disconnected=client_disconnected, make_in=make_in, make_out=make_out,
+            ssl_context=ssl_context, limits=self.limits, hooks=self._hooks,
+            connections=self._connections, stop_deadline=self._grace_deadline, server=self)
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -293,7 +293,7 @@ class Server:
             for sock, _ in sockets:
                 sock.close()
             raise
-        self._listeners = [Listener(sock, self, path) for sock, path in sockets]
+        self._listeners = [Listener(sock, self._hooks, path) for sock, path in sockets]
         self._started = True
         for listener in self._listeners:
             listener.start()
@@ -416,6 +416,10 @@ class Server:
             self._closed = True
             self._stopped.set()
 
+    def _grace_deadline(self) -> float | None:
+        """When a finishing connection must be closed: the end of a running stop's grace."""
+        return self._stop_deadline if self._stopping else None
+
     def _force_close(self) -> None:
         self._forced += len(self._pool)
         for conn in list(self._connections.values()):
@@ -423,41 +427,34 @@ class Server:
         self._pool.kill(block=True, timeout=1.0)
 
     # -- accepting -----------------------------------------------------------------------------
-    def _spawn_client(self, func: Callable[..., Any], *args: Any) -> Any:
-        """Called by a listener in the hub for each accepted socket."""
+    def _accept_client(self, sock: Any, address: Any) -> None:
+        """Called by a listener in the hub for each accepted socket: admit it or refuse it."""
         self._count("accepted")
         ip = None
         if self.max_connections_per_ip is not None:
-            address = args[-1][1]
             ip = address[0] if isinstance(address, tuple) else None
             if ip is not None:
                 n = self._per_ip.get(ip, 0)
                 if n >= self.max_connections_per_ip:
                     self._count("refused_per_ip")
-                    args[-1][0].close()  # refused before any greenlet or object is made
-                    return None
+                    close_quietly(sock)  # refused before any greenlet or object is made
+                    return
                 self._per_ip[ip] = n + 1
-        glet = self._pool.spawn(func, *args)
-        glet.greensrv_ip = ip
-        glet.rawlink(self._client_greenlet_done)
-        return glet
+        glet = self._pool.spawn(self._life.serve, sock, address)
+        glet.rawlink(partial(self._client_greenlet_done, sock, ip))
 
-    def _client_greenlet_done(self, glet: Any) -> None:
+    def _client_greenlet_done(self, sock: Any, ip: str | None, glet: Any) -> None:
         # The pool's own link ran first: the greenlet no longer counts toward concurrency.
-        ip = glet.greensrv_ip
-        if ip is not None:
+        if ip is not None:  # counted under max_connections_per_ip
             n = self._per_ip[ip] - 1
             if n:
                 self._per_ip[ip] = n
             else:
                 del self._per_ip[ip]
-        if not glet.successful() and glet.args:
-            # Killed before it ran (stop() kills queued greenlets): close the accepted socket.
-            sock = glet.args[-1][0]
-            try:
-                sock.close()
-            except OSError:
-                pass
+        if not glet.successful():
+            # Killed, perhaps before it ran (stop() kills queued greenlets): close the
+            # accepted socket (a second close of a socket its life closed is harmless).
+            close_quietly(sock)
         if not self._stopping:
             self._update_accepting()
 
@@ -468,94 +465,6 @@ class Server:
             self._on_error(self, exc)
         except Exception:
             log.exception("%s: error callback failed", self.name)
-
-    # -- one client ----------------------------------------------------------------------------
-    def _serve_client(self, sock: Any, address: Any) -> None:
-        """The whole life of one client, in its own greenlet; closes every socket it is given."""
-        accepted = sock
-        conn = None
-        try:
-            if self._pre_connect is not None:
-                try:
-                    sock = self._pre_connect(sock, address)
-                except Exception:
-                    log.exception("%s: client_pre_connect failed for %r", self.name, address)
-                    sock = None
-                if sock is None:
-                    self._count("refused_pre_connect")
-                    return
-            if self.ssl_context is not None:
-                sock = wrap_server_socket(sock, self.ssl_context)
-            in_filter = self._make_in()
-            out_filter = self._make_out() if self._make_out is not None else in_filter
-            conn = Connection(sock, address, next(self._ids), in_filter, out_filter,
-                              self.limits, self._hooks, server=self)
-            if not self._handshake(conn):
-                return
-            self._run_connection(conn)
-        finally:
-            if conn is None or not conn.closed:
-                _close_quietly(sock)
-            if sock is not accepted:
-                _close_quietly(accepted)
-
-    def _handshake(self, conn: Connection) -> bool:
-        """Complete a TLS handshake (if any) within handshake_timeout; attach the socket."""
-        sock = conn.socket
-        if is_tls_socket(sock) and not _handshake_done(sock):
-            sock.settimeout(self.handshake_timeout)
-            try:
-                sock.do_handshake()
-            except Exception as exc:
-                self._count("tls_failures")
-                self._report_error(conn, TLSError(
-                    describe_handshake_failure(conn.remote_address, exc)))
-                conn.close()
-                return False
-        conn.attach()
-        return True
-
-    def _run_connection(self, conn: Connection) -> None:
-        self._connections[conn.id] = conn
-        try:
-            try:
-                if self._on_connected is not None:
-                    self._on_connected(conn, *self._client_args)
-                if self._handler is not None:
-                    self._handler(conn)
-                else:
-                    self._input_loop(conn)
-            except Exception as exc:
-                if isinstance(exc, FilterError):
-                    self._count("closed_filter_error")
-                self._report_error(conn, exc)
-            if conn.error is not None:
-                error, conn.error = conn.error, None
-                self._report_error(conn, error)
-            deadline = self._stop_deadline if self._stopping else None
-            conn.finish(deadline)
-        finally:
-            conn.close()
-            try:
-                if self._on_disconnected is not None:
-                    self._on_disconnected(conn)
-            except Exception as exc:
-                self._report_error(conn, exc)
-            finally:
-                del self._connections[conn.id]
-
-    def _input_loop(self, conn: Connection) -> None:
-        """POE's default acceptor: client_input for each record until EOF."""
-        client_input = self._client_input
-        assert client_input is not None
-        shutdown_on_error = self.client_shutdown_on_error
-        for record in conn:
-            try:
-                client_input(conn, record)
-            except Exception as exc:
-                if shutdown_on_error:
-                    raise
-                self._report_error(conn, exc)
 
     def _report_error(self, conn: Connection, exc: BaseException) -> None:
         self._count("client_errors")
@@ -569,10 +478,13 @@ class Server:
 
 
 class _ServerHooks(ConnectionHooks):
-    """How a server's connections report to it: statistics, client_error, output callbacks."""
+    """How a server's connections and listeners reach it: statistics, client_error, output
+    callbacks (ConnectionHooks); accepted sockets, the concurrency limit, listener errors
+    (listeners.ListenerOwner)."""
 
     def __init__(self, server: Server) -> None:
         self._server = server
+        self.name = server.name
         self.output_callbacks = server._output_callbacks
 
     def count(self, key: str) -> None:
@@ -584,25 +496,19 @@ class _ServerHooks(ConnectionHooks):
     def closed(self, conn: Connection) -> None:
         self._server._connection_closed(conn)
 
+    def accept_client(self, sock: Any, address: Any) -> None:
+        self._server._accept_client(sock, address)
+
+    def full(self) -> bool:
+        return self._server._full()
+
+    def listener_failed(self, listener: Listener, exc: OSError) -> None:
+        self._server._listener_failed(listener, exc)
+
 
 def serve_forever(handler: Callable[[Connection], Any] | None = None, **options: Any) -> None:
     """``Server(handler, **options).serve_forever()``."""
     Server(handler, **options).serve_forever()
-
-
-def _close_quietly(sock: Any) -> None:
-    if sock is not None:
-        try:
-            sock.close()
-        except OSError:
-            pass
-
-
-def _handshake_done(sock: Any) -> bool:
-    try:
-        return sock.version() is not None
-    except (ValueError, AttributeError, OSError):
-        return False
 
 
 def _socket_from_fd(fd: int) -> Any:

@@ -120,6 +120,14 @@ def is_tls_socket(sock: Any) -> bool:
     return getattr(sock, "_sslobj", None) is not None
 
 
+def close_quietly(sock: Any) -> None:
+    """Close ``sock``, ignoring the error of a socket already gone (closing twice is harmless)."""
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
 def make_transport(sock: Any) -> PlainTransport | TLSTransport:
     """Return the transport for ``sock``: TLS when it carries an SSL object."""
     return TLSTransport(sock) if is_tls_socket(sock) else PlainTransport(sock)

@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from ..errors import FilterError
-from .base import NEED_DATA, Filter
+from .base import NEED_DATA
 from .line import Line
 
 __all__ = ["JsonLines"]
@@ -24,6 +24,9 @@ __all__ = ["JsonLines"]
 DEFAULT_MAX_LENGTH = 1024 * 1024
 
 _compact_dumps = partial(json.dumps, separators=(",", ":"))
+
+#: What take_ready() gives: always empty, so every record goes through next_record.
+_NOTHING_READY: list[Any] = []
 
 
 class JsonLines(Line):
@@ -60,7 +63,7 @@ class JsonLines(Line):
     def take_ready(self) -> list[Any]:
         # The ready list holds raw lines, not yet decoded: every record goes through
         # next_record, which decodes it.
-        return Filter._ready
+        return _NOTHING_READY
 
     def feed(self, data: bytes) -> list[Any]:
         parse = self._parse
