@@ -21,17 +21,23 @@ PACKAGE = Path(greensrv.__file__).parent
 LAYERS: dict[str, int] = {
     # 0: pure: no socket, ssl or gevent (the purity tests check those imports)
     "errors": 0, "filters": 0, "options": 0, "limits": 0, "output_queue": 0,
-    "connection_state": 0, "statistics": 0, "testing": 0,
+    "connection_state": 0, "statistics": 0, "backoff": 0,
     # 1: byte transports and TLS wrapping
     "transport": 1, "tls": 1,
     # 2: the connection: a socket joined to filters, needing no server
     "connection": 2,
     # 3: the per-client life and the listeners
     "client_life": 3, "listeners": 3,
+    # 3: the client side's life before its connection exists (connect, PROXY header, TLS)
+    "dial": 3,
     # 4: the server
     "server": 4,
+    # 4: the reconnecting client, beside the server
+    "client": 4,
     # 5: the package's public face
     "__init__": 5,
+    # 5: test helpers start servers and clients (serving, connect) as a user would
+    "testing": 5,
 }
 
 #: Private names of other code that a module may use, with the reason.
