@@ -86,12 +86,16 @@ class ClientHooks(ConnectionHooks):
 
 def _connect_error(exc: OSError, where: str) -> OSError:
     """The same kind of OSError, with a message that names the address."""
+    if where in str(exc):
+        return exc
     if isinstance(exc, socket.timeout | TimeoutError):
         return TimeoutError(f"connecting to {where} timed out")
     reason = exc.strerror or str(exc) or type(exc).__name__
-    new = type(exc)(exc.errno, f"cannot connect to {where}: {reason}") if exc.errno else \
-        OSError(f"cannot connect to {where}: {reason}")
-    return new
+    message = f"cannot connect to {where}: {reason}"
+    try:
+        return type(exc)(exc.errno, message) if exc.errno else type(exc)(message)
+    except TypeError:  # a subclass with another constructor
+        return OSError(exc.errno, message)
 
 
 def _open_socket(path: str | None, hostport: tuple[str, int] | None, where: str,
@@ -193,11 +197,9 @@ def open_connection(address: Address, *, in_filter: Filter, out_filter: Filter,
         conn = Connection(sock, peer, next(_ids), in_filter, out_filter, limits, hooks)
         conn.attach()
         return conn
-    except TimeoutError as exc:
+    except OSError as exc:  # TimeoutError too; TLSError is no OSError and names the address
         sock.close()
-        text = str(exc)
-        raise TimeoutError(text if where in text else f"connecting to {where} timed out") \
-            from None
+        raise _connect_error(exc, where) from None
     except BaseException:
         sock.close()
         raise
