@@ -76,11 +76,17 @@ class Backoff:
         return base * (1.0 + spread)
 
     def delays(self) -> Iterator[float]:
-        """The delays of one run of failures, without end."""
+        """The delays of one run of failures, without end (also ``iter(backoff)``)."""
         attempt = 0
         while True:
             yield self.delay(attempt)
             attempt += 1
+
+    __iter__ = delays
+
+    def __call__(self, attempt: int) -> float:
+        """``delay(attempt)``: a Backoff is also a policy function, as Twisted's are."""
+        return self.delay(attempt)
 
     def __repr__(self) -> str:
         return (f"Backoff(initial={self.initial:g}, maximum={self.maximum:g}, "

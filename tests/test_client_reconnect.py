@@ -61,8 +61,12 @@ class Recorder:
 
 class TestBackoff:
     def test_without_jitter_delays_grow_exactly_by_factor_up_to_maximum(self):
-        delays = Backoff(initial=1.0, maximum=10.0, factor=2, jitter=0).delays()
+        backoff = Backoff(initial=1.0, maximum=10.0, factor=2, jitter=0)
+        delays = backoff.delays()
         assert [next(delays) for _ in range(6)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+        again = iter(backoff)  # each run of failures starts over
+        assert [next(again) for _ in range(3)] == [1.0, 2.0, 4.0]
+        assert [backoff(n) for n in range(5)] == [1.0, 2.0, 4.0, 8.0, 10.0]
 
     def test_documented_defaults(self):
         b = Backoff()
