@@ -9,6 +9,7 @@ half-close when one side ends. No filter, watermark, timeout or statistic.
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 
@@ -35,7 +36,10 @@ def main() -> None:
             copy(client, upstream)
             back.join()
 
-    StreamServer(("127.0.0.1", port), handle).serve_forever()
+    server = StreamServer(("127.0.0.1", port), handle)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(signum, server.stop, 0)  # exit 0, as the other peers do
+    server.serve_forever()
 
 
 if __name__ == "__main__":
