@@ -113,10 +113,13 @@ class ClientLife:
                 hooks.report_error(conn, error)
             conn.finish(self.stop_deadline())
         finally:
+            closed = None
             if conn is not None:
                 conn.close()  # idempotent; closes conn.socket, start_tls's replacement included
+                closed = conn.socket
             for each in seen:
-                close_quietly(each)
+                if each is not closed:
+                    close_quietly(each)
             if connected:
                 assert conn is not None
                 try:

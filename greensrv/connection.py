@@ -26,28 +26,33 @@ from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
 
-import gevent
 from gevent import getcurrent
 from gevent.event import Event
 from gevent.hub import get_hub
 
-from .connection_state import CLOSED, CLOSING, OPEN, READING, ConnectionState
-from .errors import RecordTimeoutError, SlowClientError, TLSError
+from .connection_input import READY, TIMEOUT, WAKE, InputSide
+from .connection_output import OutputSide
+from .connection_state import (
+    CLOSED,
+    CLOSING,
+    DONE,
+    OPEN,
+    PEER_CLOSED,
+    READING,
+    STOPPED,
+    ConnectionState,
+)
+from .errors import TLSError
 from .filters.base import NEED_DATA, Filter
 from .limits import Limits
-from .output_queue import EMPTIED, FELL_TO_LOW, OVER_LIMIT, ROSE_ABOVE_HIGH, OutputQueue
-from .transport import PEER_GONE_ERRNOS, describe_handshake_failure, make_transport
+from .output_queue import OutputQueue
+from .transport import describe_handshake_failure, make_transport
 
 if TYPE_CHECKING:
     from .server import Server
 
 __all__ = ["Connection", "ConnectionHooks"]
 
-_READY, _TIMEOUT, _WAKE = "ready", "timeout", "wake"
-
-#: Bytes asked of the kernel per read: one read takes a typical burst of pipelined records,
-#: and it is the most a client can make us buffer beyond one record.
-RECV_SIZE = 65536
 
 _monotonic = time.monotonic
 
@@ -90,22 +95,14 @@ class ConnectionHooks:
 NO_HOOKS = ConnectionHooks()
 
 
-class Connection(OutputQueue):
+class Connection(InputSide, OutputSide):
     """One client: records in through ``get()``, records out through ``put()``.
 
     See ``docs/lifecycle.md`` for who calls what and when, and ``docs/backpressure.md`` for the
     watermarks.
     """
 
-    __slots__ = (
-        "__weakref__", "_bytes_in", "_bytes_out", "_state",
-        "_discarded", "_eof_records", "_first_read",
-        "error", "_events", "_event_glet", "_flush_cb", "_flush_event", "_hooks",
-        "_idle_spent", "_in", "_limits",
-        "_loop", "_partial_since", "_last_recv", "_rw", "_transport", "_waiting", "_writing", "_ww",
-        "data", "id", "remote_address", "remote_ip",
-        "remote_port", "server", "socket",
-    )
+    __slots__ = ()  # the fields are ConnectionFields' (connection_fields.py)
 
     def __init__(self, sock: Any, address: Any, conn_id: int, in_filter: Filter,
                  out_filter: Filter, limits: Limits, hooks: ConnectionHooks = NO_HOOKS,
@@ -244,153 +241,6 @@ class Connection(OutputQueue):
                 return
             yield record
 
-    def _get_slow(self, timeout: float | None, parsed: bool = False) -> Any:
-        """get() past its fast path; ``parsed``: the filter was just asked and has no record."""
-        deadline = None if timeout is None else _monotonic() + timeout
-        just_read = False
-        while True:
-            if not parsed:
-                # Backpressure: while output is above high_mark, no record is handed out (so a
-                # handler cannot turn records already parsed into unbounded output) and
-                # nothing is read. Once input has ended, parsed records are still handed out,
-                # to be answered.
-                if self._queued > self._high:
-                    state = self._state
-                    while self._queued > self._low and not state.input_stopped:
-                        self._wait_for_drain(deadline)
-                record = self._in.next_record()
-                if record is not NEED_DATA:
-                    if just_read:
-                        # A record completes only right after a read: the one place where the
-                        # unfinished record that record_timeout watches can end.
-                        self._partial_since = None
-                    return record
-            parsed = False
-            if self._eof_records:
-                return self._eof_records.popleft()
-            if self._state.input is not READING:
-                raise EOFError("no more input from this client")
-            self._read_more(deadline)
-            just_read = True
-
-    def _read_more(self, deadline: float | None) -> None:
-        """Read one chunk into the input filter, or end input; waits as needed."""
-        while True:
-            if self._state.input is not READING:
-                return
-            transport = self._transport
-            # Fairness: even when a read filled its buffer and more is surely waiting, the next
-            # read goes through the hub's poll, so a client flooding input gets one RECV_SIZE
-            # read per loop iteration, like every other ready client. Only bytes TLS already
-            # decrypted (invisible to the poll) are read without waiting, and a new
-            # connection's first read is tried at once: clients usually send right after
-            # connecting, so their first request is often there already.
-            if (self._first_read or transport.pending()) and self._recv(transport) is not None:
-                self._first_read = False
-                return
-            self._first_read = False
-            if self._flush_cb is not None:
-                # The handler put records and now waits for input: the burst is over, so send
-                # it from here rather than from a hub callback after the switch.
-                self._flush()
-            reason = self._wait_readable(deadline)
-            if reason is _READY and self._recv(transport) is not None:
-                return
-
-    def _recv(self, transport: Any) -> bytes | None:
-        """One non-blocking read; None when nothing was there. Ends input at EOF or error."""
-        try:
-            data = transport.recv(RECV_SIZE)
-        except OSError as exc:
-            if exc.errno not in PEER_GONE_ERRNOS:
-                self.error = exc
-            self._end_of_input(peer_closed=False)
-            return b""
-        if data is None:
-            return None
-        if not data:
-            self._end_of_input(peer_closed=True)
-            return data
-        self._idle_spent = 0.0
-        self._last_recv = _monotonic()
-        self._bytes_in += len(data)
-        self._in.receive(data)
-        return data
-
-    def _end_of_input(self, peer_closed: bool) -> None:
-        state = self._state
-        if not peer_closed:  # a read error
-            if not state.input_stopped:
-                state.stop_input()
-        elif not state.peer_eof:
-            state.peer_closed()
-            # The peer's last record may lack its terminator; the filter decides.
-            records = self._in.feed_eof()
-            if records:
-                self._eof_records = deque(records)
-
-    def _wait_readable(self, deadline: float | None) -> str:
-        """Wait for input, honouring the get() deadline, idle_timeout and record_timeout."""
-        limits = self._limits
-        now = _monotonic()
-        timeout = None if deadline is None else deadline - now
-        idle_timeout = limits.idle_timeout
-        idle_left = None
-        if idle_timeout is not None:
-            idle_left = idle_timeout - self._idle_spent
-            if timeout is None or idle_left < timeout:
-                timeout = idle_left
-        record_left = None
-        if limits.record_timeout is not None and self._in.pending_size():
-            if self._partial_since is None:
-                self._partial_since = self._last_recv
-            record_left = self._partial_since + limits.record_timeout - now
-            if timeout is None or record_left < timeout:
-                timeout = record_left
-        else:
-            self._partial_since = None
-        if timeout is not None and timeout <= 0:
-            reason = _TIMEOUT
-        else:
-            watcher = self._write_watcher() if self._transport.wants_write else self._rw
-            reason = self._wait(watcher, timeout)
-            if idle_left is not None:
-                self._idle_spent += _monotonic() - now
-        if reason is not _TIMEOUT:
-            return reason
-        if idle_timeout is not None and self._idle_spent >= idle_timeout - 1e-3:
-            self._hooks.count("closed_idle")
-            self.stop_input()
-            return _WAKE
-        since, limit = self._partial_since, limits.record_timeout
-        if since is not None and limit is not None and _monotonic() >= since + limit - 1e-3:
-            self._hooks.count("closed_record_timeout")
-            if self.error is None:
-                self.error = RecordTimeoutError(
-                    f"peer {self.remote_address!r} took more than record_timeout="
-                    f"{limit:g} s to send one record "
-                    f"({self._in.pending_size()} bytes of it received)")
-            self.stop_input()
-            return _WAKE
-        if deadline is not None and _monotonic() >= deadline - 1e-3:
-            raise TimeoutError("no record within the timeout")
-        # libev timers count from the loop's cached time, so one armed late in a busy loop
-        # iteration can fire early: no limit is reached yet, so wait again for the rest.
-        return _WAKE
-
-    def _wait_for_drain(self, deadline: float | None) -> None:
-        """Reading is paused by backpressure: wait until output drains below low_mark."""
-        if deadline is None:
-            self._wait(None, None)
-        else:
-            timeout = deadline - _monotonic()
-            if timeout <= 0 or (self._wait(None, timeout) is _TIMEOUT
-                                and _monotonic() >= deadline - 1e-3):
-                raise TimeoutError("no record within the timeout "
-                                   "(reading paused by backpressure)")
-        if self._partial_since is not None:  # the client could not send while we did not read
-            self._partial_since = _monotonic()
-
     def _wait(self, watcher: Any, timeout: float | None) -> str:
         """Park this greenlet until the watcher fires, the timeout passes or _wake() is called."""
         glet = getcurrent()
@@ -402,10 +252,10 @@ class Connection(OutputQueue):
         self._waiting = glet
         timer = None
         if watcher is not None:
-            watcher.start(glet.switch, _READY)
+            watcher.start(glet.switch, READY)
         if timeout is not None:
             timer = self._loop.timer(max(timeout, 0.0))
-            timer.start(glet.switch, _TIMEOUT)
+            timer.start(glet.switch, TIMEOUT)
         try:
             result: str = hub.switch()
         finally:
@@ -420,14 +270,14 @@ class Connection(OutputQueue):
         """Hub callback: wake the parked reader so it re-checks the connection's state."""
         glet = self._waiting
         if glet is not None:
-            glet.switch(_WAKE)
+            glet.switch(WAKE)
 
     def stop_input(self) -> None:
         """No more reading: a waiting get() returns the records already parsed, then EOF.
 
         The owner calls it to end input of a live connection (``Server.stop()``)."""
         state = self._state
-        if not state.input_stopped:
+        if state.input is READING or state.input is PEER_CLOSED:
             state.stop_input()
             if self._waiting is not None:
                 self._loop.run_callback(self._wake)
@@ -449,7 +299,8 @@ class Connection(OutputQueue):
             if queued >= self._busy_mark:
                 self._put_a_lot(queued - size)
             elif self._flush_cb is None and not self._writing:
-                self._schedule_flush()
+                # _schedule_flush, inlined: the first record of each burst pays it.
+                self._flush_cb = self._loop.run_callback(self._flush)
             return
         if self._state.output is not OPEN:
             return
@@ -460,27 +311,6 @@ class Connection(OutputQueue):
             self._put_a_lot(before)
         elif self._flush_cb is None and not self._writing:
             self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        """Send this burst's output once the putting greenlet yields (or waits for input)."""
-        self._flush_cb = self._loop.run_callback(self._flush)
-
-    def _put_a_lot(self, before: int) -> None:
-        """put() past min(high_mark, INLINE_SEND_THRESHOLD): watermark, limit, inline send."""
-        crossed = self.crossed_after_put(before)
-        if crossed & ROSE_ABOVE_HIGH:
-            self._output_event("high")
-        if crossed & OVER_LIMIT:
-            self._too_slow(self._queued)
-        elif not self._writing:
-            self._flush()
-
-    def _too_slow(self, queued: int) -> None:
-        self._hooks.count("closed_output_limit")
-        self.error = SlowClientError(
-            f"peer {self.remote_address!r} did not read its output: {queued} bytes queued, "
-            f"past output_limit={self._output_limit}")
-        self.close()
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until every queued byte is written to the socket (or the connection closes).
@@ -497,102 +327,6 @@ class Connection(OutputQueue):
         if (self._queued and self._state.output is not CLOSED
                 and not self._flush_event.wait(timeout)):
             raise TimeoutError(f"{self._queued} bytes still queued after {timeout} s")
-
-    def _flush(self) -> None:
-        """Send as much queued output as the socket takes; runs in the hub or inline."""
-        if self._flush_cb is not None:  # called before the scheduled callback ran: cancel it
-            self._flush_cb.stop()
-            self._flush_cb = None
-        if self._state.output is CLOSED or self._transport is None:
-            return
-        self.encode_text()
-        buf = self._outbuf
-        before = len(buf)
-        n = 0
-        if before:
-            try:
-                n = self._transport.send(buf)
-            except OSError as exc:
-                self._write_failed(exc)
-                return
-            self._bytes_out += n
-        crossed = self.sent(before, n)
-        if crossed & FELL_TO_LOW:
-            self._drained_below_low()
-        if self._queued:
-            self._start_writing()
-            return
-        self._stop_writing()
-        if self._flush_event is not None:
-            self._flush_event.set()
-        if crossed & EMPTIED:
-            self._output_event("flushed")
-        if self._state.output is CLOSING:
-            self._send_fin()
-
-    def _start_writing(self) -> None:
-        """Let the write watcher send the rest as the socket becomes writable."""
-        if not self._writing:
-            self._writing = True
-            self._write_watcher().start(self._flush)
-
-    def _stop_writing(self) -> None:
-        if self._writing:
-            self._writing = False
-            self._ww.stop()
-
-    def _drained_below_low(self) -> None:
-        if self._waiting is not None:
-            self._loop.run_callback(self._wake)
-        self._output_event("low")
-
-    def _write_failed(self, exc: OSError) -> None:
-        """The peer cannot take output any more: drop it and end the connection's input."""
-        if exc.errno not in PEER_GONE_ERRNOS and self.error is None:
-            self.error = exc
-        self.discard()
-        if self._state.output is OPEN:
-            self._state.begin_closing()
-        self._stop_writing()
-        if self._flush_event is not None:
-            self._flush_event.set()
-        self.stop_input()
-
-    def _send_fin(self) -> None:
-        self._state.fin_sent()
-        self._transport.shutdown_write()
-
-    def _output_event(self, kind: str) -> None:
-        """Run client_flushed/high/low in this connection's own greenlet, never in the hub."""
-        callback = self._hooks.output_callbacks.get(kind)
-        if callback is None or self._state.output is CLOSED:
-            return
-        if self._events is None:
-            self._events = deque()
-        self._events.append(kind)
-        if self._event_glet is None:
-            self._event_glet = gevent.spawn(self._run_output_events)
-
-    def _run_output_events(self) -> None:
-        hooks = self._hooks
-        callbacks = hooks.output_callbacks
-        events = self._events
-        assert events is not None
-        try:
-            state = self._state
-            while events and state.output is not CLOSED:
-                kind = events.popleft()
-                if kind == "flushed":
-                    # Whatever client_flushed puts waits for the socket to be writable (an I/O
-                    # poll) rather than a hub callback, so a fast reader cannot keep this
-                    # connection's output loop from yielding to other clients and signals.
-                    self._start_writing()
-                try:
-                    callbacks[kind](self)
-                except Exception as exc:
-                    hooks.report_error(self, exc)
-        finally:
-            self._event_glet = None
 
     # -- closing -------------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -615,7 +349,7 @@ class Connection(OutputQueue):
         if state.output is CLOSED:
             return
         state.closed()
-        if not state.input_stopped:
+        if state.input is READING or state.input is PEER_CLOSED:
             state.stop_input()
         self.discard()
         if self._rw is not None:
@@ -659,13 +393,13 @@ class Connection(OutputQueue):
             limit = min(limit, deadline)
         try:
             if self._queued:
-                if not state.peer_eof:
+                if (state.input is READING or state.input is STOPPED):
                     self._rw.start(self._discard_input)
                 try:
                     self.flush(max(limit - _monotonic(), 0.0))
                 finally:
                     self._rw.stop()
-            if state.peer_eof and not self._transport.is_tls:
+            if (state.input is PEER_CLOSED or state.input is DONE) and not self._transport.is_tls:
                 return  # all input was read, so close() sends a plain FIN, never a reset
             if state.output is CLOSING:
                 self._send_fin()
@@ -674,40 +408,6 @@ class Connection(OutputQueue):
             pass  # the peer did not read in time: what is left is dropped at close
         finally:
             self.close()
-
-    def _discard_input(self) -> None:
-        """Hub callback while a closing connection flushes: read and drop what arrives."""
-        try:
-            data = self._transport.recv(RECV_SIZE)
-        except OSError:
-            data = b""
-        if data is None:
-            return
-        self._discarded += len(data)
-        if not data and not self._state.peer_eof:
-            self._state.peer_closed()
-        if not data or self._discarded >= self._limits.drain_limit:
-            self._rw.stop()
-
-    def _drain(self, until: float) -> None:
-        """Read and discard what the peer still sends after FIN, for a bounded time."""
-        transport = self._transport
-        drain_limit = self._limits.drain_limit
-        state = self._state
-        while (state.output is not CLOSED and self._discarded < drain_limit
-               and not state.peer_eof):
-            try:
-                data = transport.recv(RECV_SIZE)
-            except OSError:
-                return
-            if data is None:
-                timeout = until - _monotonic()
-                if timeout <= 0 or self._wait(self._rw, timeout) is not _READY:
-                    return
-                continue
-            if not data:
-                return
-            self._discarded += len(data)
 
     # -- TLS -----------------------------------------------------------------------------------
     @property

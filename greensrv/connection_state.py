@@ -16,6 +16,7 @@ no socket, ssl or gevent import (h11's ``_state.py`` habit).
 from __future__ import annotations
 
 from enum import Enum
+from typing import NoReturn
 
 __all__ = ["CLOSED", "CLOSING", "DONE", "FIN_SENT", "OPEN", "PEER_CLOSED", "READING", "STOPPED",
            "ConnectionState", "IllegalTransition", "Input", "Output"]
@@ -38,7 +39,9 @@ class Output(Enum):
 READING, PEER_CLOSED, STOPPED, DONE = Input.READING, Input.PEER_CLOSED, Input.STOPPED, Input.DONE
 OPEN, CLOSING, FIN_SENT, CLOSED = Output.OPEN, Output.CLOSING, Output.FIN_SENT, Output.CLOSED
 
-#: Every legal move: state → the states it may go to.
+#: Every legal move: state → the states it may go to. The named methods below make exactly
+#: these moves (each checks its own sources, so a move costs one comparison or two, not a
+#: table lookup: a connection makes several); tests/test_connection_state.py holds them to it.
 INPUT_MOVES: dict[Input, frozenset[Input]] = {
     READING: frozenset({PEER_CLOSED, STOPPED}),
     PEER_CLOSED: frozenset({DONE}),
@@ -82,31 +85,43 @@ class ConnectionState:
 
     def stop_input(self) -> None:
         """We stop reading (stop, shutdown, close, a timeout, a read error)."""
-        self._move_input(DONE if self.input is PEER_CLOSED else STOPPED)
+        current = self.input
+        if current is READING:
+            self.input = STOPPED
+        elif current is PEER_CLOSED:
+            self.input = DONE
+        else:
+            _refuse("input", current, STOPPED)
 
     def peer_closed(self) -> None:
         """The peer's FIN arrived: no more input, and nothing is left to drain."""
-        self._move_input(DONE if self.input is STOPPED else PEER_CLOSED)
-
-    def _move_input(self, new: Input) -> None:
-        if new not in INPUT_MOVES[self.input]:
-            raise IllegalTransition(f"input cannot go from {self.input.value} to {new.value}")
-        self.input = new
+        current = self.input
+        if current is READING:
+            self.input = PEER_CLOSED
+        elif current is STOPPED:
+            self.input = DONE
+        else:
+            _refuse("input", current, PEER_CLOSED)
 
     # -- output --------------------------------------------------------------------------------
     def begin_closing(self) -> None:
         """No more records accepted; what is queued is still sent."""
-        self._move_output(CLOSING)
+        if self.output is not OPEN:
+            _refuse("output", self.output, CLOSING)
+        self.output = CLOSING
 
     def fin_sent(self) -> None:
         """Everything queued was sent, then FIN (after TLS close_notify)."""
-        self._move_output(FIN_SENT)
+        if self.output is not CLOSING:
+            _refuse("output", self.output, FIN_SENT)
+        self.output = FIN_SENT
 
     def closed(self) -> None:
         """The socket is closed."""
-        self._move_output(CLOSED)
+        if self.output is CLOSED:
+            _refuse("output", CLOSED, CLOSED)
+        self.output = CLOSED
 
-    def _move_output(self, new: Output) -> None:
-        if new not in OUTPUT_MOVES[self.output]:
-            raise IllegalTransition(f"output cannot go from {self.output.value} to {new.value}")
-        self.output = new
+
+def _refuse(side: str, current: Input | Output, new: Input | Output) -> NoReturn:
+    raise IllegalTransition(f"{side} cannot go from {current.value} to {new.value}")

@@ -14,6 +14,7 @@ per-record path of ``put()`` reads these fields on ``self`` with no extra indire
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .filters.base import Filter
@@ -120,19 +121,29 @@ class OutputQueue:
 
     # -- sending -------------------------------------------------------------------------------
     def outgoing(self) -> bytearray:
-        """The bytes to send now, everything queued (text encoded); pass what was sent to
-        :meth:`sent`."""
+        """The bytes to send now: everything queued, text encoded (what a send would pass)."""
         self.encode_text()
         return self._outbuf
 
-    def sent(self, before: int, n: int) -> int:
-        """``n`` bytes of ``before`` queued ones were sent; returns the crossings."""
+    def send_queued(self, send: Callable[[bytearray], int]) -> int:
+        """Offer everything queued to ``send`` (it returns how many bytes it took, and does no
+        waiting); remove what it took and return the crossings. The queue does no I/O itself:
+        the connection passes its transport's non-blocking ``send``, a test a plain function.
+        An exception from ``send`` leaves every byte queued."""
+        lazy = self._lazy
+        if lazy:  # encode_text, inlined: this runs once per flush
+            lazy.append("")
+            self._outbuf += self._lit.join(lazy).encode("ascii")
+            lazy.clear()
         buf = self._outbuf
-        if n:
-            del buf[:n]
+        before = len(buf)
+        if before:
+            n = send(buf)
+            if n:
+                del buf[:n]
         after = self._queued = len(buf)
         crossed = FELL_TO_LOW if before > self._low >= after else 0
-        if not after and before:
+        if before and not after:
             crossed |= EMPTIED
         return crossed
 

@@ -24,8 +24,8 @@ LAYERS: dict[str, int] = {
     "connection_state": 0, "statistics": 0, "backoff": 0,
     # 1: byte transports and TLS wrapping
     "transport": 1, "tls": 1,
-    # 2: the connection: a socket joined to filters, needing no server
-    "connection": 2,
+    # 2: the connection: a socket joined to filters, needing no server (its parts first)
+    "connection_fields": 2, "connection_input": 2, "connection_output": 2, "connection": 2,
     # 3: the per-client life and the listeners
     "client_life": 3, "listeners": 3,
     # 3: the client side's life before its connection exists (connect, PROXY header, TLS)

@@ -1,7 +1,7 @@
 """``greensrv.output_queue.OutputQueue`` on its own: no socket, no gevent, every byte counted.
 
-The queue is driven the way a connection drives it (queue, take ``outgoing()``, report what was
-``sent()``) and each crossing it returns is checked against the watermarks.
+The queue is driven the way a connection drives it (queue records, then ``send_queued()`` with a
+``send`` that takes some bytes) and each crossing it returns is checked against the watermarks.
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ SMALL = Limits(high_mark=100, low_mark=40, output_limit=300)
 
 def send(queue: OutputQueue, n: int) -> int:
     """What a connection does when the kernel takes ``n`` bytes; returns the crossings."""
-    buf = queue.outgoing()
-    before = len(buf)
-    return queue.sent(before, min(n, before))
+    return queue.send_queued(lambda buf: min(n, len(buf)))
 
 
 def test_buffered_counts_lazy_text_and_encoded_records_exactly():
@@ -127,6 +125,18 @@ def test_ending_the_output_keeps_what_is_queued_and_turns_the_lazy_path_off():
     queue.switch_output_filter(Line(), more_to_come=False)  # closing: stays off
     assert queue._lazy is None
     assert bytes(queue.outgoing()) == b"last\r\n"
+
+
+def test_a_failing_send_leaves_every_byte_queued():
+    queue = OutputQueue(Line(), Limits())
+    queue.queue_text("kept")
+
+    def broken(buf):
+        raise ConnectionResetError("peer gone")
+
+    with pytest.raises(ConnectionResetError):
+        queue.send_queued(broken)
+    assert queue.buffered == 6 and bytes(queue.outgoing()) == b"kept\r\n"
 
 
 def test_discarding_drops_everything_queued():

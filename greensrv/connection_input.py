@@ -1,0 +1,179 @@
+"""The input side of a Connection: reading on demand, end of input, the input clocks.
+
+``Connection`` inherits ``InputSide`` (a mixin with no state of its own: every field is the
+Connection's, in its ``__slots__``), so ``get()`` past its fast path costs no extra lookups.
+``connection.py`` keeps the socket, the watchers, the waiting (``_wait``/``_wake``) and the
+public methods; these are the private steps ``get()`` takes when no record is parsed yet:
+read one chunk (``_read_more``/``_recv``), or wait for input under the ``get()`` deadline,
+``idle_timeout`` and ``record_timeout`` (``_wait_readable``), or for output to drain below
+``low_mark`` (``_wait_for_drain``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+from .connection_fields import READY, RECV_SIZE, TIMEOUT, WAKE, ConnectionFields
+from .connection_state import PEER_CLOSED, READING, STOPPED
+from .errors import RecordTimeoutError
+from .filters.base import NEED_DATA
+from .transport import PEER_GONE_ERRNOS
+
+__all__ = ["InputSide"]
+
+_monotonic = time.monotonic
+
+
+class InputSide(ConnectionFields):
+    """Connection's private input steps (see the module docstring)."""
+
+    __slots__ = ()
+
+    def _get_slow(self, timeout: float | None, parsed: bool = False) -> Any:
+        """get() past its fast path; ``parsed``: the filter was just asked and has no record."""
+        deadline = None if timeout is None else _monotonic() + timeout
+        just_read = False
+        while True:
+            if not parsed:
+                # Backpressure: while output is above high_mark, no record is handed out (so a
+                # handler cannot turn records already parsed into unbounded output) and
+                # nothing is read. Once input has ended, parsed records are still handed out,
+                # to be answered.
+                if self._queued > self._high:
+                    state = self._state
+                    while self._queued > self._low and not state.input_stopped:
+                        self._wait_for_drain(deadline)
+                record = self._in.next_record()
+                if record is not NEED_DATA:
+                    if just_read:
+                        # A record completes only right after a read: the one place where the
+                        # unfinished record that record_timeout watches can end.
+                        self._partial_since = None
+                    return record
+            parsed = False
+            if self._eof_records:
+                return self._eof_records.popleft()
+            if self._state.input is not READING:
+                raise EOFError("no more input from this client")
+            self._read_more(deadline)
+            just_read = True
+
+    def _read_more(self, deadline: float | None) -> None:
+        """Read one chunk into the input filter, or end input; waits as needed."""
+        while True:
+            if self._state.input is not READING:
+                return
+            transport = self._transport
+            # Fairness: even when a read filled its buffer and more is surely waiting, the next
+            # read goes through the hub's poll, so a client flooding input gets one RECV_SIZE
+            # read per loop iteration, like every other ready client. Only bytes TLS already
+            # decrypted (invisible to the poll) are read without waiting, and a new
+            # connection's first read is tried at once: clients usually send right after
+            # connecting, so their first request is often there already.
+            if (self._first_read or transport.pending()) and self._recv(transport) is not None:
+                self._first_read = False
+                return
+            self._first_read = False
+            if self._flush_cb is not None:
+                # The handler put records and now waits for input: the burst is over, so send
+                # it from here rather than from a hub callback after the switch.
+                self._flush()
+            reason = self._wait_readable(deadline)
+            if reason is READY and self._recv(transport) is not None:
+                return
+
+    def _recv(self, transport: Any) -> bytes | None:
+        """One non-blocking read; None when nothing was there. Ends input at EOF or error."""
+        try:
+            data = transport.recv(RECV_SIZE)
+        except OSError as exc:
+            if exc.errno not in PEER_GONE_ERRNOS:
+                self.error = exc
+            self._end_of_input(peer_closed=False)
+            return b""
+        if data is None:
+            return None
+        if not data:
+            self._end_of_input(peer_closed=True)
+            return data
+        self._idle_spent = 0.0
+        self._last_recv = _monotonic()
+        self._bytes_in += len(data)
+        self._in.receive(data)
+        return data
+
+    def _end_of_input(self, peer_closed: bool) -> None:
+        state = self._state
+        if not peer_closed:  # a read error
+            if state.input is READING or state.input is PEER_CLOSED:
+                state.stop_input()
+        elif state.input is READING or state.input is STOPPED:
+            state.peer_closed()
+            # The peer's last record may lack its terminator; the filter decides.
+            records = self._in.feed_eof()
+            if records:
+                self._eof_records = deque(records)
+
+    def _wait_readable(self, deadline: float | None) -> str:
+        """Wait for input, honouring the get() deadline, idle_timeout and record_timeout."""
+        limits = self._limits
+        now = _monotonic()
+        timeout = None if deadline is None else deadline - now
+        idle_timeout = limits.idle_timeout
+        idle_left = None
+        if idle_timeout is not None:
+            idle_left = idle_timeout - self._idle_spent
+            if timeout is None or idle_left < timeout:
+                timeout = idle_left
+        record_left = None
+        if limits.record_timeout is not None and self._in.pending_size():
+            if self._partial_since is None:
+                self._partial_since = self._last_recv
+            record_left = self._partial_since + limits.record_timeout - now
+            if timeout is None or record_left < timeout:
+                timeout = record_left
+        else:
+            self._partial_since = None
+        if timeout is not None and timeout <= 0:
+            reason = TIMEOUT
+        else:
+            watcher = self._write_watcher() if self._transport.wants_write else self._rw
+            reason = self._wait(watcher, timeout)
+            if idle_left is not None:
+                self._idle_spent += _monotonic() - now
+        if reason is not TIMEOUT:
+            return reason
+        if idle_timeout is not None and self._idle_spent >= idle_timeout - 1e-3:
+            self._hooks.count("closed_idle")
+            self.stop_input()
+            return WAKE
+        since, limit = self._partial_since, limits.record_timeout
+        if since is not None and limit is not None and _monotonic() >= since + limit - 1e-3:
+            self._hooks.count("closed_record_timeout")
+            if self.error is None:
+                self.error = RecordTimeoutError(
+                    f"peer {self.remote_address!r} took more than record_timeout="
+                    f"{limit:g} s to send one record "
+                    f"({self._in.pending_size()} bytes of it received)")
+            self.stop_input()
+            return WAKE
+        if deadline is not None and _monotonic() >= deadline - 1e-3:
+            raise TimeoutError("no record within the timeout")
+        # libev timers count from the loop's cached time, so one armed late in a busy loop
+        # iteration can fire early: no limit is reached yet, so wait again for the rest.
+        return WAKE
+
+    def _wait_for_drain(self, deadline: float | None) -> None:
+        """Reading is paused by backpressure: wait until output drains below low_mark."""
+        if deadline is None:
+            self._wait(None, None)
+        else:
+            timeout = deadline - _monotonic()
+            if timeout <= 0 or (self._wait(None, timeout) is TIMEOUT
+                                and _monotonic() >= deadline - 1e-3):
+                raise TimeoutError("no record within the timeout "
+                                   "(reading paused by backpressure)")
+        if self._partial_since is not None:  # the client could not send while we did not read
+            self._partial_since = _monotonic()
