@@ -1,16 +1,17 @@
 """redis_lite: an in-memory subset of Redis that real Redis clients can talk to.
 
-The framing is all in ``greensrv.filters.Resp`` (RESP2, plus inline commands for telnet users);
-the handler is a plain loop over commands, one greenlet per client, and the data is one dict
-shared by every client (greenlets switch only at I/O, so no lock is needed).
+The framing is all in ``greensrv.filters.Resp`` (RESP2 and RESP3, plus inline commands for telnet
+users); the handler is a plain loop over commands, one greenlet per client, and the data is one
+dict shared by every client (greenlets switch only at I/O, so no lock is needed).
 
 Commands: PING [msg], ECHO msg, SET key value, GET key, DEL key..., INCR key (and DECR,
 INCRBY, DECRBY: redis-py's ``incr`` sends INCRBY), EXISTS key..., MGET key..., plus what clients
-send on their own: QUIT, SELECT 0, FLUSHDB/FLUSHALL, DBSIZE, CLIENT ... (accepted), CONFIG GET
-save/appendonly, COMMAND (no docs), and HELLO [2]. HELLO 3 gets Redis's NOPROTO error: this
-server speaks RESP2 only, so redis-py 8, which asks for RESP3 by default, needs
-``redis.Redis(protocol=2)``. Anything else gets Redis's "unknown command" error. No MULTI/EXEC:
-use ``pipeline(transaction=False)``.
+send on their own: HELLO [2|3 [AUTH user pass] [SETNAME name]] (answered as Redis does: the
+server map, RESP3 from then on after ``HELLO 3``, NOPROTO for any other version), CLIENT ID,
+CLIENT SETNAME/GETNAME, CLIENT SETINFO, SELECT 0, QUIT, FLUSHDB/FLUSHALL, DBSIZE, CONFIG GET
+save/appendonly, COMMAND (no docs). So redis-py with its default settings (it opens with
+``HELLO 3``), ``redis-cli -2``/``-3`` and ``redis-benchmark`` all work. Anything else gets
+Redis's "unknown command" error. No MULTI/EXEC: use ``pipeline(transaction=False)``.
 
     python examples/redis_lite.py [--host 127.0.0.1] [--port 6380]
     redis-cli -p 6380 set greeting hello
@@ -34,6 +35,24 @@ log = logging.getLogger("redis_lite")
 OK = "OK"
 Reply = Any
 Store = dict[bytes, bytes]
+#: What HELLO reports: a Redis version recent enough that clients enable what they know.
+VERSION = b"7.2.0"
+
+
+class Session:
+    """One client's state: the shared store, its connection, its name and protocol."""
+
+    __slots__ = ("conn", "db", "info", "name")
+
+    def __init__(self, db: Store, conn: greensrv.Connection) -> None:
+        self.db = db
+        self.conn = conn
+        self.name: bytes | None = None
+        self.info: dict[bytes, bytes] = {}  # CLIENT SETINFO lib-name / lib-ver
+
+    @property
+    def protocol(self) -> int:
+        return self.conn.output_filter.protocol  # type: ignore[attr-defined, no-any-return]
 
 
 def wrong_args(name: bytes) -> RespError:
@@ -49,36 +68,37 @@ def _int(value: bytes) -> int | None:
     return number if -(2**63) <= number < 2**63 and value.strip() == value else None
 
 
-def cmd_ping(db: Store, args: list[bytes]) -> Reply:
+def cmd_ping(s: Session, args: list[bytes]) -> Reply:
     return "PONG" if not args else args[0]
 
 
-def cmd_echo(db: Store, args: list[bytes]) -> Reply:
+def cmd_echo(s: Session, args: list[bytes]) -> Reply:
     return args[0]
 
 
-def cmd_set(db: Store, args: list[bytes]) -> Reply:
-    db[args[0]] = args[1]
+def cmd_set(s: Session, args: list[bytes]) -> Reply:
+    s.db[args[0]] = args[1]
     return OK
 
 
-def cmd_get(db: Store, args: list[bytes]) -> Reply:
-    return db.get(args[0])
+def cmd_get(s: Session, args: list[bytes]) -> Reply:
+    return s.db.get(args[0])
 
 
-def cmd_del(db: Store, args: list[bytes]) -> Reply:
-    return sum(db.pop(key, None) is not None for key in args)
+def cmd_del(s: Session, args: list[bytes]) -> Reply:
+    return sum(s.db.pop(key, None) is not None for key in args)
 
 
-def cmd_exists(db: Store, args: list[bytes]) -> Reply:
-    return sum(key in db for key in args)
+def cmd_exists(s: Session, args: list[bytes]) -> Reply:
+    return sum(key in s.db for key in args)
 
 
-def cmd_mget(db: Store, args: list[bytes]) -> Reply:
-    return [db.get(key) for key in args]
+def cmd_mget(s: Session, args: list[bytes]) -> Reply:
+    return [s.db.get(key) for key in args]
 
 
-def add(db: Store, key: bytes, delta: int | None) -> Reply:
+def add(s: Session, key: bytes, delta: int | None) -> Reply:
+    db = s.db
     number = _int(db.get(key, b"0"))
     if number is None or delta is None or not -(2**63) <= number + delta < 2**63:
         return RespError("ERR value is not an integer or out of range")
@@ -86,54 +106,105 @@ def add(db: Store, key: bytes, delta: int | None) -> Reply:
     return number + delta
 
 
-def cmd_incr(db: Store, args: list[bytes]) -> Reply:
-    return add(db, args[0], 1)
+def cmd_incr(s: Session, args: list[bytes]) -> Reply:
+    return add(s, args[0], 1)
 
 
-def cmd_decr(db: Store, args: list[bytes]) -> Reply:
-    return add(db, args[0], -1)
+def cmd_decr(s: Session, args: list[bytes]) -> Reply:
+    return add(s, args[0], -1)
 
 
-def cmd_incrby(db: Store, args: list[bytes]) -> Reply:
-    return add(db, args[0], _int(args[1]))
+def cmd_incrby(s: Session, args: list[bytes]) -> Reply:
+    return add(s, args[0], _int(args[1]))
 
 
-def cmd_decrby(db: Store, args: list[bytes]) -> Reply:
+def cmd_decrby(s: Session, args: list[bytes]) -> Reply:
     delta = _int(args[1])
-    return add(db, args[0], None if delta is None else -delta)
+    return add(s, args[0], None if delta is None else -delta)
 
 
-def cmd_flush(db: Store, args: list[bytes]) -> Reply:
-    db.clear()
+def cmd_flush(s: Session, args: list[bytes]) -> Reply:
+    s.db.clear()
     return OK
 
 
-def cmd_dbsize(db: Store, args: list[bytes]) -> Reply:
-    return len(db)
+def cmd_dbsize(s: Session, args: list[bytes]) -> Reply:
+    return len(s.db)
 
 
-def cmd_select(db: Store, args: list[bytes]) -> Reply:
+def cmd_select(s: Session, args: list[bytes]) -> Reply:
     return OK if args[0] == b"0" else RespError("ERR DB index is out of range")
 
 
-def cmd_ok(db: Store, args: list[bytes]) -> Reply:
+def cmd_ok(s: Session, args: list[bytes]) -> Reply:
     return OK
 
 
-def cmd_config(db: Store, args: list[bytes]) -> Reply:
+def cmd_config(s: Session, args: list[bytes]) -> Reply:
     if args[0].upper() != b"GET":
         return RespError("ERR CONFIG is read-only here")
-    return [item for name in args[1:] for item in (name, CONFIG.get(name.lower(), b""))]
+    return {name: CONFIG.get(name.lower(), b"") for name in args[1:]}  # a map in RESP3
 
 
-def cmd_hello(db: Store, args: list[bytes]) -> Reply:
-    if args and args[0] != b"2":
-        return RespError("NOPROTO unsupported protocol version")  # Redis's reply; RESP2 only
-    return [b"server", b"redis", b"version", b"7.0.0", b"proto", 2, b"mode", b"standalone",
-            b"role", b"master", b"modules", []]
+def cmd_hello(s: Session, args: list[bytes]) -> Reply:
+    """HELLO [protover [AUTH username password] [SETNAME clientname]], as Redis 7 answers."""
+    protocol = s.protocol
+    if args:
+        version = _int(args[0])
+        if version is None:
+            return RespError("ERR Protocol version is not an integer or out of range")
+        if version not in (2, 3):
+            return RespError("NOPROTO unsupported protocol version")
+        protocol = version
+    options = args[1:]
+    name = s.name
+    while options:
+        option = options[0].upper()
+        if option == b"AUTH" and len(options) >= 3:
+            options = options[3:]  # no users here: like Redis's default user with nopass
+        elif option == b"SETNAME" and len(options) >= 2:
+            name = options[1]
+            if not valid_name(name):
+                return BAD_NAME
+            options = options[2:]
+        else:
+            shown = options[0].decode(errors="replace")
+            return RespError(f"ERR Syntax error in HELLO option '{shown}'")
+    s.name = name or None
+    s.conn.output_filter.protocol = protocol  # type: ignore[attr-defined]  # this reply too
+    return {b"server": b"redis", b"version": VERSION, b"proto": protocol, b"id": s.conn.id,
+            b"mode": b"standalone", b"role": b"master", b"modules": []}
 
 
-def cmd_empty(db: Store, args: list[bytes]) -> Reply:
+BAD_NAME = RespError("ERR Client names cannot contain spaces, newlines or special characters.")
+
+
+def valid_name(name: bytes) -> bool:
+    return all(33 <= c <= 126 for c in name)
+
+
+def cmd_client(s: Session, args: list[bytes]) -> Reply:
+    sub, rest = args[0].upper(), args[1:]
+    if sub == b"ID" and not rest:
+        return s.conn.id
+    if sub == b"GETNAME" and not rest:
+        return s.name
+    if sub == b"SETNAME" and len(rest) == 1:
+        if not valid_name(rest[0]):
+            return BAD_NAME
+        s.name = rest[0] or None
+        return OK
+    if sub == b"SETINFO" and len(rest) == 2:
+        attr = rest[0].lower()
+        if attr not in (b"lib-name", b"lib-ver"):
+            return RespError(f"ERR Unrecognized option '{rest[0].decode(errors='replace')}'")
+        s.info[attr] = rest[1]
+        return OK
+    return RespError(f"ERR unknown subcommand or wrong number of arguments for "
+                     f"'{args[0].decode(errors='replace')}'. Try CLIENT HELP.")
+
+
+def cmd_empty(s: Session, args: list[bytes]) -> Reply:
     return []
 
 
@@ -142,7 +213,7 @@ CONFIG = {b"save": b"", b"appendonly": b"no"}
 
 
 #: name -> (function, fewest arguments, most arguments or None for any number)
-COMMANDS: dict[bytes, tuple[Callable[[Store, list[bytes]], Reply], int, int | None]] = {
+COMMANDS: dict[bytes, tuple[Callable[[Session, list[bytes]], Reply], int, int | None]] = {
     b"PING": (cmd_ping, 0, 1),
     b"ECHO": (cmd_echo, 1, 1),
     b"SET": (cmd_set, 2, 2),
@@ -159,14 +230,14 @@ COMMANDS: dict[bytes, tuple[Callable[[Store, list[bytes]], Reply], int, int | No
     b"DBSIZE": (cmd_dbsize, 0, 0),
     b"SELECT": (cmd_select, 1, 1),
     b"QUIT": (cmd_ok, 0, 0),
-    b"CLIENT": (cmd_ok, 1, None),
+    b"CLIENT": (cmd_client, 1, None),
     b"CONFIG": (cmd_config, 1, None),
-    b"HELLO": (cmd_hello, 0, 1),
+    b"HELLO": (cmd_hello, 0, None),
     b"COMMAND": (cmd_empty, 0, None),
 }
 
 
-def execute(db: Store, command: Any) -> Reply:
+def execute(s: Session, command: Any) -> Reply:
     """Run one command (a list of bytes) and return its reply."""
     if not isinstance(command, list) or not command or not all(
             isinstance(arg, bytes) for arg in command):
@@ -180,21 +251,22 @@ def execute(db: Store, command: Any) -> Reply:
     function, fewest, most = entry
     if len(args) < fewest or (most is not None and len(args) > most):
         return wrong_args(name)
-    return function(db, args)
+    return function(s, args)
 
 
 def make_handler(db: Store) -> Callable[[greensrv.Connection], None]:
     def serve(conn: greensrv.Connection) -> None:
         """One client: a reply per command, in order, until EOF or QUIT."""
+        session = Session(db, conn)
         for command in conn:
-            conn.put(execute(db, command))
+            conn.put(execute(session, command))
             if isinstance(command, list) and command and command[0] in (b"QUIT", b"quit"):
                 break
     return serve
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="An in-memory subset of Redis (RESP2).")
+    parser = argparse.ArgumentParser(description="An in-memory subset of Redis (RESP2 and RESP3).")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=int, default=6380, help="TCP port (default %(default)s)")
     args = parser.parse_args(argv)

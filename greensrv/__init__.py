@@ -5,7 +5,10 @@ filters. See README.md for the quick start and ``docs/`` for the guide.
 """
 
 from . import filters
+from .backoff import Backoff
+from .client import Client
 from .connection import Connection
+from .dial import connect
 from .errors import (
     FilterError,
     GreensrvError,
@@ -20,6 +23,8 @@ from .server import Server, serve_forever
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backoff",
+    "Client",
     "Connection",
     "FilterError",
     "GreensrvError",
@@ -31,6 +36,7 @@ __all__ = [
     "TLSError",
     "WorkerBootError",
     "__version__",
+    "connect",
     "filters",
     "serve_forever",
 ]

@@ -1,19 +1,60 @@
 """Helpers for testing code built on greensrv; safe to import in any test suite.
 
-:func:`check_filter` proves a filter, built-in or your own, frames correctly under any chunking
-of the wire: the property every server relies on, since TCP delivers bytes in whatever pieces
-the network chooses.
+:func:`serving` runs a server on a free loopback port for the length of a ``with`` block and
+stops it quickly; :func:`connect` opens a client connection to it that cooperates with the
+server's greenlets (a stdlib ``socket`` would block the hub, and the server with it: see
+``docs/testing.md``). :func:`check_filter` proves a filter, built-in or your own, frames
+correctly under any chunking of the wire: the property every server relies on, since TCP
+delivers bytes in whatever pieces the network chooses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+from .connection import Connection
+from .dial import connect as _connect
 from .errors import FilterError
 from .filters.base import Filter, pull_records
+from .server import Server
 
-__all__ = ["check_filter"]
+__all__ = ["check_filter", "connect", "serving"]
+
+#: Seconds a test's connect may take: far above a loopback connect, so reaching it means the
+#: server is not listening, and the test fails instead of hanging.
+CONNECT_TIMEOUT = 5.0
+
+
+@contextmanager
+def serving(handler: Callable[[Connection], Any] | None = None, *, stop_timeout: float = 0.0,
+            **options: Any) -> Iterator[Server]:
+    """``with serving(handler, **options) as server:`` a started ``Server`` on 127.0.0.1 and a
+    port the OS picks (``server.address``), stopped at the end of the block.
+
+    ``stop_timeout`` (default 0) is what ``stop()`` lets live connections finish by
+    themselves: 0 ends them at once (each still gets a short grace to flush what it queued),
+    so a test never waits ``shutdown_timeout`` for a client it forgot to close.
+    """
+    options.setdefault("host", "127.0.0.1")
+    options.setdefault("port", 0)
+    server = Server(handler, **options)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(timeout=stop_timeout)
+
+
+def connect(target: Server | Any, **options: Any) -> Connection:
+    """``greensrv.connect`` to a ``Server`` (its first address) or an address, with
+    ``timeout`` defaulting to :data:`CONNECT_TIMEOUT`. Use it as a context manager."""
+    address = target.address if isinstance(target, Server) else target
+    if isinstance(address, str) and not address.startswith("unix:"):
+        address = "unix:" + address  # a server's unix address is its path
+    options.setdefault("timeout", CONNECT_TIMEOUT)
+    return _connect(address, **options)
 
 
 def _flags(f: Filter) -> tuple[bool, bool]:

@@ -211,7 +211,8 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 # -- every example ----------------------------------------------------------------------------
 
 ALL_EXAMPLES = ["rot13", "echo", "echo_socket", "echo_lowercase", "block_ip", "chat", "chargen",
-                "delayed_start", "tls_echo"]
+                "delayed_start", "tls_echo", "redis_lite", "tcp_proxy", "redis_client",
+                "chat_client"]
 
 
 @pytest.mark.parametrize("name", ALL_EXAMPLES)

@@ -21,20 +21,21 @@ PACKAGE = Path(greensrv.__file__).parent
 LAYERS: dict[str, int] = {
     # 0: pure: no socket, ssl or gevent (the purity tests check those imports)
     "errors": 0, "filters": 0, "options": 0, "limits": 0, "output_queue": 0, "proxy": 0,
-    "proxy_tlv": 0,
-    "connection_state": 0, "statistics": 0, "testing": 0,
+    "proxy_tlv": 0, "connection_state": 0, "statistics": 0, "backoff": 0,
     # 1: byte transports and TLS wrapping
     "transport": 1, "tls": 1, "systemd": 1,
     # 2: the connection: a socket joined to filters, needing no server (its parts first)
     "connection_fields": 2, "connection_input": 2, "connection_output": 2, "connection": 2,
     # 3: the per-client life and the listeners
     "client_life": 3, "listeners": 3, "master_sockets": 3, "startup": 3, "proxy_io": 3,
-    # 4: the server
-    "server": 4,
+    # 3: the client side's life before its connection exists (connect, PROXY header, TLS)
+    "dial": 3,
+    # 4: the server, and beside it the reconnecting client
+    "server": 4, "client": 4,
     # 5: the master and its workers (they run servers), then the command line
     "workers": 5, "worker_process": 5, "cli": 6, "__main__": 6,
-    # 7: the package's public face
-    "__init__": 7,
+    # 7: the package's public face; test helpers start servers and clients as a user would
+    "__init__": 7, "testing": 7,
 }
 
 #: Upward imports allowed, with the reason (each is made at call time, inside a function).

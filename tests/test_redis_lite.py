@@ -21,6 +21,7 @@ import pytest
 from support import need_program
 
 import greensrv
+from tests.support import need_program
 
 redis = pytest.importorskip("redis", reason="the redis client is in the [test] extra")
 
@@ -100,8 +101,8 @@ def server(tmp_path: Path) -> Iterator[RedisLite]:
 
 @pytest.fixture
 def client(server: RedisLite) -> Iterator[redis.Redis]:
-    # redis-py 8 asks for RESP3 with HELLO 3 by default; this server speaks RESP2.
-    r = redis.Redis(port=server.port, protocol=2, socket_timeout=DEADLINE)
+    # redis-py's defaults: version 8 opens with HELLO 3 and CLIENT SETINFO.
+    r = redis.Redis(port=server.port, socket_timeout=DEADLINE)
     try:
         yield r
     finally:
@@ -143,11 +144,79 @@ def test_redis_py_pipeline_of_a_thousand(client):
     assert client.mget("key:0", "key:999") == [b"0", b"999"]
 
 
-def test_redis_py_asking_for_resp3_gets_a_clear_error(server):
-    r = redis.Redis(port=server.port, socket_timeout=DEADLINE, protocol=3)
-    with pytest.raises(redis.ResponseError, match="NOPROTO"):
-        r.ping()
-    r.close()
+def test_redis_py_defaults_speak_resp3(client):
+    assert client.connection_pool.connection_kwargs.get("protocol") in (None, 3)
+    hello = client.execute_command("HELLO", "3")
+    assert hello[b"proto" if b"proto" in hello else "proto"] == 3
+    client.set("f", "1.5")
+    assert client.get("absent") is None  # "_" in RESP3
+    assert client.config_get("save") == {"save": ""} or client.config_get("save") == {
+        b"save": b""}
+
+
+def test_redis_py_resp2(server):
+    r = redis.Redis(port=server.port, protocol=2, socket_timeout=DEADLINE)
+    try:
+        assert r.ping() is True
+        assert r.set("k", "v") and r.get("k") == b"v" and r.get("nothing") is None
+    finally:
+        r.close()
+
+
+def test_client_id_is_hellos_id_and_names_are_per_connection(server):
+    a = redis.Redis(port=server.port, socket_timeout=DEADLINE, decode_responses=True,
+                    single_connection_client=True)
+    b = redis.Redis(port=server.port, socket_timeout=DEADLINE, decode_responses=True,
+                    single_connection_client=True)
+    try:
+        hello = a.execute_command("HELLO", "3")
+        assert hello["server"] == "redis" and hello["proto"] == 3
+        assert hello["mode"] == "standalone" and hello["role"] == "master"
+        assert hello["modules"] == [] and isinstance(hello["version"], str)
+        assert a.client_id() == hello["id"]
+        assert isinstance(a.client_id(), int) and a.client_id() != b.client_id()
+        assert a.client_getname() is None
+        assert a.client_setname("alice") is True
+        assert a.client_getname() == "alice" and b.client_getname() is None
+        with pytest.raises(redis.ResponseError, match="cannot contain spaces"):
+            a.client_setname("a b")
+        assert a.client_setinfo("LIB-NAME", "mine") is True
+        assert a.execute_command("SELECT", "0") is True  # redis-py maps OK to True
+        with pytest.raises(redis.ResponseError, match="out of range"):
+            a.execute_command("SELECT", "1")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_hello_answers_like_redis(server):
+    """HELLO 2 is a flat array, HELLO 3 a map; HELLO 4 is NOPROTO and changes nothing."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as s:
+        f = greensrv.filters.Resp()
+        s.sendall(f.encode_many([[b"HELLO", b"4"], [b"GET", b"none"], [b"HELLO", b"2"],
+                                 [b"HELLO", b"3", b"SETNAME", b"x"], [b"GET", b"none"],
+                                 [b"CLIENT", b"GETNAME"], [b"HELLO"], [b"QUIT"]]))
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    noproto, none2, hello2, hello3, none3, name, hello, quit_ = f.feed(data)
+    assert noproto == greensrv.filters.RespError("NOPROTO unsupported protocol version")
+    assert none2 is None and b"-NOPROTO" in data and b"$-1\r\n" in data
+    assert isinstance(hello2, list) and hello2[:6] == [b"server", b"redis", b"version",
+                                                       hello2[3], b"proto", 2]
+    assert list(hello3) == [b"server", b"version", b"proto", b"id", b"mode", b"role",
+                            b"modules"]
+    assert hello3[b"proto"] == 3 and hello3[b"id"] == hello2[7]
+    assert none3 is None and b"_\r\n" in data
+    assert name == b"x" and hello[b"proto"] == 3 and quit_ == "OK"
+
+
+def test_redis_cli_resp3(server):
+    assert server.cli("-3", "SET", "k", "v") == "OK\n"
+    assert server.cli("-3", "--no-raw", "GET", "nothing") == "(nil)\n"
+    out = server.cli("-3", "--no-raw", "HELLO", "3")
+    assert '"proto"' in out and "(integer) 3" in out
+    assert server.cli("-2", "--no-raw", "GET", "k") == '"v"\n'
 
 
 def test_redis_cli(server):
@@ -170,11 +239,11 @@ def test_redis_cli_pipe_mode(server):
     assert server.cli("GET", "bulk:1999") == "1999\n"
 
 
-@pytest.mark.parametrize("pipeline", ["1", "16"])
-def test_redis_benchmark(server, pipeline):
+@pytest.mark.parametrize("pipeline, resp3", [("1", False), ("16", False), ("16", True)])
+def test_redis_benchmark(server, pipeline, resp3):
     result = subprocess.run(
         [need("redis-benchmark"), "-p", str(server.port), "-t", "ping,set,get,incr",
-         "-n", "2000", "-c", "4", "-P", pipeline, "-q"],
+         "-n", "2000", "-c", "4", "-P", pipeline, "-q", *(["-3"] if resp3 else [])],
         capture_output=True, timeout=60, text=True)
     assert result.returncode == 0, result.stderr + server.log()
     summary = [line.rsplit("\r", 1)[-1] for line in result.stdout.splitlines()]

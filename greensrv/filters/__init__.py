@@ -11,12 +11,13 @@ from .length import LengthPrefixed
 from .line import Line
 from .mapgrep import Grep, Map
 from .netstring import Netstring
-from .resp import Resp, RespError
+from .resp import Attributed, Push, Resp, RespError, Verbatim
 from .stack import Stack
 from .stream import Stream
 
 __all__ = [
     "NEED_DATA",
+    "Attributed",
     "Block",
     "Filter",
     "FilterError",
@@ -26,8 +27,10 @@ __all__ = [
     "Line",
     "Map",
     "Netstring",
+    "Push",
     "Resp",
     "RespError",
     "Stack",
     "Stream",
+    "Verbatim",
 ]

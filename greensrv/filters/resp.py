@@ -1,21 +1,42 @@
-"""Resp: the Redis serialization protocol, version 2 (https://redis.io/docs/reference/protocol-spec/).
+"""Resp: the Redis serialization protocol, RESP2 and RESP3
+(https://redis.io/docs/reference/protocol-spec/).
 
+Input accepts both versions at any time (a RESP2 peer never sends RESP3 types); output is RESP2
+unless ``Resp(protocol=3)`` or ``flt.protocol = 3`` (mid-stream, e.g. after ``HELLO 3``).
 Records, both ways:
 
-============================  =======================================  ==========================
-RESP2 type                    decoded as                               encoded from
-============================  =======================================  ==========================
-simple string ``+OK``         ``str`` (UTF-8, surrogateescape)         ``str`` without CR or LF
-error ``-ERR x``              :class:`RespError`                       :class:`RespError`
-integer ``:42``               ``int``                                  ``int`` (``bool`` as 1/0)
-bulk string ``$3 foo``        ``bytes``                                ``bytes``, ``bytearray``,
-                                                                       ``memoryview``; a ``str``
-                                                                       with CR/LF; a ``float``
-null bulk ``$-1``             ``None``                                 ``None``
-array ``*2 ...``              ``list`` (nested as deep as max_depth)   ``list`` or ``tuple``
-null array ``*-1``            ``None``                                 (``None`` is a null bulk)
-inline command ``PING a b``   ``list`` of ``bytes`` (input only)       —
-============================  =======================================  ==========================
+==============================  =================================  ==============================
+wire type                       decoded as                         encoded from (RESP2 form)
+==============================  =================================  ==============================
+simple string ``+OK``           ``str`` (UTF-8, surrogateescape)   ``str`` without CR or LF
+error ``-ERR x``                :class:`RespError`                 :class:`RespError`
+integer ``:42``                 ``int``                            ``int`` within 64 bits
+bulk string ``$3 foo``          ``bytes``                          ``bytes``, ``bytearray``,
+                                                                   ``memoryview``; a ``str``
+                                                                   with CR/LF
+null bulk ``$-1``               ``None``                           ``None`` (RESP2)
+array ``*2 ...``                ``list`` (nested to max_depth)     ``list`` or ``tuple``
+null array ``*-1``              ``None``                           —
+inline command ``PING a b``     ``list`` of ``bytes`` (input)      —
+3: null ``_``                   ``None``                           ``None`` (``$-1``)
+3: boolean ``#t``               ``bool``                           ``bool`` (``:1``/``:0``)
+3: double ``,1.5`` ``,inf``     ``float`` (``inf``, ``nan`` too)   ``float`` (bulk ``repr``)
+3: big number ``(123...``       ``int``                            ``int`` past 64 bits (bulk)
+3: blob error ``!5 ERR x``      :class:`RespError`                 :class:`RespError` with CR/LF
+                                                                   (CR/LF as spaces)
+3: verbatim ``=7 txt:abc``      :class:`Verbatim` (a ``str``       :class:`Verbatim` (bulk)
+                                with ``.fmt``)
+3: map ``%1 k v``               ``dict``                           ``dict`` (flat array)
+3: set ``~2 a b``               ``set``                            ``set``/``frozenset`` (array)
+3: push ``>3 ...``              :class:`Push` (a ``list``)         :class:`Push` (array)
+3: attribute ``|1 k v`` value   :class:`Attributed` (``.value``,   :class:`Attributed` (the
+                                ``.attributes``)                   value alone)
+==============================  =================================  ==============================
+
+The last column is the RESP3 encoding with ``protocol=3`` and, in brackets, what RESP2 sends
+instead. Map keys and set members that Python cannot hash are frozen (arrays as ``tuple``,
+sets as ``frozenset``). Every aggregate (array, map, set, push, attribute) obeys
+``max_array_length`` (a map's count is its pairs) and ``max_depth``.
 
 A request from a real client (``redis-cli``, ``redis-benchmark``, redis-py) is an array of bulk
 strings, so a server sees ``[b"SET", b"key", b"value"]``; an inline command typed into telnet
@@ -33,15 +54,33 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import FilterError
-from .base import NEED_DATA, Filter, check_limit
+from .base import NEED_DATA, Filter
+from .resp3 import (
+    ATTRIBUTE,
+    ATTRIBUTED,
+    INT_MAX,
+    INT_MIN,
+    Attributed,
+    Push,
+    RespError,
+    Verbatim,
+    blob_value,
+    check_limits,
+    check_protocol,
+    close_aggregate,
+    empty_aggregate,
+    encode_other,
+    scalar_value,
+)
 
-__all__ = ["Resp", "RespError"]
+__all__ = ["Attributed", "Push", "Resp", "RespError", "Verbatim"]
 
 #: Longest bulk string accepted by default: 16 MiB is far above the values a Redis-like
 #: in-process service stores, while a forged length cannot make one client buffer Redis's
 #: own 512 MB limit. Raise it for large values.
 DEFAULT_MAX_BULK_LENGTH = 16 * 1024 * 1024
-#: Most elements in one array: 1 Mi, as Redis allows for a command's arguments.
+#: Most elements in one aggregate (array, set, push; pairs of a map or attribute): 1 Mi, as
+#: Redis allows for a command's arguments.
 DEFAULT_MAX_ARRAY_LENGTH = 1024 * 1024
 #: Deepest array nesting: commands are flat and replies nest a few levels; deeper nesting only
 #: serves to exhaust memory or the stack of whoever walks the value.
@@ -59,7 +98,10 @@ _FAST_MIN = 256
 #: Digits allowed in a length or integer: a signed 64-bit integer has at most 19 and a sign.
 _MAX_INT_CHARS = 20
 
-_TYPE_BYTES = frozenset(b"$*+-:")
+_TYPE_BYTES = frozenset(b"$*+-:%~,#_(=!>|")
+#: RESP3 aggregates, by type byte: "%" map, "~" set, ">" push, "|" attribute.
+_AGGREGATES = frozenset(b"%~>|")
+_NAMES = {42: "array", 37: "map", 126: "set", 62: "push", 124: "attribute"}
 
 #: Length headers the bulk fast path recognises by a dict lookup (longer ones take the exact
 #: path); arrays of up to this many bulk strings are checked in bulk.
@@ -67,32 +109,12 @@ _FAST_BULK = {b"$%d" % i: i for i in range(4096)}
 _FAST_ARRAY = {b"*%d" % i: i for i in range(1, 256)}
 
 
-class RespError:
-    """A RESP error reply (``-ERR message``): compare, print or raise it yourself."""
-
-    __slots__ = ("message",)
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, RespError) and other.message == self.message
-
-    def __hash__(self) -> int:
-        return hash((RespError, self.message))
-
-    def __repr__(self) -> str:
-        return f"RespError({self.message!r})"
-
-    def __str__(self) -> str:
-        return self.message
-
-
 class Resp(Filter):
     """RESP2 values both ways; inline commands accepted on input. See the module docstring."""
 
     __slots__ = ("_bends", "_ready", "_bregion", "_btoks", "_fast_from", "_max_array", "_max_bulk",
-                 "_max_depth", "_max_line", "_max_message", "_need", "_pos", "_scan", "_stack")
+                 "_max_depth", "_max_line", "_max_message", "_need", "_pos", "_protocol", "_scan",
+                 "_stack")
 
     def __init__(
         self,
@@ -101,17 +123,18 @@ class Resp(Filter):
         max_depth: int = DEFAULT_MAX_DEPTH,
         max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
         max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
+        protocol: int = 2,
     ) -> None:
         super().__init__()
-        self._max_bulk = check_limit("Resp: max_bulk_length", max_bulk_length, 0)
-        self._max_array = check_limit("Resp: max_array_length", max_array_length, 0)
-        self._max_depth = check_limit("Resp: max_depth", max_depth)
-        self._max_line = check_limit("Resp: max_line_length", max_line_length, 3)
-        self._max_message = check_limit("Resp: max_message_length", max_message_length, 3)
+        (self._max_bulk, self._max_array, self._max_depth, self._max_line,
+         self._max_message) = check_limits(max_bulk_length, max_array_length, max_depth,
+                                           max_line_length, max_message_length)
+        self._protocol = check_protocol(protocol)
         self._pos = 0  # parse position; self._start is where the current message began
         self._need = 0  # no progress is possible before the buffer holds this many bytes
         self._scan = 0  # no line terminator before this offset (for the element at _pos)
-        self._stack: list[list[Any]] = []  # open arrays: [elements so far, elements left]
+        # open aggregates: [elements so far, elements left, kind (0: array, else resp3's)]
+        self._stack: list[list[Any]] = []
         # The bulk path: messages parsed from one split of the buffer, handed out one at a time.
         self._ready: list[Any] = []  # parsed messages not yet returned, last one first
         self._btoks: list[bytes] = []  # the split the batch came from
@@ -255,10 +278,10 @@ class Resp(Filter):
                 if nl - pos > self._max_line:
                     self._error(f"line longer than max_line_length={self._max_line} "
                                 f"({nl - pos} bytes)")
-                if t == 36:  # $ bulk string
+                if t == 36 or t == 61 or t == 33:  # $ bulk string, = verbatim, ! blob error
                     length = self._int(buf, pos + 1, nl)
                     if length < 0:
-                        if length != -1:
+                        if length != -1 or t != 36:
                             self._error(f"bulk length {length}")
                         value = None
                         pos = nl + 2
@@ -275,33 +298,43 @@ class Resp(Filter):
                         if buf[end] != 13 or buf[end + 1] != 10:
                             self._error(f"no CRLF after a {length}-byte bulk string")
                         value = bytes(buf[nl + 2 : end])
+                        if t != 36:
+                            value = self._resp3(blob_value, t, value)
                         pos = end + 2
-                elif t == 42:  # * array
+                elif t == 42 or t in _AGGREGATES:  # * array; % map, ~ set, > push, | attribute
                     count = self._int(buf, pos + 1, nl)
                     pos = nl + 2
+                    kind = 0 if t == 42 else t
                     if count < 0:
-                        if count != -1:
-                            self._error(f"array length {count}")
+                        if count != -1 or kind:
+                            self._error(f"{_NAMES[t]} length {count}")
                         value = None
                     elif count > self._max_array:
-                        self._error(f"array of {count} elements over max_array_length="
+                        self._error(f"{_NAMES[t]} of {count} elements over max_array_length="
                                     f"{self._max_array}")
-                    elif count == 0:
-                        value = []
+                    elif count == 0 and kind != ATTRIBUTE:
+                        value = empty_aggregate(kind) if kind else []
                     else:
                         if len(stack) >= self._max_depth:
-                            self._error(f"arrays nested deeper than max_depth={self._max_depth}")
-                        stack.append([[], count])
+                            self._error(f"aggregates nested deeper than max_depth="
+                                        f"{self._max_depth}")
+                        if kind == ATTRIBUTE and count == 0:
+                            stack.append([[{}], 1, ATTRIBUTED])
+                        else:
+                            stack.append([[], 2 * count if t == 37 or t == 124 else count, kind])
                         continue
                 elif t == 58:  # : integer
                     value = self._int(buf, pos + 1, nl)
                     pos = nl + 2
-                else:
+                elif t == 43 or t == 45:  # + simple string, - error
                     text = bytes(buf[pos + 1 : nl])
                     if b"\r" in text or b"\n" in text:
                         self._error("CR or LF inside a simple string or error")
                     s = text.decode("utf-8", "surrogateescape")
                     value = s if t == 43 else RespError(s)
+                    pos = nl + 2
+                else:  # _ null, # boolean, , double, ( big number
+                    value = self._resp3(scalar_value, t, bytes(buf[pos + 1 : nl]))
                     pos = nl + 2
             elif stack:
                 self._error(f"unexpected byte {bytes([t])!r} where an array element begins")
@@ -326,15 +359,22 @@ class Resp(Filter):
                     self._error(f"inline command of {len(args)} arguments over "
                                 f"max_array_length={self._max_array}")
                 value = args
-            # Hand the value to the open array, closing every array it completes.
+            # Hand the value to the open aggregate, closing every aggregate it completes.
             while stack:
                 top = stack[-1]
                 top[0].append(value)
                 top[1] -= 1
                 if top[1]:
                     break
-                value = top[0]
                 stack.pop()
+                kind = top[2]
+                if not kind:
+                    value = top[0]
+                    continue
+                value = self._resp3(close_aggregate, kind, top[0])
+                if kind == ATTRIBUTE:  # the value it describes comes next
+                    stack.append([[value], 1, ATTRIBUTED])
+                    break
             else:
                 self._start = self._pos = pos
                 self._need = self._scan = 0
@@ -342,6 +382,12 @@ class Resp(Filter):
         self._pos = pos
         self._check_message(n)
         return NEED_DATA
+
+    def _resp3(self, decode: Any, kind: int, data: Any) -> Any:
+        try:
+            return decode(kind, data)
+        except ValueError as exc:
+            self._error(str(exc))
 
     def _int(self, buf: bytearray, begin: int, end: int) -> int:
         text = buf[begin:end]
@@ -387,6 +433,16 @@ class Resp(Filter):
         return len(self.pending()) if self._ready else len(self._buf) - self._start
 
     # -- output ------------------------------------------------------------------------------
+    @property
+    def protocol(self) -> int:
+        """2 or 3: the RESP version ``encode`` writes (input accepts both at any time). Set it
+        mid-stream, e.g. after answering ``HELLO 3``."""
+        return self._protocol
+
+    @protocol.setter
+    def protocol(self, value: int) -> None:
+        self._protocol = check_protocol(value)
+
     def encode(self, record: Any) -> bytes:
         t = type(record)
         if t is bytes:
@@ -399,34 +455,27 @@ class Resp(Filter):
             if b"\r" in data or b"\n" in data:
                 return b"$%d\r\n%b\r\n" % (len(data), data)
             return b"+%b\r\n" % data
-        if t is int or t is bool:
+        if t is int and INT_MIN <= record <= INT_MAX:
             return b":%d\r\n" % record
-        if record is None:
-            return b"$-1\r\n"
-        if t is RespError:
-            data = record.message.encode("utf-8", "surrogateescape")
-            return b"-%b\r\n" % data.replace(b"\r", b" ").replace(b"\n", b" ")
+        wire = encode_other(record, self._protocol, self.encode)
+        if wire is not None:
+            return wire
         if isinstance(record, (bytes, bytearray, memoryview)):
             data = bytes(record)
             return b"$%d\r\n%b\r\n" % (len(data), data)
-        if isinstance(record, float):
-            data = repr(record).encode()
-            return b"$%d\r\n%b\r\n" % (len(data), data)
-        if isinstance(record, (list, tuple, str, int, RespError)):
+        if isinstance(record, (list, tuple, str)):
             return self.encode(_base_type(record))
         raise TypeError(f"Resp.encode cannot encode {type(record).__name__}")
 
     def clone(self) -> Resp:
         return Resp(self._max_bulk, self._max_array, self._max_depth, self._max_line,
-                    self._max_message)
+                    self._max_message, self._protocol)
 
     def __repr__(self) -> str:
-        return "Resp()"
+        return "Resp()" if self._protocol == 2 else "Resp(protocol=3)"
 
 
 def _base_type(record: Any) -> Any:
     """A subclass instance as its base type (``encode`` dispatches on exact types)."""
-    if isinstance(record, RespError):
-        return RespError(record.message)
-    base: Any = next(t for t in (bool, int, str, list, tuple) if isinstance(record, t))
+    base: Any = next(t for t in (str, list, tuple) if isinstance(record, t))
     return base(record)

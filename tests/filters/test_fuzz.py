@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from greensrv import FilterError
 from greensrv.filters import (
     NEED_DATA,
+    Attributed,
     Block,
     Filter,
     Grep,
@@ -26,10 +27,12 @@ from greensrv.filters import (
     Line,
     Map,
     Netstring,
+    Push,
     Resp,
     RespError,
     Stack,
     Stream,
+    Verbatim,
 )
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -53,6 +56,19 @@ resp_values = st.recursive(
                                                  blacklist_categories=("Cs",)), max_size=10)),
     lambda inner: st.lists(inner, max_size=4), max_leaves=12)
 
+_no_crlf = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
+                   max_size=10)
+_keys = st.binary(max_size=8) | st.integers(-100, 100)
+resp3_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.binary(max_size=30) | _no_crlf
+    | st.builds(RespError, st.text(st.characters(blacklist_categories=("Cs",)), max_size=10))
+    | st.builds(Verbatim, st.text(st.characters(blacklist_categories=("Cs",)), max_size=10)),
+    lambda inner: st.lists(inner, max_size=4) | st.lists(inner, max_size=4).map(Push)
+    | st.dictionaries(_keys, inner, max_size=3) | st.sets(_keys, max_size=4)
+    | st.builds(Attributed, inner, st.dictionaries(_keys, inner, max_size=2)),
+    max_leaves=12)
+
 ROUND_TRIP: list[tuple[str, Callable[[], Filter], Any]] = [
     ("Line", Line, text_no_newline),
     ("Line bytes", lambda: Line(encoding=None), bytes_no(b"\n", b"\r")),
@@ -65,6 +81,7 @@ ROUND_TRIP: list[tuple[str, Callable[[], Filter], Any]] = [
     ("Netstring", Netstring, st.binary(max_size=40)),
     ("JsonLines", JsonLines, json_values),
     ("Resp", Resp, resp_values),
+    ("Resp3", lambda: Resp(protocol=3), resp3_values),
     ("Stack", lambda: Stack(Stream(), Line(), Map(get=str.upper, put=str.lower)),
      text_no_newline.map(str.upper).filter(lambda s: s.lower().upper() == s)),
 ]
@@ -114,6 +131,7 @@ FUZZED: list[tuple[str, Callable[[], Filter]]] = [
     ("Netstring", lambda: Netstring(max_length=64)),
     ("JsonLines", lambda: JsonLines(max_length=64)),
     ("Resp", Resp),
+    ("Resp3", lambda: Resp(protocol=3)),
     ("Resp small", lambda: Resp(max_bulk_length=8, max_array_length=4, max_depth=2,
                                 max_line_length=8, max_message_length=64)),
     ("Grep", lambda: Stack(Line(), Grep(get=lambda s: "x" not in s))),
@@ -121,7 +139,7 @@ FUZZED: list[tuple[str, Callable[[], Filter]]] = [
 ]
 
 #: Bytes that make parsers take their interesting branches.
-alphabet = st.sampled_from(list(b"\r\n$*+-:,;0123456789abx{}[]\"\x00\xff"))
+alphabet = st.sampled_from(list(b"\r\n$*+-:,;0123456789abx{}[]\"\x00\xff%~#_(=!>|tf"))
 hostile = st.one_of(st.binary(max_size=200),
                     st.lists(alphabet, max_size=200).map(bytes))
 

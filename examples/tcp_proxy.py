@@ -1,0 +1,148 @@
+"""tcp_proxy: a TCP proxy and tiny load balancer, a greensrv server and client in one handler.
+
+Each inbound connection opens a ``greensrv.connect`` to the next upstream, round robin, skipping
+one that refuses (each is tried once per client); bytes then flow both ways through ``Stream``
+filters. Backpressure holds in both directions: the pump stops reading one side while the other
+side's queued output is above ``HIGH_MARK`` (``flush()`` waits for it to drain), so a slow reader
+on either side makes the proxy read less, never buffer more. End of input on one side is passed
+on as a half-close (FIN) of the other, so request/response protocols that rely on it
+(``nc -N``, HTTP/1.0 uploads) work; a reset on either side closes both.
+
+    python examples/tcp_proxy.py --port 8000 --upstream 127.0.0.1:9001 --upstream 127.0.0.1:9002
+    python examples/tcp_proxy.py --port 8000 --upstream 127.0.0.1:9001 --proxy-v2
+
+``--proxy-v2`` sends a PROXY protocol v2 header to the upstream first, so a greensrv server
+with ``proxy_protocol="v2"`` (or HAProxy, nginx...) sees the real client's address.
+SIGTERM or Ctrl-C stops it gracefully.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import itertools
+import logging
+import socket
+import struct
+from typing import Any
+
+import gevent
+
+import greensrv
+from greensrv.filters import Stream
+
+log = logging.getLogger("tcp_proxy")
+
+#: Bytes queued towards one side before the pump stops reading the other: four 64 KiB reads in
+#: flight keep a fast link busy while bounding what one slow peer costs (about 2 × 256 KiB
+#: per connection, both directions).
+HIGH_MARK = 256 * 1024
+#: Seconds to connect to one upstream before trying the next: loopback or LAN upstreams answer
+#: in milliseconds; a dead host must not hold the client for long.
+CONNECT_TIMEOUT = 3.0
+
+
+def v2_header(client: Any, local: Any) -> bytes:
+    """A PROXY v2 header for a TCP client, built here when ``greensrv.proxy`` is absent."""
+    source, destination = ipaddress.ip_address(client[0]), ipaddress.ip_address(local[0])
+    if source.version != destination.version:
+        return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x20, 0x00]) + struct.pack("!H", 0)  # LOCAL
+    family = 0x11 if source.version == 4 else 0x21  # TCP over IPv4 / IPv6
+    body = source.packed + destination.packed + struct.pack("!HH", client[1], local[1])
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, family]) + struct.pack("!H", len(body)) + body
+
+
+def proxy_header(conn: greensrv.Connection) -> Any:
+    """The header describing ``conn``'s client: greensrv.proxy's ProxyHeader if installed."""
+    try:
+        from greensrv.proxy import ProxyHeader  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return v2_header(conn.remote_address, conn.local_address)
+    return ProxyHeader(version=2, command="PROXY", source=conn.remote_address[:2],
+                       destination=conn.local_address[:2])
+
+
+class Balancer:
+    """Round robin over the upstreams; each client tries every upstream at most once."""
+
+    def __init__(self, upstreams: list[tuple[str, int]], send_proxy_header: bool) -> None:
+        self.upstreams = upstreams
+        self._next = itertools.cycle(range(len(upstreams)))
+        self.send_proxy_header = send_proxy_header
+
+    def open_upstream(self, client: greensrv.Connection) -> greensrv.Connection | None:
+        header = proxy_header(client) if self.send_proxy_header else None
+        for _ in self.upstreams:
+            address = self.upstreams[next(self._next)]
+            try:
+                return greensrv.connect(address, filter=Stream(), timeout=CONNECT_TIMEOUT,
+                                        proxy_header=header, high_mark=HIGH_MARK,
+                                        low_mark=HIGH_MARK // 4)
+            except OSError as exc:  # refused, unreachable, timed out: try the next one
+                log.warning("upstream %s:%d skipped: %s", *address, exc)
+        return None
+
+    def handle(self, down: greensrv.Connection) -> None:
+        """One client: pump both ways until both directions have ended."""
+        up = self.open_upstream(down)
+        if up is None:
+            log.error("no upstream for %s: all %d refused", down.remote_address,
+                      len(self.upstreams))
+            return
+        with up:
+            back = gevent.spawn(pump, up, down)
+            try:
+                pump(down, up)
+                back.join()
+            finally:
+                back.kill()
+
+
+def pump(source: greensrv.Connection, sink: greensrv.Connection) -> None:
+    """Copy ``source``'s bytes to ``sink`` with backpressure; pass its end on as a FIN.
+
+    ``closing`` on either side means its peer is gone (a write failed, or a reset): then both
+    sides are closed, so the other direction ends too.
+    """
+    for chunk in source:
+        sink.put(chunk)
+        if sink.buffered > HIGH_MARK:
+            sink.flush()  # stop reading source until sink's peer has taken the bytes
+        if sink.closing:
+            break
+    sink.flush()
+    if sink.closing or source.closing:
+        source.close()
+        sink.close()
+        return
+    try:
+        sink.socket.shutdown(socket.SHUT_WR)  # half-close: the other direction goes on
+    except OSError:
+        sink.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="A TCP proxy and round-robin balancer.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default %(default)s)")
+    parser.add_argument("--upstream", action="append", required=True, metavar="HOST:PORT",
+                        help="an upstream server (repeat for several)")
+    parser.add_argument("--proxy-v2", action="store_true",
+                        help="send a PROXY protocol v2 header to the upstream")
+    args = parser.parse_args(argv)
+    upstreams = []
+    for text in args.upstream:
+        host, _, port = text.rpartition(":")
+        if not host or not port.isdigit():
+            parser.error(f"--upstream {text!r}: expected HOST:PORT")
+        upstreams.append((host.strip("[]"), int(port)))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s")
+    balancer = Balancer(upstreams, args.proxy_v2)
+    server = greensrv.Server(handler=balancer.handle, filter=Stream(), host=args.host,
+                             port=args.port, high_mark=HIGH_MARK, low_mark=HIGH_MARK // 4,
+                             name="tcp_proxy")
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
