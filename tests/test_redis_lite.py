@@ -21,7 +21,6 @@ import pytest
 from support import need_program
 
 import greensrv
-from tests.support import need_program
 
 redis = pytest.importorskip("redis", reason="the redis client is in the [test] extra")
 
