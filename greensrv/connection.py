@@ -234,6 +234,14 @@ class Connection(InputSide, OutputSide):
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        """End of a ``with`` block: what was put is written first (for at most the limits'
+        ``flush_timeout``) when the block ended normally, then the connection is closed; after
+        an exception it is closed at once."""
+        if exc_type is None:
+            try:
+                self.flush(self._limits.flush_timeout)
+            except TimeoutError:
+                pass  # the peer did not read in time: the rest is dropped, as close() does
         self.close()
 
     # -- input ---------------------------------------------------------------------------------

@@ -31,6 +31,29 @@ def unused_port() -> int:
         return int(s.getsockname()[1])
 
 
+def test_leaving_a_with_block_writes_what_was_put_before_closing(no_leaks):
+    """A put() just before the block ends is not lost to the close (it would be: put() only
+    queues, and close() drops what is queued)."""
+    received = AsyncResult()
+
+    def collect(conn):
+        received.set(list(conn))
+
+    with serving(collect) as server:
+        with connect(server) as conn:
+            conn.put(*[f"line {i}" for i in range(1000)])
+        assert conn.closed
+        assert received.get(timeout=WAIT) == [f"line {i}" for i in range(1000)]
+
+
+def test_an_exception_in_a_with_block_closes_at_once(no_leaks):
+    with serving(upper_echo) as server:
+        with pytest.raises(RuntimeError), connect(server) as conn:
+            conn.put("never mind")
+            raise RuntimeError("boom")
+        assert conn.closed and conn.buffered == 0
+
+
 def test_a_client_connection_reads_like_a_handler(no_leaks):
     with serving(upper_echo) as server, connect(server) as conn:
         assert isinstance(conn, greensrv.Connection)
