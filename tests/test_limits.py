@@ -74,3 +74,13 @@ def test_the_record_clock_follows_the_record_fields():
 def test_the_record_fields_are_checked_by_name(name, value, message):
     with pytest.raises((TypeError, ValueError), match=message):
         Limits(**{name: value})
+
+
+def test_connect_and_client_take_the_record_fields_but_not_the_derived_clock():
+    from greensrv.dial import LIMIT_OPTIONS, make_limits
+
+    assert {"record_min_rate", "record_grace", "record_start_timeout"} <= LIMIT_OPTIONS
+    assert "record_clock" not in LIMIT_OPTIONS
+    assert make_limits({"record_min_rate": 100}).record_clock.min_rate == 100.0
+    with pytest.raises(TypeError, match="record_clock"):
+        make_limits({"record_clock": None})

@@ -194,3 +194,25 @@ def test_shedding_works_on_a_unix_listener_one_client_per_readiness(make_server,
     assert waiting.readline() == b"two\r\n"
     assert isinstance(wait_for(errors, "the idle client to be shed"), ConnectionShedError)
     assert server.statistics().closed_shed == 1
+
+
+def test_a_connection_still_waiting_for_its_proxy_header_is_never_shed(make_server, connect):
+    """It is not yet among the server's connections (proxy_timeout bounds it instead): at
+    capacity the idle proxied connection is shed, and the silent one is served afterwards."""
+    errors, options = errors_queue()
+    server = make_server(echo, concurrency=2, shed_min_age=0, proxy_protocol="v1", **options)
+    header = b"PROXY TCP4 192.0.2.1 192.0.2.2 1111 2222\r\n"
+    # The silent one is accepted first: were it a candidate, it would be the oldest idle one.
+    silent = connect(server.address)  # holds a slot, still waiting for its PROXY header
+    idle = connect(server.address)
+    idle.send(header + b"first\n")
+    assert idle.readline() == b"first\r\n"  # now idle, waiting for input
+    waiting = connect(server.address)  # the server is full: this one waits in the backlog
+    waiting.send(header + b"let me in\n")
+    assert waiting.readline() == b"let me in\r\n"
+    assert idle.read_all() == b""  # shed
+    assert isinstance(wait_for(errors, "the shed connection's client_error"),
+                      ConnectionShedError)
+    silent.send(header + b"late\n")
+    assert silent.readline() == b"late\r\n"
+    assert server.statistics().closed_shed == 1
