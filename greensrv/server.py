@@ -291,8 +291,7 @@ class Server:
         self._hooks = _ServerHooks(self)
         self._shedder = make_shedder(self._hooks, shedding, shed_min_age,
                                      self.limits.record_min_rate)
-        if self._shedder is not None:
-            self._hooks.full = self._full_and_shed
+        self._pick_full_hook()
         self._life = ClientLife(
             name=name, handler=handler, client_input=client_input,
             shutdown_on_error=self.client_shutdown_on_error, pre_connect=client_pre_connect,
@@ -509,6 +508,7 @@ class Server:
         """Change the connection limit live: 0 pauses accepting, -1 is unlimited."""
         check_int("concurrency", n, minimum=-1)
         self.concurrency = n
+        self._pick_full_hook()
         self._update_accepting()
 
     def _full(self) -> bool:
@@ -516,6 +516,12 @@ class Server:
         # The pool holds each client's greenlet from accept until it ends (handshake and final
         # drain included): exactly what counts toward concurrency.
         return self._stopping or (limit >= 0 and len(self._pool) >= limit)
+
+    def _pick_full_hook(self) -> None:
+        """The listeners' full(): one that arms the shedder only where it can act, so an
+        unlimited server pays nothing for it per accept."""
+        shed = self._shedder is not None and self.concurrency > 0
+        self._hooks.full = self._full_and_shed if shed else self._full
 
     def _full_and_shed(self) -> bool:
         """A listener's full() under shedding: full at concurrency arms the shedder."""

@@ -216,3 +216,19 @@ def test_a_connection_still_waiting_for_its_proxy_header_is_never_shed(make_serv
     silent.send(header + b"late\n")
     assert silent.readline() == b"late\r\n"
     assert server.statistics().closed_shed == 1
+
+
+def test_shedding_starts_when_set_concurrency_gives_an_unlimited_server_a_limit(make_server,
+                                                                                 connect):
+    errors, options = errors_queue()
+    server = make_server(echo, shed_min_age=0, **options)  # concurrency=-1: nothing to shed
+    idle = connect(server.address)
+    idle.send(b"first\n")
+    assert idle.readline() == b"first\r\n"
+    server.set_concurrency(1)
+    waiting = connect(server.address)
+    waiting.send(b"let me in\n")
+    assert waiting.readline() == b"let me in\r\n"
+    assert idle.read_all() == b""  # shed
+    assert isinstance(wait_for(errors, "the shed connection's client_error"),
+                      ConnectionShedError)
