@@ -10,8 +10,10 @@ from .client import Client
 from .connection import Connection
 from .dial import connect
 from .errors import (
+    ConnectionShedError,
     FilterError,
     GreensrvError,
+    RecordTimeoutError,
     SlowClientError,
     StartupError,
     TLSError,
@@ -26,10 +28,12 @@ __all__ = [
     "Backoff",
     "Client",
     "Connection",
+    "ConnectionShedError",
     "FilterError",
     "GreensrvError",
     "ProxyHeader",
     "ProxyProtocolError",
+    "RecordTimeoutError",
     "Server",
     "SlowClientError",
     "StartupError",

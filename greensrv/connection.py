@@ -167,6 +167,8 @@ class Connection(InputSide, OutputSide):
         self._idle_spent = 0.0
         self._partial_since: float | None = None  # when the unfinished record began arriving
         self._last_recv = 0.0
+        self._accepted_at = _monotonic()
+        self._read_wait_since: float | None = None  # set while waiting for input (shedding)
         self._bytes_in = 0
         self._bytes_out = 0
 

@@ -36,7 +36,7 @@ class ConnectionFields(OutputQueue):
     that the parts call (declared for type checkers, defined in connection.py)."""
 
     __slots__ = (
-        "__weakref__", "_bytes_in", "_bytes_out", "_state",
+        "__weakref__", "_accepted_at", "_bytes_in", "_bytes_out", "_read_wait_since", "_state",
         "_discarded", "_eof_records", "_first_read",
         "error", "_events", "_event_glet", "_flush_cb", "_flush_event", "_hooks",
         "_idle_spent", "_in", "_limits",
@@ -69,6 +69,8 @@ class ConnectionFields(OutputQueue):
         _idle_spent: float
         _partial_since: float | None
         _last_recv: float
+        _accepted_at: float
+        _read_wait_since: float | None
         _bytes_in: int
         _bytes_out: int
 

@@ -5,8 +5,10 @@ Connection's, in its ``__slots__``), so ``get()`` past its fast path costs no ex
 ``connection.py`` keeps the socket, the watchers, the waiting (``_wait``/``_wake``) and the
 public methods; these are the private steps ``get()`` takes when no record is parsed yet:
 read one chunk (``_read_more``/``_recv``), or wait for input under the ``get()`` deadline,
-``idle_timeout`` and ``record_timeout`` (``_wait_readable``), or for output to drain below
-``low_mark`` (``_wait_for_drain``).
+``idle_timeout`` and the record clock (``_wait_readable``: ``record_timeout``,
+``record_min_rate`` after ``record_grace``, ``record_start_timeout``; ``greensrv.overload``), or
+for output to drain below ``low_mark`` (``_wait_for_drain``). ``overload_progress`` and ``shed``
+are what the server's shedder asks of a connection at capacity (``docs/overload.md``).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any
 
 from .connection_fields import READY, RECV_SIZE, TIMEOUT, WAKE, ConnectionFields
 from .connection_state import PEER_CLOSED, READING, STOPPED
-from .errors import RecordTimeoutError
+from .errors import ConnectionShedError, RecordTimeoutError
 from .filters.base import NEED_DATA
+from .overload import Progress
 from .transport import PEER_GONE_ERRNOS
 
 __all__ = ["InputSide"]
@@ -127,20 +130,30 @@ class InputSide(ConnectionFields):
             idle_left = idle_timeout - self._idle_spent
             if timeout is None or idle_left < timeout:
                 timeout = idle_left
+        clock = limits.record_clock
         record_left = None
-        if limits.record_timeout is not None and self._in.pending_size():
+        pending = self._in.pending_size()
+        if pending and clock.active:
             if self._partial_since is None:
                 self._partial_since = self._last_recv
-            record_left = self._partial_since + limits.record_timeout - now
-            if timeout is None or record_left < timeout:
-                timeout = record_left
+            record_deadline = clock.deadline(self._partial_since, pending)
+            if record_deadline is not None:
+                record_left = record_deadline - now
         else:
             self._partial_since = None
+            if clock.start_timeout is not None and not self._bytes_in:
+                record_left = self._accepted_at + clock.start_timeout - now
+        if record_left is not None and (timeout is None or record_left < timeout):
+            timeout = record_left
         if timeout is not None and timeout <= 0:
             reason = TIMEOUT
         else:
             watcher = self._write_watcher() if self._transport.wants_write else self._rw
-            reason = self._wait(watcher, timeout)
+            self._read_wait_since = now
+            try:
+                reason = self._wait(watcher, timeout)
+            finally:
+                self._read_wait_since = None
             if idle_left is not None:
                 self._idle_spent += _monotonic() - now
         if reason is not TIMEOUT:
@@ -149,21 +162,43 @@ class InputSide(ConnectionFields):
             self._hooks.count("closed_idle")
             self.stop_input()
             return WAKE
-        since, limit = self._partial_since, limits.record_timeout
-        if since is not None and limit is not None and _monotonic() >= since + limit - 1e-3:
-            self._hooks.count("closed_record_timeout")
-            if self.error is None:
-                self.error = RecordTimeoutError(
-                    f"peer {self.remote_address!r} took more than record_timeout="
-                    f"{limit:g} s to send one record "
-                    f"({self._in.pending_size()} bytes of it received)")
-            self.stop_input()
+        if record_left is not None and _monotonic() >= now + record_left - 1e-3:
+            self._record_overdue(pending)
             return WAKE
         if deadline is not None and _monotonic() >= deadline - 1e-3:
             raise TimeoutError("no record within the timeout")
         # libev timers count from the loop's cached time, so one armed late in a busy loop
         # iteration can fire early: no limit is reached yet, so wait again for the rest.
         return WAKE
+
+    def _record_overdue(self, pending: int) -> None:
+        """The record clock ran out (record_timeout, record_min_rate or record_start_timeout)."""
+        clock = self._limits.record_clock
+        self._hooks.count("closed_record_timeout")
+        if self.error is None:
+            if self._partial_since is None:
+                why = (f"sent nothing within record_start_timeout={clock.start_timeout:g} s "
+                       "of connecting")
+            else:
+                why = clock.overdue_reason(self._partial_since, pending, _monotonic())
+            self.error = RecordTimeoutError(f"peer {self.remote_address!r} {why}")
+        self.stop_input()
+
+    def overload_progress(self) -> Progress:
+        """This connection as shedding sees it (``greensrv.overload.ShedPolicy``): waiting for
+        input since when (None while its handler does anything else), and its unfinished
+        record. For the server's shedder; not part of the application's API."""
+        since = self._partial_since
+        waiting = self._read_wait_since if self._state.input is READING else None
+        return Progress(self._accepted_at, waiting, since,
+                        self._in.pending_size() if since is not None else 0)
+
+    def shed(self, error: ConnectionShedError) -> None:
+        """Close now to make room at capacity (the server's shedder calls it): the handler's
+        get() sees EOF, and ``error`` reaches client_error once the handler has ended."""
+        if self.error is None:
+            self.error = error
+        self.close()
 
     def _wait_for_drain(self, deadline: float | None) -> None:
         """Reading is paused by backpressure: wait until output drains below low_mark."""

@@ -237,7 +237,7 @@ def connect(address: Address, *, filter: Filter | None = None,
 
 
 #: The keyword arguments ``connect`` and ``Client`` pass on as limits: the fields of Limits.
-LIMIT_OPTIONS = frozenset(field.name for field in fields(Limits))
+LIMIT_OPTIONS = frozenset(field.name for field in fields(Limits) if field.init)
 
 
 def make_limits(options: dict[str, Any]) -> Limits:

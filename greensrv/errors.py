@@ -1,7 +1,7 @@
 """greensrv's exceptions: one root, with builtin co-bases where callers expect them."""
 
-__all__ = ["FilterError", "GreensrvError", "ProxyProtocolError", "RecordTimeoutError",
-           "SlowClientError", "StartupError", "TLSError", "WorkerBootError"]
+__all__ = ["ConnectionShedError", "FilterError", "GreensrvError", "ProxyProtocolError",
+           "RecordTimeoutError", "SlowClientError", "StartupError", "TLSError", "WorkerBootError"]
 
 
 class GreensrvError(Exception):
@@ -26,6 +26,15 @@ class TLSError(GreensrvError):
 
 class RecordTimeoutError(GreensrvError, TimeoutError):
     """Raised when a client takes longer than ``record_timeout`` to finish sending a record."""
+
+
+class ConnectionShedError(GreensrvError):
+    """Raised when a connection making the least progress is closed to make room at capacity."""
+
+    def __init__(self, message: str, reason: str, stalled_for: float) -> None:
+        super().__init__(message)
+        self.reason = reason  #: "idle" or "slow record" (greensrv.overload)
+        self.stalled_for = stalled_for  #: seconds since it last made progress
 
 
 class StartupError(GreensrvError, OSError):

@@ -8,7 +8,7 @@ ssl or gevent import.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .options import (
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -19,6 +19,7 @@ from .options import (
     check_int,
     check_seconds,
 )
+from .overload import DEFAULT_RECORD_GRACE, RecordClock
 
 __all__ = ["Limits"]
 
@@ -34,23 +35,33 @@ DEFAULT_DRAIN_TIMEOUT = 1.0
 #: a peer that keeps sending while its connection closes costs).
 DEFAULT_DRAIN_LIMIT = 1 << 20
 
-_SECONDS_OR_NONE = ("idle_timeout", "record_timeout")
-_SECONDS = ("handshake_timeout", "flush_timeout", "drain_timeout")
+_SECONDS_OR_NONE = ("idle_timeout", "record_timeout", "record_start_timeout")
+_SECONDS = ("handshake_timeout", "flush_timeout", "drain_timeout", "record_grace")
 
 
 @dataclass(frozen=True)
 class Limits:
-    """The bounds of one connection; each field is checked at construction, naming itself."""
+    """The bounds of one connection; each field is checked at construction, naming itself.
+
+    ``record_min_rate`` is None here, so a client-side connection keeps only ``record_timeout``
+    (its peer is a server it chose); the Server passes its own default, 500 bytes/s
+    (``docs/overload.md``). ``record_clock`` is derived from the four record fields.
+    """
 
     high_mark: int = DEFAULT_HIGH_MARK
     low_mark: int = DEFAULT_LOW_MARK
     output_limit: int = DEFAULT_OUTPUT_LIMIT
     idle_timeout: float | None = None
     record_timeout: float | None = DEFAULT_RECORD_TIMEOUT
+    record_min_rate: float | None = None
+    record_grace: float = DEFAULT_RECORD_GRACE
+    record_start_timeout: float | None = None
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     flush_timeout: float = DEFAULT_FLUSH_TIMEOUT
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
     drain_limit: int = DEFAULT_DRAIN_LIMIT
+    #: The record timeouts as one pure clock (greensrv.overload), made from the fields above.
+    record_clock: RecordClock = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_int("high_mark", self.high_mark, minimum=1)
@@ -72,3 +83,10 @@ class Limits:
             if value is not None:
                 check_seconds(name, value, positive=True)
                 object.__setattr__(self, name, float(value))
+        if self.record_min_rate is not None:
+            check_seconds("record_min_rate", self.record_min_rate, positive=True,
+                          unit="bytes/s")
+            object.__setattr__(self, "record_min_rate", float(self.record_min_rate))
+        object.__setattr__(self, "record_clock", RecordClock(
+            self.record_timeout, self.record_min_rate, self.record_grace,
+            self.record_start_timeout))

@@ -44,9 +44,9 @@ def check_int(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} must be at least {minimum}, not {value}")
 
 
-def check_seconds(name: str, value: Any, positive: bool = False) -> None:
+def check_seconds(name: str, value: Any, positive: bool = False, unit: str = "seconds") -> None:
     if not isinstance(value, int | float) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+        raise TypeError(f"{name} must be a number of {unit}, not {type(value).__name__}")
     if value < 0 or (positive and value == 0):
         raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, "
                          f"not {value}")

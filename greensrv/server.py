@@ -45,7 +45,9 @@ from .options import (
     check_seconds,
     filter_factory,
 )
+from .overload import DEFAULT_RECORD_GRACE, DEFAULT_RECORD_MIN_RATE, DEFAULT_SHED_MIN_AGE
 from .proxy_io import DEFAULT_PROXY_TIMEOUT, DEFAULT_PROXY_TRUSTED, proxy_settings
+from .shedding import Shedder, make_shedder
 from .startup import brief_startup_errors, default_logging, format_address, listen_error
 from .statistics import ErrorLogLimiter, Statistics
 from .transport import close_quietly
@@ -116,6 +118,11 @@ class Server:
       shutdown_timeout=10       how long stop() lets live connections finish by themselves
       idle_timeout=None         waiting for input this long closes the connection
       record_timeout=30         a record taking longer to arrive closes it (slowloris)
+      record_min_rate=500       bytes/s a record must keep arriving at after record_grace=5 s
+                                (None: off); record_start_timeout=None bounds the first byte
+      shedding=True             at concurrency with clients waiting, close the connections
+                                making the least progress (``docs/overload.md``); one silent
+                                for less than shed_min_age=0.1 s is spared
       max_connections_per_ip=None   live connections per client IP
       ssl_context=None          TLS on every connection; handshake_timeout=10 bounds it
       name="greensrv"           used in logs and repr (POE's Alias)
@@ -170,6 +177,11 @@ class Server:
         ssl_context: Any = None,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         record_timeout: float | None = DEFAULT_RECORD_TIMEOUT,
+        record_min_rate: float | None = DEFAULT_RECORD_MIN_RATE,
+        record_grace: float = DEFAULT_RECORD_GRACE,
+        record_start_timeout: float | None = None,
+        shedding: bool = True,
+        shed_min_age: float = DEFAULT_SHED_MIN_AGE,
         max_connections_per_ip: int | None = None,
         proxy_protocol: str | None = None,
         proxy_trusted: Iterable[Any] = DEFAULT_PROXY_TRUSTED,
@@ -219,6 +231,8 @@ class Server:
         #: The bounds every connection of this server enforces, checked once here.
         self.limits = Limits(high_mark=high_mark, low_mark=low_mark, output_limit=output_limit,
                              idle_timeout=idle_timeout, record_timeout=record_timeout,
+                             record_min_rate=record_min_rate, record_grace=record_grace,
+                             record_start_timeout=record_start_timeout,
                              handshake_timeout=handshake_timeout)
         check_seconds("shutdown_timeout", shutdown_timeout)
         if max_connections_per_ip is not None:
@@ -273,7 +287,11 @@ class Server:
         self._per_ip: dict[Any, int] = {}
         self._bytes_in_closed = 0
         self._bytes_out_closed = 0
+        self._shedder: Shedder | None = None
         self._hooks = _ServerHooks(self)
+        self._shedder = make_shedder(self._hooks, shedding, shed_min_age,
+                                     self.limits.record_min_rate)
+        self._pick_full_hook()
         self._life = ClientLife(
             name=name, handler=handler, client_input=client_input,
             shutdown_on_error=self.client_shutdown_on_error, pre_connect=client_pre_connect,
@@ -355,6 +373,7 @@ class Server:
             closed_idle=counters.get("closed_idle", 0),
             closed_record_timeout=counters.get("closed_record_timeout", 0),
             closed_output_limit=counters.get("closed_output_limit", 0),
+            closed_shed=counters.get("closed_shed", 0),
             closed_filter_error=counters.get("closed_filter_error", 0),
             accept_capacity_errors=counters.get("accept_capacity_errors", 0),
             listener_errors=counters.get("listener_errors", 0),
@@ -362,6 +381,9 @@ class Server:
             proxy_untrusted=counters.get("proxy_untrusted", 0),
             proxy_timeouts=counters.get("proxy_timeouts", 0),
         )
+
+    def _listening_sockets(self) -> list[Any]:
+        return [listener.socket for listener in self._listeners]
 
     def _connection_closed(self, conn: Connection) -> None:
         self._bytes_in_closed += conn.bytes_in
@@ -486,6 +508,7 @@ class Server:
         """Change the connection limit live: 0 pauses accepting, -1 is unlimited."""
         check_int("concurrency", n, minimum=-1)
         self.concurrency = n
+        self._pick_full_hook()
         self._update_accepting()
 
     def _full(self) -> bool:
@@ -494,6 +517,27 @@ class Server:
         # drain included): exactly what counts toward concurrency.
         return self._stopping or (limit >= 0 and len(self._pool) >= limit)
 
+    def _pick_full_hook(self) -> None:
+        """The listeners' full(): one that arms the shedder only where it can act, so an
+        unlimited server pays nothing for it per accept."""
+        shed = self._shedder is not None and self.concurrency > 0
+        self._hooks.full = self._full_and_shed if shed else self._full
+
+    def _full_and_shed(self) -> bool:
+        """A listener's full() under shedding: full at concurrency arms the shedder."""
+        if self._full():
+            if self._shedder is not None:
+                self._shedder.arm()
+            return True
+        return False
+
+    def _at_capacity(self) -> int | None:
+        """The shedder's question: the concurrency limit while full at it and not stopping."""
+        limit = self.concurrency
+        if self._stopping or limit <= 0 or len(self._pool) < limit:
+            return None
+        return limit
+
     def _update_accepting(self) -> None:
         full = self._full()
         for listener in self._listeners:
@@ -501,6 +545,11 @@ class Server:
                 listener.stop_accepting()
             else:
                 listener.resume()
+        if self._shedder is not None:
+            if full:
+                self._shedder.arm()
+            else:
+                self._shedder.disarm()
 
     def stop(self, timeout: float | None = None) -> None:
         """Graceful shutdown in phases; see ``docs/lifecycle.md``.
@@ -532,6 +581,8 @@ class Server:
         # Connections that end while we wait flush within what is left of the whole shutdown.
         self._stop_deadline = start + timeout + self.stop_grace
         try:
+            if self._shedder is not None:
+                self._shedder.close()
             for listener in self._listeners:
                 listener.close()
             if self._pool:
@@ -631,7 +682,8 @@ class Server:
 class _ServerHooks(ConnectionHooks):
     """How a server's connections and listeners reach it: statistics, client_error, output
     callbacks (ConnectionHooks); accepted sockets, the concurrency limit, listener errors
-    (listeners.ListenerOwner). Each hook is the server's own bound method, set per instance, so
+    (listeners.ListenerOwner); the live connections and listening sockets
+    (shedding.ShedderOwner). Each hook is the server's own bound method, set per instance, so
     a hook costs no forwarding frame (accepting and closing pay them once per client)."""
 
     def __init__(self, server: Server) -> None:
@@ -643,6 +695,10 @@ class _ServerHooks(ConnectionHooks):
         self.accept_client = server._accept_client
         self.full = server._full
         self.listener_failed = server._listener_failed
+        # ShedderOwner (shedding.py)
+        self.connections = server._connections
+        self.at_capacity = server._at_capacity
+        self.listening_sockets = server._listening_sockets
 
 
 def serve_forever(handler: Callable[[Connection], Any] | None = None, **options: Any) -> None:

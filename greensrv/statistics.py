@@ -26,6 +26,7 @@ class Statistics:
     closed_idle: int  #: connections ended by idle_timeout
     closed_record_timeout: int  #: ended by record_timeout (slow senders)
     closed_output_limit: int  #: ended by output_limit (SlowClientError)
+    closed_shed: int  #: closed at capacity to make room for waiting clients (shedding)
     closed_filter_error: int  #: ended by malformed or oversized input
     accept_capacity_errors: int  #: accept() failures for want of descriptors or memory
     listener_errors: int  #: fatal listener errors reported to ``error``

@@ -21,13 +21,15 @@ PACKAGE = Path(greensrv.__file__).parent
 LAYERS: dict[str, int] = {
     # 0: pure: no socket, ssl or gevent (the purity tests check those imports)
     "errors": 0, "filters": 0, "options": 0, "limits": 0, "output_queue": 0, "proxy": 0,
-    "proxy_tlv": 0, "connection_state": 0, "statistics": 0, "backoff": 0,
+    "proxy_tlv": 0, "connection_state": 0, "statistics": 0, "backoff": 0, "overload": 0,
     # 1: byte transports and TLS wrapping
     "transport": 1, "tls": 1, "systemd": 1,
     # 2: the connection: a socket joined to filters, needing no server (its parts first)
     "connection_fields": 2, "connection_input": 2, "connection_output": 2, "connection": 2,
     # 3: the per-client life and the listeners
     "client_life": 3, "listeners": 3, "master_sockets": 3, "startup": 3, "proxy_io": 3,
+    # 3: shedding at capacity: watches the listening sockets, closes connections
+    "shedding": 3,
     # 3: the client side's life before its connection exists (connect, PROXY header, TLS)
     "dial": 3,
     # 4: the server, and beside it the reconnecting client

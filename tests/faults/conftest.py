@@ -7,8 +7,8 @@ Python version. At the end of a run the figures each scenario measured are print
 from __future__ import annotations
 
 import pytest
-from faultkit import FIGURES, ServerProcess
-from support import self_signed_certificate
+from faultkit import FIGURES, ServerProcess, build_loadgen
+from support import need_program, self_signed_certificate
 
 
 def pytest_collection_modifyitems(config, items):
@@ -46,6 +46,13 @@ def server_process(tmp_path):
     yield start
     for proc in started:
         proc.cleanup()
+
+
+@pytest.fixture(scope="session")
+def loadgen(tmp_path_factory):
+    """benchmarks/loadgen.c compiled for this session (needs a C compiler)."""
+    cc = need_program("cc", "gcc")
+    return build_loadgen(tmp_path_factory.mktemp("loadgen"), cc)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ It prints one JSON line ``{"event": "ready", "port": N, "pid": N}`` once listeni
 answers commands read from stdin, one per line, with one JSON line each:
 
 - ``stats``: ``server.statistics()`` plus the client errors seen, counted by type, and the
-  first few messages of each type;
+  first few messages of each type, and the process's live greenlets and open descriptors;
 - ``stop``: a graceful ``stop()``; the process then exits 0.
 
 SIGTERM stops it gracefully too (``serve_forever``). Logs go to stderr (the test sends them to a
@@ -19,12 +19,15 @@ raises on its first line). With ``"report_errors": false`` the server's default 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
+import os
 import resource
 import sys
 
 import gevent
+import greenlet
 from gevent.fileobject import FileObjectPosix
 
 import greensrv
@@ -89,6 +92,12 @@ def main() -> None:
                 stats["errors"] = {k: {"count": v[0], "messages": v[1]}
                                    for k, v in errors.items()}
                 stats["connections"] = len(server.connections)
+                stats["greenlets"] = sum(1 for g in gc.get_objects()
+                                         if isinstance(g, greenlet.greenlet) and g and not g.dead)
+                try:
+                    stats["fds"] = len(os.listdir("/proc/self/fd"))
+                except OSError:  # out of descriptors (scenario 5): listing needs one too
+                    stats["fds"] = None
                 say({"event": "stats", **stats})
             elif command == "stop":
                 gevent.spawn(server.stop)
@@ -102,8 +111,6 @@ def main() -> None:
 
 
 def _pid() -> int:
-    import os
-
     return os.getpid()
 
 

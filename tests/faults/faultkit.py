@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,8 +28,13 @@ HERE = Path(__file__).resolve().parent
 PACKAGE_ROOT = Path(greensrv.__file__).resolve().parent.parent
 #: The repository's examples (next to tests/, whether greensrv is installed or not).
 EXAMPLES = HERE.parent.parent / "examples"
+#: The benchmark's load generator, reused here for efficient, byte-verified client load.
+LOADGEN_SOURCE = HERE.parent.parent / "benchmarks" / "loadgen.c"
 #: Default bound for one expected event in this suite: far above any loopback round trip.
 DEADLINE = 20.0
+#: ``GREENSRV_LONG_FAULTS=1`` runs the long forms (C100K at full size, the 10-minute soak);
+#: without it the same tests run short forms that keep ``tox -e faults`` within minutes.
+LONG = os.environ.get("GREENSRV_LONG_FAULTS") == "1"
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -59,6 +65,19 @@ def host_steal_seconds() -> float:
     with open("/proc/stat") as f:
         fields = f.readline().split()
     return int(fields[8]) / _CLK_TCK if len(fields) > 8 else 0.0
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine spent busy, all CPUs summed, host steal included.
+
+    Minus the CPU time of the processes a test runs, it is what everything else on a shared
+    machine (other users' jobs, the hypervisor) took while the test measured.
+    """
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal [guest guest_nice]: guest is in user
+    busy = fields[0] + fields[1] + fields[2] + sum(fields[5:8])
+    return busy / _CLK_TCK
 
 
 def rss_bytes(pid: int) -> int:
@@ -276,6 +295,16 @@ def echo_round_trip(sock, buf: bytearray, payload: bytes) -> float:
     return elapsed
 
 
+def warm_up(address, lines: int = 200) -> None:
+    """Echo a few hundred lines first, so a measurement does not count the server's first-use
+    allocations (imports, caches, the first greenlets)."""
+    sock = client(address)
+    buf = bytearray()
+    for n in range(lines):
+        echo_round_trip(sock, buf, b"warm-up %d" % n)
+    sock.close()
+
+
 def percentile(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
     if not ordered:
@@ -297,3 +326,38 @@ def poll(predicate, what: str, timeout: float = DEADLINE, interval: float = 0.01
 
 
 MB = 1024 * 1024
+
+
+# -- the C load generator ----------------------------------------------------------------------
+
+
+def build_loadgen(directory: Path, cc: str) -> Path:
+    """Compile benchmarks/loadgen.c (byte-verifying rr, pipelined and churn clients) into
+    ``directory``."""
+    out = directory / "loadgen"
+    subprocess.run([cc, "-O2", "-o", str(out), str(LOADGEN_SOURCE)], check=True,
+                   capture_output=True)
+    return out
+
+
+def start_loadgen(loadgen: Path, port: int, scenario: str, **options) -> gevent.subprocess.Popen:
+    """The load generator against 127.0.0.1:port; ``options`` become ``--name value``."""
+    argv = [str(loadgen), "--port", str(port), "--scenario", scenario]
+    for name, value in options.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    return gevent.subprocess.Popen(argv, stdout=gevent.subprocess.PIPE,
+                                   stderr=gevent.subprocess.PIPE)
+
+
+def loadgen_result(proc: gevent.subprocess.Popen, timeout: float) -> dict:
+    """Wait for a load generator and return its JSON report (its errors included)."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except gevent.subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"the load generator did not finish in {timeout} s: {err[-2000:]!r}")
+    if not out.strip():
+        pytest.fail(f"the load generator exited {proc.returncode} with no report: "
+                    f"{err[-2000:]!r}")
+    return json.loads(out.splitlines()[-1])

