@@ -4,12 +4,16 @@ One greenlet per client runs your handler (or POE-style callbacks); records come
 filters. See README.md for the quick start and ``docs/`` for the guide.
 """
 
-from . import filters
+from . import _accelerate, filters
 from .connection import Connection
 from .errors import FilterError, GreensrvError, SlowClientError, TLSError
 from .server import Server, serve_forever
 
 __version__ = "0.1.0"
+
+#: The modules running compiled (``greensrv.filters.line`` ...); empty when pure Python runs
+#: (no compiler at install, ``GREENSRV_PURE_PYTHON=1``, or a stale build). See docs/compiled.md.
+compiled: tuple[str, ...] = tuple(_accelerate.compiled)
 
 __all__ = [
     "Connection",
@@ -19,6 +23,7 @@ __all__ = [
     "SlowClientError",
     "TLSError",
     "__version__",
+    "compiled",
     "filters",
     "serve_forever",
 ]

@@ -29,9 +29,11 @@ Class attributes that tell :class:`~greensrv.filters.Stack` and
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from .._accelerate import accelerate
 from ..errors import FilterError
 
 __all__ = ["NEED_DATA", "Filter", "FilterError"]
@@ -68,13 +70,12 @@ _BYTES_TYPES = (bytes, bytearray, memoryview)
 class Filter:
     """Base class: a receive buffer plus the pull protocol built on :meth:`next_record`."""
 
-    __slots__ = ("_buf", "_start")
-
-    #: Records already parsed and not yet returned, last one first. A filter that parses a
-    #: whole chunk at once (Line, Resp) gives each instance its own list here, and its
-    #: next_record() looks in it first; the Connection pops records from it directly (the
-    #: per-record fast path). Other filters keep this shared empty list and never touch it.
-    _ready: list[Any] = []
+    # ``_ready``: records already parsed and not yet returned, last one first. A filter that
+    # parses a whole chunk at once (Line, Resp) fills it and its next_record() looks in it
+    # first; the Connection pops records from it directly (the per-record fast path). Other
+    # filters leave it empty. (An instance field, not a class default: the compiled base class
+    # has a fixed layout, greensrv/filters/base.pxd.)
+    __slots__ = ("_buf", "_ready", "_start")
 
     record_filter: ClassVar[bool] = False
     chunked_records: ClassVar[bool] = False
@@ -83,6 +84,7 @@ class Filter:
     def __init__(self) -> None:
         self._buf = bytearray()
         self._start = 0  # offset of the first unparsed byte in self._buf
+        self._ready: list[Any] = []
 
     # -- input -------------------------------------------------------------------------------
     def receive(self, data: bytes) -> None:
@@ -173,11 +175,17 @@ class Filter:
         return f"<{type(self).__name__} pending={self.pending_size()}>"
 
 
+#: Largest size limit accepted: the compiled filters keep limits in C ``Py_ssize_t`` fields, so
+#: a larger value is refused here, at construction, rather than overflowing later.
+MAX_LIMIT = sys.maxsize
+
+
 def check_limit(name: str, value: Any, minimum: int = 1) -> int:
     """Validate a size-limit constructor argument; raise ValueError naming it."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, not {value!r}")
-    return value
+    if (not isinstance(value, int) or isinstance(value, bool)
+            or not minimum <= value <= MAX_LIMIT):
+        raise ValueError(f"{name} must be an int from {minimum} to {MAX_LIMIT}, not {value!r}")
+    return int(value)
 
 
 def pull_records(f: Filter) -> list[Any]:
@@ -189,3 +197,6 @@ def pull_records(f: Filter) -> list[Any]:
         if record is NEED_DATA:
             return out
         out.append(record)
+
+
+accelerate(globals(), "greensrv.filters._c_base")

@@ -23,6 +23,7 @@ import codecs
 import re
 from typing import Any
 
+from .._accelerate import accelerate
 from ..errors import FilterError
 from .base import NEED_DATA, Filter, check_limit
 
@@ -89,7 +90,7 @@ class Line(Filter):
     record: a record containing one reaches the peer as several lines.
     """
 
-    __slots__ = ("_ascii_text", "_bn", "_braw", "_ready", "_encoding", "_errors", "_lit_str",
+    __slots__ = ("_ascii_text", "_bn", "_braw", "_encoding", "_errors", "_lit_str",
                  "_max", "_mode", "_out_lit", "_out_str", "_regex", "_scan", "_sep",
                  "_settings", "_slack", "_utf8")
 
@@ -154,7 +155,6 @@ class Line(Filter):
         self._scan = 0  # bytes before this offset are known to hold no terminator
         self._braw: bytes | bytearray | None = None  # raw bytes of the current batch
         self._bn = 0  # records in the current batch
-        self._ready: list[Any] = []  # parsed records not yet returned, last one first
 
     # -- input -------------------------------------------------------------------------------
     def next_record(self) -> Any:
@@ -442,10 +442,10 @@ class Line(Filter):
     def ascii_terminator(self) -> str | None:
         # ASCII text encodes alike in every codec _out_str allows; a subclass that changes
         # encode() must not inherit the shortcut.
-        return self._out_str if type(self).encode is Line.encode else None
+        return self._out_str if type(self).encode is _LINE_ENCODE else None
 
     def encode_many(self, records: Any) -> bytes:
-        if type(self).encode is not Line.encode:  # a subclass's encode() sees every record
+        if type(self).encode is not _LINE_ENCODE:  # a subclass's encode() sees every record
             return super().encode_many(records)
         lit = self._out_str
         if lit is not None:
@@ -504,6 +504,10 @@ class Line(Filter):
         return f"Line({args})"
 
 
+#: Line's own encode(), to tell whether a subclass overrides it (looked up in the class dict: in
+#: the compiled class, ``Line.encode`` would name the C method rather than the descriptor).
+_LINE_ENCODE = Line.__dict__["encode"]
+
 _DEFAULTS: dict[str, Any] = dict(
     literal=None, input_literal=None, output_literal="\r\n", input_regexp=None,
     encoding="utf-8", errors="strict", max_length=DEFAULT_MAX_LENGTH, strict_crlf=False,
@@ -512,3 +516,6 @@ _DEFAULTS: dict[str, Any] = dict(
 
 def _name(byte: int) -> str:
     return "\\r" if byte == 13 else "\\n"
+
+
+accelerate(globals(), "greensrv.filters._c_line", requires=("greensrv.filters.base",))
