@@ -385,7 +385,7 @@ class Line(Filter):
 
     def _compact(self) -> None:
         self._scan = max(0, self._scan - self._start)
-        super()._compact()
+        Filter._compact(self)  # (not super(): a compiled cpdef method has no __class__ cell)
 
     def pending(self) -> bytes:
         rest = bytes(self._buf[self._start :])
@@ -446,7 +446,7 @@ class Line(Filter):
 
     def encode_many(self, records: Any) -> bytes:
         if type(self).encode is not _LINE_ENCODE:  # a subclass's encode() sees every record
-            return super().encode_many(records)
+            return Filter.encode_many(self, records)
         lit = self._out_str
         if lit is not None:
             if not isinstance(records, (list, tuple)):
