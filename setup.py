@@ -78,7 +78,7 @@ class BuildAccelerators(build_ext):
     """build_ext that cythonizes lazily and falls back to pure Python with one warning line."""
 
     def run(self) -> None:
-        self._failed: list[str] = []
+        self._failed: list[tuple[str, Exception]] = []
         reason = self._why_pure()
         if reason is None:
             from Cython.Build import cythonize
@@ -91,9 +91,10 @@ class BuildAccelerators(build_ext):
                     ext.sources = done.sources  # keep setuptools' own Extension objects
                 super().run()
             except Exception as exc:  # a Cython error, a compiler that cannot even start ...
-                reason = f"building the extensions failed ({exc})"
+                reason = f"building the extensions failed: {_short(exc)}"
         if reason is None and self._failed:
-            reason = "; ".join(self._failed)
+            names = ", ".join(name.rpartition(".")[2] for name, _ in self._failed)
+            reason = f"{names} did not compile: {_short(self._failed[0][1])}"
         if reason is not None:
             sys.stderr.write(f"WARNING: greensrv installs the pure-Python modules instead of "
                              f"the compiled ones (slower): {reason}\n")
@@ -102,7 +103,7 @@ class BuildAccelerators(build_ext):
         try:
             super().build_extension(ext)
         except Exception as exc:  # CompileError, LinkError: that module stays pure Python
-            self._failed.append(f"{ext.name} did not compile ({exc})")
+            self._failed.append((ext.name, exc))
             return
         source = self._source_of(ext)
         if source is not None:  # record what it was compiled from, for the import-time check
@@ -153,6 +154,12 @@ class BuildAccelerators(build_ext):
         except ImportError:
             return "Cython is not installed"
         return None
+
+
+def _short(exc: Exception) -> str:
+    """One line about a build failure (a compiler error quotes the whole command line)."""
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": BuildAccelerators})

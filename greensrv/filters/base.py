@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any
 
 from .._accelerate import accelerate
 from ..errors import FilterError
@@ -77,9 +77,10 @@ class Filter:
     # has a fixed layout, greensrv/filters/base.pxd.)
     __slots__ = ("_buf", "_ready", "_start")
 
-    record_filter: ClassVar[bool] = False
-    chunked_records: ClassVar[bool] = False
-    passthrough: ClassVar[bool] = False
+    # (Unannotated: Cython types annotated class attributes of a compiled class as C fields.)
+    record_filter = False
+    chunked_records = False
+    passthrough = False
 
     def __init__(self) -> None:
         self._buf = bytearray()
