@@ -56,7 +56,7 @@ def accelerate(module_globals: dict[str, Any], compiled_name: str,
         warnings.warn(
             f"greensrv: {source} changed since {compiled_name} was compiled, or its build "
             f"stamp is missing; running the pure-Python module ({REBUILD_HINT})",
-            RuntimeWarning, stacklevel=3,
+            RuntimeWarning, stacklevel=2,
         )
         return False
     module_globals.update(
