@@ -19,16 +19,34 @@ from greensrv.filters import NEED_DATA, Filter, Line, Resp
 from greensrv.filters.base import COMPACT_THRESHOLD
 
 
-class Comma(Filter):
-    """A minimal byte filter: records end at ``,``; overrides every public method and logs it."""
+class CallLog:
+    """The overrides both test filters share: each logs its call in ``calls``, then delegates."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[str] = []
+    calls: list[str]
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.calls = []
 
     def receive(self, data: bytes) -> None:
         self.calls.append("receive")
         super().receive(data)
+
+    def pending(self) -> bytes:
+        self.calls.append("pending")
+        return super().pending()
+
+    def pending_size(self) -> int:
+        self.calls.append("pending_size")
+        return super().pending_size()
+
+    def encode_many(self, records: Any) -> bytes:
+        self.calls.append("encode_many")
+        return super().encode_many(records)
+
+
+class Comma(CallLog, Filter):
+    """A minimal byte filter: records end at ``,``; overrides every public method and logs it."""
 
     def receive_record(self, record: Any) -> None:
         self.calls.append("receive_record")
@@ -51,21 +69,9 @@ class Comma(Filter):
         self.calls.append("feed_eof")
         return super().feed_eof()
 
-    def pending(self) -> bytes:
-        self.calls.append("pending")
-        return super().pending()
-
-    def pending_size(self) -> int:
-        self.calls.append("pending_size")
-        return super().pending_size()
-
     def encode(self, record: Any) -> bytes:
         self.calls.append("encode")
         return bytes(record) + b","
-
-    def encode_many(self, records: Any) -> bytes:
-        self.calls.append("encode_many")
-        return super().encode_many(records)
 
     def encode_list(self, records: Any) -> list[Any]:
         self.calls.append("encode_list")
@@ -99,16 +105,8 @@ def test_a_python_filter_overrides_reach_the_base_class_callers():
     assert g.next_record() == b"q" and g.calls[:2] == ["receive_record", "receive"]
 
 
-class Shouting(Line):
+class Shouting(CallLog, Line):
     """A Line subclass overriding every public method Line has."""
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.calls: list[str] = []
-
-    def receive(self, data: bytes) -> None:
-        self.calls.append("receive")
-        super().receive(data)
 
     def next_record(self) -> Any:
         self.calls.append("next_record")
@@ -123,21 +121,9 @@ class Shouting(Line):
         self.calls.append("feed_eof")
         return [r.upper() for r in super().feed_eof()]
 
-    def pending(self) -> bytes:
-        self.calls.append("pending")
-        return super().pending()
-
-    def pending_size(self) -> int:
-        self.calls.append("pending_size")
-        return super().pending_size()
-
     def encode(self, record: Any) -> bytes:
         self.calls.append("encode")
         return super().encode(record.upper())
-
-    def encode_many(self, records: Any) -> bytes:
-        self.calls.append("encode_many")
-        return super().encode_many(records)
 
     def ascii_terminator(self) -> str | None:
         self.calls.append("ascii_terminator")
