@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 #: ``_c_<name>.pxd`` beside it, and ``accelerate(globals(), ...)`` at the end of the .py.
 ACCELERATED = [
     "greensrv/filters/base.py",
+    "greensrv/filters/splitters.py",
     "greensrv/filters/line.py",
     "greensrv/filters/resp.py",
 ]
@@ -37,7 +38,7 @@ ACCELERATED = [
 #: Cython-only modules (``.pyx``), each with a pure-Python fallback the package imports instead
 #: when it is missing.
 CYTHON_ONLY = [
-    # "greensrv/filters/_c_linesplit.pyx",
+    "greensrv/filters/_c_linesplit.pyx",
 ]
 
 #: Cython settings: the .pxd files alone give the C types (Python annotations stay hints for
@@ -141,7 +142,8 @@ class BuildAccelerators(build_ext):
 
     @staticmethod
     def _source_of(ext: Extension) -> str | None:
-        return next((s for s in ACCELERATED if accelerator_name(s) == ext.name), None)
+        return next((s for s in ACCELERATED + CYTHON_ONLY if accelerator_name(s) == ext.name),
+                    None)
 
     @staticmethod
     def _why_pure() -> str | None:

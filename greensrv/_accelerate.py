@@ -11,6 +11,9 @@ the compiled module's (gevent's ``import_c_accel``), unless:
 - the ``.py`` changed since the compiled module was built (an editable install after an edit):
   then one warning says so and how to rebuild, and the pure module runs.
 
+Cython-only helpers (``.pyx``, e.g. ``filters/_c_linesplit.pyx``) are loaded with :func:`load`,
+under the same rules, and their callers fall back to pure-Python code without them.
+
 :data:`compiled` lists the modules that run compiled, in import order.
 """
 
@@ -21,9 +24,10 @@ import importlib
 import os
 import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-__all__ = ["PURE_PYTHON", "accelerate", "compiled"]
+__all__ = ["PURE_PYTHON", "accelerate", "compiled", "load"]
 
 #: Read once at import: which build runs is decided for the whole process.
 PURE_PYTHON = os.environ.get("GREENSRV_PURE_PYTHON", "") not in ("", "0")
@@ -47,24 +51,45 @@ def accelerate(module_globals: dict[str, Any], compiled_name: str,
         return False  # the compiled module running its own copy of this line, or forced pure
     if any(required not in compiled for required in requires):
         return False
-    try:
-        accelerated = importlib.import_module(compiled_name)
-    except ImportError:
-        return False  # not built: the .py is the fallback
     source = module_globals.get("__file__")
-    if source is None or not _is_current(accelerated, Path(source)):
-        warnings.warn(
-            f"greensrv: {source} changed since {compiled_name} was compiled, or its build "
-            f"stamp is missing; running the pure-Python module ({REBUILD_HINT})",
-            RuntimeWarning, stacklevel=2,
-        )
+    accelerated = load(compiled_name, Path(source) if source else None, name)
+    if accelerated is None:
         return False
     module_globals.update(
         (key, value) for key, value in vars(accelerated).items()
         if not (key.startswith("__") and key.endswith("__"))
     )
-    compiled.append(name)
     return True
+
+
+_loaded: dict[str, ModuleType | None] = {}
+
+
+def load(compiled_name: str, source: Path | None, name: str | None = None) -> ModuleType | None:
+    """The compiled module ``compiled_name`` if present and built from ``source`` as it is now.
+
+    None when forced pure, not built, or stale (then with one warning). ``name`` is what
+    :data:`compiled` records (default: ``compiled_name``). Asked again, gives the same answer.
+    """
+    if PURE_PYTHON:
+        return None
+    if compiled_name in _loaded:
+        return _loaded[compiled_name]
+    try:
+        accelerated: ModuleType | None = importlib.import_module(compiled_name)
+    except ImportError:
+        accelerated = None  # not built: the .py is the fallback
+    if accelerated is not None and (source is None or not _is_current(accelerated, source)):
+        warnings.warn(
+            f"greensrv: {source} changed since {compiled_name} was compiled, or its build "
+            f"stamp is missing; running the pure-Python module ({REBUILD_HINT})",
+            RuntimeWarning, stacklevel=3,
+        )
+        accelerated = None
+    _loaded[compiled_name] = accelerated
+    if accelerated is not None:
+        compiled.append(name or compiled_name)
+    return accelerated
 
 
 def _is_current(accelerated: Any, source: Path) -> bool:
