@@ -8,6 +8,7 @@ cdef object NEED_DATA
 cdef dict _FAST_BULK, _FAST_ARRAY
 cdef frozenset _TYPE_BYTES
 cdef Py_ssize_t _FAST_MIN, _MAX_INT_CHARS
+cdef bint _SCAN_IN_C
 
 cdef class Resp(Filter):
     cdef public list _bends, _btoks, _stack
@@ -22,6 +23,17 @@ cdef class Resp(Filter):
                    j=Py_ssize_t, consumed=Py_ssize_t, toks=list, out=list, ends=list,
                    tok=bytes, region=bytes, payloads=list, lengths=list)
     cdef list _bulk_parse(self)
+    @cython.locals(start=Py_ssize_t, region=bytes, n=Py_ssize_t, max_bulk=Py_ssize_t,
+                   max_array=Py_ssize_t, out=list, ends=list, pos=Py_ssize_t,
+                   head=cython.uchar, count=Py_ssize_t, after=Py_ssize_t, items=list,
+                   begin=Py_ssize_t, end=Py_ssize_t)
+    cdef list _bulk_scan(self)
+    @cython.locals(length=Py_ssize_t, begin=Py_ssize_t, end=Py_ssize_t)
+    cdef (Py_ssize_t, Py_ssize_t) _scan_bulk(self, bytes region, Py_ssize_t pos, Py_ssize_t n,
+                                             Py_ssize_t max_bulk)
+    @cython.locals(value=Py_ssize_t, digits=Py_ssize_t)
+    cdef (Py_ssize_t, Py_ssize_t) _scan_length(self, bytes region, Py_ssize_t pos,
+                                               Py_ssize_t n)
     @cython.locals(n=Py_ssize_t, pos=Py_ssize_t, t=int, scan=Py_ssize_t, nl=Py_ssize_t,
                    end=Py_ssize_t, stack=list, top=list)
     cdef _parse_one(self)

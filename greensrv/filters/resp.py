@@ -62,6 +62,10 @@ _MAX_INT_CHARS = 20
 
 _TYPE_BYTES = frozenset(b"$*+-:")
 
+#: Whether this module runs compiled (its name is then ``_c_resp``): only then is the byte-by-byte
+#: ``Resp._bulk_scan`` faster than splitting.
+_SCAN_IN_C = __name__.rpartition(".")[2].startswith("_c_")
+
 #: Length headers the bulk fast path recognises by a dict lookup (longer ones take the exact
 #: path); arrays of up to this many bulk strings are checked in bulk.
 _FAST_BULK = {b"$%d" % i: i for i in range(4096)}
@@ -128,7 +132,9 @@ class Resp(Filter):
         start = self._start
         if (self._pos == start and not self._need and self._scan <= start
                 and start >= self._fast_from and len(buf) - start >= _FAST_MIN):
-            batch = self._bulk_parse()
+            batch = self._bulk_scan() if _SCAN_IN_C else []
+            if not batch:
+                batch = self._bulk_parse()
             if batch:
                 return batch.pop()
         return self._parse_one()
@@ -237,6 +243,90 @@ class Resp(Filter):
         out.reverse()
         self._ready = out
         return out
+
+    def _bulk_scan(self) -> list[Any]:
+        """Parse the complete requests in the buffer byte by byte (the compiled build's path).
+
+        Takes what real clients send, arrays of bulk strings (and bare bulk strings), and stops
+        at anything else, which ``_bulk_parse`` then takes. Each payload is sliced once from the
+        buffer; nothing else is allocated. Compiled, a byte is a C char; in pure Python this
+        loop would be slower than ``_bulk_parse``'s ``split``, so only the compiled build uses
+        it (``_SCAN_IN_C``); the tests run it in both builds.
+        """
+        start = self._start
+        region = bytes(self._buf[start:])
+        n = len(region)
+        if n > self._max_message:
+            return []
+        max_bulk = self._max_bulk
+        max_array = self._max_array
+        out: list[Any] = []
+        ends: list[int] = []
+        pos = 0
+        while pos < n:
+            head = region[pos]
+            if head == 42:  # * an array: of bulk strings only, else stop
+                count, after = self._scan_length(region, pos + 1, n)
+                if count <= 0 or count > max_array:
+                    break
+                items = []
+                for _ in range(count):
+                    begin, end = self._scan_bulk(region, after, n, max_bulk)
+                    if begin < 0:
+                        break
+                    items.append(region[begin:end])
+                    after = end + 2
+                if len(items) != count:
+                    break
+                out.append(items)
+            elif head == 36:  # $ a bulk string
+                begin, end = self._scan_bulk(region, pos, n, max_bulk)
+                if begin < 0:
+                    break
+                out.append(region[begin:end])
+                after = end + 2
+            else:
+                break
+            pos = after
+            ends.append(pos)
+        if not out:
+            return out
+        self._start = self._pos = start + pos
+        if len(out) > 1:
+            self._btoks = []  # (empty: _bends are byte offsets into _bregion, not token indexes)
+            self._bends = ends
+            self._bregion = region
+        out.reverse()
+        self._ready = out
+        return out
+
+    def _scan_bulk(self, region: bytes, pos: int, n: int, max_bulk: int) -> tuple[int, int]:
+        """The payload span of the complete bulk string at ``pos``, or (-1, -1)."""
+        if pos >= n or region[pos] != 36:
+            return (-1, -1)
+        length, begin = self._scan_length(region, pos + 1, n)
+        end = begin + length
+        if length < 0 or length > max_bulk or end + 2 > n:
+            return (-1, -1)
+        if region[end] != 13 or region[end + 1] != 10:
+            return (-1, -1)
+        return (begin, end)
+
+    def _scan_length(self, region: bytes, pos: int, n: int) -> tuple[int, int]:
+        """The decimal at ``pos`` up to its CRLF and the offset after it; (-1, pos) if none.
+
+        At most 18 digits (always fits in C); anything longer or odd is left to the exact
+        parser, which reports it.
+        """
+        value = 0
+        digits = 0
+        while pos < n and 48 <= region[pos] <= 57 and digits < 18:
+            value = value * 10 + (region[pos] - 48)
+            digits += 1
+            pos += 1
+        if digits == 0 or pos + 1 >= n or region[pos] != 13 or region[pos + 1] != 10:
+            return (-1, pos)
+        return (value, pos + 2)
 
     def _parse_one(self) -> Any:
         buf = self._buf
@@ -384,6 +474,8 @@ class Resp(Filter):
         returned = len(self._bends) - len(batch)
         index = self._bends[returned - 1] if returned else 0
         toks = self._btoks
+        if not toks:  # a batch of _bulk_scan: the ends are byte offsets already
+            return self._bregion[index : self._bends[-1]] + rest
         offset = sum(map(len, toks[:index])) + 2 * index
         total = sum(map(len, toks[: self._bends[-1]])) + 2 * self._bends[-1]
         return self._bregion[offset:total] + rest
