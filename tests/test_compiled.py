@@ -150,7 +150,8 @@ def test_without_a_compiler_the_build_succeeds_as_pure_python_with_one_warning(
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(PACKAGE, tmp_path / "greensrv",
                     ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.sha256", "*.c"))
-    environ = {**os.environ, **env}
+    environ = {k: v for k, v in os.environ.items() if k != "GREENSRV_PURE_PYTHON"}
+    environ.update(env)
     out = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
                          cwd=tmp_path, env=environ, capture_output=True, text=True,
                          timeout=CHILD_TIMEOUT)
