@@ -490,7 +490,10 @@ class Resp(Filter):
             return b"$%d\r\n%b\r\n" % (len(record), record)
         if t is list or t is tuple:
             encode = self.encode
-            return b"*%d\r\n" % len(record) + b"".join([encode(r) for r in record])
+            # A request's arguments are bytes: those are framed inline, without a call each.
+            return b"*%d\r\n" % len(record) + b"".join([
+                b"$%d\r\n%b\r\n" % (len(r), r) if type(r) is bytes else encode(r)
+                for r in record])
         if t is str:
             data = record.encode("utf-8", "surrogateescape")
             if b"\r" in data or b"\n" in data:
