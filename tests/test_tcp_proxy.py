@@ -19,12 +19,12 @@ from collections.abc import Callable
 import gevent
 import pytest
 from gevent.event import AsyncResult, Event
+from support import WAIT, wait_for
+from test_examples import Example, free_port, run_example  # noqa: F401 - fixture
 
 import greensrv
 from greensrv.filters import Line, Stream
 from greensrv.testing import connect, serving
-from tests.support import WAIT, wait_for
-from tests.test_examples import Example, free_port, run_example  # noqa: F401 - fixture
 
 MB = 1024 * 1024
 
