@@ -160,7 +160,7 @@ class Filter:
         return data
 
     def _forget_input(self) -> None:
-        """Drop every input byte and parsed record, keeping the settings (what take_pending ends with).
+        """Drop every input byte and parsed record, keep the settings (take_pending's last step).
 
         Afterwards the filter parses as a fresh :meth:`clone` would. This resets the buffer and
         the ready list, then every slot (and ``__dict__`` entry) that classes written in Python
