@@ -4,7 +4,7 @@ One greenlet per client runs your handler (or POE-style callbacks); records come
 filters. See README.md for the quick start and ``docs/`` for the guide.
 """
 
-from . import filters
+from . import _accelerate, filters
 from .backoff import Backoff
 from .client import Client
 from .connection import Connection
@@ -24,6 +24,10 @@ from .server import Server, serve_forever
 
 __version__ = "0.1.0"
 
+#: The modules running compiled (``greensrv.filters.line`` ...); empty when pure Python runs
+#: (no compiler at install, ``GREENSRV_PURE_PYTHON=1``, or a stale build). See docs/compiled.md.
+compiled: tuple[str, ...] = tuple(_accelerate.compiled)
+
 __all__ = [
     "Backoff",
     "Client",
@@ -40,6 +44,7 @@ __all__ = [
     "TLSError",
     "WorkerBootError",
     "__version__",
+    "compiled",
     "connect",
     "filters",
     "serve_forever",

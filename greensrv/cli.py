@@ -19,14 +19,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__
+from . import __version__, compiled
 from .errors import GreensrvError
 from .server import Server
 from .tls import server_context
 
-__all__ = ["main"]
+__all__ = ["main", "version_line"]
 
 log = logging.getLogger("greensrv")
+
 
 #: Where a handler function listens when no ``--bind`` is given: loopback only (exposing a
 #: server is a decision to make explicitly), on the port gunicorn and uvicorn use.
@@ -35,6 +36,22 @@ DEFAULT_BIND = "127.0.0.1:8000"
 #: that HUP reloads and a crash is replaced; docs/deploy.md says when to run more.
 DEFAULT_WORKERS = 1
 LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(message)s"
+
+
+def version_line() -> str:
+    """What ``--version`` prints: the version and which modules run compiled (docs/compiled.md),
+    since a build without a C compiler runs the same code, only slower."""
+    built = f"compiled: {', '.join(compiled)}" if compiled else "pure Python, nothing compiled"
+    return f"greensrv {__version__} ({built})"
+
+
+class _PrintVersion(argparse.Action):
+    """``--version``: argparse's own action would wrap the list of compiled modules."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any,
+                 option_string: str | None = None) -> None:
+        sys.stdout.write(version_line() + "\n")
+        parser.exit()
 
 
 class CommandError(Exception):
@@ -86,7 +103,8 @@ def parser() -> argparse.ArgumentParser:
                     choices=("debug", "info", "warning", "error", "critical"),
                     help="default %(default)s; debug also shows tracebacks of errors")
     ap.add_argument("--pid", metavar="FILE", help="write the master's PID to FILE")
-    ap.add_argument("--version", action="version", version=f"greensrv {__version__}")
+    ap.add_argument("--version", action=_PrintVersion, nargs=0,
+                    help="print the version and which modules run compiled, then exit")
     return ap
 
 

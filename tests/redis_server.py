@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.support import WAIT, need_program
+from support import WAIT, need_program
 
 
 def free_port() -> int:

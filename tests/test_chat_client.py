@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tests.test_examples import DEADLINE, EXAMPLES, PACKAGE_ROOT, Client, free_port
+from test_examples import DEADLINE, EXAMPLES, PACKAGE_ROOT, Client, free_port
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

@@ -10,13 +10,13 @@ import ssl
 import gevent
 import pytest
 from gevent.event import AsyncResult, Event
+from support import WAIT, wait_for
+from test_tls import client_context, pki  # noqa: F401 - the module's CA fixture
 
 import greensrv
 from greensrv.filters import Line, Resp
 from greensrv.testing import connect, serving
 from greensrv.tls import server_context
-from tests.support import WAIT, wait_for
-from tests.test_tls import client_context, pki  # noqa: F401 - the module's CA fixture
 
 
 def upper_echo(conn):

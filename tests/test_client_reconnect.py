@@ -11,11 +11,11 @@ from collections import Counter
 import gevent.queue
 import pytest
 from gevent.queue import Queue
+from support import WAIT, wait_for
 
 import greensrv
 from greensrv import Backoff, Client
 from greensrv.testing import serving
-from tests.support import WAIT, wait_for
 
 #: Delays short enough for a test, without jitter so the sequence is known.
 QUICK = Backoff(initial=0.02, maximum=0.1, factor=2, jitter=0)

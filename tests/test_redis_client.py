@@ -9,10 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from redis_server import redis_server  # noqa: F401 - fixture
+from support import WAIT
+
 import greensrv
 from greensrv.filters import Push, Resp, RespError
-from tests.redis_server import redis_server  # noqa: F401 - fixture
-from tests.support import WAIT
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "redis_client.py"
 PACKAGE_ROOT = Path(greensrv.__file__).resolve().parent.parent

@@ -29,9 +29,11 @@ Class attributes that tell :class:`~greensrv.filters.Stack` and
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any
 
+from .._accelerate import accelerate
 from ..errors import FilterError
 
 __all__ = ["NEED_DATA", "Filter", "FilterError"]
@@ -68,21 +70,22 @@ _BYTES_TYPES = (bytes, bytearray, memoryview)
 class Filter:
     """Base class: a receive buffer plus the pull protocol built on :meth:`next_record`."""
 
-    __slots__ = ("_buf", "_start")
+    # ``_ready``: records already parsed and not yet returned, last one first. A filter that
+    # parses a whole chunk at once (Line, Resp) fills it and its next_record() looks in it
+    # first; the Connection pops records from it directly (the per-record fast path). Other
+    # filters leave it empty. (An instance field, not a class default: the compiled base class
+    # has a fixed layout, greensrv/filters/base.pxd.)
+    __slots__ = ("_buf", "_ready", "_start")
 
-    #: Records already parsed and not yet returned, last one first. A filter that parses a
-    #: whole chunk at once (Line, Resp) gives each instance its own list here, and its
-    #: next_record() looks in it first; others keep this shared empty list and never touch it.
-    #: Read it through :meth:`take_ready`, never directly.
-    _ready: list[Any] = []
-
-    record_filter: ClassVar[bool] = False
-    chunked_records: ClassVar[bool] = False
-    passthrough: ClassVar[bool] = False
+    # (Unannotated: Cython types annotated class attributes of a compiled class as C fields.)
+    record_filter = False
+    chunked_records = False
+    passthrough = False
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._start = 0  # offset of the first unparsed byte in self._buf
+        self._ready: list[Any] = []
 
     # -- input -------------------------------------------------------------------------------
     def receive(self, data: bytes) -> None:
@@ -157,21 +160,19 @@ class Filter:
         return data
 
     def _forget_input(self) -> None:
-        """Reset every field to what a fresh clone holds: settings are equal, buffers empty."""
-        fresh = self.clone()
-        for cls in type(self).__mro__:
-            slots = cls.__dict__.get("__slots__", ())
-            for name in (slots,) if isinstance(slots, str) else slots:
-                if name in ("__dict__", "__weakref__"):
-                    continue
-                if name.startswith("__"):
-                    name = f"_{cls.__name__.lstrip('_')}{name}"  # a mangled private slot
-                try:
-                    setattr(self, name, getattr(fresh, name))
-                except AttributeError:
-                    pass  # a slot the fresh filter leaves unset stays as it is
-        if hasattr(fresh, "__dict__"):
-            vars(self).update(vars(fresh))
+        """Drop every input byte and parsed record, keep the settings (take_pending's last step).
+
+        Afterwards the filter parses as a fresh :meth:`clone` would. This resets the buffer and
+        the ready list, then every slot (and ``__dict__`` entry) that classes written in Python
+        declare, to a fresh clone's value, so a Python subclass needs nothing more. The compiled
+        classes (docs/compiled.md) keep their fields in C, out of reach of ``setattr`` by slot
+        name: ``Line`` and ``Resp`` override this to reset their own parse state and then call
+        ``Filter._forget_input(self)``; a compiled filter with parse state of its own must too.
+        """
+        self._buf = bytearray()
+        self._start = 0
+        self._ready = []
+        _reset_python_slots(self)
 
     def _compact(self) -> None:
         """Drop consumed bytes from the front of the buffer."""
@@ -215,11 +216,43 @@ class Filter:
         return f"<{type(self).__name__} pending={self.pending_size()}>"
 
 
+def _reset_python_slots(f: Filter) -> None:
+    """Set each slot and ``__dict__`` entry of ``f`` from classes written in Python to a clone's."""
+    names = []
+    for cls in type(f).__mro__:
+        if cls.__module__.rpartition(".")[2].startswith("_c_"):
+            continue  # a compiled class: C fields, which its own _forget_input resets
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name in ("__dict__", "__weakref__", "_buf", "_ready", "_start"):
+                continue
+            if name.startswith("__"):
+                name = f"_{cls.__name__.lstrip('_')}{name}"  # a mangled private slot
+            names.append(name)
+    has_dict = hasattr(f, "__dict__")
+    if not names and not has_dict:
+        return  # nothing declared in Python: no clone needed
+    fresh = f.clone()
+    for name in names:
+        try:
+            setattr(f, name, getattr(fresh, name))
+        except AttributeError:
+            pass  # a slot the fresh filter leaves unset stays as it is
+    if has_dict and hasattr(fresh, "__dict__"):
+        vars(f).update(vars(fresh))
+
+
+#: Largest size limit accepted: the compiled filters keep limits in C ``Py_ssize_t`` fields, so
+#: a larger value is refused here, at construction, rather than overflowing later.
+MAX_LIMIT = sys.maxsize
+
+
 def check_limit(name: str, value: Any, minimum: int = 1) -> int:
     """Validate a size-limit constructor argument; raise ValueError naming it."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, not {value!r}")
-    return value
+    if (not isinstance(value, int) or isinstance(value, bool)
+            or not minimum <= value <= MAX_LIMIT):
+        raise ValueError(f"{name} must be an int from {minimum} to {MAX_LIMIT}, not {value!r}")
+    return int(value)
 
 
 def pull_records(f: Filter) -> list[Any]:
@@ -231,3 +264,6 @@ def pull_records(f: Filter) -> list[Any]:
         if record is NEED_DATA:
             return out
         out.append(record)
+
+
+accelerate(globals(), "greensrv.filters._c_base")

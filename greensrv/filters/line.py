@@ -11,6 +11,9 @@ Four input modes, chosen at construction:
   the door to message smuggling);
 - ``input_regexp``: a line ends at the first match of a regular expression.
 
+Each mode is a splitter (``greensrv/filters/splitters.py``) picked at construction; Line keeps
+the buffer, batching, ``max_length``, decoding and encoding.
+
 Speed: when several lines are buffered, they are split, decoded and length-checked in bulk by
 C code (``bytes.split``, ``bytes.decode``, ``max(map(len, ...))``) and handed out one at a time;
 any anomaly (a bad byte, an overlong line) sends that batch through the exact one-line path,
@@ -21,21 +24,25 @@ from __future__ import annotations
 
 import codecs
 import re
+from pathlib import Path
 from typing import Any
 
+from .._accelerate import accelerate, load
 from ..errors import FilterError
 from .base import NEED_DATA, Filter, check_limit
+from .splitters import (
+    LiteralSplitter,
+    NewlineSplitter,
+    RegexpSplitter,
+    Splitter,
+    StrictCrlfSplitter,
+)
 
 __all__ = ["Line"]
 
 #: Longest line accepted by default: 64 KiB is far above any line-protocol command (SMTP allows
 #: 1000 bytes, IRC 512) yet caps what one client can make the server buffer.
 DEFAULT_MAX_LENGTH = 65536
-
-#: With ``input_regexp`` the length of a half-received terminator is unknown, so an unterminated
-#: buffer may exceed ``max_length`` by this many bytes before it is refused; longer terminators
-#: are unusual (a CRLF pair is 2 bytes).
-REGEXP_TERMINATOR_ALLOWANCE = 64
 
 # Codecs in which every byte below 0x80 is that ASCII character and never part of a multibyte
 # sequence, so decoding a whole batch and splitting the text equals splitting then decoding.
@@ -44,7 +51,10 @@ _ASCII_SAFE_CODECS = frozenset({"utf-8", "ascii", "iso8859-1"})
 # not "backslashreplace", whose "\\xff" could contain one.
 _STD_ERRORS = frozenset({"strict", "replace", "ignore", "surrogateescape"})
 
-_MODE_DEFAULT, _MODE_LITERAL, _MODE_STRICT, _MODE_REGEXP = range(4)
+#: The default mode's batch splitter in C (memchr, one pass, ``\r`` dropped), when compiled;
+#: without it Line splits batches with bytes/str methods (``Line._split``).
+_LINESPLIT = load("greensrv.filters._c_linesplit",
+                  Path(__file__).with_name("_c_linesplit.pyx"))
 
 
 def _to_bytes(value: str | bytes, name: str, encoding: str | None) -> bytes:
@@ -89,9 +99,8 @@ class Line(Filter):
     record: a record containing one reaches the peer as several lines.
     """
 
-    __slots__ = ("_ascii_text", "_bn", "_braw", "_ready", "_encoding", "_errors", "_lit_str",
-                 "_max", "_mode", "_out_lit", "_out_str", "_regex", "_scan", "_sep",
-                 "_settings", "_slack", "_utf8")
+    __slots__ = ("_ascii_text", "_batch_split", "_bn", "_braw", "_encoding", "_errors", "_max",
+                 "_out_lit", "_out_str", "_scan", "_sep", "_settings", "_splitter", "_utf8")
 
     def __init__(
         self,
@@ -132,24 +141,27 @@ class Line(Filter):
         self._encoding = encoding
         self._errors = errors
         self._max = max_length
-        self._regex: re.Pattern[bytes] | None = None
+        splitter: Splitter
         if input_regexp is not None:
-            self._mode = _MODE_REGEXP
-            self._regex = _compile(input_regexp, encoding)
-            self._sep = b""
-            self._slack = REGEXP_TERMINATOR_ALLOWANCE
+            splitter = RegexpSplitter(_compile(input_regexp, encoding))
         elif strict_crlf:
-            self._mode, self._sep, self._slack = _MODE_STRICT, b"\r\n", 1
+            splitter = StrictCrlfSplitter()
         elif input_literal is not None:
-            self._sep = _to_bytes(input_literal, in_name, encoding)
-            self._mode, self._slack = _MODE_LITERAL, len(self._sep) - 1
+            splitter = LiteralSplitter(_to_bytes(input_literal, in_name, encoding))
         else:
-            self._mode, self._sep, self._slack = _MODE_DEFAULT, b"\n", 1
+            splitter = NewlineSplitter()
+        self._splitter = splitter
+        self._sep = splitter.sep
         self._out_lit = _to_bytes(output_literal, out_name, encoding)
         safe = encoding in _ASCII_SAFE_CODECS and errors in _STD_ERRORS
         # Decode a whole batch at once and split the text (only when that is equivalent).
         self._ascii_text = safe and self._sep.isascii()
-        self._lit_str = self._sep.decode("ascii") if self._ascii_text else None
+        if self._ascii_text and splitter.batches:
+            splitter.sep_str = self._sep.decode("ascii")
+        self._batch_split = None  # split_newline_batch(buf, start, end, max_length, as_text)
+        if _LINESPLIT is not None and type(splitter) is NewlineSplitter and (
+                self._ascii_text or encoding is None):
+            self._batch_split = _LINESPLIT.split_newline_batch
         # Encode many str records with one join (only for stateless, ASCII-safe codecs).
         self._out_str = (self._out_lit.decode(encoding)
                          if safe and encoding is not None and self._out_lit.isascii() else None)
@@ -157,7 +169,6 @@ class Line(Filter):
         self._scan = 0  # bytes before this offset are known to hold no terminator
         self._braw: bytes | bytearray | None = None  # raw bytes of the current batch
         self._bn = 0  # records in the current batch
-        self._ready: list[Any] = []  # parsed records not yet returned, last one first
 
     # -- input -------------------------------------------------------------------------------
     def next_record(self) -> Any:
@@ -196,10 +207,15 @@ class Line(Filter):
 
     def _chunk(self) -> list[Any] | None:
         """Parse every complete line buffered; None (after the length check) if there is none."""
-        if self._mode == _MODE_REGEXP:
-            return self._chunk_regexp()
         buf = self._buf
         start = self._start
+        splitter = self._splitter
+        if not splitter.batches:  # input_regexp: a match may need bytes that came later
+            first, after = splitter.find(buf, start)
+            if first < 0:
+                self._check_tail()
+                return None
+            return [self._one(first, after)]
         sep = self._sep
         scan = self._scan
         first = buf.find(sep, scan if scan > start else start)
@@ -209,10 +225,14 @@ class Line(Filter):
         seplen = len(sep)
         last = buf.rfind(sep, first + seplen)
         if last < 0:  # exactly one line: the plain path
-            return [self._one(first)]
+            return [self._one(first, first + seplen)]
         end = last + seplen
         raw = buf[start:end]
-        lines = self._split(raw)
+        batch_split = self._batch_split
+        lines = None if batch_split is None else batch_split(buf, start, end, self._max,
+                                                             self._ascii_text)
+        if lines is None:
+            lines = self._split(raw)
         if lines is None:  # something to report: go line by line, good lines first
             return self._slow_batch(end)
         self._start = end
@@ -223,7 +243,6 @@ class Line(Filter):
 
     def _split(self, raw: bytearray) -> list[Any] | None:
         """Split a batch of whole lines in bulk, or None if any line needs the exact path."""
-        mode = self._mode
         enc = self._encoding
         limit = self._max
         short = len(raw) <= limit  # then no line in it can be too long
@@ -232,45 +251,19 @@ class Line(Filter):
                 text = raw.decode(enc, self._errors)  # type: ignore[arg-type]
             except UnicodeDecodeError:
                 return None
-            ascii_only = len(text) == len(raw)
-            if mode == _MODE_DEFAULT:
-                if "\r" in text:
-                    lines = text.split("\r\n")
-                    if len(lines) - 1 != raw.count(b"\n"):  # some lines end in a bare \n
-                        lines = text.replace("\r\n", "\n").split("\n")
-                else:
-                    lines = text.split("\n")
-            else:
-                lines = text.split(self._lit_str)
-                if mode == _MODE_STRICT:
-                    crlf = len(lines) - 1
-                    if raw.count(b"\r") != crlf or raw.count(b"\n") != crlf:
-                        return None  # a bare \r or \n somewhere: the exact path reports it
-            if lines.pop():
-                return None  # a self-overlapping literal split otherwise than find() does
+            lines = self._splitter.split_text(text, raw)
+            if lines is None or lines.pop():
+                return None  # (a self-overlapping literal may split otherwise than find())
             if short:
                 return lines
-            if ascii_only:
-                if max(map(len, lines)) > limit:
-                    return None
-                return lines
+            if len(text) == len(raw):  # ASCII: characters are bytes
+                return None if max(map(len, lines)) > limit else lines
             raw_lines = raw.split(self._sep)
             raw_lines.pop()
-            if max(map(len, raw_lines)) > limit:
-                return None  # (a line at the limit plus its \r also takes the exact path)
-            return lines
-        data = bytes(raw)
-        if mode == _MODE_STRICT:
-            crlf = data.count(b"\r\n")
-            if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
-                return None
-        if mode == _MODE_DEFAULT and b"\r" in data:
-            parts = data.split(b"\r\n")
-            if len(parts) - 1 != data.count(b"\n"):
-                parts = data.replace(b"\r\n", b"\n").split(b"\n")
-        else:
-            parts = data.split(self._sep)
-        if parts.pop():
+            # (a line at the limit plus its \r also takes the exact path)
+            return None if max(map(len, raw_lines)) > limit else lines
+        parts = self._splitter.split_bytes(bytes(raw))
+        if parts is None or parts.pop():
             return None
         if not short and max(map(len, parts)) > limit:
             return None
@@ -294,7 +287,7 @@ class Line(Filter):
                 i = buf.find(sep, self._start)
                 if i < 0 or i + seplen > end:
                     break
-                lines.append(self._one(i))
+                lines.append(self._one(i, i + seplen))
         except FilterError:
             if not lines:
                 raise
@@ -303,26 +296,15 @@ class Line(Filter):
         self._bn = len(lines)
         return lines
 
-    def _one(self, i: int) -> Any:
-        """Take the line ending at the terminator found at ``i``; exact checks."""
+    def _one(self, i: int, after: int) -> Any:
+        """Take the line whose terminator spans ``i`` to ``after``; exact checks."""
         buf = self._buf
         start = self._start
-        end = i
-        mode = self._mode
-        if mode == _MODE_DEFAULT:
-            if end > start and buf[end - 1] == 13:
-                end -= 1
-        elif mode == _MODE_STRICT:
-            bad = buf.find(b"\n", start, i)
-            if bad < 0:
-                bad = buf.find(b"\r", start, i)
-            if bad >= 0:
-                raise FilterError(f"Line(strict_crlf=True): bare {_name(buf[bad])} at byte "
-                                  f"{bad - start} of a line; only \\r\\n ends a line")
+        end = self._splitter.line_end(buf, start, i)
         if end - start > self._max:
             self._too_long(end - start)
         line = self._decode(buf[start:end])
-        self._start = i + len(self._sep)
+        self._start = after
         return line
 
     def _decode(self, raw: bytearray) -> Any:
@@ -338,49 +320,25 @@ class Line(Filter):
         """No terminator buffered: refuse now if the line already passed max_length."""
         buf = self._buf
         n = len(buf)
-        seen = n - self._start
+        start = self._start
+        splitter = self._splitter
+        seen = n - start
         over = seen - self._max
-        if self._mode == _MODE_STRICT:
-            bare = buf.find(b"\n", max(self._scan, self._start))
-            if bare >= 0:
-                raise FilterError(f"Line(strict_crlf=True): bare \\n at byte "
-                                  f"{bare - self._start} of a line; only \\r\\n ends a line")
+        splitter.check_tail(buf, max(self._scan, start), start)
         if over > 0:
-            if self._mode == _MODE_REGEXP:
-                if over > self._slack:
+            if not splitter.batches:  # a regexp terminator's length is unknown
+                if over > splitter.slack:
                     self._too_long(seen)
             else:
                 # The longest end of the buffer that may begin a terminator is not line.
-                partial = b"\r" if self._mode == _MODE_DEFAULT else self._sep[:-1]
+                partial = splitter.partial
                 k = min(len(partial), seen)
                 while k and not buf.endswith(partial[:k]):
                     k -= 1
                 if over > k:
                     self._too_long(seen - k)
-        if self._mode != _MODE_REGEXP:
+        if splitter.batches:
             self._scan = n - len(self._sep) + 1
-
-    def _chunk_regexp(self) -> list[Any] | None:
-        regex = self._regex
-        assert regex is not None
-        buf = self._buf
-        start = self._start
-        # A match may need bytes that arrived after an earlier search, so search again from the
-        # line's start: at most max_length + the allowance bytes, as _check_tail bounds them.
-        pos = start
-        while True:
-            m = regex.search(buf, pos)
-            if m is None:
-                self._check_tail()
-                return None
-            if m.end() > m.start():
-                break
-            pos = m.start() + 1  # an empty match is no terminator
-        if m.start() - start > self._max:
-            self._too_long(m.start() - start)
-        line = self._decode(buf[start : m.start()])
-        self._start = m.end()
-        return [line]
 
     def _too_long(self, seen: int) -> None:
         raise FilterError(f"{type(self).__name__}: line longer than max_length={self._max} bytes "
@@ -388,7 +346,7 @@ class Line(Filter):
 
     def _compact(self) -> None:
         self._scan = max(0, self._scan - self._start)
-        super()._compact()
+        Filter._compact(self)  # (not super(): a compiled cpdef method has no __class__ cell)
 
     def pending(self) -> bytes:
         rest = bytes(self._buf[self._start :])
@@ -414,12 +372,7 @@ class Line(Filter):
         out = self.feed(b"")
         buf = self._buf
         if len(buf) > self._start:  # an unterminated last line is still a line
-            rest = buf[self._start :]
-            mode = self._mode
-            if mode in (_MODE_DEFAULT, _MODE_STRICT) and rest.endswith(b"\r"):
-                rest = rest[:-1]  # half of a \r\n
-            if mode == _MODE_STRICT and b"\r" in rest:
-                raise FilterError("Line(strict_crlf=True): bare \\r in the last line")
+            rest = self._splitter.last_line(buf[self._start :])
             if len(rest) > self._max:
                 self._too_long(len(rest))
             line = self._decode(rest)
@@ -445,11 +398,11 @@ class Line(Filter):
     def ascii_terminator(self) -> str | None:
         # ASCII text encodes alike in every codec _out_str allows; a subclass that changes
         # encode() must not inherit the shortcut.
-        return self._out_str if type(self).encode is Line.encode else None
+        return self._out_str if type(self).encode is _LINE_ENCODE else None
 
     def encode_many(self, records: Any) -> bytes:
-        if type(self).encode is not Line.encode:  # a subclass's encode() sees every record
-            return super().encode_many(records)
+        if type(self).encode is not _LINE_ENCODE:  # a subclass's encode() sees every record
+            return Filter.encode_many(self, records)
         lit = self._out_str
         if lit is not None:
             if not isinstance(records, (list, tuple)):
@@ -474,6 +427,13 @@ class Line(Filter):
         encode = self.encode
         return b"".join([encode(r) for r in records])
 
+    def _forget_input(self) -> None:
+        # The parse state Filter._forget_input cannot reach in the compiled build (C fields).
+        self._scan = 0
+        self._braw = None
+        self._bn = 0
+        Filter._forget_input(self)  # (not super(): a compiled cpdef method has no __class__ cell)
+
     def clone(self) -> Line:
         if type(self) is not Line:  # a subclass may add settings of its own
             return type(self)(**self._settings)  # type: ignore[arg-type]
@@ -484,17 +444,15 @@ class Line(Filter):
         # One assignment per setting slot, spelled out: a getattr/setattr loop costs twice as
         # much, once per accepted client.
         new._ascii_text = self._ascii_text
+        new._batch_split = self._batch_split
         new._encoding = self._encoding
         new._errors = self._errors
-        new._lit_str = self._lit_str
         new._max = self._max
-        new._mode = self._mode
         new._out_lit = self._out_lit
         new._out_str = self._out_str
-        new._regex = self._regex
         new._sep = self._sep
         new._settings = self._settings
-        new._slack = self._slack
+        new._splitter = self._splitter  # immutable once built: shared by the clones
         new._utf8 = self._utf8
         new._scan = new._bn = 0
         new._ready = []
@@ -507,11 +465,15 @@ class Line(Filter):
         return f"Line({args})"
 
 
+#: Line's own encode(), to tell whether a subclass overrides it (looked up in the class dict: in
+#: the compiled class, ``Line.encode`` would name the C method rather than the descriptor).
+_LINE_ENCODE = Line.__dict__["encode"]
+
 _DEFAULTS: dict[str, Any] = dict(
     literal=None, input_literal=None, output_literal="\r\n", input_regexp=None,
     encoding="utf-8", errors="strict", max_length=DEFAULT_MAX_LENGTH, strict_crlf=False,
 )
 
 
-def _name(byte: int) -> str:
-    return "\\r" if byte == 13 else "\\n"
+accelerate(globals(), "greensrv.filters._c_line",
+           requires=("greensrv.filters.base", "greensrv.filters.splitters"))

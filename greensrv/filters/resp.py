@@ -53,6 +53,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._accelerate import accelerate
 from ..errors import FilterError
 from .base import NEED_DATA, Filter
 from .resp3 import (
@@ -103,6 +104,10 @@ _TYPE_BYTES = frozenset(b"$*+-:%~,#_(=!>|")
 _AGGREGATES = frozenset(b"%~>|")
 _NAMES = {42: "array", 37: "map", 126: "set", 62: "push", 124: "attribute"}
 
+#: Whether this module runs compiled (its name is then ``_c_resp``): only then is the byte-by-byte
+#: ``Resp._bulk_scan`` faster than splitting.
+_SCAN_IN_C = __name__.rpartition(".")[2].startswith("_c_")
+
 #: Length headers the bulk fast path recognises by a dict lookup (longer ones take the exact
 #: path); arrays of up to this many bulk strings are checked in bulk.
 _FAST_BULK = {b"$%d" % i: i for i in range(4096)}
@@ -112,7 +117,7 @@ _FAST_ARRAY = {b"*%d" % i: i for i in range(1, 256)}
 class Resp(Filter):
     """RESP2 values both ways; inline commands accepted on input. See the module docstring."""
 
-    __slots__ = ("_bends", "_ready", "_bregion", "_btoks", "_fast_from", "_max_array", "_max_bulk",
+    __slots__ = ("_bends", "_bregion", "_btoks", "_fast_from", "_max_array", "_max_bulk",
                  "_max_depth", "_max_line", "_max_message", "_need", "_pos", "_protocol", "_scan",
                  "_stack")
 
@@ -136,7 +141,6 @@ class Resp(Filter):
         # open aggregates: [elements so far, elements left, kind (0: array, else resp3's)]
         self._stack: list[list[Any]] = []
         # The bulk path: messages parsed from one split of the buffer, handed out one at a time.
-        self._ready: list[Any] = []  # parsed messages not yet returned, last one first
         self._btoks: list[bytes] = []  # the split the batch came from
         self._bends: list[int] = []  # token index where each message of the batch ends
         self._bregion = b""  # the bytes that were split
@@ -151,7 +155,9 @@ class Resp(Filter):
         start = self._start
         if (self._pos == start and not self._need and self._scan <= start
                 and start >= self._fast_from and len(buf) - start >= _FAST_MIN):
-            batch = self._bulk_parse()
+            batch = self._bulk_scan() if _SCAN_IN_C else []
+            if not batch:
+                batch = self._bulk_parse()
             if batch:
                 return batch.pop()
         return self._parse_one()
@@ -199,7 +205,6 @@ class Resp(Filter):
         max_bulk = self._max_bulk
         max_line = self._max_line
         max_array = self._max_array
-        small_bulk = max_bulk < len(_FAST_BULK)  # else every cached length is allowed
         out: list[Any] = []
         ends: list[int] = []
         i = 0
@@ -219,9 +224,15 @@ class Resp(Filter):
                     if end >= ntok or count > max_array:
                         break
                     payloads = toks[i + 2 : end + 1 : 2]
-                    lengths = list(map(len, payloads))
-                    if list(map(bulk_get, toks[i + 1 : end : 2])) != lengths or (
-                            small_bulk and max(lengths) > max_bulk):
+                    # Each header must be "$<length of its payload>" (one pass: C-speed when
+                    # compiled, and as fast as map() and a list compare in pure Python).
+                    j = i + 1
+                    for payload in payloads:
+                        length = bulk_get(toks[j])
+                        if length is None or length != len(payload) or length > max_bulk:
+                            break
+                        j += 2
+                    if j <= end:
                         break
                     out.append(payloads)
                     i = end
@@ -255,6 +266,90 @@ class Resp(Filter):
         out.reverse()
         self._ready = out
         return out
+
+    def _bulk_scan(self) -> list[Any]:
+        """Parse the complete requests in the buffer byte by byte (the compiled build's path).
+
+        Takes what real clients send, arrays of bulk strings (and bare bulk strings), and stops
+        at anything else, which ``_bulk_parse`` then takes. Each payload is sliced once from the
+        buffer; nothing else is allocated. Compiled, a byte is a C char; in pure Python this
+        loop would be slower than ``_bulk_parse``'s ``split``, so only the compiled build uses
+        it (``_SCAN_IN_C``); the tests run it in both builds.
+        """
+        start = self._start
+        region = bytes(self._buf[start:])
+        n = len(region)
+        if n > self._max_message:
+            return []
+        max_bulk = self._max_bulk
+        max_array = self._max_array
+        out: list[Any] = []
+        ends: list[int] = []
+        pos = 0
+        while pos < n:
+            head = region[pos]
+            if head == 42:  # * an array: of bulk strings only, else stop
+                count, after = self._scan_length(region, pos + 1, n)
+                if count <= 0 or count > max_array:
+                    break
+                items = []
+                for _ in range(count):
+                    begin, end = self._scan_bulk(region, after, n, max_bulk)
+                    if begin < 0:
+                        break
+                    items.append(region[begin:end])
+                    after = end + 2
+                if len(items) != count:
+                    break
+                out.append(items)
+            elif head == 36:  # $ a bulk string
+                begin, end = self._scan_bulk(region, pos, n, max_bulk)
+                if begin < 0:
+                    break
+                out.append(region[begin:end])
+                after = end + 2
+            else:
+                break
+            pos = after
+            ends.append(pos)
+        if not out:
+            return out
+        self._start = self._pos = start + pos
+        if len(out) > 1:
+            self._btoks = []  # (empty: _bends are byte offsets into _bregion, not token indexes)
+            self._bends = ends
+            self._bregion = region
+        out.reverse()
+        self._ready = out
+        return out
+
+    def _scan_bulk(self, region: bytes, pos: int, n: int, max_bulk: int) -> tuple[int, int]:
+        """The payload span of the complete bulk string at ``pos``, or (-1, -1)."""
+        if pos >= n or region[pos] != 36:
+            return (-1, -1)
+        length, begin = self._scan_length(region, pos + 1, n)
+        end = begin + length
+        if length < 0 or length > max_bulk or end + 2 > n:
+            return (-1, -1)
+        if region[end] != 13 or region[end + 1] != 10:
+            return (-1, -1)
+        return (begin, end)
+
+    def _scan_length(self, region: bytes, pos: int, n: int) -> tuple[int, int]:
+        """The decimal at ``pos`` up to its CRLF and the offset after it; (-1, pos) if none.
+
+        At most 18 digits (always fits in C); anything longer or odd is left to the exact
+        parser, which reports it.
+        """
+        value = 0
+        digits = 0
+        while pos < n and 48 <= region[pos] <= 57 and digits < 18:
+            value = value * 10 + (region[pos] - 48)
+            digits += 1
+            pos += 1
+        if digits == 0 or pos + 1 >= n or region[pos] != 13 or region[pos + 1] != 10:
+            return (-1, pos)
+        return (value, pos + 2)
 
     def _parse_one(self) -> Any:
         buf = self._buf
@@ -414,7 +509,7 @@ class Resp(Filter):
         self._need = max(0, self._need - start)
         self._scan = max(0, self._scan - start)
         self._fast_from = max(0, self._fast_from - start)
-        super()._compact()
+        Filter._compact(self)  # (not super(): a compiled cpdef method has no __class__ cell)
 
     def pending(self) -> bytes:
         rest = bytes(self._buf[self._start :])
@@ -425,6 +520,8 @@ class Resp(Filter):
         returned = len(self._bends) - len(batch)
         index = self._bends[returned - 1] if returned else 0
         toks = self._btoks
+        if not toks:  # a batch of _bulk_scan: the ends are byte offsets already
+            return self._bregion[index : self._bends[-1]] + rest
         offset = sum(map(len, toks[:index])) + 2 * index
         total = sum(map(len, toks[: self._bends[-1]])) + 2 * self._bends[-1]
         return self._bregion[offset:total] + rest
@@ -449,7 +546,10 @@ class Resp(Filter):
             return b"$%d\r\n%b\r\n" % (len(record), record)
         if t is list or t is tuple:
             encode = self.encode
-            return b"*%d\r\n" % len(record) + b"".join([encode(r) for r in record])
+            # A request's arguments are bytes: those are framed inline, without a call each.
+            return b"*%d\r\n" % len(record) + b"".join([
+                b"$%d\r\n%b\r\n" % (len(r), r) if type(r) is bytes else encode(r)
+                for r in record])
         if t is str:
             data = record.encode("utf-8", "surrogateescape")
             if b"\r" in data or b"\n" in data:
@@ -467,6 +567,15 @@ class Resp(Filter):
             return self.encode(_base_type(record))
         raise TypeError(f"Resp.encode cannot encode {type(record).__name__}")
 
+    def _forget_input(self) -> None:
+        # The parse state Filter._forget_input cannot reach in the compiled build (C fields).
+        self._pos = self._need = self._scan = self._fast_from = 0
+        self._stack = []
+        self._btoks = []
+        self._bends = []
+        self._bregion = b""
+        Filter._forget_input(self)  # (not super(): a compiled cpdef method has no __class__ cell)
+
     def clone(self) -> Resp:
         return Resp(self._max_bulk, self._max_array, self._max_depth, self._max_line,
                     self._max_message, self._protocol)
@@ -479,3 +588,6 @@ def _base_type(record: Any) -> Any:
     """A subclass instance as its base type (``encode`` dispatches on exact types)."""
     base: Any = next(t for t in (str, list, tuple) if isinstance(record, t))
     return base(record)
+
+
+accelerate(globals(), "greensrv.filters._c_resp", requires=("greensrv.filters.base",))

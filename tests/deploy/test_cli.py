@@ -18,12 +18,15 @@ from master_support import (
 )
 
 import greensrv
+from greensrv.cli import version_line
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and signals")
 
 
-def run_to_exit(app_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(greensrv_argv(*args), cwd=app_dir, env=process_env(app_dir),
+def run_to_exit(app_dir: Path, *args: str,
+                env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(greensrv_argv(*args), cwd=app_dir,
+                          env=process_env(app_dir, **(env_extra or {})),
                           capture_output=True, text=True, timeout=DEADLINE)
 
 
@@ -58,7 +61,20 @@ def test_python_dash_m_and_the_console_script_are_one_command(app_dir):
                                       env=process_env(app_dir), timeout=DEADLINE))
     for result in outputs:
         assert result.returncode == 0
-        assert result.stdout.strip() == f"greensrv {greensrv.__version__}"
+        assert result.stdout.strip() == version_line()
+
+
+def test_version_names_the_modules_running_compiled(app_dir):
+    """--version says which build runs: the compiled modules, or that everything is pure."""
+    line = version_line()
+    assert line.startswith(f"greensrv {greensrv.__version__} (")
+    if greensrv.compiled:
+        assert "greensrv.filters.line" in line and "pure" not in line
+    else:
+        assert line.endswith("(pure Python, nothing compiled)")
+    pure = run_to_exit(app_dir, "--version", env_extra={"GREENSRV_PURE_PYTHON": "1"})
+    assert pure.returncode == 0
+    assert pure.stdout.strip() == f"greensrv {greensrv.__version__} (pure Python, nothing compiled)"
 
 
 def test_help_lists_every_option_a_person_needs(app_dir):

@@ -149,3 +149,62 @@ def test_resp_error_value_semantics():
     assert RespError("x") == RespError("x") != "x"
     assert str(RespError("ERR y")) == "ERR y"
     assert len({RespError("a"), RespError("a")}) == 1
+
+
+COMMANDS = [[b"SET", b"key:%d" % i, b"v" * (i % 40)] for i in range(200)] + [
+    b"bare bulk", [b"PING"], [b"x" * 5000, b"y"], [b""], b"",
+]
+
+
+@pytest.fixture(params=["default", "scan"])
+def request_path(request, monkeypatch):
+    """Each Resp request test runs on the build's own bulk path, then on the byte scanner.
+
+    The compiled build always scans (``_SCAN_IN_C``); the pure build splits, so it is switched
+    to the scanner here to test that code in both builds.
+    """
+    import greensrv.filters.resp as resp
+
+    if request.param == "scan":
+        if resp._SCAN_IN_C:
+            pytest.skip("the compiled build scans already (the default case)")
+        monkeypatch.setattr(resp, "_SCAN_IN_C", True)
+    return request.param
+
+
+def test_request_batches_decode_alike_in_any_chunking(request_path):
+    wire = Resp().encode_many(COMMANDS)
+    assert Resp().feed(wire) == COMMANDS
+    for size in (1, 7, 300, 4096):
+        f = Resp()
+        got = []
+        for i in range(0, len(wire), size):
+            got += f.feed(wire[i : i + size])
+        assert got == COMMANDS, size
+
+
+def test_pending_is_exact_inside_a_scanned_batch(request_path):
+    wire = Resp().encode_many(COMMANDS)
+    for k in (0, 1, 2, 57, 203, len(COMMANDS)):
+        f = Resp()
+        f.receive(wire)
+        got = [f.next_record() for _ in range(k)]
+        assert Resp().encode_many(got) + f.pending() == wire
+
+
+@pytest.mark.parametrize("wire, what", [
+    (b"*2\r\n$3\r\nfoo\r\n$99999999999999999999\r\n", "over max_bulk_length"),
+    (b"*2\r\n$3\r\nfoo\r\n$999999999999999999999\r\n", "bad integer"),
+    (b"*1\r\n$3\r\nfooXY", "no CRLF after"),
+    (b"*1\r\n$9\r\nfoo\r\n", None),  # incomplete: waits
+    (b"*1\r\n$-5\r\n", "bulk length -5"),
+])
+def test_the_scanner_leaves_odd_input_to_the_exact_parser(request_path, wire, what):
+    f = Resp()
+    padding = Resp().encode_many([[b"GET", b"k" * 40]] * 10)  # a batch worth scanning first
+    if what is None:
+        assert f.feed(padding + wire) == [[b"GET", b"k" * 40]] * 10
+        assert f.pending() == wire
+        return
+    with pytest.raises(FilterError, match=what):
+        f.feed(padding + wire)

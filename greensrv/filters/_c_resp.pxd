@@ -1,0 +1,50 @@
+# The augmenting .pxd of greensrv.filters._c_resp (resp.py compiled): Resp's parse state in C
+# fields and its command path (the bulk split, the exact parser) as C calls with typed locals.
+# Lengths and integers read from the wire stay Python ints (a 20-digit one does not fit in C).
+cimport cython
+from greensrv.filters.base cimport Filter
+
+cdef object NEED_DATA
+cdef dict _FAST_BULK, _FAST_ARRAY
+cdef frozenset _TYPE_BYTES
+cdef Py_ssize_t _FAST_MIN, _MAX_INT_CHARS
+cdef bint _SCAN_IN_C
+
+cdef class Resp(Filter):
+    cdef public list _bends, _btoks, _stack
+    cdef public bytes _bregion
+    cdef public Py_ssize_t _fast_from, _max_array, _max_bulk, _max_depth, _max_line
+    cdef public Py_ssize_t _max_message, _need, _pos, _scan
+    cdef public int _protocol  # 2 or 3 (resp3.check_protocol)
+
+    cpdef next_record(self)
+    cpdef feed(self, data)
+    @cython.locals(start=Py_ssize_t, ntok=Py_ssize_t, i=Py_ssize_t, end=Py_ssize_t,
+                   max_bulk=Py_ssize_t, max_line=Py_ssize_t, max_array=Py_ssize_t,
+                   j=Py_ssize_t, consumed=Py_ssize_t, toks=list, out=list, ends=list,
+                   tok=bytes, region=bytes, payloads=list, lengths=list)
+    cdef list _bulk_parse(self)
+    @cython.locals(start=Py_ssize_t, region=bytes, n=Py_ssize_t, max_bulk=Py_ssize_t,
+                   max_array=Py_ssize_t, out=list, ends=list, pos=Py_ssize_t,
+                   head=cython.uchar, count=Py_ssize_t, after=Py_ssize_t, items=list,
+                   begin=Py_ssize_t, end=Py_ssize_t)
+    cdef list _bulk_scan(self)
+    @cython.locals(length=Py_ssize_t, begin=Py_ssize_t, end=Py_ssize_t)
+    cdef (Py_ssize_t, Py_ssize_t) _scan_bulk(self, bytes region, Py_ssize_t pos, Py_ssize_t n,
+                                             Py_ssize_t max_bulk)
+    @cython.locals(value=Py_ssize_t, digits=Py_ssize_t)
+    cdef (Py_ssize_t, Py_ssize_t) _scan_length(self, bytes region, Py_ssize_t pos,
+                                               Py_ssize_t n)
+    @cython.locals(n=Py_ssize_t, pos=Py_ssize_t, t=int, scan=Py_ssize_t, nl=Py_ssize_t,
+                   end=Py_ssize_t, stack=list, top=list)
+    cdef _parse_one(self)
+    cdef _resp3(self, decode, Py_ssize_t kind, data)
+    cdef _int(self, buf, Py_ssize_t begin, Py_ssize_t end)
+    cdef _check_message(self, Py_ssize_t size_end)
+    cdef _error(self, what)
+    cpdef _compact(self)
+    cpdef pending(self)
+    cpdef pending_size(self)
+    cpdef encode(self, record)
+    cpdef _forget_input(self)
+    cpdef clone(self)
