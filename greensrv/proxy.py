@@ -50,7 +50,7 @@ __all__ = [
     "PP2_SUBTYPE_SSL_SIG_ALG", "PP2_SUBTYPE_SSL_VERSION", "PP2_TYPE_ALPN", "PP2_TYPE_AUTHORITY",
     "PP2_TYPE_CRC32C", "PP2_TYPE_NETNS", "PP2_TYPE_NOOP", "PP2_TYPE_SSL", "PP2_TYPE_UNIQUE_ID",
     "V1_MAX_LENGTH", "V2_SIGNATURE", "ProxyHeader", "ProxyHeaderParser", "ProxyProtocolError",
-    "ProxySSL", "crc32c", "ipv6_text", "parse_proxy_header",
+    "ProxySSL", "crc32c", "ipv6_text", "parse_proxy_header", "parse_whole_header",
 ]
 
 
@@ -77,7 +77,7 @@ _TRANSPORTS = {0: "UNSPEC", 1: "STREAM", 2: "DGRAM"}
 #: Bytes of the v2 address block per family: two addresses and, for IP, two ports.
 _ADDRESS_LENGTH = {"UNSPEC": 0, "INET": 12, "INET6": 36, "UNIX": 216}
 _UNIX_PATH_LENGTH = 108
-_IPV4_TEXT = "{}.{}.{}.{}"
+_IPV4_TEXT = "%d.%d.%d.%d"
 _DIGITS = frozenset(b"0123456789")
 _OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rb"(" + _OCTET + rb"(?:\." + _OCTET + rb"){3})"
@@ -236,7 +236,14 @@ class ProxyHeaderParser:
 
     def feed(self, data: bytes) -> ProxyHeader | None:
         """``receive(data)`` then the header, or ``None`` while it is incomplete."""
+        fresh = not self._buf
         self._buf += data
+        if fresh and isinstance(data, (bytes, bytearray)):
+            found = parse_whole_header(data, self.versions, self.max_v2_length)
+            if found is not None:  # the usual case: the whole header in the first bytes
+                self._header, self._end = found
+                self._version = found[0].version
+                return self._header
         header = self.next_header()
         return None if header is NEED_DATA else header
 
@@ -365,6 +372,60 @@ def parse_proxy_header(data: bytes, versions: Iterable[int] = (1, 2), *,
     return header, parser.pending()
 
 
+#: The fixed part of a v2 header and an INET address block, in one unpack: signature,
+#: version/command, family/transport, length, the eight address octets and the two ports.
+_V2_INET = struct.Struct("!12sBBH8B2H")
+#: The fixed part of a v2 header and an INET6 block's ports (the addresses go to ipv6_text).
+_V2_INET6 = struct.Struct("!12sBBH32x2H")
+_VER2_PROXY = 0x21
+_INET_STREAM, _INET6_STREAM = 0x11, 0x21
+
+
+def parse_whole_header(data: bytes | bytearray, versions: frozenset[int],
+                       max_v2_length: int = DEFAULT_MAX_V2_LENGTH
+                       ) -> tuple[ProxyHeader, int] | None:
+    """The header and its length when ``data`` starts with a whole one of the usual kinds.
+
+    The fast path for the common case, the header and the first payload arriving together:
+    v2 PROXY over TCP on IPv4 or IPv6 (with any TLVs, CRC32C verified) in one ``unpack``,
+    and v1 with its line end in one search. ``None`` for anything else (incomplete, LOCAL,
+    UNIX, DGRAM, a bad fixed part...): the incremental :class:`ProxyHeaderParser` then gives
+    the header or says what is wrong. An error raised here is the one it would raise, from
+    the same checks, since those are shared.
+    """
+    if data[:12] == V2_SIGNATURE:
+        if 2 not in versions or len(data) < 28:
+            return None
+        _, ver_cmd, fam_proto, length = _V2_INET.unpack_from(data)[:4]
+        end = V2_FIXED_LENGTH + length
+        if ver_cmd != _VER2_PROXY or length > max_v2_length or len(data) < end:
+            return None
+        if fam_proto == _INET_STREAM and length >= 12:
+            _, _, _, _, a, b, c, d, e, f, g, h, sport, dport = _V2_INET.unpack_from(data)
+            source: Address = (_IPV4_TEXT % (a, b, c, d), sport)
+            destination: Address = (_IPV4_TEXT % (e, f, g, h), dport)
+            family, address_length = "INET", 12
+        elif fam_proto == _INET6_STREAM and length >= 36 and len(data) >= 52:
+            sport, dport = _V2_INET6.unpack_from(data)[4:]
+            source = (ipv6_text(data[16:32]), sport)
+            destination = (ipv6_text(data[32:48]), dport)
+            family, address_length = "INET6", 36
+        else:
+            return None
+        tlvs = _NO_TLVS
+        if length > address_length:
+            header = bytes(data[:end])
+            tlvs = _v2_tlvs(header, header[V2_FIXED_LENGTH:], address_length)
+        return _new_header(2, "PROXY", source, destination, tlvs, family, "STREAM"), end
+    if data[:6] == V1_PREFIX:
+        lf = data.find(b"\n", 0, V1_MAX_LENGTH)
+        if (1 not in versions or lf < 7 or data[lf - 1] != 0x0D
+                or data.find(b"\r", 0, lf - 1) >= 0):
+            return None
+        return _parse_v1(bytes(data[:lf - 1])), lf + 1
+    return None
+
+
 def _parse_v1(line: bytes) -> ProxyHeader:
     """One v1 line without its CRLF: ``PROXY TCP4|TCP6 src dst sport dport`` or UNKNOWN."""
     match = _V1_TCP4.fullmatch(line)
@@ -439,6 +500,14 @@ def _parse_v2(header: bytes) -> ProxyHeader:
         source, destination = _unpack_addresses(family, body[:address_length])
     else:  # the specification: ignore the address block (LOCAL, or nothing to say)
         family = "UNSPEC"
+    return _new_header(2, command, source, destination,
+                       _v2_tlvs(header, body, address_length), family, transport)
+
+
+def _v2_tlvs(header: bytes, body: bytes, address_length: int) -> Mapping[int, bytes]:
+    """The TLVs after the address block, checked, and the CRC32C verified if there is one."""
+    if len(body) == address_length:
+        return _NO_TLVS
     tlvs, crc_at = parse_tlvs(body, address_length, "TLV")
     if crc_at >= 0:
         offset = V2_FIXED_LENGTH + crc_at
@@ -447,8 +516,7 @@ def _parse_v2(header: bytes) -> ProxyHeader:
         if actual != expected:
             raise ProxyProtocolError(f"PROXY v2 CRC32C mismatch: header says 0x{expected:08x}, "
                                      f"its bytes give 0x{actual:08x}")
-    return _new_header(2, command, source, destination,
-                       MappingProxyType(tlvs) if tlvs else _NO_TLVS, family, transport)
+    return MappingProxyType(tlvs) if tlvs else _NO_TLVS
 
 
 def _unpack_addresses(family: str, block: bytes) -> tuple[Address, Address]:
@@ -456,18 +524,18 @@ def _unpack_addresses(family: str, block: bytes) -> tuple[Address, Address]:
         return (_unix_path(block[:_UNIX_PATH_LENGTH]), _unix_path(block[_UNIX_PATH_LENGTH:]))
     if family == "INET":
         src_port, dst_port = struct.unpack_from("!HH", block, 8)
-        return (_IPV4_TEXT.format(*block[:4]), src_port), (_IPV4_TEXT.format(*block[4:8]),
+        return (_IPV4_TEXT % tuple(block[:4]), src_port), (_IPV4_TEXT % tuple(block[4:8]),
                                                            dst_port)
     src_port, dst_port = struct.unpack_from("!HH", block, 32)
     return (ipv6_text(block[:16]), src_port), (ipv6_text(block[16:32]), dst_port)
 
 
-def ipv6_text(packed: bytes) -> str:
+def ipv6_text(packed: bytes | bytearray) -> str:
     """RFC 5952 text of 16 packed bytes, as ``str(ipaddress.IPv6Address(packed))`` gives it
     (IPv4-mapped addresses included) at a third of the cost."""
     groups = struct.unpack("!8H", packed)
     if groups[:6] == (0, 0, 0, 0, 0, 0xFFFF):
-        return str(ipaddress.IPv6Address(packed))
+        return str(ipaddress.IPv6Address(bytes(packed)))
     best_start, best_len, start = -1, 1, -1
     for i, group in enumerate(groups + (1,)):
         if group == 0:
