@@ -8,6 +8,7 @@ real socket whichever path it takes, leaving the socket's timeout as it was.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 
@@ -24,6 +25,7 @@ from greensrv.proxy import (
     ProxyHeader,
     ProxyHeaderParser,
     ProxyProtocolError,
+    _pack_ipv6,  # the v1 TCP6 fast path's address check
     crc32c,
     parse_whole_header,
 )
@@ -218,3 +220,33 @@ def test_a_plain_blocking_socket_works_too():
         assert read_proxy_header(server, proxy_settings("v2", "127.0.0.1", 5.0)) == fast(
             USUAL[2])[0]
         assert server.recv(100) == TRAILER
+
+
+# -- v1 TCP6 addresses without ipaddress --------------------------------------------------------
+def ipaddress_packed(text: bytes) -> bytes | None:
+    try:
+        return ipaddress.IPv6Address(text.decode("ascii")).packed
+    except ValueError:
+        return None
+
+
+@FUZZ
+@given(st.text("0123456789abcdefABCDEF:", max_size=41))
+def test_pack_ipv6_accepts_nothing_ipaddress_refuses(text):
+    got = _pack_ipv6(text.encode())
+    assert got is None or got == ipaddress_packed(text.encode())
+
+
+@FUZZ
+@given(st.integers(0, 2**128 - 1), st.sampled_from(["compressed", "exploded", "upper"]),
+       st.integers(0, 65535))
+def test_v1_tcp6_spellings_take_the_fast_path_and_match_ipaddress(number, spelling, port):
+    address = ipaddress.IPv6Address(number)
+    text = address.exploded if spelling == "exploded" else address.compressed
+    text = text.upper() if spelling == "upper" else text
+    if address.ipv4_mapped is None:  # the dotted tail of a mapped address is not hex
+        assert _pack_ipv6(text.encode()) == address.packed
+    wire = f"PROXY TCP6 {text} ::1 {port} 443\r\n".encode()
+    found = outcome(lambda: fast(wire))
+    assert found == outcome(lambda: incremental(wire))
+    assert found[0].source == (str(address), port)
