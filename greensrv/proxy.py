@@ -11,7 +11,6 @@ socket: ``greensrv.proxy_io`` does the reading. The format is HAProxy's
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import struct
 from collections.abc import Iterable, Mapping
@@ -21,6 +20,16 @@ from typing import Any
 
 from .errors import ProxyProtocolError
 from .filters.base import NEED_DATA
+from .proxy_address import (
+    UNIX_PATH_LENGTH,
+    ipv6_text,
+    pack_addresses,
+    pack_ipv6,
+    parse_v1_ipv4,
+    parse_v1_ipv6,
+    parse_v1_port,
+    unix_path,
+)
 from .proxy_tlv import (
     PP2_CLIENT_CERT_CONN,
     PP2_CLIENT_CERT_SESS,
@@ -76,18 +85,15 @@ _FAMILIES = {0: "UNSPEC", 1: "INET", 2: "INET6", 3: "UNIX"}
 _TRANSPORTS = {0: "UNSPEC", 1: "STREAM", 2: "DGRAM"}
 #: Bytes of the v2 address block per family: two addresses and, for IP, two ports.
 _ADDRESS_LENGTH = {"UNSPEC": 0, "INET": 12, "INET6": 36, "UNIX": 216}
-_UNIX_PATH_LENGTH = 108
 _IPV4_TEXT = "%d.%d.%d.%d"
-_DIGITS = frozenset(b"0123456789")
 _OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rb"(" + _OCTET + rb"(?:\." + _OCTET + rb"){3})"
 _PORT = rb"(0|[1-9][0-9]{0,4})"
 #: A well-formed v1 TCP4 line (without CRLF), in one match: the common case's fast path. Lines
 #: it does not match go through the field-by-field checks that say what is wrong.
 _V1_TCP4 = re.compile(rb"PROXY TCP4 " + _IPV4 + b" " + _IPV4 + b" " + _PORT + b" " + _PORT)
-_HEX_OR_COLON = frozenset(b"0123456789abcdefABCDEF:")
 _IPV6_CANDIDATE = rb"([0-9a-fA-F:]{2,39})"
-#: A v1 TCP6 line shaped right, in one match; its addresses then go to _pack_ipv6, and a line
+#: A v1 TCP6 line shaped right, in one match; its addresses then go to pack_ipv6, and a line
 #: either refuses goes through the field-by-field checks (and ``ipaddress``).
 _V1_TCP6 = re.compile(rb"PROXY TCP6 " + _IPV6_CANDIDATE + b" " + _IPV6_CANDIDATE + b" " + _PORT
                       + b" " + _PORT)
@@ -442,7 +448,7 @@ def _parse_v1(line: bytes) -> ProxyHeader:
     match = _V1_TCP6.fullmatch(line)
     if match is not None:
         src, dst, sport, dport = match.groups()
-        src_packed, dst_packed = _pack_ipv6(src), _pack_ipv6(dst)
+        src_packed, dst_packed = pack_ipv6(src), pack_ipv6(dst)
         if (src_packed is not None and dst_packed is not None and int(sport) <= 65535
                 and int(dport) <= 65535):
             return _new_header(1, "PROXY", (ipv6_text(src_packed), int(sport)),
@@ -458,68 +464,10 @@ def _parse_v1(line: bytes) -> ProxyHeader:
         raise ProxyProtocolError(f"PROXY v1 {parts[1].decode()} line needs 4 fields after the "
                                  f"protocol, separated by single spaces; got {show_bytes(line)}")
     family = "INET" if parts[1] == b"TCP4" else "INET6"
-    parse_ip = _parse_v1_ipv4 if family == "INET" else _parse_v1_ipv6
-    source = (parse_ip(parts[2], "source"), _parse_v1_port(parts[4], "source"))
-    destination = (parse_ip(parts[3], "destination"), _parse_v1_port(parts[5], "destination"))
+    parse_ip = parse_v1_ipv4 if family == "INET" else parse_v1_ipv6
+    source = (parse_ip(parts[2], "source"), parse_v1_port(parts[4], "source"))
+    destination = (parse_ip(parts[3], "destination"), parse_v1_port(parts[5], "destination"))
     return ProxyHeader(1, "PROXY", source, destination, family=family)
-
-
-def _parse_v1_ipv4(text: bytes, which: str) -> str:
-    octets = text.split(b".")
-    if len(octets) != 4 or not all(o and set(o) <= _DIGITS and len(o) <= 3 for o in octets):
-        raise ProxyProtocolError(f"PROXY v1 {which} address {show_bytes(text)} is not a dotted "
-                                 f"IPv4 address")
-    for octet in octets:
-        if len(octet) > 1 and octet[0] == 0x30:
-            raise ProxyProtocolError(f"PROXY v1 {which} address {show_bytes(text)} has a leading "
-                                     f"zero")
-        if int(octet) > 255:
-            raise ProxyProtocolError(f"PROXY v1 {which} address {show_bytes(text)} has a part "
-                                     f"above 255")
-    return text.decode("ascii")
-
-
-def _parse_v1_ipv6(text: bytes, which: str) -> str:
-    try:
-        if not text or not set(text) <= _HEX_OR_COLON:
-            raise ValueError
-        return str(ipaddress.IPv6Address(text.decode("ascii")))
-    except ValueError:
-        raise ProxyProtocolError(f"PROXY v1 {which} address {show_bytes(text)} is not an IPv6 "
-                                 f"address") from None
-
-
-def _pack_ipv6(text: bytes) -> bytes | None:
-    """The 16 bytes of hex-and-colon IPv6 text (groups of 1-4 digits, at most one ``::``), or
-    ``None`` for anything else: then ``ipaddress`` decides, and words the error. A fifth of its
-    cost, for the v1 TCP6 lines proxies send."""
-    head, double, tail = text.partition(b"::")
-    if double:
-        left = head.split(b":") if head else []
-        right = tail.split(b":") if tail else []
-        if b"::" in tail or len(left) + len(right) > 7:
-            return None
-        groups = [*left, *[b"0"] * (8 - len(left) - len(right)), *right]
-    else:
-        groups = text.split(b":")
-        if len(groups) != 8:
-            return None
-    digits = b"".join([group.rjust(4, b"0") for group in groups])
-    if len(digits) != 32 or b"" in groups:  # 32: no group longer than 4 digits
-        return None
-    return bytes.fromhex(digits.decode("ascii"))
-
-
-def _parse_v1_port(text: bytes, which: str) -> int:
-    if not text or not set(text) <= _DIGITS or len(text) > 5:
-        raise ProxyProtocolError(f"PROXY v1 {which} port {show_bytes(text)} is not a decimal "
-                                 f"number")
-    if len(text) > 1 and text[0] == 0x30:
-        raise ProxyProtocolError(f"PROXY v1 {which} port {show_bytes(text)} has a leading zero")
-    port = int(text)
-    if port > 65535:
-        raise ProxyProtocolError(f"PROXY v1 {which} port {port} is above 65535")
-    return port
 
 
 def _parse_v2(header: bytes) -> ProxyHeader:
@@ -555,40 +503,13 @@ def _v2_tlvs(header: bytes, body: bytes, address_length: int) -> Mapping[int, by
 
 def _unpack_addresses(family: str, block: bytes) -> tuple[Address, Address]:
     if family == "UNIX":
-        return (_unix_path(block[:_UNIX_PATH_LENGTH]), _unix_path(block[_UNIX_PATH_LENGTH:]))
+        return (unix_path(block[:UNIX_PATH_LENGTH]), unix_path(block[UNIX_PATH_LENGTH:]))
     if family == "INET":
         src_port, dst_port = struct.unpack_from("!HH", block, 8)
         return (_IPV4_TEXT % tuple(block[:4]), src_port), (_IPV4_TEXT % tuple(block[4:8]),
                                                            dst_port)
     src_port, dst_port = struct.unpack_from("!HH", block, 32)
     return (ipv6_text(block[:16]), src_port), (ipv6_text(block[16:32]), dst_port)
-
-
-def ipv6_text(packed: bytes | bytearray) -> str:
-    """RFC 5952 text of 16 packed bytes, as ``str(ipaddress.IPv6Address(packed))`` gives it
-    (IPv4-mapped addresses included) at a third of the cost."""
-    groups = struct.unpack("!8H", packed)
-    if groups[:6] == (0, 0, 0, 0, 0, 0xFFFF):
-        return str(ipaddress.IPv6Address(bytes(packed)))
-    best_start, best_len, start = -1, 1, -1
-    for i, group in enumerate(groups + (1,)):
-        if group == 0:
-            if start < 0:
-                start = i
-        elif start >= 0:
-            if i - start > best_len:
-                best_start, best_len = start, i - start
-            start = -1
-    text = [f"{g:x}" for g in groups]
-    if best_start < 0:
-        return ":".join(text)
-    return ":".join(text[:best_start]) + "::" + ":".join(text[best_start + best_len:])
-
-
-def _unix_path(raw: bytes) -> str:
-    """A sun_path: up to its first NUL, or for an abstract name (leading NUL) without padding."""
-    raw = raw.rstrip(b"\0") if raw[:1] == b"\0" else raw.split(b"\0", 1)[0]
-    return raw.decode("utf-8", "surrogateescape")
 
 
 # -- encoding ----------------------------------------------------------------------------------
@@ -612,7 +533,7 @@ def _encode_v2(header: ProxyHeader) -> bytes:
     family = header.family
     body = bytearray()
     if header.source is not None and family != "UNSPEC":
-        body += _pack_addresses(family, header.source, header.destination)
+        body += pack_addresses(family, header.source, header.destination)
     crc_at = -1
     for kind, value in header.tlvs.items():
         if not 0 <= kind <= 0xFF:
@@ -630,17 +551,3 @@ def _encode_v2(header: ProxyHeader) -> bytes:
         offset = V2_FIXED_LENGTH + crc_at
         wire[offset:offset + 4] = crc32c(wire).to_bytes(4, "big")
     return bytes(wire)
-
-
-def _pack_addresses(family: str, source: Any, destination: Any) -> bytes:
-    if family == "UNIX":
-        paths = []
-        for path in (source, destination):
-            raw = path.encode("utf-8", "surrogateescape")
-            if len(raw) > _UNIX_PATH_LENGTH:
-                raise ValueError(f"UNIX path {path!r} is longer than {_UNIX_PATH_LENGTH} bytes")
-            paths.append(raw.ljust(_UNIX_PATH_LENGTH, b"\0"))
-        return b"".join(paths)
-    make = ipaddress.IPv4Address if family == "INET" else ipaddress.IPv6Address
-    return (make(source[0]).packed + make(destination[0]).packed
-            + struct.pack("!HH", source[1], destination[1]))

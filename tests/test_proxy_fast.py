@@ -25,8 +25,8 @@ from greensrv.proxy import (
     ProxyHeader,
     ProxyHeaderParser,
     ProxyProtocolError,
-    _pack_ipv6,  # the v1 TCP6 fast path's address check
     crc32c,
+    pack_ipv6,  # the v1 TCP6 fast path's address check
     parse_whole_header,
 )
 from greensrv.proxy_io import proxy_settings, read_proxy_header
@@ -233,7 +233,7 @@ def ipaddress_packed(text: bytes) -> bytes | None:
 @FUZZ
 @given(st.text("0123456789abcdefABCDEF:", max_size=41))
 def test_pack_ipv6_accepts_nothing_ipaddress_refuses(text):
-    got = _pack_ipv6(text.encode())
+    got = pack_ipv6(text.encode())
     assert got is None or got == ipaddress_packed(text.encode())
 
 
@@ -245,7 +245,7 @@ def test_v1_tcp6_spellings_take_the_fast_path_and_match_ipaddress(number, spelli
     text = address.exploded if spelling == "exploded" else address.compressed
     text = text.upper() if spelling == "upper" else text
     if address.ipv4_mapped is None:  # the dotted tail of a mapped address is not hex
-        assert _pack_ipv6(text.encode()) == address.packed
+        assert pack_ipv6(text.encode()) == address.packed
     wire = f"PROXY TCP6 {text} ::1 {port} 443\r\n".encode()
     found = outcome(lambda: fast(wire))
     assert found == outcome(lambda: incremental(wire))
