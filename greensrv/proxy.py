@@ -11,7 +11,6 @@ socket: ``greensrv.proxy_io`` does the reading. The format is HAProxy's
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import struct
 from collections.abc import Iterable, Mapping
@@ -21,6 +20,16 @@ from typing import Any
 
 from .errors import ProxyProtocolError
 from .filters.base import NEED_DATA
+from .proxy_address import (
+    UNIX_PATH_LENGTH,
+    ipv6_text,
+    pack_addresses,
+    pack_ipv6,
+    parse_v1_ipv4,
+    parse_v1_ipv6,
+    parse_v1_port,
+    unix_path,
+)
 from .proxy_tlv import (
     PP2_CLIENT_CERT_CONN,
     PP2_CLIENT_CERT_SESS,
@@ -50,7 +59,7 @@ __all__ = [
     "PP2_SUBTYPE_SSL_SIG_ALG", "PP2_SUBTYPE_SSL_VERSION", "PP2_TYPE_ALPN", "PP2_TYPE_AUTHORITY",
     "PP2_TYPE_CRC32C", "PP2_TYPE_NETNS", "PP2_TYPE_NOOP", "PP2_TYPE_SSL", "PP2_TYPE_UNIQUE_ID",
     "V1_MAX_LENGTH", "V2_SIGNATURE", "ProxyHeader", "ProxyHeaderParser", "ProxyProtocolError",
-    "ProxySSL", "crc32c", "ipv6_text", "parse_proxy_header",
+    "ProxySSL", "crc32c", "ipv6_text", "parse_proxy_header", "parse_whole_header",
 ]
 
 
@@ -76,16 +85,18 @@ _FAMILIES = {0: "UNSPEC", 1: "INET", 2: "INET6", 3: "UNIX"}
 _TRANSPORTS = {0: "UNSPEC", 1: "STREAM", 2: "DGRAM"}
 #: Bytes of the v2 address block per family: two addresses and, for IP, two ports.
 _ADDRESS_LENGTH = {"UNSPEC": 0, "INET": 12, "INET6": 36, "UNIX": 216}
-_UNIX_PATH_LENGTH = 108
-_IPV4_TEXT = "{}.{}.{}.{}"
-_DIGITS = frozenset(b"0123456789")
+_IPV4_TEXT = "%d.%d.%d.%d"
 _OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rb"(" + _OCTET + rb"(?:\." + _OCTET + rb"){3})"
 _PORT = rb"(0|[1-9][0-9]{0,4})"
 #: A well-formed v1 TCP4 line (without CRLF), in one match: the common case's fast path. Lines
 #: it does not match go through the field-by-field checks that say what is wrong.
 _V1_TCP4 = re.compile(rb"PROXY TCP4 " + _IPV4 + b" " + _IPV4 + b" " + _PORT + b" " + _PORT)
-_HEX_OR_COLON = frozenset(b"0123456789abcdefABCDEF:")
+_IPV6_CANDIDATE = rb"([0-9a-fA-F:]{2,39})"
+#: A v1 TCP6 line shaped right, in one match; its addresses then go to pack_ipv6, and a line
+#: either refuses goes through the field-by-field checks (and ``ipaddress``).
+_V1_TCP6 = re.compile(rb"PROXY TCP6 " + _IPV6_CANDIDATE + b" " + _IPV6_CANDIDATE + b" " + _PORT
+                      + b" " + _PORT)
 
 
 # -- the header --------------------------------------------------------------------------------
@@ -236,7 +247,14 @@ class ProxyHeaderParser:
 
     def feed(self, data: bytes) -> ProxyHeader | None:
         """``receive(data)`` then the header, or ``None`` while it is incomplete."""
+        fresh = not self._buf
         self._buf += data
+        if fresh and isinstance(data, (bytes, bytearray)):
+            found = parse_whole_header(data, self.versions, self.max_v2_length)
+            if found is not None:  # the usual case: the whole header in the first bytes
+                self._header, self._end = found
+                self._version = found[0].version
+                return self._header
         header = self.next_header()
         return None if header is NEED_DATA else header
 
@@ -365,6 +383,60 @@ def parse_proxy_header(data: bytes, versions: Iterable[int] = (1, 2), *,
     return header, parser.pending()
 
 
+#: The fixed part of a v2 header and an INET address block, in one unpack: signature,
+#: version/command, family/transport, length, the eight address octets and the two ports.
+_V2_INET = struct.Struct("!12sBBH8B2H")
+#: The fixed part of a v2 header and an INET6 block's ports (the addresses go to ipv6_text).
+_V2_INET6 = struct.Struct("!12sBBH32x2H")
+_VER2_PROXY = 0x21
+_INET_STREAM, _INET6_STREAM = 0x11, 0x21
+
+
+def parse_whole_header(data: bytes | bytearray, versions: frozenset[int],
+                       max_v2_length: int = DEFAULT_MAX_V2_LENGTH
+                       ) -> tuple[ProxyHeader, int] | None:
+    """The header and its length when ``data`` starts with a whole one of the usual kinds.
+
+    The fast path for the common case, the header and the first payload arriving together:
+    v2 PROXY over TCP on IPv4 or IPv6 (with any TLVs, CRC32C verified) in one ``unpack``,
+    and v1 with its line end in one search. ``None`` for anything else (incomplete, LOCAL,
+    UNIX, DGRAM, a bad fixed part...): the incremental :class:`ProxyHeaderParser` then gives
+    the header or says what is wrong. An error raised here is the one it would raise, from
+    the same checks, since those are shared.
+    """
+    if data[:12] == V2_SIGNATURE:
+        if 2 not in versions or len(data) < 28:
+            return None
+        _, ver_cmd, fam_proto, length = _V2_INET.unpack_from(data)[:4]
+        end = V2_FIXED_LENGTH + length
+        if ver_cmd != _VER2_PROXY or length > max_v2_length or len(data) < end:
+            return None
+        if fam_proto == _INET_STREAM and length >= 12:
+            _, _, _, _, a, b, c, d, e, f, g, h, sport, dport = _V2_INET.unpack_from(data)
+            source: Address = (_IPV4_TEXT % (a, b, c, d), sport)
+            destination: Address = (_IPV4_TEXT % (e, f, g, h), dport)
+            family, address_length = "INET", 12
+        elif fam_proto == _INET6_STREAM and length >= 36 and len(data) >= 52:
+            sport, dport = _V2_INET6.unpack_from(data)[4:]
+            source = (ipv6_text(data[16:32]), sport)
+            destination = (ipv6_text(data[32:48]), dport)
+            family, address_length = "INET6", 36
+        else:
+            return None
+        tlvs = _NO_TLVS
+        if length > address_length:
+            header = bytes(data[:end])
+            tlvs = _v2_tlvs(header, header[V2_FIXED_LENGTH:], address_length)
+        return _new_header(2, "PROXY", source, destination, tlvs, family, "STREAM"), end
+    if data[:6] == V1_PREFIX:
+        lf = data.find(b"\n", 0, V1_MAX_LENGTH)
+        if (1 not in versions or lf < 7 or data[lf - 1] != 0x0D
+                or data.find(b"\r", 0, lf - 1) >= 0):
+            return None
+        return _parse_v1(bytes(data[:lf - 1])), lf + 1
+    return None
+
+
 def _parse_v1(line: bytes) -> ProxyHeader:
     """One v1 line without its CRLF: ``PROXY TCP4|TCP6 src dst sport dport`` or UNKNOWN."""
     match = _V1_TCP4.fullmatch(line)
@@ -373,6 +445,14 @@ def _parse_v1(line: bytes) -> ProxyHeader:
         if int(sport) <= 65535 and int(dport) <= 65535:
             return _new_header(1, "PROXY", (src.decode(), int(sport)),
                                (dst.decode(), int(dport)), _NO_TLVS, "INET", "STREAM")
+    match = _V1_TCP6.fullmatch(line)
+    if match is not None:
+        src, dst, sport, dport = match.groups()
+        src_packed, dst_packed = pack_ipv6(src), pack_ipv6(dst)
+        if (src_packed is not None and dst_packed is not None and int(sport) <= 65535
+                and int(dport) <= 65535):
+            return _new_header(1, "PROXY", (ipv6_text(src_packed), int(sport)),
+                               (ipv6_text(dst_packed), int(dport)), _NO_TLVS, "INET6", "STREAM")
     parts = line.split(b" ")
     if len(parts) >= 2 and parts[1] == b"UNKNOWN":
         return ProxyHeader(1, "PROXY", None, None, family="UNSPEC", transport="UNSPEC")
@@ -384,47 +464,10 @@ def _parse_v1(line: bytes) -> ProxyHeader:
         raise ProxyProtocolError(f"PROXY v1 {parts[1].decode()} line needs 4 fields after the "
                                  f"protocol, separated by single spaces; got {show_bytes(line)}")
     family = "INET" if parts[1] == b"TCP4" else "INET6"
-    parse_ip = _parse_v1_ipv4 if family == "INET" else _parse_v1_ipv6
-    source = (parse_ip(parts[2], "source"), _parse_v1_port(parts[4], "source"))
-    destination = (parse_ip(parts[3], "destination"), _parse_v1_port(parts[5], "destination"))
+    parse_ip = parse_v1_ipv4 if family == "INET" else parse_v1_ipv6
+    source = (parse_ip(parts[2], "source"), parse_v1_port(parts[4], "source"))
+    destination = (parse_ip(parts[3], "destination"), parse_v1_port(parts[5], "destination"))
     return ProxyHeader(1, "PROXY", source, destination, family=family)
-
-
-def _parse_v1_ipv4(text: bytes, which: str) -> str:
-    octets = text.split(b".")
-    if len(octets) != 4 or not all(o and set(o) <= _DIGITS and len(o) <= 3 for o in octets):
-        raise ProxyProtocolError(f"PROXY v1 {which} address {show_bytes(text)} is not a dotted "
-                                 f"IPv4 address")
-    for octet in octets:
-        if len(octet) > 1 and octet[0] == 0x30:
-            raise ProxyProtocolError(f"PROXY v1 {which} address {show_bytes(text)} has a leading "
-                                     f"zero")
-        if int(octet) > 255:
-            raise ProxyProtocolError(f"PROXY v1 {which} address {show_bytes(text)} has a part "
-                                     f"above 255")
-    return text.decode("ascii")
-
-
-def _parse_v1_ipv6(text: bytes, which: str) -> str:
-    try:
-        if not text or not set(text) <= _HEX_OR_COLON:
-            raise ValueError
-        return str(ipaddress.IPv6Address(text.decode("ascii")))
-    except ValueError:
-        raise ProxyProtocolError(f"PROXY v1 {which} address {show_bytes(text)} is not an IPv6 "
-                                 f"address") from None
-
-
-def _parse_v1_port(text: bytes, which: str) -> int:
-    if not text or not set(text) <= _DIGITS or len(text) > 5:
-        raise ProxyProtocolError(f"PROXY v1 {which} port {show_bytes(text)} is not a decimal "
-                                 f"number")
-    if len(text) > 1 and text[0] == 0x30:
-        raise ProxyProtocolError(f"PROXY v1 {which} port {show_bytes(text)} has a leading zero")
-    port = int(text)
-    if port > 65535:
-        raise ProxyProtocolError(f"PROXY v1 {which} port {port} is above 65535")
-    return port
 
 
 def _parse_v2(header: bytes) -> ProxyHeader:
@@ -439,6 +482,14 @@ def _parse_v2(header: bytes) -> ProxyHeader:
         source, destination = _unpack_addresses(family, body[:address_length])
     else:  # the specification: ignore the address block (LOCAL, or nothing to say)
         family = "UNSPEC"
+    return _new_header(2, command, source, destination,
+                       _v2_tlvs(header, body, address_length), family, transport)
+
+
+def _v2_tlvs(header: bytes, body: bytes, address_length: int) -> Mapping[int, bytes]:
+    """The TLVs after the address block, checked, and the CRC32C verified if there is one."""
+    if len(body) == address_length:
+        return _NO_TLVS
     tlvs, crc_at = parse_tlvs(body, address_length, "TLV")
     if crc_at >= 0:
         offset = V2_FIXED_LENGTH + crc_at
@@ -447,46 +498,18 @@ def _parse_v2(header: bytes) -> ProxyHeader:
         if actual != expected:
             raise ProxyProtocolError(f"PROXY v2 CRC32C mismatch: header says 0x{expected:08x}, "
                                      f"its bytes give 0x{actual:08x}")
-    return _new_header(2, command, source, destination,
-                       MappingProxyType(tlvs) if tlvs else _NO_TLVS, family, transport)
+    return MappingProxyType(tlvs) if tlvs else _NO_TLVS
 
 
 def _unpack_addresses(family: str, block: bytes) -> tuple[Address, Address]:
     if family == "UNIX":
-        return (_unix_path(block[:_UNIX_PATH_LENGTH]), _unix_path(block[_UNIX_PATH_LENGTH:]))
+        return (unix_path(block[:UNIX_PATH_LENGTH]), unix_path(block[UNIX_PATH_LENGTH:]))
     if family == "INET":
         src_port, dst_port = struct.unpack_from("!HH", block, 8)
-        return (_IPV4_TEXT.format(*block[:4]), src_port), (_IPV4_TEXT.format(*block[4:8]),
+        return (_IPV4_TEXT % tuple(block[:4]), src_port), (_IPV4_TEXT % tuple(block[4:8]),
                                                            dst_port)
     src_port, dst_port = struct.unpack_from("!HH", block, 32)
     return (ipv6_text(block[:16]), src_port), (ipv6_text(block[16:32]), dst_port)
-
-
-def ipv6_text(packed: bytes) -> str:
-    """RFC 5952 text of 16 packed bytes, as ``str(ipaddress.IPv6Address(packed))`` gives it
-    (IPv4-mapped addresses included) at a third of the cost."""
-    groups = struct.unpack("!8H", packed)
-    if groups[:6] == (0, 0, 0, 0, 0, 0xFFFF):
-        return str(ipaddress.IPv6Address(packed))
-    best_start, best_len, start = -1, 1, -1
-    for i, group in enumerate(groups + (1,)):
-        if group == 0:
-            if start < 0:
-                start = i
-        elif start >= 0:
-            if i - start > best_len:
-                best_start, best_len = start, i - start
-            start = -1
-    text = [f"{g:x}" for g in groups]
-    if best_start < 0:
-        return ":".join(text)
-    return ":".join(text[:best_start]) + "::" + ":".join(text[best_start + best_len:])
-
-
-def _unix_path(raw: bytes) -> str:
-    """A sun_path: up to its first NUL, or for an abstract name (leading NUL) without padding."""
-    raw = raw.rstrip(b"\0") if raw[:1] == b"\0" else raw.split(b"\0", 1)[0]
-    return raw.decode("utf-8", "surrogateescape")
 
 
 # -- encoding ----------------------------------------------------------------------------------
@@ -510,7 +533,7 @@ def _encode_v2(header: ProxyHeader) -> bytes:
     family = header.family
     body = bytearray()
     if header.source is not None and family != "UNSPEC":
-        body += _pack_addresses(family, header.source, header.destination)
+        body += pack_addresses(family, header.source, header.destination)
     crc_at = -1
     for kind, value in header.tlvs.items():
         if not 0 <= kind <= 0xFF:
@@ -528,17 +551,3 @@ def _encode_v2(header: ProxyHeader) -> bytes:
         offset = V2_FIXED_LENGTH + crc_at
         wire[offset:offset + 4] = crc32c(wire).to_bytes(4, "big")
     return bytes(wire)
-
-
-def _pack_addresses(family: str, source: Any, destination: Any) -> bytes:
-    if family == "UNIX":
-        paths = []
-        for path in (source, destination):
-            raw = path.encode("utf-8", "surrogateescape")
-            if len(raw) > _UNIX_PATH_LENGTH:
-                raise ValueError(f"UNIX path {path!r} is longer than {_UNIX_PATH_LENGTH} bytes")
-            paths.append(raw.ljust(_UNIX_PATH_LENGTH, b"\0"))
-        return b"".join(paths)
-    make = ipaddress.IPv4Address if family == "INET" else ipaddress.IPv6Address
-    return (make(source[0]).packed + make(destination[0]).packed
-            + struct.pack("!HH", source[1], destination[1]))

@@ -49,28 +49,41 @@ _TEXT_SSL_TLVS = {PP2_SUBTYPE_SSL_VERSION: "ascii", PP2_SUBTYPE_SSL_CN: "utf-8",
 
 
 # -- CRC32C ------------------------------------------------------------------------------------
-def _crc32c_table() -> tuple[int, ...]:
-    """The 256 remainders of the reflected Castagnoli polynomial 0x82F63B78 (RFC 4960, B)."""
-    table = []
+def _crc32c_tables() -> tuple[tuple[int, ...], ...]:
+    """Slicing-by-4 tables of the reflected Castagnoli polynomial 0x82F63B78 (RFC 4960, B).
+
+    ``tables[0]`` is the classic byte table; ``tables[k][n]`` is the remainder of byte ``n``
+    followed by ``k`` zero bytes, so four bytes are folded in per step with four look-ups:
+    about 1.5x the byte-at-a-time loop in pure Python, for 4 KiB of tables.
+    """
+    first = []
     for n in range(256):
         crc = n
         for _ in range(8):
             crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
+        first.append(crc)
+    tables = [tuple(first)]
+    for _ in range(3):
+        previous = tables[-1]
+        tables.append(tuple((previous[n] >> 8) ^ first[previous[n] & 0xFF] for n in range(256)))
+    return tuple(tables)
 
 
-_CRC32C_TABLE = _crc32c_table()
+_CRC32C_TABLES = _crc32c_tables()
 
 
 def crc32c(data: bytes | bytearray | memoryview) -> int:
     """The CRC-32C (Castagnoli) of ``data``, as PP2_TYPE_CRC32C carries it; not in the stdlib."""
+    data = bytes(data)
+    words = len(data) >> 2
+    t0, t1, t2, t3 = _CRC32C_TABLES
     crc = 0xFFFFFFFF
-    table = _CRC32C_TABLE
-    for byte in bytes(data):
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    for word in struct.unpack_from(f"<{words}I", data):  # little-endian: first byte lowest
+        word ^= crc
+        crc = t3[word & 0xFF] ^ t2[(word >> 8) & 0xFF] ^ t1[(word >> 16) & 0xFF] ^ t0[word >> 24]
+    for byte in data[words << 2:]:
+        crc = t0[(crc ^ byte) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF
-
 
 
 @dataclass(frozen=True)

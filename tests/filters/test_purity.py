@@ -44,7 +44,7 @@ def test_testing_helpers_are_pure_too():
 #: Modules below the connection, sans-IO like the filters: the output queue, the connection's
 #: state machine, the limits and the options they check with, the overload policy.
 PURE_CORE = ("output_queue.py", "connection_state.py", "limits.py", "options.py",
-             "proxy.py", "proxy_tlv.py", "overload.py")
+             "proxy.py", "proxy_tlv.py", "proxy_address.py", "overload.py")
 
 
 @pytest.mark.parametrize("name", PURE_CORE)
