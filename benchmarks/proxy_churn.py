@@ -119,6 +119,9 @@ def main() -> None:
         for mode in MODES:
             result = one_run(mode, loadgen, cfg)
             rate = result["conns_per_s"]
+            if not rate:
+                raise SystemExit(f"proxy_churn: no connection completed through HAProxy in "
+                                 f"the {mode} run: {result}")
             # The server's CPU is read over the whole run, warm-up included: an estimate.
             cost = result["server_cpu_s"] / (rate * (args.duration + args.warmup)) * 1e6
             rates[mode].append(rate)
