@@ -33,6 +33,11 @@ ACCELERATED = [
     "greensrv/filters/splitters.py",
     "greensrv/filters/line.py",
     "greensrv/filters/resp.py",
+    "greensrv/output_queue.py",
+    "greensrv/connection_fields.py",
+    "greensrv/connection_input.py",
+    "greensrv/connection_output.py",
+    "greensrv/connection.py",
 ]
 
 #: Cython-only modules (``.pyx``), each with a pure-Python fallback the package imports instead

@@ -23,7 +23,9 @@ import greensrv
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(greensrv.__file__).resolve().parent
 ACCELERATED = ("greensrv.filters.base", "greensrv.filters.splitters",
-               "greensrv.filters._c_linesplit", "greensrv.filters.line", "greensrv.filters.resp")
+               "greensrv.filters._c_linesplit", "greensrv.filters.line", "greensrv.filters.resp",
+               "greensrv.output_queue", "greensrv.connection_fields", "greensrv.connection_input",
+               "greensrv.connection_output", "greensrv.connection")
 EXPECT_COMPILED = os.environ.get("GREENSRV_EXPECT_COMPILED") == "1"
 PURE = os.environ.get("GREENSRV_PURE_PYTHON", "") not in ("", "0")
 #: Bound for a child Python that imports greensrv (or runs Cython over three modules).
