@@ -8,3 +8,4 @@ cdef class InputSide(ConnectionFields):
     cdef _read_more(self, deadline)
     cdef _recv(self, transport)
     cdef _end_of_input(self, bint peer_closed)
+    cdef _wait_readable(self, deadline)
