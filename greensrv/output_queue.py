@@ -65,7 +65,8 @@ class OutputQueue:
         self._output_limit = min(limits.output_limit, sys.maxsize)
         # The per-record path leaves its fast lane past this: the high mark must be checked, or
         # enough is queued to be worth sending at once.
-        self._busy_mark = min(self._high + 1, INLINE_SEND_THRESHOLD)
+        # (min(high + 1, threshold), written so that high at sys.maxsize cannot overflow.)
+        self._busy_mark = min(self._high, INLINE_SEND_THRESHOLD - 1) + 1
 
     @property
     def buffered(self) -> int:
