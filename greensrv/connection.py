@@ -30,8 +30,7 @@ from gevent import getcurrent
 from gevent.event import Event
 from gevent.hub import get_hub
 
-from ._accelerate import accelerate
-from .connection_fields import READY, TIMEOUT, WAKE
+from .connection_input import READY, TIMEOUT, WAKE, InputSide
 from .connection_output import OutputSide
 from .connection_state import (
     CLOSED,
@@ -97,7 +96,7 @@ class ConnectionHooks:
 NO_HOOKS = ConnectionHooks()
 
 
-class Connection(OutputSide):
+class Connection(InputSide, OutputSide):
     """One client: records in through ``get()``, records out through ``put()``.
 
     The server makes one per client and passes it to the handler and every callback; the
@@ -516,5 +515,3 @@ class Connection(OutputSide):
         """Encode records put from now on with ``new_filter``."""
         self.switch_output_filter(new_filter, more_to_come=self._state.output is OPEN)
 
-
-accelerate(globals(), "greensrv._c_connection", requires=("greensrv.connection_output",))
