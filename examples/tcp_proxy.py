@@ -2,9 +2,12 @@
 
 Each inbound connection opens a ``greensrv.connect`` to the next upstream, round robin, skipping
 one that refuses (each is tried once per client); bytes then flow both ways through ``Stream``
-filters. Backpressure holds in both directions: the pump stops reading one side while the other
-side's queued output is above ``HIGH_MARK`` (``flush()`` waits for it to drain), so a slow reader
-on either side makes the proxy read less, never buffer more. End of input on one side is passed
+filters. Backpressure holds in both directions: the pump stops reading one side while more than
+``FLUSH_AT`` bytes are queued towards the other (``flush()`` waits for them to drain), so a slow
+reader on either side makes the proxy read less, never buffer more. The two directions are
+independent: a connection's own backpressure (``get()`` waits while its output is above
+``high_mark``) would otherwise tie them, and deadlock a chain full both ways (see ``HIGH_MARK``).
+End of input on one side is passed
 on as a half-close (FIN) of the other, so request/response protocols that rely on it
 (``nc -N``, HTTP/1.0 uploads) work; a reset on either side closes both.
 
@@ -34,9 +37,15 @@ from greensrv.filters import Stream
 log = logging.getLogger("tcp_proxy")
 
 #: Bytes queued towards one side before the pump stops reading the other: four 64 KiB reads in
-#: flight keep a fast link busy while bounding what one slow peer costs (about 2 × 256 KiB
-#: per connection, both directions).
-HIGH_MARK = 256 * 1024
+#: flight keep a fast link busy while bounding what one slow peer costs (about 2 × 320 KiB per
+#: connection, both directions: FLUSH_AT plus the one read that crossed it).
+FLUSH_AT = 256 * 1024
+#: The connections' own high_mark, above anything a pump queues (FLUSH_AT plus one 64 KiB read).
+#: A Connection stops reading while its output is above high_mark; here a connection's input and
+#: output belong to different directions, so if a pump could push its sink past high_mark, the
+#: other pump would stop reading that same connection. With a peer that writes before it reads
+#: (an echo server flushing its replies), both directions would then wait on each other forever.
+HIGH_MARK = 2 * FLUSH_AT
 #: Seconds to connect to one upstream before trying the next: loopback or LAN upstreams answer
 #: in milliseconds; a dead host must not hold the client for long.
 CONNECT_TIMEOUT = 3.0
@@ -106,7 +115,7 @@ def pump(source: greensrv.Connection, sink: greensrv.Connection) -> None:
     """
     for chunk in source:
         sink.put(chunk)
-        if sink.buffered > HIGH_MARK:
+        if sink.buffered > FLUSH_AT:
             sink.flush()  # stop reading source until sink's peer has taken the bytes
         if sink.closing:
             break

@@ -219,3 +219,60 @@ def test_100_mb_both_ways_intact_with_bounded_memory_while_the_reader_stalls(
         growth = peak[0] - baseline
         assert growth < 16 * MB, f"proxy RSS grew by {growth / MB:.1f} MB"
         stop_cleanly(proxy)
+
+
+def test_an_upstream_that_writes_while_the_client_uploads_does_not_deadlock(
+        run_example):  # noqa: F811
+    """Both directions full at once: the client uploads until the chain towards the upstream is
+    full, and only then does the upstream write 32 MB of its own (flushing, not reading) before
+    it echoes. A pump that let its sink's queue pass high_mark paused the other pump's reading
+    of that same connection, so the upstream's writes and the client's upload waited on each
+    other forever (seen as a rare stall of the 100 MB test above)."""
+    blocks = 32
+    base = os.urandom(MB)
+    upload_full = Event()
+    expected, got_hash = hashlib.sha256(), hashlib.sha256()
+    talk = [struct.pack("!Q", i) + b"U" + base[9:] for i in range(blocks)]
+    upload = [struct.pack("!Q", i) + b"C" + base[9:] for i in range(blocks)]
+    for block in talk + upload:  # the upstream's own bytes first, then the echo
+        expected.update(block)
+
+    def talks_first_then_echoes(conn):
+        upload_full.wait(WAIT * 6)
+        for block in talk:
+            conn.put(block)
+            conn.flush()
+        echo_with_backpressure(conn)
+
+    with serving(talks_first_then_echoes, filter=Stream(), high_mark=MB,
+                 low_mark=MB // 4) as upstream:
+        proxy = start_proxy(run_example, upstream.address)
+        conn = connect(proxy_address(proxy), filter=Stream(), high_mark=MB, low_mark=MB // 4,
+                       output_limit=8 * MB)
+
+        def send():
+            for block in upload:
+                conn.put(block)
+                try:
+                    conn.flush(0.5)
+                except TimeoutError:
+                    upload_full.set()  # nothing moves towards the upstream any more
+                    conn.flush(WAIT * 6)
+            upload_full.set()
+
+        def receive():
+            received = 0
+            while received < 2 * blocks * MB:
+                chunk = conn.get(timeout=WAIT * 6)
+                got_hash.update(chunk)
+                received += len(chunk)
+
+        jobs = [gevent.spawn(send), gevent.spawn(receive)]
+        try:
+            gevent.joinall(jobs, timeout=120, raise_error=True)
+            assert all(job.dead for job in jobs), "the transfer did not finish in time"
+        finally:
+            gevent.killall(jobs)
+            conn.close()
+        assert got_hash.digest() == expected.digest()
+        stop_cleanly(proxy)
