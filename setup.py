@@ -33,6 +33,12 @@ ACCELERATED = [
     "greensrv/filters/splitters.py",
     "greensrv/filters/line.py",
     "greensrv/filters/resp.py",
+    "greensrv/output_queue.py",
+    "greensrv/connection_fields.py",
+    "greensrv/connection_input.py",
+    "greensrv/connection_output.py",
+    "greensrv/connection.py",
+    "greensrv/client_life.py",
 ]
 
 #: Cython-only modules (``.pyx``), each with a pure-Python fallback the package imports instead
@@ -87,7 +93,8 @@ class BuildAccelerators(build_ext):
             # Generated C goes under build/, never beside the sources (nor into a wheel).
             try:
                 generated = cythonize(self.extensions, build_dir="build/cython",
-                                      compiler_directives=DIRECTIVES, quiet=True)
+                                      compiler_directives=DIRECTIVES, quiet=True,
+                                      force=self.force or _layout_changed())
                 for ext, done in zip(self.extensions, generated, strict=True):
                     ext.sources = done.sources  # keep setuptools' own Extension objects
                 super().run()
@@ -156,6 +163,17 @@ class BuildAccelerators(build_ext):
         except ImportError:
             return "Cython is not installed"
         return None
+
+
+def _layout_changed() -> bool:
+    """Has a .pxd changed since the C was last generated? Cython does not regenerate a module
+    when a .pxd it cimports by its full name changes, and a stale C layout crashes at run time
+    (a vtable slot that moved): then every module is regenerated."""
+    generated = list((HERE / "build" / "cython").rglob("*.c"))
+    if not generated:
+        return False
+    oldest = min(path.stat().st_mtime for path in generated)
+    return any(path.stat().st_mtime > oldest for path in (HERE / "greensrv").rglob("*.pxd"))
 
 
 def _short(exc: Exception) -> str:

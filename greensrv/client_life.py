@@ -22,6 +22,7 @@ from collections.abc import Callable
 from itertools import count
 from typing import Any
 
+from ._accelerate import accelerate
 from .connection import Connection, ConnectionHooks
 from .errors import FilterError, TLSError
 from .filters import Filter
@@ -215,3 +216,7 @@ def _handshake_done(sock: Any) -> bool:
         return sock.version() is not None
     except (ValueError, AttributeError, OSError):
         return False
+
+
+# Compiled plainly (no .pxd): the callback style's per-record loop runs in C.
+accelerate(globals(), "greensrv._c_client_life")

@@ -30,7 +30,8 @@ from gevent import getcurrent
 from gevent.event import Event
 from gevent.hub import get_hub
 
-from .connection_input import READY, TIMEOUT, WAKE, InputSide
+from ._accelerate import accelerate
+from .connection_fields import READY, TIMEOUT, WAKE
 from .connection_output import OutputSide
 from .connection_state import (
     CLOSED,
@@ -96,7 +97,7 @@ class ConnectionHooks:
 NO_HOOKS = ConnectionHooks()
 
 
-class Connection(InputSide, OutputSide):
+class Connection(OutputSide):
     """One client: records in through ``get()``, records out through ``put()``.
 
     The server makes one per client and passes it to the handler and every callback; the
@@ -515,3 +516,5 @@ class Connection(InputSide, OutputSide):
         """Encode records put from now on with ``new_filter``."""
         self.switch_output_filter(new_filter, more_to_come=self._state.output is OPEN)
 
+
+accelerate(globals(), "greensrv._c_connection", requires=("greensrv.connection_output",))

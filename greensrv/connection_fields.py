@@ -1,10 +1,11 @@
 """What the parts of a Connection share: the fields every part may use, and the wait results.
 
-``Connection`` is assembled from ``InputSide`` (connection_input.py), ``OutputSide``
-(connection_output.py) and the sans-IO ``OutputQueue``; the state lives in ``Connection``'s own
-``__slots__`` (connection.py keeps the socket, the watchers and the waiting). ``ConnectionFields``
-declares, for type checkers only, the fields and methods of ``Connection`` that the parts use,
-so each part reads as what it is: private steps of one object.
+``Connection`` is one chain of classes: the sans-IO ``OutputQueue``, these fields, ``InputSide``
+(connection_input.py), ``OutputSide`` (connection_output.py), then ``Connection``; one chain, not
+mixins, so that the compiled build can make each a C type (docs/compiled.md). The state lives
+in these ``__slots__`` (connection.py keeps the socket, the watchers and the waiting).
+``ConnectionFields`` declares, for type checkers only, the fields and methods of ``Connection``
+that the parts use, so each part reads as what it is: private steps of one object.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from ._accelerate import accelerate
 from .output_queue import OutputQueue
 
 if TYPE_CHECKING:
@@ -81,3 +83,7 @@ class ConnectionFields(OutputQueue):
         def close(self) -> None: ...
         def flush(self, timeout: float | None = None) -> None: ...
         def _flush(self) -> None: ...
+
+
+accelerate(globals(), "greensrv._c_connection_fields",
+           requires=("greensrv.filters.base", "greensrv.output_queue"))

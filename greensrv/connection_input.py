@@ -1,7 +1,7 @@
 """The input side of a Connection: reading on demand, end of input, the input clocks.
 
-``Connection`` inherits ``InputSide`` (a mixin with no state of its own: every field is the
-Connection's, in its ``__slots__``), so ``get()`` past its fast path costs no extra lookups.
+``Connection`` derives from ``InputSide`` through ``OutputSide`` (no state of its own: every
+field is ``ConnectionFields``'), so ``get()`` past its fast path costs no extra lookups.
 ``connection.py`` keeps the socket, the watchers, the waiting (``_wait``/``_wake``) and the
 public methods; these are the private steps ``get()`` takes when no record is parsed yet:
 read one chunk (``_read_more``/``_recv``), or wait for input under the ``get()`` deadline,
@@ -17,6 +17,7 @@ import time
 from collections import deque
 from typing import Any
 
+from ._accelerate import accelerate
 from .connection_fields import READY, RECV_SIZE, TIMEOUT, WAKE, ConnectionFields
 from .connection_state import PEER_CLOSED, READING, STOPPED
 from .errors import ConnectionShedError, RecordTimeoutError
@@ -212,3 +213,6 @@ class InputSide(ConnectionFields):
                                    "(reading paused by backpressure)")
         if self._partial_since is not None:  # the client could not send while we did not read
             self._partial_since = _monotonic()
+
+
+accelerate(globals(), "greensrv._c_connection_input", requires=("greensrv.connection_fields",))

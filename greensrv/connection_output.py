@@ -1,11 +1,13 @@
 """The output side of a Connection: sending, the write watcher, output events, the drain.
 
-``Connection`` inherits ``OutputSide`` (a mixin with no state of its own: every field is the
-Connection's, in its ``__slots__``). The queue itself (bytes, lazy text, watermark crossings) is
-the sans-IO ``OutputQueue``; these are the steps that act on it: send what the socket takes
-(``_flush``), let the write watcher send the rest, run ``client_flushed``/``client_high``/
-``client_low`` in the connection's own greenlet (``_output_event``), shut a slow reader down
-(``_too_slow``), and read and discard input while closing (``_discard_input``, ``_drain``).
+``Connection`` derives from ``OutputSide``, which derives from ``InputSide`` (one chain of
+classes with no state of their own: every field is ``ConnectionFields``'; a single chain so the
+compiled build can make each a C type, docs/compiled.md). The queue itself (bytes, lazy text,
+watermark crossings) is the sans-IO ``OutputQueue``; these are the steps that act on it: send
+what the socket takes (``_flush``), let the write watcher send the rest, run
+``client_flushed``/``client_high``/``client_low`` in the connection's own greenlet
+(``_output_event``), shut a slow reader down (``_too_slow``), and read and discard input while
+closing (``_discard_input``, ``_drain``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from collections import deque
 
 import gevent
 
-from .connection_fields import READY, RECV_SIZE, ConnectionFields
+from ._accelerate import accelerate
+from .connection_fields import READY, RECV_SIZE
+from .connection_input import InputSide
 from .connection_state import CLOSED, CLOSING, OPEN, READING, STOPPED
 from .errors import SlowClientError
 from .output_queue import EMPTIED, FELL_TO_LOW, OVER_LIMIT, ROSE_ABOVE_HIGH
@@ -26,7 +30,7 @@ __all__ = ["OutputSide"]
 _monotonic = time.monotonic
 
 
-class OutputSide(ConnectionFields):
+class OutputSide(InputSide):
     """Connection's private output steps (see the module docstring)."""
 
     __slots__ = ()
@@ -49,7 +53,7 @@ class OutputSide(ConnectionFields):
         self._hooks.count("closed_output_limit")
         self.error = SlowClientError(
             f"peer {self.remote_address!r} did not read its output: {queued} bytes queued, "
-            f"past output_limit={self._output_limit}")
+            f"past output_limit={self._limits.output_limit}")
         self.close()
 
     def _flush(self) -> None:
@@ -179,3 +183,6 @@ class OutputSide(ConnectionFields):
             if not data:
                 return
             self._discarded += len(data)
+
+
+accelerate(globals(), "greensrv._c_connection_output", requires=("greensrv.connection_input",))

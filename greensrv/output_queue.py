@@ -14,9 +14,11 @@ per-record path of ``put()`` reads these fields on ``self`` with no extra indire
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
+from ._accelerate import accelerate
 from .filters.base import Filter
 from .limits import Limits
 
@@ -57,12 +59,14 @@ class OutputQueue:
         self._lit_len = 0
         self._use_output_filter(out_filter)
         self._queued = 0  # bytes of output queued: _outbuf plus the wire size of _lazy
-        self._high = limits.high_mark
-        self._low = limits.low_mark
-        self._output_limit = limits.output_limit
+        # Clamped: no queue outgrows sys.maxsize, and the compiled build keeps them in C integers.
+        self._high = min(limits.high_mark, sys.maxsize)
+        self._low = min(limits.low_mark, sys.maxsize)
+        self._output_limit = min(limits.output_limit, sys.maxsize)
         # The per-record path leaves its fast lane past this: the high mark must be checked, or
         # enough is queued to be worth sending at once.
-        self._busy_mark = min(self._high + 1, INLINE_SEND_THRESHOLD)
+        # (min(high + 1, threshold), written so that high at sys.maxsize cannot overflow.)
+        self._busy_mark = min(self._high, INLINE_SEND_THRESHOLD - 1) + 1
 
     @property
     def buffered(self) -> int:
@@ -178,3 +182,6 @@ class OutputQueue:
         self._outbuf.clear()
         self._lazy = None
         self._queued = 0
+
+
+accelerate(globals(), "greensrv._c_output_queue", requires=("greensrv.filters.base",))

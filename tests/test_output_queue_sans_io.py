@@ -145,3 +145,14 @@ def test_discarding_drops_everything_queued():
     queue.queue_records("é", ())
     queue.discard()
     assert queue.buffered == 0 and bytes(queue.outgoing()) == b"" and queue._lazy is None
+
+
+def test_limits_past_sys_maxsize_behave_as_unbounded():
+    """The compiled queue keeps the watermarks in C integers: a huge limit is clamped, never an
+    OverflowError nor a wrapped-around negative mark (which would make every put "busy")."""
+    huge = Limits(high_mark=10**30, low_mark=10**25, output_limit=10**40)
+    queue = OutputQueue(Line(), huge)
+    assert queue._busy_mark == INLINE_SEND_THRESHOLD
+    assert queue.queue_text("abc") == 0 and queue.buffered == 5
+    before = queue.queue_records("x" * 100, ())
+    assert queue.crossed_after_put(before) == 0
