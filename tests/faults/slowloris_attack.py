@@ -7,13 +7,15 @@ is re-opened PAUSE seconds later (default 1; 0: the moment it is closed). With S
 connections come from SOURCES loopback addresses 127.0.1.1, 127.0.1.2, ... in turn (attackers
 spread over many addresses, or behind a load balancer); else from 127.0.0.1. Starts are spread
 over one second. Prints ``started`` once every attacker has begun, then, after SECONDS, one JSON
-line: ``{"held": [seconds each accepted connection lasted], "refused": n, "connects": n}``, where
-connections closed in under half a second count as refused.
+line: ``{"held": [seconds each accepted connection lasted], "refused": n, "connects": n,
+"cpu": seconds}``, where connections closed in under half a second count as refused and ``cpu``
+is this process's own CPU time (its parent may have reaped it before it could read /proc).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import time
@@ -69,7 +71,9 @@ def main() -> None:
     over.wait(seconds)  # the attack runs
     over.set()
     gevent.killall(glets, timeout=5)
-    print(json.dumps({"held": held, "refused": refused[0], "connects": connects[0]}), flush=True)
+    times = os.times()
+    print(json.dumps({"held": held, "refused": refused[0], "connects": connects[0],
+                      "cpu": times.user + times.system}), flush=True)
 
 
 if __name__ == "__main__":

@@ -111,8 +111,9 @@ def _attack_and_measure(server, sources: int = 0, pause: float = 1.0,
         over.set()
         gevent.joinall(normals, timeout=ATTACK + 20, raise_error=True)
         watcher.kill()
-        attacker_cpu = cpu_seconds(attack.pid)
+        # Its own CPU time, from its last line: gevent may already have reaped it (no /proc).
         result = json.loads(attack.stdout.readline())
+        attacker_cpu = result["cpu"]
         assert attack.wait(timeout=10) == 0
     finally:
         if attack.poll() is None:
