@@ -6,5 +6,11 @@ from greensrv.connection_output cimport OutputSide
 
 cdef object NEED_DATA, _NOTHING
 
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object text)
+
+cdef inline bint _is_ascii(str text) noexcept:
+    return PyUnicode_IS_ASCII(text)
+
 cdef class Connection(OutputSide):
     cpdef get(self, timeout=*)

@@ -69,6 +69,11 @@ class _Nothing:
 
 _NOTHING: Any = _Nothing()
 
+# put()'s ASCII test: str.isascii, bound through globals() so that Cython sees no assignment;
+# compiled, the .pxd's inline _is_ascii (CPython's PyUnicode_IS_ASCII, one flag read instead of
+# a method call) takes the name. gevent binds its compiled helpers the same way.
+globals()["_is_ascii"] = str.isascii
+
 
 class ConnectionHooks:
     """What a Connection reports to whoever made it. The defaults do nothing (a client).
@@ -327,7 +332,8 @@ class Connection(OutputSide):
         records are discarded silently, so a broadcast may race a disconnect.
         """
         lazy = self._lazy
-        if lazy is not None and type(record) is str and not more and record.isascii():
+        if (lazy is not None and type(record) is str and not more
+                and _is_ascii(record)):  # type: ignore[name-defined]  # noqa: F821
             # OutputQueue.queue_text, inlined: the per-record cost stays one list append.
             lazy.append(record)
             size = len(record) + self._lit_len

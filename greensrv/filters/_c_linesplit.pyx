@@ -3,16 +3,17 @@
 
 ``Line`` (default mode: ``\\n`` ends a line, a ``\\r`` before it belongs to the terminator)
 splits a buffered batch of whole lines with ``bytes.decode`` then ``str.split`` (twice when
-some lines end in ``\\r\\n``), then checks their lengths. Here one pass over the bytes finds each
-``\\n`` with ``memchr``, drops the ``\\r`` before it, checks the length and that the line is
-ASCII, and builds the ``str`` (or ``bytes``) directly. Anything it does not handle (a byte
-above 0x7f when text is asked for, a line over the limit) returns None, and Line takes its
-pure-Python path, which is also the fallback when this module is not compiled
+some lines end in ``\\r\\n``), then checks their lengths. Here the batch is checked to be
+ASCII eight bytes at a time, then one pass finds each ``\\n`` with ``memchr``, drops the ``\\r``
+before it, checks the length and builds the ``str`` (or ``bytes``) directly. Anything it does
+not handle (a byte above 0x7f when text is asked for, a line over the limit) returns None, and
+Line takes its pure-Python path, which is also the fallback when this module is not compiled
 (``greensrv/filters/line.py``, ``NewlineSplitter`` in ``splitters.py``).
 """
 
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport uint64_t
 from libc.string cimport memchr, memcpy
 
 
@@ -22,11 +23,18 @@ cdef extern from "Python.h":
 
 
 cdef inline bint _is_ascii(const unsigned char *p, Py_ssize_t n) noexcept nogil:
-    cdef unsigned char bits = 0
-    cdef Py_ssize_t i
-    for i in range(n):  # (compilers vectorise this OR)
-        bits |= p[i]
-    return bits < 0x80
+    """No byte of ``p[:n]`` above 0x7f: eight bytes per step (a 4 KiB batch in 512 steps)."""
+    cdef uint64_t word, bits = 0
+    cdef unsigned char tail = 0
+    cdef Py_ssize_t i = 0
+    while i + 8 <= n:
+        memcpy(&word, p + i, 8)  # (an unaligned load, without undefined behaviour)
+        bits |= word
+        i += 8
+    while i < n:
+        tail |= p[i]
+        i += 1
+    return (bits & 0x8080808080808080ULL) == 0 and tail < 0x80
 
 
 def split_newline_batch(bytearray buf, Py_ssize_t start, Py_ssize_t end,
@@ -45,6 +53,8 @@ def split_newline_batch(bytearray buf, Py_ssize_t start, Py_ssize_t end,
     cdef Py_ssize_t n
     cdef list out = []
     cdef object line
+    if as_text and not _is_ascii(p, stop - p):  # the whole batch at once, not line by line
+        return None
     while p < stop:
         nl = <const unsigned char *>memchr(p, 10, stop - p)
         if nl == NULL:
@@ -55,8 +65,6 @@ def split_newline_batch(bytearray buf, Py_ssize_t start, Py_ssize_t end,
         if n > max_length:
             return None
         if as_text:
-            if not _is_ascii(p, n):
-                return None
             line = PyUnicode_New(n, 127)
             memcpy(PyUnicode_DATA(line), p, n)
         else:

@@ -89,3 +89,21 @@ def test_the_c_batch_splitter_refuses_a_range_outside_the_buffer():
     with pytest.raises(ValueError, match="bad range"):
         _LINESPLIT.split_newline_batch(bytearray(b"a\n"), 0, 3, 10, True)
     assert _LINESPLIT.split_newline_batch(bytearray(b"a\nb"), 0, 3, 10, True) is None
+
+
+def test_the_c_batch_splitter_finds_a_non_ascii_byte_anywhere_in_the_batch_only():
+    """The ASCII check reads eight bytes at a time, then the tail: a byte above 0x7f at every
+    position of the batch refuses it, and one just outside the batch's range does not."""
+    if _LINESPLIT is None:
+        pytest.skip("the C splitter is not in use (a pure build, or not compiled)")
+    data = b"".join(b"line %02d\r\n" % n for n in range(7))  # 63 bytes: words and a tail
+    for i in range(len(data)):
+        if data[i] in b"\r\n":
+            continue
+        spoiled = bytearray(b"\xff" + data + b"\xff")
+        spoiled[1 + i] = 0xE9
+        assert _LINESPLIT.split_newline_batch(spoiled, 1, 1 + len(data), 100, True) is None, i
+        assert _LINESPLIT.split_newline_batch(spoiled, 1, 1 + len(data), 100, False) is not None
+    framed = bytearray(b"\xff" + data + b"\xff")
+    assert _LINESPLIT.split_newline_batch(framed, 1, 1 + len(data), 100, True) == [
+        f"line {n:02d}" for n in range(7)]
