@@ -39,6 +39,8 @@ ACCELERATED = [
     "greensrv/connection_output.py",
     "greensrv/connection.py",
     "greensrv/client_life.py",
+    "greensrv/transport.py",
+    "greensrv/connection_state.py",
 ]
 
 #: Cython-only modules (``.pyx``), each with a pure-Python fallback the package imports instead

@@ -18,6 +18,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import NoReturn
 
+from ._accelerate import accelerate
+
 __all__ = ["CLOSED", "CLOSING", "DONE", "FIN_SENT", "OPEN", "PEER_CLOSED", "READING", "STOPPED",
            "ConnectionState", "IllegalTransition", "Input", "Output"]
 
@@ -125,3 +127,8 @@ class ConnectionState:
 
 def _refuse(side: str, current: Input | Output, new: Input | Output) -> NoReturn:
     raise IllegalTransition(f"{side} cannot go from {current.value} to {new.value}")
+
+
+# Compiled plainly (no .pxd): its calls on every read and write, and per connection, skip the
+# interpreter.
+accelerate(globals(), "greensrv._c_connection_state")

@@ -16,6 +16,8 @@ from typing import Any
 import gevent.socket
 import gevent.ssl
 
+from ._accelerate import accelerate
+
 #: errnos that mean the peer went away; reading or writing then is an end, not an error to log.
 PEER_GONE_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT,
                               errno.ENOTCONN, errno.ESHUTDOWN})
@@ -146,3 +148,8 @@ def describe_handshake_failure(address: Any, exc: BaseException) -> str:
     else:
         reason = text
     return f"TLS handshake with {address!r} failed: {reason}"
+
+
+# Compiled plainly (no .pxd): its calls on every read and write, and per connection, skip the
+# interpreter.
+accelerate(globals(), "greensrv._c_transport")
