@@ -22,6 +22,9 @@ from collections.abc import Callable
 from itertools import count
 from typing import Any
 
+from gevent import Greenlet, getcurrent
+from gevent.event import Event
+
 from ._accelerate import accelerate
 from .connection import Connection, ConnectionHooks
 from .errors import FilterError, TLSError
@@ -37,12 +40,28 @@ __all__ = ["ClientLife"]
 log = logging.getLogger("greensrv")
 
 
+class ClientGreenlet(Greenlet):
+    """A client's greenlet. It keeps no spawning stack: that would always be the listener's
+    accept loop, so it would tell nothing, and recording it (gevent's default, ten frames)
+    was about 9,000 instructions of each accepted connection."""
+
+    __slots__ = ()
+    spawning_stack_limit = 0
+
+
 class ClientLife:
     """What the server decided at construction about each client's life, and the life itself.
 
-    The server makes one; its listeners run :meth:`serve` in a new greenlet per accepted socket.
-    ``connections`` is the server's registry of live connections (``Server.connections``);
-    ``stop_deadline()`` is the end of a running shutdown's grace, or None.
+    The server makes one and hands it each accepted socket (:meth:`spawn`); :meth:`serve` runs
+    in a new greenlet per socket. ``greenlets`` holds each of those greenlets from accept until
+    its end, handshake and final drain included: exactly what counts toward ``concurrency``.
+    ``all_ended`` is set while it is empty. ``connections`` is the server's registry of live
+    connections (``Server.connections``).
+
+    The server sets two fields as it goes: ``grace_deadline``, the end of a running shutdown's
+    grace (None until a stop), and ``capacity_freed``, called as each client ends while
+    accepting is paused at the concurrency limit (None otherwise, so that an unlimited server
+    pays no call per client).
     """
 
     def __init__(
@@ -62,11 +81,11 @@ class ClientLife:
         limits: Limits,
         hooks: ConnectionHooks,
         connections: dict[int, Connection],
-        stop_deadline: Callable[[], float | None],
         server: Any,
         proxy: ProxySettings | None = None,
         claim_ip: Callable[[str], bool] | None = None,
         release_ip: Callable[[str], None] | None = None,
+        claimed_at_accept: bool = False,
     ) -> None:
         self.name = name
         self.handler = handler
@@ -82,14 +101,50 @@ class ClientLife:
         self.limits = limits
         self.hooks = hooks
         self.connections = connections
-        self.stop_deadline = stop_deadline
         self.server = server
-        #: The PROXY protocol settings, or None; with them, ``claim_ip``/``release_ip`` count
+        #: The PROXY protocol settings, or None; with them, ``claim_ip`` counts
         #: max_connections_per_ip by the client's address the header names.
         self.proxy = proxy
         self.claim_ip = claim_ip
         self.release_ip = release_ip
+        #: The server counted the accepted peer's IP (max_connections_per_ip without PROXY):
+        #: the life releases it at its end.
+        self.claimed_at_accept = claimed_at_accept
         self.ids = count(1)
+        self.greenlets: set[Greenlet] = set()
+        self.all_ended = Event()
+        self.all_ended.set()
+        self.grace_deadline: float | None = None
+        self.capacity_freed: Callable[[], None] | None = None
+
+    def spawn(self, sock: Any, address: Any) -> Greenlet:
+        """Start the life of an accepted socket in a new greenlet, counted in ``greenlets``."""
+        glet = ClientGreenlet(self.serve, sock, address)
+        greenlets = self.greenlets
+        if not greenlets:
+            self.all_ended.clear()
+        greenlets.add(glet)
+        glet.start()
+        return glet
+
+    def discard_unstarted(self, glet: Greenlet, sock: Any, address: Any) -> None:
+        """Forget a greenlet killed before it ran :meth:`serve` with ``sock`` and ``address``
+        (its arguments, read before the kill: a dead greenlet drops them): close the socket
+        its life never saw."""
+        close_quietly(sock)
+        if self.claimed_at_accept and isinstance(address, tuple):
+            assert self.release_ip is not None
+            self.release_ip(address[0])
+        self._ended(glet)
+
+    def _ended(self, glet: Any) -> None:
+        greenlets = self.greenlets
+        greenlets.discard(glet)
+        if not greenlets:
+            self.all_ended.set()
+        freed = self.capacity_freed
+        if freed is not None:
+            freed()
 
     def serve(self, sock: Any, address: Any) -> None:
         """The life of one client, in its own greenlet; closes every socket it sees."""
@@ -99,6 +154,8 @@ class ClientLife:
         hooks = self.hooks
         header: ProxyHeader | None = None
         claimed: str | None = None
+        if self.claimed_at_accept and isinstance(address, tuple):
+            claimed = address[0]
         try:
             if self.proxy is not None:  # the PROXY header comes before everything else
                 header = receive_proxy_header(sock, address, self.proxy, self.name, hooks.count)
@@ -133,27 +190,30 @@ class ClientLife:
             if error is not None:
                 conn.error = None
                 hooks.report_error(conn, error)
-            conn.finish(self.stop_deadline())
+            conn.finish(self.grace_deadline)
         finally:
-            if claimed is not None:
-                assert self.release_ip is not None
-                self.release_ip(claimed)
-            closed = None
-            if conn is not None:
-                conn.close()  # idempotent; closes conn.socket, start_tls's replacement included
-                closed = conn.socket
-            for each in seen:
-                if each is not closed:
-                    close_quietly(each)
-            if connected:
-                assert conn is not None
-                try:
-                    if self.on_disconnected is not None:
-                        self.on_disconnected(conn)
-                except Exception as exc:
-                    hooks.report_error(conn, exc)
-                finally:
-                    del self.connections[conn.id]
+            try:
+                if claimed is not None:
+                    assert self.release_ip is not None
+                    self.release_ip(claimed)
+                closed = None
+                if conn is not None:
+                    conn.close()  # idempotent; closes conn.socket, start_tls's replacement included
+                    closed = conn.socket
+                for each in seen:
+                    if each is not closed:
+                        close_quietly(each)
+                if connected:
+                    assert conn is not None
+                    try:
+                        if self.on_disconnected is not None:
+                            self.on_disconnected(conn)
+                    except Exception as exc:
+                        hooks.report_error(conn, exc)
+                    finally:
+                        del self.connections[conn.id]
+            finally:
+                self._ended(getcurrent())  # the last step: it may resume accepting
 
     def _pre_connect(self, sock: Any, address: Any) -> Any:
         """client_pre_connect's socket (the same, another, or None to refuse the client)."""

@@ -13,6 +13,7 @@ import os
 import socket as _stdsocket
 import stat
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import gevent.socket
@@ -152,18 +153,27 @@ class Listener(StreamServer):
         self._backoff_timer: Any = None  # set while accepting pauses after a capacity error
         super().__init__(sock, handle=owner.accept_client)
         self.owner = owner
+        # gevent calls self.full() before each accept and self.do_handle(sock, address) after
+        # it: the owner's own callables, bound here, cost no forwarding frame per client. The
+        # owner rebinds ``full`` when its limit changes (set_full_check).
+        self.full = owner.full  # type: ignore[method-assign]
+        self.do_handle = owner.accept_client  # type: ignore[method-assign]
         self.unix_path = unix_path
         self.address_repr = bound_address(sock)
         self._capacity_episode: float | None = None
         self._backoff = self.min_delay  # gevent resets self.delay after every do_read
 
-    def full(self) -> bool:  # the server owns the limit; gevent calls this before each accept
+    def full(self) -> bool:  # replaced per instance by the owner's check (see __init__)
         return self.owner.full()
 
-    def do_handle(self, sock: Any, address: Any) -> None:  # gevent's override point
-        """Hand the accepted socket to the owner, in the hub: the owner spawns the client's
-        greenlet (counted in its pool) or refuses it. From then on the client's life owns the
-        socket and closes it, so gevent's own spawn-and-close wrapper is not used."""
+    def set_full_check(self, full: Callable[[], bool]) -> None:
+        """Use ``full`` from now on as the check gevent makes before each accept."""
+        self.full = full  # type: ignore[method-assign]
+
+    def do_handle(self, sock: Any, address: Any) -> None:  # replaced per instance (see __init__)
+        """Hand the accepted socket to the owner, in the hub: the owner starts the client's
+        greenlet or refuses it. From then on the client's life owns the socket and closes it,
+        so gevent's own spawn-and-close wrapper is not used."""
         self.owner.accept_client(sock, address)
 
     def do_read(self) -> Any:

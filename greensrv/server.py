@@ -1,7 +1,7 @@
 """Server: listening, the client pool, the per-client lifecycle and graceful shutdown.
 
 Resource handling: the server owns its listening sockets (closed by ``stop()``) and every
-client greenlet (kept in one ``gevent.pool.Pool``, joined or killed by ``stop()``). Each client's
+client greenlet (in one set from accept to end, waited for or killed by ``stop()``). Each client's
 socket is owned by its :class:`~greensrv.Connection`, which the client's greenlet always closes
 in a ``finally``, and ``client_disconnected`` runs there too, exactly once.
 
@@ -12,19 +12,18 @@ retried with backoff and never stop the server.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from functools import partial
 from typing import Any
 
 import gevent
 from gevent import getcurrent
 from gevent.event import Event
-from gevent.pool import Pool
 
 from . import systemd
 from .client_life import ClientLife
@@ -55,6 +54,10 @@ from .transport import close_quietly
 __all__ = ["Server", "serve_forever"]
 
 log = logging.getLogger("greensrv")
+
+#: A listener's full() while concurrency is unlimited: always False, and a C call (listeners
+#: ask before every accept, so a Python function would cost a frame per client).
+_never_full: Callable[[], bool] = itertools.repeat(False).__next__
 
 _CALLBACKS = ("client_input", "client_pre_connect", "client_connected", "client_disconnected",
               "client_error", "client_flushed", "client_high", "client_low", "started", "error")
@@ -274,13 +277,11 @@ class Server:
             self._listen_specs = [("tcp", (host if host is not None else "127.0.0.1",
                                            port if port is not None else 0))]
 
-        self._pool = Pool()
         self._listeners: list[Listener] = []
         self._connections: dict[int, Connection] = {}
         self._started = False
         self._closed = False
         self._stopping = False
-        self._stop_deadline: float | None = None
         self._forced = 0  # client greenlets the shutdown closed and killed
         self._stopped = Event()
         self._counters: dict[str, int] = {}
@@ -298,10 +299,13 @@ class Server:
             on_connected=client_connected, client_args=tuple(client_args),
             on_disconnected=client_disconnected, make_in=make_in, make_out=make_out,
             ssl_context=ssl_context, limits=self.limits, hooks=self._hooks,
-            connections=self._connections, stop_deadline=self._grace_deadline, server=self,
-            proxy=self._proxy,
+            connections=self._connections, server=self, proxy=self._proxy,
             claim_ip=self._claim_ip if max_connections_per_ip is not None else None,
-            release_ip=self._release_ip)
+            release_ip=self._release_ip,
+            claimed_at_accept=max_connections_per_ip is not None and self._proxy is None)
+        #: Each client's greenlet from accept until its end (ClientLife.spawn): what counts
+        #: toward concurrency, what stop() waits for and what a forced stop kills.
+        self._clients = self._life.greenlets
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -361,8 +365,8 @@ class Server:
         counters = self._counters
         return Statistics(
             accepting=self.started and not self._full(),
-            live_connections=len(self._pool),
-            pool_free=None if limit < 0 else max(limit - len(self._pool), 0),
+            live_connections=len(self._clients),
+            pool_free=None if limit < 0 else max(limit - len(self._clients), 0),
             accepted=counters.get("accepted", 0),
             refused=counters.get("refused_pre_connect", 0) + counters.get("refused_per_ip", 0),
             refused_per_ip=counters.get("refused_per_ip", 0),
@@ -391,7 +395,7 @@ class Server:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "listening" if self._started else "new"
-        return f"<Server {self.name!r} {state} {self.addresses} live={len(self._pool)}>"
+        return f"<Server {self.name!r} {state} {self.addresses} live={len(self._clients)}>"
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -486,7 +490,7 @@ class Server:
         if self._stopping:
             if signum == signal.SIGINT:
                 log.warning("%s: second SIGINT: forcing shutdown, closing %d connection(s) now",
-                            self.name, len(self._pool))
+                            self.name, len(self._clients))
                 gevent.spawn(self._force_close)
             else:  # a supervisor's repeated TERM must not lose what a graceful stop would keep
                 log.warning("%s: %s again: already stopping gracefully; SIGINT (Ctrl-C) forces "
@@ -512,16 +516,35 @@ class Server:
         self._update_accepting()
 
     def _full(self) -> bool:
+        """True while no client may be accepted. A listener that finds it so stops watching
+        its socket: from then on each client's end asks whether accepting may resume."""
         limit = self.concurrency
-        # The pool holds each client's greenlet from accept until it ends (handshake and final
+        # _clients holds each client's greenlet from accept until it ends (handshake and final
         # drain included): exactly what counts toward concurrency.
-        return self._stopping or (limit >= 0 and len(self._pool) >= limit)
+        if self._stopping or (limit >= 0 and len(self._clients) >= limit):
+            self._life.capacity_freed = self._capacity_freed
+            return True
+        return False
+
+    def _capacity_freed(self) -> None:
+        """A client ended while accepting was paused at the limit (ClientLife calls it)."""
+        if not self._stopping:
+            self._update_accepting()
 
     def _pick_full_hook(self) -> None:
-        """The listeners' full(): one that arms the shedder only where it can act, so an
-        unlimited server pays nothing for it per accept."""
-        shed = self._shedder is not None and self.concurrency > 0
-        self._hooks.full = self._full_and_shed if shed else self._full
+        """The listeners' full(): never full while concurrency is unlimited (a stop closes the
+        listeners, and a client accepted as it begins is refused), and one that arms the
+        shedder only where it can act, so an unlimited server pays no call for it per
+        accept."""
+        if self.concurrency < 0:
+            full: Callable[[], bool] = _never_full
+        elif self._shedder is not None and self.concurrency > 0:
+            full = self._full_and_shed
+        else:
+            full = self._full
+        self._hooks.full = full
+        for listener in self._listeners:
+            listener.set_full_check(full)
 
     def _full_and_shed(self) -> bool:
         """A listener's full() under shedding: full at concurrency arms the shedder."""
@@ -534,12 +557,14 @@ class Server:
     def _at_capacity(self) -> int | None:
         """The shedder's question: the concurrency limit while full at it and not stopping."""
         limit = self.concurrency
-        if self._stopping or limit <= 0 or len(self._pool) < limit:
+        if self._stopping or limit <= 0 or len(self._clients) < limit:
             return None
         return limit
 
     def _update_accepting(self) -> None:
         full = self._full()
+        if not full:
+            self._life.capacity_freed = None  # nothing to resume: spare each end the call
         for listener in self._listeners:
             if full:
                 listener.stop_accepting()
@@ -565,12 +590,12 @@ class Server:
         in another greenlet (it cannot wait for the greenlet that called it).
         """
         if self._stopping:
-            if getcurrent() not in self._pool:
+            if getcurrent() not in self._clients:
                 self._stopped.wait()
             return
         self._stopping = True
         systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
-        if getcurrent() in self._pool:
+        if getcurrent() in self._clients:
             gevent.spawn(self._stop, timeout)
             return
         self._stop(timeout)
@@ -579,25 +604,25 @@ class Server:
         timeout = self.shutdown_timeout if timeout is None else float(timeout)
         start = time.monotonic()
         # Connections that end while we wait flush within what is left of the whole shutdown.
-        self._stop_deadline = start + timeout + self.stop_grace
+        self._life.grace_deadline = start + timeout + self.stop_grace
         try:
             if self._shedder is not None:
                 self._shedder.close()
             for listener in self._listeners:
                 listener.close()
-            if self._pool:
+            if self._clients:
                 log.info("%s: stopping: %d connection(s) have %.1f s to finish",
-                         self.name, len(self._pool), timeout)
-            self._pool.join(timeout=timeout)
-            left = len(self._pool)
+                         self.name, len(self._clients), timeout)
+            self._life.all_ended.wait(timeout)
+            left = len(self._clients)
             if left:
-                self._stop_deadline = time.monotonic() + self.stop_grace
+                self._life.grace_deadline = time.monotonic() + self.stop_grace
                 for conn in list(self._connections.values()):
                     conn.stop_input()
                 # Connections bound their own flush and drain by the same deadline; the margin
                 # lets one that uses all of it end by itself rather than be counted as forced.
-                self._pool.join(timeout=self.stop_grace + 0.25)
-            if self._pool:
+                self._life.all_ended.wait(self.stop_grace + 0.25)
+            if self._clients:
                 self._force_close()
             # A second SIGINT may have forced the close while we waited above.
             forced = self._forced
@@ -608,29 +633,30 @@ class Server:
             self._closed = True
             self._stopped.set()
 
-    def _grace_deadline(self) -> float | None:
-        """When a finishing connection must be closed: the end of a running stop's grace."""
-        return self._stop_deadline if self._stopping else None
-
     def _force_close(self) -> None:
-        self._forced += len(self._pool)
+        self._forced += len(self._clients)
         for conn in list(self._connections.values()):
             conn.close()
-        self._pool.kill(block=True, timeout=1.0)
+        arguments = [(glet, glet.args) for glet in self._clients]  # a dead greenlet drops them
+        gevent.killall([glet for glet, _ in arguments], block=True, timeout=1.0)
+        for glet, (sock, address) in arguments:
+            if glet.dead and glet in self._clients:  # killed before it ran: its life never began
+                self._life.discard_unstarted(glet, sock, address)
 
     # -- accepting -----------------------------------------------------------------------------
     def _accept_client(self, sock: Any, address: Any) -> None:
         """Called by a listener in the hub for each accepted socket: admit it or refuse it."""
-        self._count("accepted")
-        ip = None
+        counters = self._counters
+        counters["accepted"] = counters.get("accepted", 0) + 1
+        if self._stopping:  # accepted as the stop began, before the listeners closed
+            close_quietly(sock)
+            return
         # Behind a proxy the client's IP is known only after its header: ClientLife counts it.
-        if self.max_connections_per_ip is not None and self._proxy is None:
-            ip = address[0] if isinstance(address, tuple) else None
-            if ip is not None and not self._claim_ip(ip):
-                close_quietly(sock)  # refused before any greenlet or object is made
-                return
-        glet = self._pool.spawn(self._life.serve, sock, address)
-        glet.rawlink(partial(self._client_greenlet_done, sock, ip))
+        if (self._life.claimed_at_accept and isinstance(address, tuple)
+                and not self._claim_ip(address[0])):
+            close_quietly(sock)  # refused before any greenlet or object is made
+            return
+        self._life.spawn(sock, address)  # its life releases the IP and resumes accepting
 
     def _claim_ip(self, ip: str) -> bool:
         """Count one more connection from ``ip``; False (counted as refused) past the cap."""
@@ -648,17 +674,6 @@ class Server:
             self._per_ip[ip] = n
         else:
             del self._per_ip[ip]
-
-    def _client_greenlet_done(self, sock: Any, ip: str | None, glet: Any) -> None:
-        # The pool's own link ran first: the greenlet no longer counts toward concurrency.
-        if ip is not None:  # counted under max_connections_per_ip
-            self._release_ip(ip)
-        if not glet.successful():
-            # Killed, perhaps before it ran (stop() kills queued greenlets): close the
-            # accepted socket (a second close of a socket its life closed is harmless).
-            close_quietly(sock)
-        if not self._stopping:
-            self._update_accepting()
 
     def _listener_failed(self, listener: Listener, exc: OSError) -> None:
         self._count("listener_errors")

@@ -1449,3 +1449,22 @@ def test_a_second_sigint_forces_the_shutdown(tmp_path, connect):
     assert out.strip() == "RETURNED", err
     assert elapsed < 5
     assert "2 connection(s) ended by the shutdown, 2 forced closed" in err, err
+
+
+def test_a_forced_stop_closes_the_socket_of_a_client_whose_greenlet_never_ran(make_server):
+    """A client accepted in the same hub turn as a forced stop: its greenlet is killed before
+    it runs, so its life never closes its socket nor releases its IP; the stop does both."""
+    server = make_server(echo, max_connections_per_ip=2)
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        client = socket.create_connection(other.getsockname())
+        raw, address = other.accept()
+    accepted = gevent.socket.socket(fileno=raw.detach())
+    try:
+        server._accept_client(accepted, address)  # what a listener does, in the hub
+        assert len(server._clients) == 1 and server._per_ip == {"127.0.0.1": 1}
+        server._force_close()  # no switch in between: the greenlet never started
+        assert accepted.fileno() == -1, "the never-started client's socket was left open"
+        assert not server._clients and server._per_ip == {}
+        assert server._life.all_ended.is_set()
+    finally:
+        client.close()
