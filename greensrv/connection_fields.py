@@ -14,12 +14,12 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ._accelerate import accelerate
+from .connection_state import ConnectionState  # the compiled fields cimport it: import it first
 from .output_queue import OutputQueue
 
 if TYPE_CHECKING:
     from gevent.event import Event
 
-    from .connection_state import ConnectionState
     from .filters.base import Filter
     from .limits import Limits
 
@@ -86,4 +86,5 @@ class ConnectionFields(OutputQueue):
 
 
 accelerate(globals(), "greensrv._c_connection_fields",
-           requires=("greensrv.filters.base", "greensrv.output_queue"))
+           requires=("greensrv.filters.base", "greensrv.output_queue",
+                     "greensrv.connection_state"))
