@@ -151,7 +151,10 @@ class Connection(OutputSide):
             self.remote_ip = self.remote_port = None
         self._in = in_filter
         OutputQueue.__init__(self, out_filter, limits)
-        self._loop = get_hub().loop
+        # The hub of the thread that made it, which alone may run its I/O: looked up once here,
+        # not at each wait.
+        self._hub = get_hub()
+        self._loop = self._hub.loop
         self._transport: Any = None
         self._rw: Any = None
         self._ww: Any = None
@@ -285,7 +288,7 @@ class Connection(OutputSide):
     def _wait(self, watcher: Any, timeout: float | None) -> str:
         """Park this greenlet until the watcher fires, the timeout passes or _wake() is called."""
         glet = getcurrent()
-        hub = get_hub()
+        hub = self._hub
         if glet is hub:
             raise RuntimeError("Connection I/O must not be called from the gevent hub")
         if self._waiting is not None:

@@ -41,7 +41,7 @@ class ConnectionFields(OutputQueue):
         "__weakref__", "_accepted_at", "_bytes_in", "_bytes_out", "_read_wait_since", "_state",
         "_discarded", "_eof_records", "_first_read",
         "error", "_events", "_event_glet", "_flush_cb", "_flush_event", "_hooks",
-        "_idle_spent", "_in", "_limits",
+        "_hub", "_idle_spent", "_in", "_limits",
         "_loop", "_partial_since", "_last_recv", "_rw", "_transport", "_waiting", "_writing", "_ww",
         "data", "id", "proxy", "remote_address", "remote_ip",
         "remote_port", "server", "socket",
@@ -56,6 +56,7 @@ class ConnectionFields(OutputQueue):
         _state: ConnectionState
         _in: Filter
         _transport: Any
+        _hub: Any
         _loop: Any
         _rw: Any
         _ww: Any

@@ -162,6 +162,10 @@ class Listener(StreamServer):
         self.address_repr = bound_address(sock)
         self._capacity_episode: float | None = None
         self._backoff = self.min_delay  # gevent resets self.delay after every do_read
+        # What do_read needs per client, looked up once: the OS socket's accept (gevent keeps
+        # the real, non-blocking socket in ``_sock``) and the accepted sockets' kind.
+        self._accept_raw = sock._sock._accept
+        self._kind = (sock.family, sock.type, sock.proto)
 
     def full(self) -> bool:  # replaced per instance by the owner's check (see __init__)
         return self.owner.full()
@@ -176,9 +180,14 @@ class Listener(StreamServer):
         so gevent's own spawn-and-close wrapper is not used."""
         self.owner.accept_client(sock, address)
 
-    def do_read(self) -> Any:
+    def do_read(self) -> Any:  # gevent's override point: called until it returns None
+        """Accept one client: ``(socket, address)``, or None when the backlog is empty or the
+        accept failed (a capacity error pauses accepting; any other is the listener's end).
+        StreamServer.do_read's work in one frame: it runs twice per accepted client."""
         try:
-            result = super().do_read()
+            fd, address = self._accept_raw()
+        except BlockingIOError:
+            return None
         except OSError as exc:
             if exc.errno in ACCEPT_CAPACITY_ERRNOS:
                 self._capacity_error(exc)
@@ -193,7 +202,8 @@ class Listener(StreamServer):
                         self.owner.name, self.address_repr,
                         time.monotonic() - self._capacity_episode, "descriptors or memory")
             self._capacity_episode = None
-        return result
+        family, type_, proto = self._kind
+        return gevent.socket.socket(family, type_, proto, fileno=fd), address
 
     def _capacity_error(self, exc: OSError) -> None:
         self.owner.count("accept_capacity_errors")
