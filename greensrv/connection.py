@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from gevent.event import Event
 from gevent.hub import get_hub
 
 from ._accelerate import accelerate
-from .connection_fields import READY, TIMEOUT, WAKE
+from .connection_fields import WAKE
 from .connection_output import OutputSide
 from .connection_state import (
     CLOSED,
@@ -270,45 +270,23 @@ class Connection(OutputSide):
             return self._get_slow(timeout, parsed=True)
         return self._get_slow(timeout)
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Connection:
+        """``for record in conn``: the connection is its own iterator (no generator object, and
+        no generator frame on the stack of a parked handler); the loop ends at EOF."""
+        return self
+
+    def __next__(self) -> Any:
         # The per-record path of every handler-style server: records the filter parsed in bulk
         # are popped from its ready list while output stays below high_mark (set_input_filter
-        # empties the old filter's list, which ends this inner loop); get() does the rest.
-        high = self._high
-        while True:
+        # empties the old filter's list); get() does the rest.
+        if self._queued <= self._high:
             ready = self._in.take_ready()
-            while ready and self._queued <= high:
-                yield ready.pop()
-            try:
-                record = self.get()
-            except EOFError:
-                return
-            yield record
-
-    def _wait(self, watcher: Any, timeout: float | None) -> str:
-        """Park this greenlet until the watcher fires, the timeout passes or _wake() is called."""
-        glet = getcurrent()
-        hub = self._hub
-        if glet is hub:
-            raise RuntimeError("Connection I/O must not be called from the gevent hub")
-        if self._waiting is not None:
-            raise RuntimeError(f"{self!r} is already being read by another greenlet")
-        self._waiting = glet
-        timer = None
-        if watcher is not None:
-            watcher.start(glet.switch, READY)
-        if timeout is not None:
-            timer = self._loop.timer(max(timeout, 0.0))
-            timer.start(glet.switch, TIMEOUT)
+            if ready:
+                return ready.pop()
         try:
-            result: str = hub.switch()
-        finally:
-            self._waiting = None
-            if watcher is not None:
-                watcher.stop()
-            if timer is not None:
-                timer.close()
-        return result
+            return self.get()
+        except EOFError:
+            raise StopIteration from None
 
     def _wake(self) -> None:
         """Hub callback: wake the parked reader so it re-checks the connection's state."""

@@ -3,7 +3,8 @@
 ``Connection`` is one chain of classes: the sans-IO ``OutputQueue``, these fields, ``InputSide``
 (connection_input.py), ``OutputSide`` (connection_output.py), then ``Connection``; one chain, not
 mixins, so that the compiled build can make each a C type (docs/compiled.md). The state lives
-in these ``__slots__`` (connection.py keeps the socket, the watchers and the waiting).
+in these ``__slots__`` (connection.py keeps the socket and the watchers; connection_input.py
+the waiting).
 ``ConnectionFields`` declares, for type checkers only, the fields and methods of ``Connection``
 that the parts use, so each part reads as what it is: private steps of one object.
 """
@@ -77,7 +78,6 @@ class ConnectionFields(OutputQueue):
         _bytes_in: int
         _bytes_out: int
 
-        def _wait(self, watcher: Any, timeout: float | None) -> str: ...
         def _wake(self) -> None: ...
         def _write_watcher(self) -> Any: ...
         def stop_input(self) -> None: ...

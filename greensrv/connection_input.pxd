@@ -4,6 +4,7 @@
 from greensrv.connection_fields cimport ConnectionFields
 
 cdef class InputSide(ConnectionFields):
+    cdef _wait(self, watcher, timeout)
     cpdef _get_slow(self, timeout, bint parsed=*)
     cdef _read_more(self, deadline)
     cdef _recv(self, transport)
