@@ -116,10 +116,11 @@ class ClientLife:
         self.all_ended.set()
         self.grace_deadline: float | None = None
         self.capacity_freed: Callable[[], None] | None = None
+        self._serve = self.serve  # bound once: each client's greenlet runs this one object
 
     def spawn(self, sock: Any, address: Any) -> Greenlet:
         """Start the life of an accepted socket in a new greenlet, counted in ``greenlets``."""
-        glet = ClientGreenlet(self.serve, sock, address)
+        glet = ClientGreenlet(self._serve, sock, address)
         greenlets = self.greenlets
         if not greenlets:
             self.all_ended.clear()
@@ -148,7 +149,8 @@ class ClientLife:
 
     def serve(self, sock: Any, address: Any) -> None:
         """The life of one client, in its own greenlet; closes every socket it sees."""
-        seen = [sock]
+        accepted = sock
+        others: list[Any] | None = None  # what client_pre_connect or TLS put in its place
         conn: Connection | None = None
         connected = False
         hooks = self.hooks
@@ -171,10 +173,10 @@ class ClientLife:
                 if sock is None:
                     hooks.count("refused_pre_connect")
                     return
-                seen.append(sock)
+                others = [sock] if others is None else [*others, sock]
             if self.ssl_context is not None:
                 sock = wrap_server_socket(sock, self.ssl_context)
-                seen.append(sock)
+                others = [sock] if others is None else [*others, sock]
             in_filter = self.make_in()
             out_filter = self.make_out() if self.make_out is not None else in_filter
             conn = Connection(sock, address, next(self.ids), in_filter, out_filter, self.limits,
@@ -204,10 +206,10 @@ class ClientLife:
                 hooks.report_error(conn, error)
             conn.finish(self.grace_deadline)
         finally:
-            self._end(seen, conn, claimed, connected)
+            self._end(accepted, others, conn, claimed, connected)
 
-    def _end(self, seen: list[Any], conn: Connection | None, claimed: str | None,
-             connected: bool) -> None:
+    def _end(self, accepted: Any, others: list[Any] | None, conn: Connection | None,
+             claimed: str | None, connected: bool) -> None:
         """serve()'s finally, in a frame of its own: serve's stays small, and a parked client
         greenlet saves its stack, serve's frame included, for as long as it waits."""
         try:
@@ -218,7 +220,7 @@ class ClientLife:
             if conn is not None:
                 conn.close()  # idempotent; closes conn.socket, start_tls's replacement included
                 closed = conn.socket
-            for each in seen:
+            for each in (accepted, *others) if others is not None else (accepted,):
                 if each is not closed:
                     close_quietly(each)
             if connected:

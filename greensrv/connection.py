@@ -138,8 +138,7 @@ class Connection(OutputSide):
         self._hooks = hooks
         self.socket = sock
         self.id = conn_id
-        #: Per-client state for the application (POE's HEAP).
-        self.data: dict[str, Any] = {}
+        self._data: dict[str, Any] | None = None  # ``data``, made on first use
         self.remote_address = address
         #: The PROXY header this connection began with (``greensrv.proxy.ProxyHeader``), or
         #: None when the server does not use the PROXY protocol.
@@ -204,6 +203,19 @@ class Connection(OutputSide):
             return self.socket.getsockname()
         except OSError:
             return None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """A dict for the application's per-client state (POE's HEAP). Made on first use: an
+        empty dict is 64 bytes of every idle connection that never needs one."""
+        data = self._data
+        if data is None:
+            data = self._data = {}
+        return data
+
+    @data.setter
+    def data(self, value: dict[str, Any]) -> None:
+        self._data = value
 
     @property
     def bytes_in(self) -> int:

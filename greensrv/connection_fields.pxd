@@ -16,5 +16,5 @@ cdef class ConnectionFields(OutputQueue):
     cdef public bint _writing, _first_read
     cdef public double _idle_spent, _last_recv, _accepted_at
     cdef public Py_ssize_t _discarded, _bytes_in, _bytes_out
-    cdef public object error, data, id, proxy, remote_address, remote_ip, remote_port
+    cdef public object error, _data, id, proxy, remote_address, remote_ip, remote_port
     cdef public object server, socket

@@ -44,7 +44,7 @@ class ConnectionFields(OutputQueue):
         "error", "_events", "_event_glet", "_flush_cb", "_flush_event", "_hooks",
         "_hub", "_idle_spent", "_in", "_limits",
         "_loop", "_partial_since", "_last_recv", "_rw", "_transport", "_waiting", "_writing", "_ww",
-        "data", "id", "proxy", "remote_address", "remote_ip",
+        "_data", "id", "proxy", "remote_address", "remote_ip",
         "remote_port", "server", "socket",
     )
 

@@ -487,6 +487,9 @@ def test_address_properties_id_server_socket_data(make_server, connect):
         assert conn.server is server
         assert conn.socket.fileno() >= 0
         assert conn.data == {"n": 1}  # per-connection dicts, not shared
+        assert conn.data is conn.data  # made once, on first use
+        conn.data = {"replaced": True}  # the application may also set its own
+        assert conn.data == {"replaced": True}
         assert conn.buffered == 0
         assert not conn.closed
         client.send(b"bye\n")
