@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,9 @@ _NOTHING: Any = _Nothing()
 # compiled, the .pxd's inline _is_ascii (CPython's PyUnicode_IS_ASCII, one flag read instead of
 # a method call) takes the name. gevent binds its compiled helpers the same way.
 globals()["_is_ascii"] = str.isascii
+# Whether a Connection iterates itself (__iter__): False as Python; compiled, the .pxd's inline
+# _iterates_itself (True) takes the name, as _is_ascii's does.
+globals()["_iterates_itself"] = (lambda: False)
 
 
 class ConnectionHooks:
@@ -282,10 +285,27 @@ class Connection(OutputSide):
             return self._get_slow(timeout, parsed=True)
         return self._get_slow(timeout)
 
-    def __iter__(self) -> Connection:
-        """``for record in conn``: the connection is its own iterator (no generator object, and
-        no generator frame on the stack of a parked handler); the loop ends at EOF."""
-        return self
+    def __iter__(self) -> Iterator[Any]:
+        """``for record in conn``: records until EOF. Compiled, the connection is its own
+        iterator (``__next__`` in C: no generator object, and no generator frame on the stack of
+        a parked handler); as Python, a generator, whose resume costs far less per record than
+        a call of ``__next__``."""
+        if _iterates_itself():  # type: ignore[name-defined]  # noqa: F821
+            return self
+        return self._records()
+
+    def _records(self) -> Iterator[Any]:
+        """``__iter__``'s generator when running as Python; the same steps as ``__next__``."""
+        high = self._high
+        while True:
+            ready = self._in.take_ready()
+            while ready and self._queued <= high:
+                yield ready.pop()
+            try:
+                record = self.get()
+            except EOFError:
+                return
+            yield record
 
     def __next__(self) -> Any:
         # The per-record path of every handler-style server: records the filter parsed in bulk
