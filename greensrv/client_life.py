@@ -81,6 +81,7 @@ class ClientLife:
         limits: Limits,
         hooks: ConnectionHooks,
         connections: dict[int, Connection],
+        counters: dict[str, int],
         server: Any,
         proxy: ProxySettings | None = None,
         claim_ip: Callable[[str], bool] | None = None,
@@ -101,6 +102,7 @@ class ClientLife:
         self.limits = limits
         self.hooks = hooks
         self.connections = connections
+        self.counters = counters  # the server's statistics counters
         self.server = server
         #: The PROXY protocol settings, or None; with them, ``claim_ip`` counts
         #: max_connections_per_ip by the client's address the header names.
@@ -115,8 +117,35 @@ class ClientLife:
         self.all_ended = Event()
         self.all_ended.set()
         self.grace_deadline: float | None = None
+        self.stopping = False
         self.capacity_freed: Callable[[], None] | None = None
         self._serve = self.serve  # bound once: each client's greenlet runs this one object
+        #: Bytes read and sent by the connections closed so far (the server's statistics add
+        #: the live ones).
+        self.bytes_in_closed = 0
+        self.bytes_out_closed = 0
+
+    def connection_closed(self, conn: Connection) -> None:
+        """``ConnectionHooks.closed`` for the server's connections (compiled: no Python frame
+        per client): their byte counts join the totals."""
+        self.bytes_in_closed += conn.bytes_in
+        self.bytes_out_closed += conn.bytes_out
+
+    def accept(self, sock: Any, address: Any) -> None:
+        """A listener's accepted socket, in the hub: start its life, or refuse it and close it
+        (a stop has begun, or max_connections_per_ip without PROXY: refused before any greenlet
+        or object is made). Compiled: no Python frame per client."""
+        counters = self.counters
+        counters["accepted"] = counters.get("accepted", 0) + 1
+        if self.stopping:  # accepted as the stop began, before the listeners closed
+            close_quietly(sock)
+            return
+        if self.claimed_at_accept and isinstance(address, tuple):
+            assert self.claim_ip is not None
+            if not self.claim_ip(address[0]):
+                close_quietly(sock)
+                return
+        self.spawn(sock, address)  # the life releases the IP and may resume accepting
 
     def spawn(self, sock: Any, address: Any) -> Greenlet:
         """Start the life of an accepted socket in a new greenlet, counted in ``greenlets``."""

@@ -49,7 +49,6 @@ from .proxy_io import DEFAULT_PROXY_TIMEOUT, DEFAULT_PROXY_TRUSTED, proxy_settin
 from .shedding import Shedder, make_shedder
 from .startup import brief_startup_errors, default_logging, format_address, listen_error
 from .statistics import ErrorLogLimiter, Statistics
-from .transport import close_quietly
 
 __all__ = ["Server", "serve_forever"]
 
@@ -286,8 +285,6 @@ class Server:
         self._stopped = Event()
         self._counters: dict[str, int] = {}
         self._per_ip: dict[Any, int] = {}
-        self._bytes_in_closed = 0
-        self._bytes_out_closed = 0
         self._shedder: Shedder | None = None
         self._hooks = _ServerHooks(self)
         self._shedder = make_shedder(self._hooks, shedding, shed_min_age,
@@ -299,13 +296,16 @@ class Server:
             on_connected=client_connected, client_args=tuple(client_args),
             on_disconnected=client_disconnected, make_in=make_in, make_out=make_out,
             ssl_context=ssl_context, limits=self.limits, hooks=self._hooks,
-            connections=self._connections, server=self, proxy=self._proxy,
+            connections=self._connections, counters=self._counters, server=self,
+            proxy=self._proxy,
             claim_ip=self._claim_ip if max_connections_per_ip is not None else None,
             release_ip=self._release_ip,
             claimed_at_accept=max_connections_per_ip is not None and self._proxy is None)
         #: Each client's greenlet from accept until its end (ClientLife.spawn): what counts
         #: toward concurrency, what stop() waits for and what a forced stop kills.
         self._clients = self._life.greenlets
+        self._hooks.closed = self._life.connection_closed  # type: ignore[method-assign]
+        self._hooks.accept_client = self._life.accept
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -370,8 +370,8 @@ class Server:
             accepted=counters.get("accepted", 0),
             refused=counters.get("refused_pre_connect", 0) + counters.get("refused_per_ip", 0),
             refused_per_ip=counters.get("refused_per_ip", 0),
-            bytes_in=self._bytes_in_closed + sum(c.bytes_in for c in live),
-            bytes_out=self._bytes_out_closed + sum(c.bytes_out for c in live),
+            bytes_in=self._life.bytes_in_closed + sum(c.bytes_in for c in live),
+            bytes_out=self._life.bytes_out_closed + sum(c.bytes_out for c in live),
             client_errors=counters.get("client_errors", 0),
             tls_failures=counters.get("tls_failures", 0),
             closed_idle=counters.get("closed_idle", 0),
@@ -388,10 +388,6 @@ class Server:
 
     def _listening_sockets(self) -> list[Any]:
         return [listener.socket for listener in self._listeners]
-
-    def _connection_closed(self, conn: Connection) -> None:
-        self._bytes_in_closed += conn.bytes_in
-        self._bytes_out_closed += conn.bytes_out
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "listening" if self._started else "new"
@@ -594,6 +590,7 @@ class Server:
                 self._stopped.wait()
             return
         self._stopping = True
+        self._life.stopping = True  # a client accepted from now on is refused
         systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
         if getcurrent() in self._clients:
             gevent.spawn(self._stop, timeout)
@@ -643,21 +640,7 @@ class Server:
             if glet.dead and glet in self._clients:  # killed before it ran: its life never began
                 self._life.discard_unstarted(glet, sock, address)
 
-    # -- accepting -----------------------------------------------------------------------------
-    def _accept_client(self, sock: Any, address: Any) -> None:
-        """Called by a listener in the hub for each accepted socket: admit it or refuse it."""
-        counters = self._counters
-        counters["accepted"] = counters.get("accepted", 0) + 1
-        if self._stopping:  # accepted as the stop began, before the listeners closed
-            close_quietly(sock)
-            return
-        # Behind a proxy the client's IP is known only after its header: ClientLife counts it.
-        if (self._life.claimed_at_accept and isinstance(address, tuple)
-                and not self._claim_ip(address[0])):
-            close_quietly(sock)  # refused before any greenlet or object is made
-            return
-        self._life.spawn(sock, address)  # its life releases the IP and resumes accepting
-
+    # -- accepting (each accepted socket goes to ClientLife.accept) -----------------------------
     def _claim_ip(self, ip: str) -> bool:
         """Count one more connection from ``ip``; False (counted as refused) past the cap."""
         assert self.max_connections_per_ip is not None
@@ -698,16 +681,19 @@ class _ServerHooks(ConnectionHooks):
     """How a server's connections and listeners reach it: statistics, client_error, output
     callbacks (ConnectionHooks); accepted sockets, the concurrency limit, listener errors
     (listeners.ListenerOwner); the live connections and listening sockets
-    (shedding.ShedderOwner). Each hook is the server's own bound method, set per instance, so
-    a hook costs no forwarding frame (accepting and closing pay them once per client)."""
+    (shedding.ShedderOwner). Each hook is a bound method of the server or of its ClientLife,
+    set per instance, so a hook costs no forwarding frame (accepting and closing pay them once
+    per client)."""
+
+    accept_client: Callable[[Any, Any], None]  # ListenerOwner: ClientLife.accept
 
     def __init__(self, server: Server) -> None:
         self.name = server.name
         self.output_callbacks = server._output_callbacks
         self.count = server._count  # type: ignore[method-assign]
         self.report_error = server._report_error  # type: ignore[method-assign]
-        self.closed = server._connection_closed  # type: ignore[method-assign]
-        self.accept_client = server._accept_client
+        # closed: set by the server once its ClientLife exists (ClientLife.connection_closed)
+        # accept_client: set by the server once its ClientLife exists (ClientLife.accept)
         self.full = server._full
         self.listener_failed = server._listener_failed
         # ShedderOwner (shedding.py)
