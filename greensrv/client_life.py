@@ -147,7 +147,7 @@ class ClientLife:
                 return
         self.spawn(sock, address)  # the life releases the IP and may resume accepting
 
-    def spawn(self, sock: Any, address: Any) -> Greenlet:
+    def spawn(self, sock: Any, address: Any) -> None:
         """Start the life of an accepted socket in a new greenlet, counted in ``greenlets``."""
         glet = ClientGreenlet(self._serve, sock, address)
         greenlets = self.greenlets
@@ -155,7 +155,6 @@ class ClientLife:
             self.all_ended.clear()
         greenlets.add(glet)
         glet.start()
-        return glet
 
     def discard_unstarted(self, glet: Greenlet, sock: Any, address: Any) -> None:
         """Forget a greenlet killed before it ran :meth:`serve` with ``sock`` and ``address``
@@ -249,7 +248,9 @@ class ClientLife:
             if conn is not None:
                 conn.close()  # idempotent; closes conn.socket, start_tls's replacement included
                 closed = conn.socket
-            for each in (accepted, *others) if others is not None else (accepted,):
+            if accepted is not closed:
+                close_quietly(accepted)
+            for each in others or ():
                 if each is not closed:
                     close_quietly(each)
             if connected:

@@ -155,9 +155,11 @@ class Listener(StreamServer):
         self.owner = owner
         # gevent calls self.full() before each accept and self.do_handle(sock, address) after
         # it: the owner's own callables, bound here, cost no forwarding frame per client. The
-        # owner rebinds ``full`` when its limit changes (set_full_check).
-        self.full = owner.full  # type: ignore[method-assign]
-        self.do_handle = owner.accept_client  # type: ignore[method-assign]
+        # owner rebinds ``full`` when its limit changes (set_full_check). do_handle hands the
+        # accepted socket over in the hub; from then on the client's life owns and closes it,
+        # so gevent's own spawn-and-close wrapper is not used.
+        self.full = owner.full
+        self.do_handle = owner.accept_client
         self.unix_path = unix_path
         self.address_repr = bound_address(sock)
         self._capacity_episode: float | None = None
@@ -167,18 +169,9 @@ class Listener(StreamServer):
         self._accept_raw = sock._sock._accept
         self._kind = (sock.family, sock.type, sock.proto)
 
-    def full(self) -> bool:  # replaced per instance by the owner's check (see __init__)
-        return self.owner.full()
-
     def set_full_check(self, full: Callable[[], bool]) -> None:
         """Use ``full`` from now on as the check gevent makes before each accept."""
-        self.full = full  # type: ignore[method-assign]
-
-    def do_handle(self, sock: Any, address: Any) -> None:  # replaced per instance (see __init__)
-        """Hand the accepted socket to the owner, in the hub: the owner starts the client's
-        greenlet or refuses it. From then on the client's life owns the socket and closes it,
-        so gevent's own spawn-and-close wrapper is not used."""
-        self.owner.accept_client(sock, address)
+        self.full = full
 
     def do_read(self) -> Any:  # gevent's override point: called until it returns None
         """Accept one client: ``(socket, address)``, or None when the backlog is empty or the
@@ -219,7 +212,7 @@ class Listener(StreamServer):
 
     def _resume_after_backoff(self) -> None:
         self._cancel_backoff()
-        if self.started and not self.owner.full():
+        if self.started and not self.full():
             self.start_accepting()
 
     def _cancel_backoff(self) -> None:

@@ -512,15 +512,22 @@ class Server:
         self._update_accepting()
 
     def _full(self) -> bool:
-        """True while no client may be accepted. A listener that finds it so stops watching
-        its socket: from then on each client's end asks whether accepting may resume."""
+        """True while no client may be accepted."""
         limit = self.concurrency
         # _clients holds each client's greenlet from accept until it ends (handshake and final
         # drain included): exactly what counts toward concurrency.
-        if self._stopping or (limit >= 0 and len(self._clients) >= limit):
-            self._life.capacity_freed = self._capacity_freed
-            return True
-        return False
+        return self._stopping or (limit >= 0 and len(self._clients) >= limit)
+
+    def _listener_full(self) -> bool:
+        """A listener's check before each accept under a concurrency limit. When full, the
+        listener stops watching its socket, so each client's end must now ask whether accepting
+        may resume (``capacity_freed``); and clients wait, so the shedder is armed."""
+        if not self._full():
+            return False
+        self._life.capacity_freed = self._capacity_freed
+        if self._shedder is not None and self.concurrency > 0:
+            self._shedder.arm()
+        return True
 
     def _capacity_freed(self) -> None:
         """A client ended while accepting was paused at the limit (ClientLife calls it)."""
@@ -529,26 +536,12 @@ class Server:
 
     def _pick_full_hook(self) -> None:
         """The listeners' full(): never full while concurrency is unlimited (a stop closes the
-        listeners, and a client accepted as it begins is refused), and one that arms the
-        shedder only where it can act, so an unlimited server pays no call for it per
-        accept."""
-        if self.concurrency < 0:
-            full: Callable[[], bool] = _never_full
-        elif self._shedder is not None and self.concurrency > 0:
-            full = self._full_and_shed
-        else:
-            full = self._full
+        listeners, and a client accepted as it begins is refused), so an unlimited server pays
+        no call for it per accept."""
+        full = _never_full if self.concurrency < 0 else self._listener_full
         self._hooks.full = full
         for listener in self._listeners:
             listener.set_full_check(full)
-
-    def _full_and_shed(self) -> bool:
-        """A listener's full() under shedding: full at concurrency arms the shedder."""
-        if self._full():
-            if self._shedder is not None:
-                self._shedder.arm()
-            return True
-        return False
 
     def _at_capacity(self) -> int | None:
         """The shedder's question: the concurrency limit while full at it and not stopping."""
@@ -559,8 +552,8 @@ class Server:
 
     def _update_accepting(self) -> None:
         full = self._full()
-        if not full:
-            self._life.capacity_freed = None  # nothing to resume: spare each end the call
+        # While paused, each client's end asks again; otherwise spare it the call.
+        self._life.capacity_freed = self._capacity_freed if full else None
         for listener in self._listeners:
             if full:
                 listener.stop_accepting()
