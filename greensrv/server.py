@@ -19,7 +19,6 @@ retried with backoff and never stop the server.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -27,77 +26,23 @@ import gevent
 from gevent import getcurrent
 from gevent.event import Event
 
-from . import systemd
+from . import defaults, systemd
 from .addresses import ListenSpec, OpenSocket, format_address, open_listening
 from .admission import Admission
 from .client_life import ClientLife
-from .config import ServerConfig
+from .config import Option, ServerConfig
 from .connection import Connection, ConnectionHooks
-from .defaults import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_HIGH_MARK,
-    DEFAULT_LOW_MARK,
-    DEFAULT_NAME,
-    DEFAULT_OUTPUT_LIMIT,
-    DEFAULT_PROXY_TIMEOUT,
-    DEFAULT_PROXY_TRUSTED,
-    DEFAULT_RECORD_GRACE,
-    DEFAULT_RECORD_MIN_RATE,
-    DEFAULT_RECORD_TIMEOUT,
-    DEFAULT_SHED_MIN_AGE,
-    DEFAULT_SHUTDOWN_TIMEOUT,
-    DEFAULT_STOP_GRACE,
-    DEFAULT_WORKER_TIMEOUT,
-)
-from .errors import GreensrvError
 from .filters import Filter
 from .listeners import Listener
 from .options import check_int
 from .process import brief_startup_errors, default_logging, serve_in_this_process
-from .statistics import Counters, ErrorLogLimiter, Statistics
+from .shutdown import Shutdown
+from .statistics import Counters, Statistics, log_client_error, log_listener_error
 from .workers import Master
 
 __all__ = ["Server", "serve_forever"]
 
 log = logging.getLogger("greensrv")
-
-_error_log_limiter = ErrorLogLimiter(log)
-
-
-def _default_client_error(conn: Connection, exc: BaseException) -> None:
-    """Log it; identical messages past a burst are counted, not each logged.
-
-    A client's misbehaviour (greensrv's own errors: bad framing, TLS failure, timeouts, slow
-    reader) is a one-line warning, since its traceback would only show greensrv's internals; any
-    other exception is a bug in the application and is logged with its traceback.
-    """
-    name = conn.server.name if conn.server is not None else "greensrv"
-    _error_log_limiter.log(f"{name}: error on {conn!r}: %s", exc,
-                           with_traceback=not isinstance(exc, GreensrvError))
-
-
-def _default_error(server: Server, exc: BaseException) -> None:
-    log.error("%s: listener error: %s", server.name, exc,
-              exc_info=(type(exc), exc, exc.__traceback__))
-
-
-class _Option:
-    """A server attribute that reads one of its checked options (``server.name``)."""
-
-    def __init__(self, path: str = "") -> None:
-        self.path = path
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.path = self.path or name
-
-    def __get__(self, server: Any, owner: type | None = None) -> Any:
-        if server is None:
-            return self
-        value = server.config
-        for part in self.path.split("."):
-            value = getattr(value, part)
-        return value
 
 
 class Server:
@@ -164,7 +109,7 @@ class Server:
 
     #: Seconds ``stop()`` gives connections still running after ``shutdown_timeout`` to see
     #: EOF, flush their queued output and end, before closing them and killing their greenlets.
-    stop_grace: float = DEFAULT_STOP_GRACE
+    stop_grace: float = defaults.DEFAULT_STOP_GRACE
 
     def __init__(
         self,
@@ -174,7 +119,7 @@ class Server:
         host: str | None = None,
         port: int | None = None,
         listen: Any = None,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int = defaults.DEFAULT_CONCURRENCY,
         filter: Filter | Callable[[], Filter] | None = None,
         input_filter: Filter | Callable[[], Filter] | None = None,
         output_filter: Filter | Callable[[], Filter] | None = None,
@@ -185,31 +130,31 @@ class Server:
         client_error: Callable[[Connection, BaseException], Any] | None = None,
         client_shutdown_on_error: bool = True,
         client_flushed: Callable[[Connection], Any] | None = None,
-        high_mark: int = DEFAULT_HIGH_MARK,
-        low_mark: int = DEFAULT_LOW_MARK,
+        high_mark: int = defaults.DEFAULT_HIGH_MARK,
+        low_mark: int = defaults.DEFAULT_LOW_MARK,
         client_high: Callable[[Connection], Any] | None = None,
         client_low: Callable[[Connection], Any] | None = None,
         started: Callable[[Server], Any] | None = None,
         error: Callable[[Server, BaseException], Any] | None = None,
-        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
-        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        shutdown_timeout: float = defaults.DEFAULT_SHUTDOWN_TIMEOUT,
+        output_limit: int = defaults.DEFAULT_OUTPUT_LIMIT,
         idle_timeout: float | None = None,
         ssl_context: Any = None,
-        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
-        record_timeout: float | None = DEFAULT_RECORD_TIMEOUT,
-        record_min_rate: float | None = DEFAULT_RECORD_MIN_RATE,
-        record_grace: float = DEFAULT_RECORD_GRACE,
+        handshake_timeout: float = defaults.DEFAULT_HANDSHAKE_TIMEOUT,
+        record_timeout: float | None = defaults.DEFAULT_RECORD_TIMEOUT,
+        record_min_rate: float | None = defaults.DEFAULT_RECORD_MIN_RATE,
+        record_grace: float = defaults.DEFAULT_RECORD_GRACE,
         record_start_timeout: float | None = None,
         shedding: bool = True,
-        shed_min_age: float = DEFAULT_SHED_MIN_AGE,
+        shed_min_age: float = defaults.DEFAULT_SHED_MIN_AGE,
         max_connections_per_ip: int | None = None,
         proxy_protocol: str | None = None,
-        proxy_trusted: Iterable[Any] = DEFAULT_PROXY_TRUSTED,
-        proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
-        name: str = DEFAULT_NAME,
+        proxy_trusted: Iterable[Any] = defaults.DEFAULT_PROXY_TRUSTED,
+        proxy_timeout: float = defaults.DEFAULT_PROXY_TIMEOUT,
+        name: str = defaults.DEFAULT_NAME,
         workers: int | None = None,
         reuse_port: bool = False,
-        worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
+        worker_timeout: float = defaults.DEFAULT_WORKER_TIMEOUT,
     ) -> None:
         self.config = ServerConfig.from_options(
             {k: v for k, v in locals().items() if k not in ("self", "__class__")})
@@ -225,13 +170,12 @@ class Server:
 
     def _build(self) -> None:
         config = self.config
-        self._on_client_error = config.client_error or _default_client_error
-        self._on_error = config.error or _default_error
+        self._on_client_error = config.client_error or log_client_error
+        self._on_error = config.error or log_listener_error
         self._listeners: list[Listener] = []
         self._connections: dict[int, Connection] = {}
         self._started = False
         self._closed = False
-        self._forced = 0  # client greenlets the shutdown closed and killed
         self._stopped = Event()
         self._counters = Counters()
         self._hooks = _ServerHooks(self)
@@ -242,26 +186,27 @@ class Server:
         #: Each client's greenlet from accept until its end (ClientLife.spawn): what counts
         #: toward concurrency, what stop() waits for and what a forced stop kills.
         self._clients = self._admission.clients
+        self._shutdown = Shutdown(config.name, self._admission, self._life, self._connections)
         self._hooks.closed = self._life.connection_closed  # type: ignore[method-assign]
         self._hooks.accept_client = self._life.accept
 
     # -- the options, read as attributes -------------------------------------------------------
-    name: str = _Option()  # type: ignore[assignment]
-    workers: int | None = _Option()  # type: ignore[assignment]
-    reuse_port: bool = _Option()  # type: ignore[assignment]
-    worker_timeout: float = _Option()  # type: ignore[assignment]
-    shutdown_timeout: float = _Option()  # type: ignore[assignment]
-    ssl_context: Any = _Option()
-    max_connections_per_ip: int | None = _Option()  # type: ignore[assignment]
-    client_shutdown_on_error: bool = _Option()  # type: ignore[assignment]
+    name: str = Option()  # type: ignore[assignment]
+    workers: int | None = Option()  # type: ignore[assignment]
+    reuse_port: bool = Option()  # type: ignore[assignment]
+    worker_timeout: float = Option()  # type: ignore[assignment]
+    shutdown_timeout: float = Option()  # type: ignore[assignment]
+    ssl_context: Any = Option()
+    max_connections_per_ip: int | None = Option()  # type: ignore[assignment]
+    client_shutdown_on_error: bool = Option()  # type: ignore[assignment]
     #: The bounds every connection of this server enforces, checked once.
-    limits = _Option()
-    high_mark: int = _Option("limits.high_mark")  # type: ignore[assignment]
-    low_mark: int = _Option("limits.low_mark")  # type: ignore[assignment]
-    output_limit: int = _Option("limits.output_limit")  # type: ignore[assignment]
-    idle_timeout: float | None = _Option("limits.idle_timeout")  # type: ignore[assignment]
-    handshake_timeout: float = _Option("limits.handshake_timeout")  # type: ignore[assignment]
-    record_timeout: float | None = _Option("limits.record_timeout")  # type: ignore[assignment]
+    limits = Option()
+    high_mark: int = Option("limits.high_mark")  # type: ignore[assignment]
+    low_mark: int = Option("limits.low_mark")  # type: ignore[assignment]
+    output_limit: int = Option("limits.output_limit")  # type: ignore[assignment]
+    idle_timeout: float | None = Option("limits.idle_timeout")  # type: ignore[assignment]
+    handshake_timeout: float = Option("limits.handshake_timeout")  # type: ignore[assignment]
+    record_timeout: float | None = Option("limits.record_timeout")  # type: ignore[assignment]
 
     @property
     def concurrency(self) -> int:
@@ -310,21 +255,11 @@ class Server:
     def statistics(self) -> Statistics:
         """A frozen snapshot of what the server is doing and why clients were dropped."""
         live = [c for c in self._connections.values() if not c.closed]  # closed: counted below
-        c = self._counters
-        return Statistics(
+        return self._counters.snapshot(
             accepting=self.started and not self._admission.full(),
             live_connections=len(self._clients), pool_free=self._admission.free(),
-            accepted=c.accepted, refused=c.refused_pre_connect + c.refused_per_ip,
-            refused_per_ip=c.refused_per_ip,
             bytes_in=self._life.bytes_in_closed + sum(conn.bytes_in for conn in live),
-            bytes_out=self._life.bytes_out_closed + sum(conn.bytes_out for conn in live),
-            client_errors=c.client_errors, tls_failures=c.tls_failures,
-            closed_idle=c.closed_idle, closed_record_timeout=c.closed_record_timeout,
-            closed_output_limit=c.closed_output_limit, closed_shed=c.closed_shed,
-            closed_filter_error=c.closed_filter_error,
-            accept_capacity_errors=c.accept_capacity_errors, listener_errors=c.listener_errors,
-            proxy_rejected=c.proxy_rejected, proxy_untrusted=c.proxy_untrusted,
-            proxy_timeouts=c.proxy_timeouts)
+            bytes_out=self._life.bytes_out_closed + sum(conn.bytes_out for conn in live))
 
     def _listening_sockets(self) -> list[Any]:
         return [listener.socket for listener in self._listeners]
@@ -340,16 +275,17 @@ class Server:
         if self.workers is not None:
             raise TypeError("start() cannot run a server with workers set: a master owns the "
                             "whole process; call serve_forever()")
-        self._start(open_listening(self.config.listen, reuse_port=self.reuse_port))
+        if self._may_start():
+            self._start(open_listening(self.config.listen, reuse_port=self.reuse_port))
+
+    def _may_start(self) -> bool:
+        """False if started already; RuntimeError once a stop has begun."""
+        if self._admission.stopping or self._closed:
+            raise RuntimeError("a stopped server cannot be started again")
+        return not self._started
 
     def _start(self, sockets: list[OpenSocket], max_accept: int | None = None) -> None:
         """Serve on ``sockets`` (now the server's, closed by ``stop()``)."""
-        if self._admission.stopping or self._closed or self._started:
-            for each in sockets:
-                each.sock.close()
-            if self._started and not self._closed and not self._admission.stopping:
-                return
-            raise RuntimeError("a stopped server cannot be started again")
         self._listeners = [Listener(each.sock, self._hooks, each.unix_path, max_accept)
                            for each in sockets]
         self._started = True
@@ -401,14 +337,10 @@ class Server:
         self._admission.set_concurrency(n)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Graceful shutdown in phases; see ``docs/lifecycle.md``.
-
-        1. Close every listener: new clients are refused.
-        2. Let live connections finish on their own for up to ``timeout`` seconds
-           (``None``: ``shutdown_timeout``).
-        3. End input on the rest (``get()`` returns the records already read, then EOF) and give
-           them ``stop_grace`` seconds to flush their replies and end.
-        4. Close what remains and kill its greenlets; log how many were forced.
+        """Graceful shutdown in phases (``docs/lifecycle.md``, ``shutdown.py``): the listeners
+        close at once; live connections get ``timeout`` seconds (None: ``shutdown_timeout``) to
+        finish by themselves, then the rest see EOF and get ``stop_grace`` seconds to flush
+        their replies; whatever remains is closed and its greenlet killed.
 
         Idempotent. From a connection's own greenlet it returns at once and the shutdown goes on
         in another greenlet (it cannot wait for the greenlet that called it).
@@ -425,47 +357,13 @@ class Server:
         self._stop(timeout)
 
     def _stop(self, timeout: float | None) -> None:
-        timeout = self.shutdown_timeout if timeout is None else float(timeout)
-        start = time.monotonic()
-        admission = self._admission
-        # Connections that end while we wait flush within what is left of the whole shutdown.
-        admission.set_grace_deadline(start + timeout + self.stop_grace)
         try:
-            admission.stop_shedding()
-            for listener in self._listeners:
-                listener.close()
-            if self._clients:
-                log.info("%s: stopping: %d connection(s) have %.1f s to finish",
-                         self.name, len(self._clients), timeout)
-            self._life.all_ended.wait(timeout)
-            left = len(self._clients)
-            if left:
-                admission.set_grace_deadline(time.monotonic() + self.stop_grace)
-                for conn in list(self._connections.values()):
-                    conn.stop_input()
-                # Connections bound their own flush and drain by the same deadline; the margin
-                # lets one that uses all of it end by itself rather than be counted as forced.
-                self._life.all_ended.wait(self.stop_grace + 0.25)
-            if self._clients:
-                self._force_close()
-            # A second SIGINT may have forced the close while we waited above.
-            forced = self._forced
-            left = max(left, forced)
-            log.info("%s: stopped in %.2f s; %d connection(s) ended by the shutdown, "
-                     "%d forced closed", self.name, time.monotonic() - start, left, forced)
+            self._shutdown.run(self._listeners,
+                               self.shutdown_timeout if timeout is None else float(timeout),
+                               self.stop_grace)
         finally:
             self._closed = True
             self._stopped.set()
-
-    def _force_close(self) -> None:
-        self._forced += len(self._clients)
-        for conn in list(self._connections.values()):
-            conn.close()
-        arguments = [(glet, glet.args) for glet in self._clients]  # a dead greenlet drops them
-        gevent.killall([glet for glet, _ in arguments], block=True, timeout=1.0)
-        for glet, (sock, address) in arguments:
-            if glet.dead and glet in self._clients:  # killed before it ran: its life never began
-                self._life.discard_unstarted(glet, sock, address)
 
     # -- what the listeners and connections report ---------------------------------------------
     def _listener_failed(self, listener: Listener, exc: OSError) -> None:
@@ -510,14 +408,14 @@ class _Running:
     def start(self) -> None:
         if self._sockets is None:
             self.server.start()
-        else:
+        elif self.server._may_start():
             self.server._start(self._sockets, self._max_accept)
 
     def stop(self, timeout: float | None = None) -> None:
         self.server.stop(timeout)
 
     def force_stop(self) -> None:
-        self.server._force_close()
+        self.server._shutdown.force()
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self.server.wait_stopped(timeout)

@@ -5,8 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Counters", "ErrorLogLimiter", "Statistics"]
+from .errors import GreensrvError
+
+__all__ = ["Counters", "ErrorLogLimiter", "Statistics", "log_client_error", "log_listener_error"]
+
+log = logging.getLogger("greensrv")
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,15 @@ class Counters:
         """Add one to the field named ``key``; ``AttributeError`` if there is none."""
         setattr(self, key, getattr(self, key) + 1)
 
+    def snapshot(self, *, accepting: bool, live_connections: int, pool_free: int | None,
+                 bytes_in: int, bytes_out: int) -> Statistics:
+        """These counts and the figures given, as one frozen :class:`Statistics`."""
+        counted = {name: getattr(self, name) for name in self.__slots__
+                   if name != "refused_pre_connect"}
+        return Statistics(accepting=accepting, live_connections=live_connections,
+                          pool_free=pool_free, bytes_in=bytes_in, bytes_out=bytes_out,
+                          refused=self.refused_pre_connect + self.refused_per_ip, **counted)
+
 
 class ErrorLogLimiter:
     """Logs each distinct message at most ``burst`` times per ``period`` seconds.
@@ -125,3 +139,24 @@ class ErrorLogLimiter:
         if entry[1] > self.burst:
             self.logger.error("%d more like this were not logged in the last %.0f s: %s",
                               entry[1] - self.burst, now - entry[0], key)
+
+
+_error_log_limiter = ErrorLogLimiter(log)
+
+
+def log_client_error(conn: Any, exc: BaseException) -> None:
+    """The default ``client_error``: log it; identical messages past a burst are counted.
+
+    A client's misbehaviour (greensrv's own errors: bad framing, TLS failure, timeouts, slow
+    reader) is a one-line warning, since its traceback would only show greensrv's internals; any
+    other exception is a bug in the application and is logged with its traceback.
+    """
+    name = conn.server.name if conn.server is not None else "greensrv"
+    _error_log_limiter.log(f"{name}: error on {conn!r}: %s", exc,
+                           with_traceback=not isinstance(exc, GreensrvError))
+
+
+def log_listener_error(server: Any, exc: BaseException) -> None:
+    """The default ``error``: a listener's fatal error, logged with its traceback."""
+    log.error("%s: listener error: %s", server.name, exc,
+              exc_info=(type(exc), exc, exc.__traceback__))
