@@ -1,4 +1,5 @@
-"""One worker's life after the master's fork: a fresh hub, the server, the heartbeat, the stop.
+"""One worker: the master's record of it, and its life after the fork (a fresh hub, the
+server, the heartbeat, the stop).
 
 The worker never returns into the master's code: :func:`run_worker` gives the exit status and
 the caller ends the process with ``os._exit``, so nothing the master (or a test runner that
@@ -8,25 +9,25 @@ forked it) registered with ``atexit`` runs twice.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import random
 import signal
 import struct
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any
 
 import gevent
 import gevent.os
 from gevent.monkey import get_original
 
 from .process import flush_standard_streams, ignore_signals
+from .servable import WorkerServer
 
-if TYPE_CHECKING:
-    import mmap
-
-__all__ = ["MASTER_SIGNALS", "WORKER_BOOT_ERROR", "WorkerServer", "flush_standard_streams",
-           "heartbeat_interval", "run_worker"]
+__all__ = ["MASTER_SIGNALS", "WORKER_BOOT_ERROR", "Worker", "flush_standard_streams",
+           "heartbeat_interval", "new_heartbeat", "run_worker"]
 
 log = logging.getLogger("greensrv")
 
@@ -43,17 +44,37 @@ HEARTBEAT_INTERVAL = 1.0
 MASTER_ONLY_ENVIRONMENT = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
-class WorkerServer(Protocol):
-    """What a worker runs: made in the worker, over the sockets its master opened."""
+@dataclass
+class Worker:
+    """The master's view of one worker process."""
 
-    def start(self) -> None:
-        """Begin serving; any exception is the worker's boot error."""
+    pid: int
+    generation: int
+    control: int  # write end of the master → worker pipe
+    status: int  # read end of the worker → master pipe; -1 once at EOF
+    heartbeat: mmap.mmap
+    started: float
+    ready: bool = False
+    stop_sent: bool = False
+    error: str | None = None
+    inbox: bytes = b""
+    blocked_for: float | None = field(default=None)
 
-    def stop(self) -> None:
-        """The graceful stop (the master's order, or the master is gone)."""
+    def beat_age(self, now: float) -> float:
+        return now - struct.unpack_from("d", self.heartbeat)[0]
 
-    def wait_stopped(self, timeout: float | None = None) -> bool:
-        """Block until stopped."""
+    def tell(self, message: bytes) -> None:
+        try:
+            os.write(self.control, message)
+        except OSError:
+            pass  # the worker is gone; reaping will tell
+
+
+def new_heartbeat() -> mmap.mmap:
+    """A worker's heartbeat: a double in memory shared across the fork, starting now."""
+    heartbeat = mmap.mmap(-1, 8)
+    _beat(heartbeat)
+    return heartbeat
 
 
 def run_worker(make_server: Callable[[], WorkerServer], worker_timeout: float, control: int,

@@ -1,16 +1,16 @@
 """The master: binds the listeners once, forks workers, supervises them, reloads them.
 
-The master runs anything with the small :class:`Servable` protocol defined here (gunicorn's
+The master runs anything with the small :class:`~greensrv.servable.Servable` protocol (gunicorn's
 ``Arbiter`` knows only ``app.cfg`` and ``app.wsgi()``): a few settings, and ``for_worker(sockets)``
 giving, in each forked worker, something to start and stop over the listening sockets the master
 opened (or, with ``reuse_port``, the worker's own ``SO_REUSEPORT`` sockets). A ``Server`` is one;
 the master never imports it and never changes the object it is given. The master knows nothing
 of connections; it talks to each worker over two pipes and one shared word:
 
-- *control* (master → worker): ``stop`` asks for the §3 graceful stop; end of file (the master
-  died) means the same. Workers ignore TERM, INT, HUP, TTIN and TTOU from anyone, so a signal to
-  the whole process group (systemd's stop, a terminal's Ctrl-C) reaches only the master, which
-  stops every worker gracefully itself.
+- *control* (master → worker): ``stop`` asks for the graceful stop (``Server.stop``); end of
+  file (the master died) means the same. Workers ignore TERM, INT, HUP, TTIN and TTOU from
+  anyone, so a signal to the whole process group (systemd's stop, a terminal's Ctrl-C) reaches
+  only the master, which stops every worker gracefully itself.
 - *status* (worker → master): ``ready`` once it accepts, or ``error MESSAGE`` if it failed to boot.
 - *heartbeat*: a double in shared memory that a timer in the worker's hub refreshes; a hub
   blocked for longer than ``worker_timeout`` stops refreshing it and the master kills the worker.
@@ -29,29 +29,26 @@ keeps dying young; a worker that fails while booting makes the master stop and r
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 import signal
-import socket
-import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from gevent.monkey import get_original
 
 from . import systemd
-from .addresses import ListenSpec
 from .errors import WorkerBootError
 from .master_sockets import MasterSockets
 from .process import flush_standard_streams
+from .servable import Servable, WorkerServer
 from .worker_process import (
     MASTER_SIGNALS,
     WORKER_BOOT_ERROR,
-    WorkerServer,
+    Worker,
     heartbeat_interval,
+    new_heartbeat,
     run_worker,
 )
 
@@ -80,69 +77,6 @@ TICK = 0.5
 #: woken by each new connection; accepting one at a time lets the others take their share of a
 #: burst instead of the first one awake taking 64 (see docs/benchmarks.md for the measurement).
 SHARED_SOCKET_MAX_ACCEPT = 1
-
-
-class Servable(Protocol):
-    """What the master runs: its settings, and a server for each worker it forks."""
-
-    @property
-    def name(self) -> str:
-        """For the master's log and systemd's STATUS line."""
-
-    @property
-    def workers(self) -> int | None:
-        """How many workers to run (None: one)."""
-
-    @property
-    def listen_specs(self) -> Sequence[ListenSpec]:
-        """Where to listen; the master opens each once."""
-
-    @property
-    def reuse_port(self) -> bool:
-        """Each worker opens its own SO_REUSEPORT socket per TCP address."""
-
-    @property
-    def worker_timeout(self) -> float:
-        """Seconds a worker's hub may stay blocked before it is killed and replaced."""
-
-    @property
-    def shutdown_timeout(self) -> float:
-        """Seconds a worker's graceful stop lets connections finish by themselves."""
-
-    @property
-    def stop_grace(self) -> float:
-        """Seconds past that a worker's stop may still take to flush and close."""
-
-    def for_worker(self, sockets: list[socket.socket],
-                   max_accept: int | None = None) -> WorkerServer:
-        """Called in a forked worker: a server over ``sockets`` (the worker owns them), that
-        accepts at most ``max_accept`` clients per wake-up (None: its default)."""
-
-
-@dataclass
-class Worker:
-    """The master's view of one worker process."""
-
-    pid: int
-    generation: int
-    control: int  # write end of the master → worker pipe
-    status: int  # read end of the worker → master pipe; -1 once at EOF
-    heartbeat: mmap.mmap
-    started: float
-    ready: bool = False
-    stop_sent: bool = False
-    error: str | None = None
-    inbox: bytes = b""
-    blocked_for: float | None = field(default=None)
-
-    def beat_age(self, now: float) -> float:
-        return now - struct.unpack_from("d", self.heartbeat)[0]
-
-    def tell(self, message: bytes) -> None:
-        try:
-            os.write(self.control, message)
-        except OSError:
-            pass  # the worker is gone; reaping will tell
 
 
 class Master:
@@ -308,8 +242,7 @@ class Master:
     def _spawn(self, generation: int) -> None:
         control_r, control_w = os.pipe()
         status_r, status_w = os.pipe()
-        heartbeat = mmap.mmap(-1, 8)
-        struct.pack_into("d", heartbeat, 0, time.monotonic())
+        heartbeat = new_heartbeat()
         flush_standard_streams()  # else the worker would write the master's buffered output too
         pid = _fork()
         if pid == 0:  # the worker: never returns into the master's code

@@ -23,8 +23,8 @@ PACKAGE = Path(greensrv.__file__).parent
 LAYERS: dict[str, int] = {
     # 0: pure: no socket, ssl, select or gevent (test_the_pure_layer_imports_no_io below)
     "errors": 0, "filters": 0, "defaults": 0, "options": 0, "limits": 0, "output_queue": 0,
-    "proxy": 0, "proxy_tlv": 0, "proxy_address": 0, "connection_state": 0, "statistics": 0,
-    "backoff": 0, "overload": 0, "_version": 0,
+    "proxy": 0, "proxy_tlv": 0, "proxy_address": 0, "proxy_encode": 0, "connection_state": 0,
+    "statistics": 0, "backoff": 0, "overload": 0, "_version": 0,
     # 0: swaps a compiled twin into a module at its import (docs/compiled.md)
     "_accelerate": 0,
     # 1: OS sockets and TLS: byte transports, systemd, opening addresses, reading a PROXY
@@ -37,7 +37,7 @@ LAYERS: dict[str, int] = {
     "shedding": 3, "admission": 3, "client_life": 3, "shutdown": 3, "listeners": 3,
     "process": 3, "dial": 3,
     # 4: the master and its workers, over a protocol of their own (they never import the server)
-    "worker_process": 4, "master_sockets": 4, "workers": 4,
+    "servable": 4, "worker_process": 4, "master_sockets": 4, "workers": 4,
     # 5: the server (it hands the process to the master), and beside it the reconnecting client
     "server": 5, "client": 5,
     # 6: the command line

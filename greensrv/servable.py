@@ -1,0 +1,68 @@
+"""What a master runs: the protocol it defines, so that it never needs to know a Server.
+
+gunicorn's ``Arbiter`` knows only ``app.cfg`` and ``app.wsgi()``; greensrv's master knows only a
+:class:`Servable`: the few settings it needs to bind, fork, supervise and stop, and
+``for_worker(sockets)`` which, in each forked worker, gives a :class:`WorkerServer` to start
+over the sockets the master opened. ``greensrv.Server`` is one; a test runs the master over a
+stub that is not.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from typing import Protocol
+
+from .addresses import ListenSpec
+
+__all__ = ["Servable", "WorkerServer"]
+
+
+class WorkerServer(Protocol):
+    """What a worker runs: made in the worker, over the sockets its master opened."""
+
+    def start(self) -> None:
+        """Begin serving; any exception is the worker's boot error."""
+
+    def stop(self) -> None:
+        """The graceful stop (the master's order, or the master is gone)."""
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Block until stopped."""
+
+
+class Servable(Protocol):
+    """What the master runs: its settings, and a server for each worker it forks."""
+
+    @property
+    def name(self) -> str:
+        """For the master's log and systemd's STATUS line."""
+
+    @property
+    def workers(self) -> int | None:
+        """How many workers to run (None: one)."""
+
+    @property
+    def listen_specs(self) -> Sequence[ListenSpec]:
+        """Where to listen; the master opens each once."""
+
+    @property
+    def reuse_port(self) -> bool:
+        """Each worker opens its own SO_REUSEPORT socket per TCP address."""
+
+    @property
+    def worker_timeout(self) -> float:
+        """Seconds a worker's hub may stay blocked before it is killed and replaced."""
+
+    @property
+    def shutdown_timeout(self) -> float:
+        """Seconds a worker's graceful stop lets connections finish by themselves."""
+
+    @property
+    def stop_grace(self) -> float:
+        """Seconds past that a worker's stop may still take to flush and close."""
+
+    def for_worker(self, sockets: list[socket.socket],
+                   max_accept: int | None = None) -> WorkerServer:
+        """Called in a forked worker: a server over ``sockets`` (the worker owns them), that
+        accepts at most ``max_accept`` clients per wake-up (None: its default)."""
