@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from types import MappingProxyType, TracebackType
+from collections.abc import Iterator
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from gevent import getcurrent
@@ -32,6 +32,7 @@ from gevent.hub import get_hub
 
 from ._accelerate import accelerate
 from .connection_fields import WAKE
+from .connection_hooks import NO_HOOKS, ConnectionHooks
 from .connection_output import OutputSide
 from .connection_state import (
     CLOSED,
@@ -76,33 +77,6 @@ globals()["_is_ascii"] = str.isascii
 # Whether a Connection iterates itself (__iter__): False as Python; compiled, the .pxd's inline
 # _iterates_itself (True) takes the name, as _is_ascii's does.
 globals()["_iterates_itself"] = (lambda: False)
-
-
-class ConnectionHooks:
-    """What a Connection reports to whoever made it. The defaults do nothing (a client).
-
-    The server supplies one that counts statistics, reports to ``client_error`` and runs
-    ``client_flushed``/``client_high``/``client_low``; a client supplies its own. A Connection
-    never calls its owner in any other way.
-    """
-
-    #: Callbacks run in the connection's own greenlet on output events, by key: "flushed" (all
-    #: queued output written), "high" (queued output rose past high_mark), "low" (back below
-    #: low_mark). A missing key costs nothing.
-    output_callbacks: Mapping[str, Callable[[Connection], Any]] = MappingProxyType({})
-
-    def count(self, key: str) -> None:
-        """A statistics counter went up by one, e.g. "closed_idle" or "tls_failures"."""
-
-    def report_error(self, conn: Connection, exc: BaseException) -> None:
-        """An output callback raised ``exc``; the server sends it to ``client_error``."""
-
-    def closed(self, conn: Connection) -> None:
-        """``conn``'s socket was closed; called exactly once, from ``close()``."""
-
-
-#: Hooks that do nothing, for a Connection whose maker wants no reports.
-NO_HOOKS = ConnectionHooks()
 
 
 class Connection(OutputSide):

@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     # 0: pure: no socket, ssl, select or gevent (test_the_pure_layer_imports_no_io below)
     "errors": 0, "filters": 0, "defaults": 0, "options": 0, "limits": 0, "output_queue": 0,
     "proxy": 0, "proxy_tlv": 0, "proxy_address": 0, "proxy_encode": 0, "connection_state": 0,
+    "connection_hooks": 0,
     "statistics": 0, "backoff": 0, "overload": 0, "_version": 0,
     # 0: swaps a compiled twin into a module at its import (docs/compiled.md)
     "_accelerate": 0,

@@ -1,0 +1,43 @@
+"""What a connection reports to whoever made it, and nothing else (pure: no I/O).
+
+A :class:`~greensrv.Connection` never calls its maker (the server's per-client life, or
+``greensrv.connect``) in any other way: its maker hands it one of these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["NO_HOOKS", "ConnectionHooks"]
+
+
+class ConnectionHooks:
+    """What a Connection reports to whoever made it. The defaults do nothing (a client).
+
+    The server supplies one that counts statistics, reports to ``client_error`` and runs
+    ``client_flushed``/``client_high``/``client_low``; a client supplies its own. A Connection
+    never calls its owner in any other way.
+    """
+
+    #: Callbacks run in the connection's own greenlet on output events, by key: "flushed" (all
+    #: queued output written), "high" (queued output rose past high_mark), "low" (back below
+    #: low_mark). A missing key costs nothing.
+    output_callbacks: Mapping[str, Callable[[Connection], Any]] = MappingProxyType({})
+
+    def count(self, key: str) -> None:
+        """A statistics counter went up by one, e.g. "closed_idle" or "tls_failures"."""
+
+    def report_error(self, conn: Connection, exc: BaseException) -> None:
+        """An output callback raised ``exc``; the server sends it to ``client_error``."""
+
+    def closed(self, conn: Connection) -> None:
+        """``conn``'s socket was closed; called exactly once, from ``close()``."""
+
+
+#: Hooks that do nothing, for a Connection whose maker wants no reports.
+NO_HOOKS = ConnectionHooks()
