@@ -31,14 +31,16 @@ CONNECT_TIMEOUT = 5.0
 def serving(handler: Callable[[Connection], Any] | None = None, *, stop_timeout: float = 0.0,
             **options: Any) -> Iterator[Server]:
     """``with serving(handler, **options) as server:`` a started ``Server`` on 127.0.0.1 and a
-    port the OS picks (``server.address``), stopped at the end of the block.
+    port the OS picks (``server.address``) unless ``listen`` says where, stopped at the end of
+    the block.
 
     ``stop_timeout`` (default 0) is what ``stop()`` lets live connections finish by
     themselves: 0 ends them at once (each still gets a short grace to flush what it queued),
     so a test never waits ``shutdown_timeout`` for a client it forgot to close.
     """
-    options.setdefault("host", "127.0.0.1")
-    options.setdefault("port", 0)
+    if options.get("listen") is None:
+        options.setdefault("host", "127.0.0.1")
+        options.setdefault("port", 0)
     server = Server(handler, **options)
     server.start()
     try:

@@ -11,7 +11,7 @@ from collections import Counter
 import gevent.queue
 import pytest
 from gevent.queue import Queue
-from support import WAIT, wait_for
+from helpers import WAIT, wait_for
 
 import greensrv
 from greensrv import Backoff, Client

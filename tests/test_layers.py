@@ -72,7 +72,6 @@ ALLOWED_PRIVATE = {
 }
 
 
-
 def module_key(path: Path) -> str:
     relative = path.relative_to(PACKAGE)
     return relative.parts[0] if len(relative.parts) > 1 else relative.stem
