@@ -1,11 +1,11 @@
-"""The output queue of ``Connection.put()`` and the input fast path, over real loopback sockets.
+"""The output side of a connection (``connection_output.py``) over real loopback sockets:
+``put()``'s queue, the output callbacks, watermarks and ``output_limit``.
 
 With an output filter whose ``ascii_terminator()`` is a str (the default ``Line``), ``put()`` of
 one ASCII ``str`` record appends it to a list that the flush joins and encodes in one go; every
 other record is encoded by ``put()`` itself, after the queued text. These tests pin what that must
 not change: bytes and order on the wire, ``buffered`` exact to the byte, errors raised by
-``put()``, watermarks and ``output_limit``, filter switches in the middle of a burst, and records
-handed out from the input filter's ready list when a filter is switched in the middle of a batch.
+``put()``, watermarks and ``output_limit``, and filter switches in the middle of a burst.
 
 Handlers report what they saw through gevent ``Event``/``AsyncResult``/``Queue`` objects; the
 test (in the main greenlet) drives a gevent client and waits on those, always with a bound.
@@ -29,9 +29,10 @@ from helpers import WAIT, echo, recv_exactly, run_handler, small_send_buffer, wa
 
 import greensrv
 from greensrv import SlowClientError
-from greensrv.filters import Block, JsonLines, Line, Stream
+from greensrv.filters import JsonLines, Line, Stream
 
 CRLF = b"\r\n"
+LINES = [f"l{i}" for i in range(10)]
 
 
 def wire(*records) -> bytes:
@@ -361,111 +362,6 @@ def test_set_filter_to_a_bytes_only_filter_refuses_str_records(make_server, conn
     client = connect(server.address)
     assert client.read_all() == b"a\r\nraw"
     assert wait_for(outcome, "the handler") == (True, 6)
-
-
-# -- 5. switching the input filter in the middle of a parsed batch ------------------------------
-
-LINES = [f"l{i}" for i in range(10)]
-TAIL = b"tail\x00\xff\xfe\x01"  # not UTF-8, unterminated: only the new filter returns it
-BATCH = b"".join(line.encode() + CRLF for line in LINES) + TAIL
-REST = BATCH[len(b"l0\r\nl1\r\nl2\r\n"):]
-
-
-@pytest.mark.parametrize(
-    ("switch", "make_filter", "expected_records"),
-    [
-        ("set_input_filter", Stream, None),  # Stream: only the concatenation is fixed
-        ("set_filter", lambda: Block(4), [REST[i:i + 4] for i in range(0, len(REST), 4)]),
-        ("set_input_filter", lambda: Line(encoding=None),
-         [line.encode() for line in LINES[3:]] + [TAIL]),
-    ],
-    ids=["set_input_filter-Stream", "set_filter-Block", "set_input_filter-Line-bytes"],
-)
-def test_switching_the_input_filter_mid_batch_while_iterating_hands_over_the_rest(
-        make_server, connect, barrier, switch, make_filter, expected_records):
-    sent = Event()
-
-    def body(conn):
-        assert sent.wait(WAIT), "the client never sent"
-        lines, after, handed_over, still_ready = [], [], None, None
-        for record in conn:
-            if handed_over is None:
-                lines.append(record)
-                if len(lines) == 3:
-                    still_ready = len(conn.input_filter.take_ready())
-                    handed_over = conn.input_filter.pending()
-                    getattr(conn, switch)(make_filter())
-            else:
-                after.append(record)
-        return lines, still_ready, handed_over, after
-
-    server, outcome = run_handler(make_server, body)
-    client = connect(server.address)
-    client.send(BATCH)  # one send, read by the server in one recv: one parsed batch
-    client.half_close()
-    barrier()  # the bytes are in the server's socket before the handler reads
-    sent.set()
-    lines, still_ready, handed_over, after = wait_for(outcome, "the handler")
-    assert lines == LINES[:3]
-    assert still_ready == 7, "precondition: the lines should have been parsed as one batch"
-    assert handed_over == REST
-    assert all(isinstance(r, bytes) for r in after), f"stale records of the old filter: {after}"
-    if expected_records is None:
-        assert b"".join(after) == REST
-    else:
-        assert after == expected_records
-
-
-def test_switching_to_a_fresh_line_filter_mid_batch_yields_each_line_once(
-        make_server, connect, barrier):
-    sent = Event()
-
-    def body(conn):
-        assert sent.wait(WAIT), "the client never sent"
-        got = []
-        for record in conn:
-            got.append(record)
-            if record == "l2":
-                conn.set_input_filter(Line(literal="\n"))
-        return got
-
-    server, outcome = run_handler(make_server, body)
-    client = connect(server.address)
-    client.send(b"".join(line.encode() + b"\n" for line in LINES))
-    client.half_close()
-    barrier()
-    sent.set()
-    assert wait_for(outcome, "the handler") == LINES
-
-
-def test_callback_style_switches_the_input_filter_mid_batch(make_server, connect, barrier):
-    done = AsyncResult()
-    release = Event()
-
-    def connected(conn):
-        conn.data["lines"] = []
-        conn.data["raw"] = b""
-        assert release.wait(WAIT)  # read only once the whole batch is in the socket
-
-    def client_input(conn, record):
-        if isinstance(record, str):
-            conn.data["lines"].append(record)
-            if record == "l2":
-                conn.set_input_filter(Stream())
-        else:
-            conn.data["raw"] += record
-            if len(conn.data["raw"]) >= len(REST):
-                done.set((conn.data["lines"], conn.data["raw"]))
-
-    server = make_server(client_input=client_input, client_connected=connected,
-                         client_error=lambda conn, exc: done.set_exception(exc))
-    client = connect(server.address)
-    client.send(BATCH)
-    barrier()
-    release.set()
-    lines, raw = wait_for(done, "client_input to see the rest")
-    assert lines == LINES[:3]
-    assert raw == REST
 
 
 # -- 6. watermarks and output_limit with lazy text ----------------------------------------------
