@@ -21,6 +21,7 @@ from typing import Any
 import gevent.socket
 import gevent.ssl
 
+from .addresses import format_address
 from .connection import Connection, ConnectionHooks
 from .errors import TLSError
 from .filters import Filter, Line
@@ -40,10 +41,7 @@ PreConnect = Callable[[Any, Any], Any]
 
 def describe_address(address: Address) -> str:
     """``host:port``, ``[v6]:port`` or ``unix:/path``, for messages."""
-    if isinstance(address, tuple):
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(address)
+    return format_address(address) if isinstance(address, tuple) else str(address)
 
 
 def _parse_address(address: Address) -> tuple[str | None, tuple[str, int] | None]:
