@@ -48,6 +48,7 @@ from .errors import TLSError
 from .filters.base import NEED_DATA, Filter
 from .limits import Limits
 from .output_queue import OutputQueue
+from .tls import peer_certificate, wrap_server_socket
 from .transport import describe_handshake_failure, make_transport
 
 if TYPE_CHECKING:
@@ -401,12 +402,10 @@ class Connection(OutputSide):
         """Graceful end in the owner's greenlet: flush, FIN, drain unread input, close.
 
         ``deadline`` (a ``time.monotonic()`` value, or None) caps ``limits.flush_timeout`` and
-        ``limits.drain_timeout``: a stopping server passes the end of its grace.
-
-        While the output is flushed, input that keeps arriving is read and discarded (up to
-        ``drain_limit``), so that a close at any point, even a forced one, finds little or no
-        unread input and the kernel sends FIN rather than a reset that would destroy replies
-        the peer has not read yet.
+        ``limits.drain_timeout``: a stopping server passes the end of its grace. Input that keeps
+        arriving meanwhile is read and discarded (up to ``drain_limit``), so that a close at any
+        point finds little unread input and the kernel sends FIN, not a reset that would destroy
+        replies the peer has not read yet.
         """
         state = self._state
         if state.output is CLOSED:
@@ -448,11 +447,7 @@ class Connection(OutputSide):
         """
         if self._transport is None or not self._transport.is_tls:
             return None
-        try:
-            cert: dict[str, Any] | None = self.socket.getpeercert()
-        except (ValueError, OSError):
-            return None
-        return cert
+        return peer_certificate(self.socket)
 
     def start_tls(self, context: Any, handshake_timeout: float | None = None) -> None:
         """Upgrade this plain connection to TLS mid-stream (STARTTLS), in the caller's greenlet.
@@ -463,8 +458,6 @@ class Connection(OutputSide):
         Raises TLSError when the handshake fails or takes longer than ``handshake_timeout``
         (default: the server's).
         """
-        from .tls import wrap_server_socket
-
         if self._transport is None or self._transport.is_tls:
             raise TLSError(f"{self!r} already uses TLS")
         if self._state.output is not OPEN:

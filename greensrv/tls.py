@@ -15,7 +15,7 @@ from typing import Any
 
 import gevent.ssl
 
-__all__ = ["load_cert_chain", "server_context", "wrap_server_socket"]
+__all__ = ["load_cert_chain", "peer_certificate", "server_context", "wrap_server_socket"]
 
 
 def server_context(certfile: str, keyfile: str | None = None, *, cafile: str | None = None,
@@ -72,3 +72,13 @@ def wrap_server_socket(sock: Any, context: ssl.SSLContext) -> Any:
     """
     return gevent.ssl.SSLSocket(sock=sock, server_side=True, do_handshake_on_connect=False,
                                 suppress_ragged_eofs=True, _context=context)
+
+
+def peer_certificate(sock: Any) -> dict[str, Any] | None:
+    """A handshaken TLS socket's verified peer certificate (``getpeercert()``), or None when
+    the peer sent none or the socket is closed."""
+    try:
+        cert: dict[str, Any] | None = sock.getpeercert()
+    except (ValueError, OSError):
+        return None
+    return cert
