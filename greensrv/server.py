@@ -48,7 +48,7 @@ from .overload import DEFAULT_RECORD_GRACE, DEFAULT_RECORD_MIN_RATE, DEFAULT_SHE
 from .proxy_io import DEFAULT_PROXY_TIMEOUT, DEFAULT_PROXY_TRUSTED, proxy_settings
 from .shedding import Shedder, make_shedder
 from .startup import brief_startup_errors, default_logging, format_address, listen_error
-from .statistics import ErrorLogLimiter, Statistics
+from .statistics import PER_IP_REFUSAL, Statistics, client_log
 
 __all__ = ["Server", "serve_forever"]
 
@@ -62,19 +62,16 @@ _CALLBACKS = ("client_input", "client_pre_connect", "client_connected", "client_
               "client_error", "client_flushed", "client_high", "client_low", "started", "error")
 
 
-_error_log_limiter = ErrorLogLimiter(log)
-
-
 def _default_client_error(conn: Connection, exc: BaseException) -> None:
-    """Log it; identical messages past a burst are counted, not each logged.
+    """Log it, a few of each kind a minute (``statistics.ErrorLogLimiter``); the rest counted.
 
     A client's misbehaviour (greensrv's own errors: bad framing, TLS failure, timeouts, slow
     reader) is a one-line warning, since its traceback would only show greensrv's internals; any
     other exception is a bug in the application and is logged with its traceback.
     """
     name = conn.server.name if conn.server is not None else "greensrv"
-    _error_log_limiter.log(f"{name}: error on {conn!r}: %s", exc,
-                           with_traceback=not isinstance(exc, GreensrvError))
+    client_log.log(f"{name}: error on {conn!r}: %s", exc,
+                   with_traceback=not isinstance(exc, GreensrvError), peer=conn.remote_ip)
 
 
 def _default_error(server: Server, exc: BaseException) -> None:
@@ -617,6 +614,7 @@ class Server:
             # A second SIGINT may have forced the close while we waited above.
             forced = self._forced
             left = max(left, forced)
+            client_log.flush()  # what was counted and not yet summarised, before the last line
             log.info("%s: stopped in %.2f s; %d connection(s) ended by the shutdown, "
                      "%d forced closed", self.name, time.monotonic() - start, left, forced)
         finally:
@@ -640,6 +638,8 @@ class Server:
         n = self._per_ip.get(ip, 0)
         if n >= self.max_connections_per_ip:
             self._count("refused_per_ip")
+            client_log.event(PER_IP_REFUSAL, ip, logging.INFO, "%s: refused %s: "
+                             "max_connections_per_ip=%d reached", self.name, ip, n)
             return False
         self._per_ip[ip] = n + 1
         return True
