@@ -89,6 +89,9 @@ def parser() -> argparse.ArgumentParser:
                     help="how long a stop or reload lets connections finish (default 10)")
     ap.add_argument("--worker-timeout", type=float, metavar="SECONDS",
                     help="kill and replace a worker whose hub is blocked this long (default 30)")
+    ap.add_argument("--defer-accept", type=float, metavar="SECONDS",
+                    help="TCP_DEFER_ACCEPT: a client reaches a worker only once it has sent "
+                         "data, for protocols where the client speaks first (docs/overload.md)")
     tls = ap.add_argument_group("TLS")
     tls.add_argument("--certfile", metavar="FILE", help="certificate chain (PEM); turns TLS on")
     tls.add_argument("--keyfile", metavar="FILE", help="private key (PEM), if not in certfile")
@@ -144,6 +147,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
                           ("concurrency", args.concurrency),
                           ("shutdown_timeout", args.graceful_timeout),
                           ("worker_timeout", args.worker_timeout),
+                          ("defer_accept", args.defer_accept),
                           ("proxy_protocol", args.proxy_protocol)):
         if value is not None:
             given[option] = value

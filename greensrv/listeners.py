@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import socket as _stdsocket
 import stat
@@ -18,6 +19,8 @@ from typing import Any, Protocol
 
 import gevent.socket
 from gevent.server import StreamServer
+
+from .options import check_seconds
 
 log = logging.getLogger("greensrv")
 
@@ -31,6 +34,9 @@ ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, er
 #: Accept errors that mean the peer gave up between the kernel queueing it and our accept.
 ACCEPT_TRANSIENT_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM,
                                      errno.EINTR, errno.ETIMEDOUT})
+
+_TCP_DEFER_ACCEPT = getattr(_stdsocket, "TCP_DEFER_ACCEPT", None)
+_TCP_FAMILIES = (_stdsocket.AF_INET, _stdsocket.AF_INET6)
 
 
 def parse_listen(spec: Any) -> tuple[str, Any]:
@@ -104,6 +110,36 @@ def adopt_socket(sock: Any, backlog: int = BACKLOG) -> Any:
         sock = gevent.socket.socket(fileno=sock.detach())
     sock.listen(backlog)
     return sock
+
+
+def check_defer_accept(value: Any, specs: list[tuple[str, Any]]) -> float | None:
+    """``defer_accept`` checked against the ``listen`` entries: None (off) or seconds.
+
+    A ValueError names it where it cannot apply: a unix socket, a system without
+    ``TCP_DEFER_ACCEPT`` (it is Linux's)."""
+    if value is None:
+        return None
+    check_seconds("defer_accept", value, positive=True)
+    if _TCP_DEFER_ACCEPT is None:
+        raise ValueError("defer_accept needs TCP_DEFER_ACCEPT, which this system lacks "
+                         "(it is Linux's); leave defer_accept=None here")
+    for kind, where in specs:
+        if kind == "unix":
+            raise ValueError(f"defer_accept applies to TCP listening sockets only, and "
+                             f"'unix:{where}' is a unix socket")
+    return float(value)
+
+
+def set_defer_accept(sockets: list[Any], seconds: float) -> None:
+    """``TCP_DEFER_ACCEPT`` on each listening socket: the kernel queues a connection for accept
+    only once its first bytes have arrived, waiting up to about ``seconds`` (whole seconds,
+    rounded up; docs/overload.md says what Linux does then). A ValueError names the option for
+    a socket that is not TCP (an inherited unix socket)."""
+    for sock in sockets:
+        if sock.family not in _TCP_FAMILIES:
+            raise ValueError(f"defer_accept applies to TCP listening sockets only, and "
+                             f"{bound_address(sock)!r} is a unix socket")
+        sock.setsockopt(_stdsocket.IPPROTO_TCP, _TCP_DEFER_ACCEPT, max(1, math.ceil(seconds)))
 
 
 def bound_address(sock: Any) -> Any:

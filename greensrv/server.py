@@ -31,7 +31,15 @@ from .connection import Connection, ConnectionHooks
 from .errors import GreensrvError
 from .filters import Filter, Line
 from .limits import Limits
-from .listeners import Listener, adopt_socket, bind_tcp, bind_unix, parse_listen
+from .listeners import (
+    Listener,
+    adopt_socket,
+    bind_tcp,
+    bind_unix,
+    check_defer_accept,
+    parse_listen,
+    set_defer_accept,
+)
 from .master_sockets import reuse_port_socket
 from .options import (
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -44,7 +52,12 @@ from .options import (
     check_seconds,
     filter_factory,
 )
-from .overload import DEFAULT_RECORD_GRACE, DEFAULT_RECORD_MIN_RATE, DEFAULT_SHED_MIN_AGE
+from .overload import (
+    DEFAULT_RECORD_GRACE,
+    DEFAULT_RECORD_MIN_RATE,
+    DEFAULT_SHED_MIN_AGE,
+    DEFAULT_SHED_PROVEN_IDLE,
+)
 from .proxy_io import DEFAULT_PROXY_TIMEOUT, DEFAULT_PROXY_TRUSTED, proxy_settings
 from .shedding import Shedder, make_shedder
 from .startup import brief_startup_errors, default_logging, format_address, listen_error
@@ -121,7 +134,10 @@ class Server:
                                 (None: off); record_start_timeout=None bounds the first byte
       shedding=True             at concurrency with clients waiting, close the connections
                                 making the least progress (``docs/overload.md``); one silent
-                                for less than shed_min_age=0.1 s is spared
+                                for less than shed_min_age=0.1 s is spared, one that has
+                                completed a record until idle for shed_proven_idle=5 s
+      defer_accept=None         seconds: TCP_DEFER_ACCEPT, a TCP client reaches the server only
+                                once it has sent something (not for server-speaks-first)
       max_connections_per_ip=None   live connections per client IP
       ssl_context=None          TLS on every connection; handshake_timeout=10 bounds it
       name="greensrv"           used in logs and repr (POE's Alias)
@@ -181,6 +197,8 @@ class Server:
         record_start_timeout: float | None = None,
         shedding: bool = True,
         shed_min_age: float = DEFAULT_SHED_MIN_AGE,
+        shed_proven_idle: float = DEFAULT_SHED_PROVEN_IDLE,
+        defer_accept: float | None = None,
         max_connections_per_ip: int | None = None,
         proxy_protocol: str | None = None,
         proxy_trusted: Iterable[Any] = DEFAULT_PROXY_TRUSTED,
@@ -284,8 +302,10 @@ class Server:
         self._per_ip: dict[Any, int] = {}
         self._shedder: Shedder | None = None
         self._hooks = _ServerHooks(self)
+        self.defer_accept = check_defer_accept(defer_accept, self._listen_specs)
         self._shedder = make_shedder(self._hooks, shedding, shed_min_age,
-                                     self.limits.record_min_rate)
+                                     self.limits.record_min_rate, shed_proven_idle,
+                                     deferred=self.defer_accept is not None)
         self._pick_full_hook()
         self._life = ClientLife(
             name=name, handler=handler, client_input=client_input,
@@ -324,6 +344,7 @@ class Server:
         specs = [parse_listen(e) for e in entries]
         if not specs:
             raise ValueError("listen: no address given")
+        check_defer_accept(self.defer_accept, specs)
         self._listen_specs = specs
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
@@ -419,6 +440,8 @@ class Server:
                         sockets.append((adopt_socket(value), None))
                 except OSError as exc:
                     raise listen_error(kind, value, exc) from exc
+            if self.defer_accept is not None:
+                set_defer_accept([sock for sock, _ in sockets], self.defer_accept)
         except BaseException:
             for sock, _ in sockets:
                 sock.close()

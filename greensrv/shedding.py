@@ -27,7 +27,7 @@ from gevent.hub import get_hub
 
 from .errors import ConnectionShedError
 from .options import check_seconds
-from .overload import DEFAULT_RECORD_MIN_RATE, ShedPolicy, describe
+from .overload import DEFAULT_RECORD_MIN_RATE, DEFAULT_SHED_PROVEN_IDLE, ShedPolicy, describe
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -75,15 +75,23 @@ class ShedderOwner(Protocol):
 
 
 def make_shedder(owner: ShedderOwner, shedding: Any, shed_min_age: Any,
-                 record_min_rate: float | None) -> Shedder | None:
-    """The server's shedder, or None under ``shedding=False``; checks both options by name."""
+                 record_min_rate: float | None,
+                 shed_proven_idle: Any = DEFAULT_SHED_PROVEN_IDLE,
+                 deferred: bool = False) -> Shedder | None:
+    """The server's shedder, or None under ``shedding=False``; checks the options by name.
+
+    ``deferred``: the listening sockets have ``defer_accept``, so a connection that reaches the
+    server without a byte has been silent for the whole deferral already: ``shed_min_age``
+    does not spare it again."""
     if not isinstance(shedding, bool):
         raise TypeError(f"shedding must be True or False, not {type(shedding).__name__}")
     check_seconds("shed_min_age", shed_min_age)
+    check_seconds("shed_proven_idle", shed_proven_idle)
     if not shedding:
         return None
-    return Shedder(owner, ShedPolicy(float(shed_min_age),
-                                     record_min_rate or DEFAULT_RECORD_MIN_RATE))
+    return Shedder(owner, ShedPolicy(0.0 if deferred else float(shed_min_age),
+                                     record_min_rate or DEFAULT_RECORD_MIN_RATE,
+                                     float(shed_proven_idle)))
 
 
 class Shedder:
