@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .error_log import PROXY_REFUSAL, client_log
 from .options import check_seconds
 from .proxy import ProxyHeader, ProxyHeaderParser, ProxyProtocolError, parse_whole_header
-from .statistics import PROXY_REFUSAL, client_log
 
 __all__ = ["DEFAULT_PROXY_TIMEOUT", "DEFAULT_PROXY_TRUSTED", "ProxySettings",
            "client_address", "proxy_settings", "receive_proxy_header"]

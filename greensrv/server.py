@@ -28,6 +28,7 @@ from gevent.event import Event
 from . import systemd
 from .client_life import ClientLife
 from .connection import Connection, ConnectionHooks
+from .error_log import PER_IP_REFUSAL, client_log
 from .errors import GreensrvError
 from .filters import Filter, Line
 from .limits import Limits
@@ -61,7 +62,7 @@ from .overload import (
 from .proxy_io import DEFAULT_PROXY_TIMEOUT, DEFAULT_PROXY_TRUSTED, proxy_settings
 from .shedding import Shedder, make_shedder
 from .startup import brief_startup_errors, default_logging, format_address, listen_error
-from .statistics import PER_IP_REFUSAL, Statistics, client_log
+from .statistics import Statistics
 
 __all__ = ["Server", "serve_forever"]
 
@@ -76,7 +77,7 @@ _CALLBACKS = ("client_input", "client_pre_connect", "client_connected", "client_
 
 
 def _default_client_error(conn: Connection, exc: BaseException) -> None:
-    """Log it, a few of each kind a minute (``statistics.ErrorLogLimiter``); the rest counted.
+    """Log it, a few of each kind a minute (``error_log.ErrorLogLimiter``); the rest counted.
 
     A client's misbehaviour (greensrv's own errors: bad framing, TLS failure, timeouts, slow
     reader) is a one-line warning, since its traceback would only show greensrv's internals; any

@@ -18,7 +18,7 @@ import greenlet
 import pytest
 
 import greensrv
-from greensrv.statistics import client_log
+from greensrv.error_log import client_log
 
 #: Seconds a client read may wait before the test fails: far above any loopback round trip.
 CLIENT_TIMEOUT = 5.0

@@ -12,8 +12,8 @@ import gevent
 import pytest
 from support import WAIT
 
+from greensrv.error_log import MALFORMED, PER_IP_REFUSAL, ErrorLogLimiter, error_kind
 from greensrv.errors import ConnectionShedError, FilterError, ProxyProtocolError, TLSError
-from greensrv.statistics import MALFORMED, PER_IP_REFUSAL, ErrorLogLimiter, error_kind
 
 
 class Lines(logging.Handler):

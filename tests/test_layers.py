@@ -33,6 +33,8 @@ LAYERS: dict[str, int] = {
     "client_life": 3, "listeners": 3, "master_sockets": 3, "startup": 3, "proxy_io": 3,
     # 3: shedding at capacity: watches the listening sockets, closes connections
     "shedding": 3,
+    # 3: the default error log (a gevent timer writes each minute's summary)
+    "error_log": 3,
     # 3: the client side's life before its connection exists (connect, PROXY header, TLS)
     "dial": 3,
     # 4: the server, and beside it the reconnecting client
