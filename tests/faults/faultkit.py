@@ -191,6 +191,11 @@ class ServerProcess:
             self.port2 = ready.get("port2")  # the second server's ("also" in the spec), if any
 
     @property
+    def answers_commands(self) -> bool:
+        """True for fault_server.py (``stats``, ``stop``); False for a command or an example."""
+        return self._reader is not None
+
+    @property
     def address(self) -> tuple[str, int]:
         assert self.port is not None
         return ("127.0.0.1", self.port)

@@ -93,7 +93,7 @@ def attack_and_measure(server, *, seconds: float, dripping: int, silent: int = 0
         assert readline(sock, bytearray()) == b"hello %d" % i
     attack = start_attack(server.address, dripping, SETTLE + seconds, sources, pause, silent)
     try:
-        watcher = gevent.spawn(watch)
+        watcher = gevent.spawn(watch) if server.answers_commands else None
         over.wait(SETTLE if dripping or silent else 0.0)  # the attackers take their slots
         if keep_alive:
             goods = [gevent.spawn(persistent, i, sock) for i, sock in enumerate(kept)]
@@ -102,23 +102,24 @@ def attack_and_measure(server, *, seconds: float, dripping: int, silent: int = 0
         over.wait(seconds)  # the attack runs
         over.set()
         gevent.joinall(goods, timeout=seconds + 20, raise_error=True)
-        watcher.kill()
+        if watcher is not None:
+            watcher.kill()
     finally:
         for sock in kept:
             sock.close()
         result = attack_result(attack)
     return dict(held=result["held"], refused=result["refused"], connects=result["connects"],
                 latencies=latencies, failures=failures, peak_live=peak_live[0],
-                attacker_cpu=result["cpu"], stats=server.stats(),
-                p99=percentile(latencies, 99))
+                attacker_cpu=result["cpu"], p99=percentile(latencies, 99),
+                stats=server.stats() if server.answers_commands else None)
 
 
-def measure_in_a_quiet_window(server_process, spec: dict, scenario: str, budget: float,
-                              **attack) -> dict:
-    """``attack_and_measure`` on a fresh server (``spec`` for fault_server.py); again, up to
-    WINDOWS, while the p99 misses ``budget`` seconds in a window others disturbed."""
+def measure_in_a_quiet_window(start_server, scenario: str, budget: float, **attack) -> dict:
+    """``attack_and_measure`` on a fresh server (``start_server()`` returns its ServerProcess);
+    again, up to WINDOWS, while the p99 misses ``budget`` seconds in a window others
+    disturbed."""
     for window in range(1, WINDOWS + 1):
-        server = server_process(spec)
+        server = start_server()
         others = OthersShare([server.pid])
         got = attack_and_measure(server, **attack)
         share = others.share(got["attacker_cpu"])

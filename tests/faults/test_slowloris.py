@@ -43,9 +43,10 @@ P99_BUDGET = 0.100
 
 def test_slowloris_with_a_per_ip_limit_keeps_normal_clients_under_100ms(server_process):
     scenario = "1 slowloris (per-IP limit 50)"
-    got = measure_in_a_quiet_window(server_process, {"app": "echo", "options": dict(
-        concurrency=CONCURRENCY, max_connections_per_ip=50, record_timeout=RECORD_TIMEOUT)},
-        scenario, P99_BUDGET, seconds=ATTACK, dripping=N_SLOW, good=N_NORMAL)
+    spec = {"app": "echo", "options": dict(concurrency=CONCURRENCY, max_connections_per_ip=50,
+                                           record_timeout=RECORD_TIMEOUT)}
+    got = measure_in_a_quiet_window(lambda: server_process(spec), scenario, P99_BUDGET,
+                                    seconds=ATTACK, dripping=N_SLOW, good=N_NORMAL)
     stats, held, latencies, p99 = got["stats"], got["held"], got["latencies"], got["p99"]
     figure(scenario, "normal round trips", len(latencies))
     figure(scenario, "normal p50 (ms)", percentile(latencies, 50) * 1000)
@@ -70,9 +71,10 @@ def test_slowloris_with_a_per_ip_limit_keeps_normal_clients_under_100ms(server_p
 def test_persistent_slowloris_from_50_addresses_is_shed_at_capacity(server_process):
     """concurrency=100 and defaults only: shedding keeps good clients' p99 under 100 ms."""
     scenario = "1b persistent slowloris, 50 addresses, defaults"
-    got = measure_in_a_quiet_window(server_process, {"app": "echo", "options": dict(
-        concurrency=CONCURRENCY)}, scenario, P99_BUDGET, seconds=ATTACK, dripping=N_SLOW,
-        good=N_NORMAL, sources=50, pause=0.0, pacing=0.05)
+    spec = {"app": "echo", "options": dict(concurrency=CONCURRENCY)}
+    got = measure_in_a_quiet_window(lambda: server_process(spec), scenario, P99_BUDGET,
+                                    seconds=ATTACK, dripping=N_SLOW, good=N_NORMAL, sources=50,
+                                    pause=0.0, pacing=0.05)
     stats, latencies, p99 = got["stats"], got["latencies"], got["p99"]
     errors = stats["errors"]
     figure(scenario, "good round trips / failures", f"{len(latencies)} / {len(got['failures'])}",
