@@ -130,6 +130,26 @@ def test_at_capacity_a_silent_connection_makes_room_and_a_proven_one_stays(make_
     assert server.statistics().closed_shed == 1
 
 
+def test_never_more_are_shed_than_clients_wait(make_server, connect, barrier):
+    errors, options = errors_queue()
+    server = make_server(echo, concurrency=3, shed_min_age=0, **options)
+    silent = [connect(server.address) for _ in range(3)]  # all qualify at once
+    until(lambda: server.statistics().live_connections == 3, "the silent clients' accept")
+    waiting = connect(server.address)
+    waiting.send(b"let me in\n")
+    assert waiting.readline() == b"let me in\r\n"
+    barrier()  # the hub has run full loop iterations since: a second shed would have happened
+    assert server.statistics().closed_shed == 1
+    assert server.statistics().live_connections == 3  # two silent ones kept, and the new one
+    assert isinstance(wait_for(errors, "the shed connection's client_error"),
+                      ConnectionShedError)
+    assert errors.empty()
+    assert silent[0].read_all() == b""  # the oldest silent one went
+    for n, client in enumerate(silent[1:]):  # the others are still served
+        client.send(b"still here %d\n" % n)
+        assert client.readline() == b"still here %d\r\n" % n
+
+
 def test_a_proven_connection_idle_past_shed_proven_idle_makes_room(make_server, connect):
     errors, options = errors_queue()
     server = make_server(echo, concurrency=1, shed_min_age=0, shed_proven_idle=0.2, **options)
