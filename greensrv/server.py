@@ -32,6 +32,7 @@ from .errors import GreensrvError
 from .filters import Filter, Line
 from .limits import Limits
 from .listeners import Listener, adopt_socket, bind_tcp, bind_unix, parse_listen
+from .logfiles import reopen_log_files
 from .master_sockets import reuse_port_socket
 from .options import (
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -441,9 +442,10 @@ class Server:
         """Start if needed and block until stopped.
 
         In the main thread, SIGTERM and SIGINT start a graceful ``stop()``; a second SIGINT
-        (Ctrl-C) forces it, a second SIGTERM is logged and leaves the graceful stop running.
-        The previous signal handlers are restored before returning. With ``workers`` set this
-        process becomes the master of that many forked workers (``docs/deploy.md``).
+        (Ctrl-C) forces it, a second SIGTERM is logged and leaves the graceful stop running;
+        SIGUSR1 reopens the log files (``greensrv.logfiles``). The previous signal handlers
+        are restored before returning. With ``workers`` set this process becomes the master of
+        that many forked workers (``docs/deploy.md``).
 
         When the application has not configured :mod:`logging`, INFO and above go to stderr
         while it runs. A start-up error (an address in use...) raises :class:`StartupError`;
@@ -452,7 +454,7 @@ class Server:
         if self.workers is not None:
             from .workers import Master
 
-            with default_logging(), brief_startup_errors():
+            with default_logging(with_pid=True), brief_startup_errors():
                 Master(self).run()
             return
         with default_logging():
@@ -469,7 +471,8 @@ class Server:
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = {sig: signal.getsignal(sig)
+                    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
         watchers = [gevent.signal_handler(sig, self._on_signal, sig) for sig in previous]
 
         def restore() -> None:
@@ -483,6 +486,10 @@ class Server:
     def _on_signal(self, signum: int) -> None:
         """Runs in the hub: only records the signal; stop() runs in its own greenlet."""
         name = signal.Signals(signum).name
+        if signum == signal.SIGUSR1:  # logrotate: never a stop
+            reopen_log_files()
+            log.info("%s: SIGUSR1: reopening log files", self.name)
+            return
         if self._stopping:
             if signum == signal.SIGINT:
                 log.warning("%s: second SIGINT: forcing shutdown, closing %d connection(s) now",

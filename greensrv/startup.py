@@ -27,6 +27,8 @@ __all__ = ["brief_startup_errors", "default_logging", "format_address", "listen_
 #: The format of the fallback log: time, the logger (greensrv, or the application's own) and
 #: the message; enough to follow a server by eye, nothing a person has to decode.
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
+#: The same under a master: several processes write to one stderr, so each line names its PID.
+LOG_FORMAT_WITH_PID = "%(asctime)s [%(process)d] %(levelname)s [%(name)s] %(message)s"
 
 
 def logging_configured() -> bool:
@@ -35,7 +37,7 @@ def logging_configured() -> bool:
 
 
 @contextmanager
-def default_logging() -> Iterator[None]:
+def default_logging(with_pid: bool = False) -> Iterator[None]:
     """While it is active, log INFO and above to stderr, unless logging is already configured.
 
     The handler goes on the root logger, as ``logging.basicConfig(level=INFO)`` would put it, so
@@ -47,7 +49,7 @@ def default_logging() -> Iterator[None]:
         return
     root = logging.getLogger()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT_WITH_PID if with_pid else LOG_FORMAT))
     level = root.level
     root.addHandler(handler)
     if level == logging.WARNING:  # Python's default: an application that asked for less or

@@ -19,6 +19,8 @@ import socket
 import time
 from typing import Any
 
+from .startup import format_address
+
 __all__ = ["SD_LISTEN_FDS_START", "listen_sockets", "notify", "passed_sockets",
            "watchdog_interval"]
 
@@ -142,4 +144,4 @@ class SingleProcessNotifier:
 
 
 def _addresses(server: Any) -> str:
-    return ", ".join(str(a) for a in server.addresses)
+    return ", ".join(format_address(a) for a in server.addresses)

@@ -21,12 +21,13 @@ import gevent.os
 from gevent.monkey import get_original
 
 from . import listeners
+from .logfiles import reopen_log_files
 
 if TYPE_CHECKING:
     import mmap
 
+    from .master_sockets import MasterSockets
     from .server import Server
-    from .workers import Master
 
 __all__ = ["flush_standard_streams", "heartbeat_interval", "run_worker"]
 
@@ -41,9 +42,10 @@ HEARTBEAT_INTERVAL = 1.0
 MASTER_ONLY_ENVIRONMENT = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
-def run_worker(master: Master, generation: int, control: int, status: int,
+def run_worker(server: Server, sockets: MasterSockets | None, control: int, status: int,
                heartbeat: mmap.mmap) -> int:
-    """Boot, serve until told to stop (or the master is gone), stop gracefully; the exit code."""
+    """Boot ``server`` (its generation's, loaded by the master) over the master's ``sockets``,
+    serve until told to stop (or the master is gone), stop gracefully; the exit code."""
     from .workers import MASTER_SIGNALS, SHARED_SOCKET_MAX_ACCEPT, WORKER_BOOT_ERROR
 
     for signum in MASTER_SIGNALS:
@@ -54,12 +56,9 @@ def run_worker(master: Master, generation: int, control: int, status: int,
     _fresh_hub()
     random.seed()  # fork copied the master's random state; each worker draws its own
     try:
-        server = master.server
-        if master.factory is not None and generation > 1:
-            server = master.factory()  # a reload: the application as it is on disk now
         server.workers = None  # in this process it is the ordinary single-process server
-        assert master.sockets is not None
-        server.set_listen(master.sockets.worker_entries())
+        assert sockets is not None
+        server.set_listen(sockets.worker_entries())
         if not server.reuse_port:
             listeners.Listener.max_accept = SHARED_SOCKET_MAX_ACCEPT
         server.start()
@@ -117,6 +116,8 @@ def _stop_when_told(control: int, server: Server) -> None:
     gevent.os.make_nonblocking(control)
     while True:
         data = gevent.os.nb_read(control, 64)
+        if b"reopen" in data:
+            reopen_log_files()
         if not data or b"stop" in data:  # no data: the master is gone, stop all the same
             server.stop()
             return

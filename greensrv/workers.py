@@ -5,9 +5,9 @@ inherited (or, with ``reuse_port``, its own ``SO_REUSEPORT`` sockets). The maste
 of connections; it talks to each worker over two pipes and one shared word:
 
 - *control* (master → worker): ``stop`` asks for the §3 graceful stop; end of file (the master
-  died) means the same. Workers ignore TERM, INT, HUP, TTIN and TTOU from anyone, so a signal to
-  the whole process group (systemd's stop, a terminal's Ctrl-C) reaches only the master, which
-  stops every worker gracefully itself.
+  died) means the same; ``reopen`` reopens the log files (the master got SIGUSR1). Workers ignore
+  TERM, INT, HUP, TTIN, TTOU and USR1 from anyone, so a signal to the whole process group
+  (systemd's stop, a terminal's Ctrl-C, logrotate) reaches only the master, which passes it on.
 - *status* (worker → master): ``ready`` once it accepts, or ``error MESSAGE`` if it failed to boot.
 - *heartbeat*: a double in shared memory that a timer in the worker's hub refreshes; a hub
   blocked for longer than ``worker_timeout`` stops refreshing it and the master kills the worker.
@@ -16,11 +16,18 @@ The master never runs a gevent hub: it is plain blocking code (the unpatched ``s
 ``fork`` and ``waitpid``, even if the application monkey-patched them), so a worker starts with
 no greenlet of the master's. Signal handlers only record the signal; the loop acts on it.
 
+Code: the master holds one loaded application per generation (the server it was given, then
+what ``factory`` builds in the master at each HUP) and forks every worker of a generation from
+it, so a crash replacement, a TTIN worker or a hung worker's replacement runs the code of its
+generation, never an unreloaded edit on disk; a generation imports once, not once per worker.
+
 Resource handling: the master owns the listening sockets (closed when it stops, unix socket files
 unlinked) and each worker's pipes and heartbeat (closed when the worker is reaped). Error
 handling: a worker that dies is logged and replaced, with a capped exponential backoff when it
-keeps dying young; a worker that fails while booting makes the master stop and raise
-:class:`WorkerBootError`, except during a reload, which is abandoned and the old workers serve on.
+keeps dying young. A worker that fails while booting at the very first start makes the master
+stop and raise :class:`WorkerBootError`; later (a crash replacement, TTIN) the failure is a young
+death like any other, retried with the backoff; during a reload it abandons the reload and the
+old workers serve on.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from gevent.monkey import get_original
 
 from . import systemd
 from .errors import WorkerBootError
+from .logfiles import reopen_log_files
 from .master_sockets import MasterSockets
 from .worker_process import flush_standard_streams, heartbeat_interval, run_worker
 
@@ -56,7 +64,8 @@ _waitpid = get_original("os", "waitpid")
 _signal = get_original("signal", "signal")
 
 #: Signals the master acts on; workers ignore them (they take orders over their control pipe).
-MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
+MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU,
+                  signal.SIGUSR1)
 #: A worker's exit status when it could not boot (gunicorn uses the same number).
 WORKER_BOOT_ERROR = 3
 #: First delay before replacing a worker that died young again; doubles per further death.
@@ -106,9 +115,9 @@ class Worker:
 class Master:
     """Runs ``server`` as ``server.workers`` forked workers until TERM or INT; see the module.
 
-    ``factory``, when given, builds a fresh server in each worker forked by a reload (the
-    command line re-imports the application with it); without it a reload forks new workers of
-    the same server object.
+    ``factory``, when given, builds the next generation's server in the master when a reload
+    begins (the command line re-imports the application with it; an exception abandons the
+    reload); without it a reload forks new workers of the same server object.
     """
 
     def __init__(self, server: Server, factory: Callable[[], Server] | None = None) -> None:
@@ -120,6 +129,8 @@ class Master:
         self.workers: dict[int, Worker] = {}
         self.generation = 1
         self._reload_generation: int | None = None
+        #: The server each live generation's workers are forked from (see the module).
+        self._loaded: dict[int, Server] = {1: server}
         self._reload_again = False
         self._signals: list[int] = []
         self._failures = 0
@@ -242,6 +253,12 @@ class Master:
             log.info("%s: master ignores %s while stopping", self.name, name)
         elif signum == signal.SIGHUP:
             self._begin_reload()
+        elif signum == signal.SIGUSR1:
+            reopen_log_files()
+            log.info("%s: SIGUSR1: reopening log files (the master's and its workers')",
+                     self.name)
+            for worker in self.workers.values():
+                worker.tell(b"reopen\n")
         elif signum == signal.SIGTTIN:
             self.target += 1
             log.info("%s: SIGTTIN: now %d worker(s)", self.name, self.target)
@@ -264,6 +281,7 @@ class Master:
                 if w.generation == generation and not w.stop_sent]
 
     def _spawn(self, generation: int) -> None:
+        server = self._loaded[generation]
         control_r, control_w = os.pipe()
         status_r, status_w = os.pipe()
         heartbeat = mmap.mmap(-1, 8)
@@ -276,7 +294,7 @@ class Master:
                 os.close(control_w)
                 os.close(status_r)
                 self._close_in_worker()
-                code = run_worker(self, generation, control_r, status_w, heartbeat)
+                code = run_worker(server, self.sockets, control_r, status_w, heartbeat)
             except BaseException:
                 log.exception("%s: worker %d failed", self.name, os.getpid())
             finally:
@@ -345,11 +363,22 @@ class Master:
             self._reload_again = True
             log.info("%s: SIGHUP during a reload: another reload follows this one", self.name)
             return
-        self._reload_generation = self.generation + 1
-        log.info("%s: SIGHUP: reloading: forking %d worker(s) of generation %d", self.name,
-                 self.target, self._reload_generation)
+        new = self.generation + 1
+        log.info("%s: SIGHUP: reloading: loading generation %d", self.name, new)
         systemd.notify(*systemd.reloading_lines(),
-                       f"STATUS={self.name}: reloading (generation {self._reload_generation})")
+                       f"STATUS={self.name}: reloading (generation {new})")
+        server = self._loaded[self.generation]
+        if self.factory is not None:
+            try:
+                server = self.factory()
+            except Exception as exc:
+                log.debug("%s: generation %d failed to load", self.name, new, exc_info=True)
+                self._reload_generation = new
+                self._abandon_reload(" ".join(f"{type(exc).__name__}: {exc}".split()))
+                return
+        self._loaded[new] = server
+        self._reload_generation = new
+        log.info("%s: forking %d worker(s) of generation %d", self.name, self.target, new)
 
     def _advance_reload(self) -> None:
         new = self._reload_generation
@@ -361,6 +390,7 @@ class Master:
         old = [w for w in self.workers.values() if w.generation < new and not w.stop_sent]
         for worker in old:
             self._stop_worker(worker)
+        self._loaded = {new: self._loaded[new]}  # the old code is no longer forked from
         self.generation, self._reload_generation = new, None
         self._failures, self._respawn_at = 0, 0.0
         log.info("%s: reload done: generation %d accepting (workers %s); stopping %s",
@@ -376,6 +406,7 @@ class Master:
                   self.generation, error)
         for worker in self._serving(new):
             self._stop_worker(worker)
+        self._loaded.pop(new, None)  # type: ignore[arg-type]
         self._reload_generation = None
         self._reload_again = False
         systemd.notify("READY=1", f"STATUS={self.name}: reload failed ({error}); "
@@ -444,15 +475,11 @@ class Master:
             self._read_status(worker.status)  # a last "error ..." may still be in the pipe
         self._forget(worker)
         how = _describe_status(status)
-        if worker.stop_sent:
-            if worker.blocked_for is None:
-                log.info("%s: worker %d %s after its graceful stop", self.name, worker.pid, how)
-            else:
-                log.warning("%s: worker %d %s during its graceful stop, after being blocked "
-                            "for %.1f s", self.name, worker.pid, how, worker.blocked_for)
-            return
         if worker.error is not None:
             self._boot_failed(worker, worker.error)
+            return
+        if worker.stop_sent:
+            self._log_stopped(worker, how, status)
             return
         extra = (f" after being blocked for {worker.blocked_for:.1f} s"
                  if worker.blocked_for is not None else "")
@@ -460,6 +487,20 @@ class Master:
         if worker.generation == self._reload_generation and not worker.ready:
             self._abandon_reload(f"worker {worker.pid} {how} while booting")
             return
+        self._back_off(worker)
+
+    def _log_stopped(self, worker: Worker, how: str, status: int) -> None:
+        if self._killed_all and os.WIFSIGNALED(status):
+            log.warning("%s: worker %d %s: still running at the stop deadline", self.name,
+                        worker.pid, how)
+        elif worker.blocked_for is not None:
+            log.warning("%s: worker %d %s during its graceful stop, after being blocked "
+                        "for %.1f s", self.name, worker.pid, how, worker.blocked_for)
+        else:
+            log.info("%s: worker %d %s after its graceful stop", self.name, worker.pid, how)
+
+    def _back_off(self, worker: Worker) -> None:
+        """A worker of the current generation died: its replacement waits if they die young."""
         now = time.monotonic()
         self._failures = self._failures + 1 if now - worker.started < STABLE_UPTIME else 1
         delay = respawn_delay(self._failures)
@@ -469,13 +510,18 @@ class Master:
         self._respawn_at = now + delay
 
     def _boot_failed(self, worker: Worker, error: str) -> None:
-        if worker.generation == self._reload_generation:
+        if self._stop_deadline is not None or worker.stop_sent:
+            log.error("%s: worker %d failed to boot: %s", self.name, worker.pid, error)
+        elif worker.generation == self._reload_generation:
             self._abandon_reload(f"worker {worker.pid} failed to boot: {error}")
-            return
-        log.error("%s: worker %d failed to boot: %s", self.name, worker.pid, error)
-        if self._boot_error is None and self._stop_deadline is None:
+        elif not self._announced_ready:  # the very first start: exit rather than crash-loop
+            log.error("%s: worker %d failed to boot: %s", self.name, worker.pid, error)
             self._boot_error = f"worker failed to boot: {error}"
             self._begin_stop()
+        else:  # the service is up: a replacement that cannot boot yet is retried
+            log.error("%s: worker %d failed to boot: %s; retrying", self.name, worker.pid,
+                      error)
+            self._back_off(worker)
 
     def _forget(self, worker: Worker) -> None:
         self.workers.pop(worker.pid, None)
