@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from . import __version__, compiled
 from .errors import GreensrvError
+from .pidfile import PidFile, PidFileBusy
 from .server import Server
 from .tls import server_context
 
@@ -196,10 +197,23 @@ class Application:
                         if _is_under(sys.modules[name], self.root)]
 
     def reload(self) -> Server:
-        for name in self.modules:
-            sys.modules.pop(name, None)
+        """The application as it is on disk now (called in the master by a HUP). If it does
+        not import, the modules of the code still serving are put back, so nothing that code
+        imports later finds a half-imported new version."""
+        kept = {name: sys.modules.pop(name) for name in self.modules if name in sys.modules}
         importlib.invalidate_caches()
-        return build_server(load_target(self.spec), self.given)
+        before = set(sys.modules)
+        try:
+            server = build_server(load_target(self.spec), self.given)
+        except BaseException:
+            for name in set(sys.modules) - before:
+                if _is_under(sys.modules[name], self.root):
+                    del sys.modules[name]
+            sys.modules.update(kept)
+            raise
+        self.modules = list({*kept, *(name for name in set(sys.modules) - before
+                                      if _is_under(sys.modules[name], self.root))})
+        return server
 
 
 def _application_root(spec: str) -> Path | None:
@@ -228,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         application = Application(args.app, overrides(args))
         return _run(application, args.pid)
-    except (CommandError, GreensrvError, OSError, ValueError) as exc:
+    except (CommandError, GreensrvError, OSError, ValueError, PidFileBusy) as exc:
         if debug:
             log.exception("greensrv: error")
         sys.stderr.write(f"greensrv: error: {_one_line(exc)}\n")
@@ -237,20 +251,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _run(application: Application, pidfile: str | None) -> int:
+def _run(application: Application, pid_path: str | None) -> int:
     from .workers import Master
 
     factory: Callable[[], Server] = application.reload
-    if pidfile:
-        Path(pidfile).write_text(f"{os.getpid()}\n")
+    pidfile = PidFile(pid_path) if pid_path else None
+    if pidfile is not None:
+        pidfile.claim()
     try:
         Master(application.server, factory).run()
     finally:
-        if pidfile:
-            try:
-                os.unlink(pidfile)
-            except OSError:
-                pass
+        if pidfile is not None:
+            pidfile.release()
     return 0
 
 
