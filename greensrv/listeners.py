@@ -53,7 +53,9 @@ def parse_listen(spec: Any) -> tuple[str, Any]:
         except ValueError:
             raise ValueError(f"listen: {spec!r}: expected 'fd:N' with a number") from None
     host, sep, port = spec.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
+    if sep and port.isdigit() and int(port) > 65535:
+        raise ValueError(f"listen: {spec!r}: port {port} is out of range (0 to 65535)")
+    if not sep or not port.isdigit():
         raise ValueError(f"listen: cannot parse {spec!r}; expected 'host:port', '[v6]:port', "
                          "'unix:/path', 'fd:N' or a bound socket")
     if host.startswith("[") and host.endswith("]"):

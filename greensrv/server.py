@@ -458,14 +458,17 @@ class Server:
                 Master(self).run()
             return
         with default_logging():
-            with brief_startup_errors():
-                self.start()
+            # Before start(): a signal right after "listening on" must not find the defaults.
             restore = self._install_signal_handlers()
-            notifier = systemd.SingleProcessNotifier(self)
             try:
-                self._stopped.wait()
+                with brief_startup_errors():
+                    self.start()
+                notifier = systemd.SingleProcessNotifier(self)
+                try:
+                    self._stopped.wait()
+                finally:
+                    notifier.close()
             finally:
-                notifier.close()
                 restore()
 
     def _install_signal_handlers(self) -> Callable[[], None]:

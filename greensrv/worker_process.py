@@ -14,6 +14,7 @@ import signal
 import struct
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -43,9 +44,14 @@ MASTER_ONLY_ENVIRONMENT = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
 def run_worker(server: Server, sockets: MasterSockets | None, control: int, status: int,
-               heartbeat: mmap.mmap) -> int:
+               heartbeat: mmap.mmap, setup: Callable[[], None] | None = None,
+               recycle: tuple[int, int] | None = None) -> int:
     """Boot ``server`` (its generation's, loaded by the master) over the master's ``sockets``,
-    serve until told to stop (or the master is gone), stop gracefully; the exit code."""
+    serve until told to stop (or the master is gone), stop gracefully; the exit code.
+
+    ``setup`` runs first (e.g. switching to an unprivileged user); what it raises is a boot
+    error like any other. ``recycle``: see :func:`_recycle_after`.
+    """
     from .workers import MASTER_SIGNALS, SHARED_SOCKET_MAX_ACCEPT, WORKER_BOOT_ERROR
 
     for signum in MASTER_SIGNALS:
@@ -56,6 +62,11 @@ def run_worker(server: Server, sockets: MasterSockets | None, control: int, stat
     _fresh_hub()
     random.seed()  # fork copied the master's random state; each worker draws its own
     try:
+        if setup is not None:
+            setup()
+        if recycle is not None:
+            limit, jitter = recycle
+            _recycle_after(server, limit + random.randint(0, jitter), status)
         server.workers = None  # in this process it is the ordinary single-process server
         assert sockets is not None
         server.set_listen(sockets.worker_entries())
@@ -121,6 +132,28 @@ def _stop_when_told(control: int, server: Server) -> None:
         if not data or b"stop" in data:  # no data: the master is gone, stop all the same
             server.stop()
             return
+
+
+def _recycle_after(server: Server, limit: int, status: int) -> None:
+    """After ``limit`` accepted connections, ask the master for a replacement. On a shared
+    socket the worker also stops accepting then (the others, or its replacement, take the next
+    clients; they wait in the backlog meanwhile, never refused); its own ``SO_REUSEPORT`` socket
+    keeps accepting until the master stops it, since closing it resets what is queued there.
+    Only a worker with the limit pays the count, one call per accepted client."""
+    hooks = server._hooks
+    accept = hooks.accept_client
+    left = limit
+
+    def counted(sock: Any, address: Any) -> None:
+        nonlocal left
+        accept(sock, address)
+        left -= 1
+        if left == 0:
+            if not server.reuse_port:
+                server.set_concurrency(0)
+            _send(status, "recycle")
+
+    hooks.accept_client = counted
 
 
 def _send(fd: int, message: str) -> None:

@@ -41,18 +41,28 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gevent.monkey import get_original
 
 from . import systemd
 from .errors import WorkerBootError
-from .logfiles import reopen_log_files
+from .logfiles import file_handlers, reopen_log_files
 from .master_sockets import MasterSockets
 from .worker_process import flush_standard_streams, heartbeat_interval, run_worker
 
 if TYPE_CHECKING:
     from .server import Server
+
+
+class WorkerIdentity(Protocol):
+    """Who the workers run as (``greensrv.credentials.Credentials``)."""
+
+    def apply(self) -> None:
+        """In a worker, before its server starts."""
+
+    def give(self, path: str) -> None:
+        """Let the workers reopen the file at ``path``."""
 
 __all__ = ["Master", "WorkerBootError"]
 
@@ -98,6 +108,7 @@ class Worker:
     started: float
     ready: bool = False
     stop_sent: bool = False
+    recycle: bool = False  # it reached its connection limit: replace it
     error: str | None = None
     inbox: bytes = b""
     blocked_for: float | None = field(default=None)
@@ -117,12 +128,20 @@ class Master:
 
     ``factory``, when given, builds the next generation's server in the master when a reload
     begins (the command line re-imports the application with it; an exception abandons the
-    reload); without it a reload forks new workers of the same server object.
+    reload); without it a reload forks new workers of the same server object. ``credentials``:
+    the identity workers switch to before serving. ``recycle``: ``(N, J)``, a worker that has
+    accepted N plus a random 0..J connections is replaced as a reload replaces it.
     """
 
-    def __init__(self, server: Server, factory: Callable[[], Server] | None = None) -> None:
+    def __init__(self, server: Server, factory: Callable[[], Server] | None = None, *,
+                 credentials: WorkerIdentity | None = None,
+                 recycle: tuple[int, int] | None = None) -> None:
         self.server = server
         self.factory = factory
+        self.credentials = credentials
+        self.recycle = recycle
+        #: (the worker being recycled, its replacement's PID) while one is.
+        self._recycling: tuple[Worker, int] | None = None
         self.name = server.name
         self.target: int = server.workers or 1
         self.worker_timeout = server.worker_timeout
@@ -188,6 +207,7 @@ class Master:
             self._check_heartbeats(now)
             self._advance_reload()
             self._spawn_missing(now)
+            self._advance_recycle(now)
             self._announce_ready()
         self._ping_watchdog(now)
         return True
@@ -255,6 +275,9 @@ class Master:
             self._begin_reload()
         elif signum == signal.SIGUSR1:
             reopen_log_files()
+            if self.credentials is not None:  # the workers reopen them as themselves
+                for handler in file_handlers():
+                    self.credentials.give(handler.baseFilename)
             log.info("%s: SIGUSR1: reopening log files (the master's and its workers')",
                      self.name)
             for worker in self.workers.values():
@@ -280,7 +303,7 @@ class Master:
         return [w for w in self.workers.values()
                 if w.generation == generation and not w.stop_sent]
 
-    def _spawn(self, generation: int) -> None:
+    def _spawn(self, generation: int) -> int:
         server = self._loaded[generation]
         control_r, control_w = os.pipe()
         status_r, status_w = os.pipe()
@@ -294,7 +317,9 @@ class Master:
                 os.close(control_w)
                 os.close(status_r)
                 self._close_in_worker()
-                code = run_worker(server, self.sockets, control_r, status_w, heartbeat)
+                setup = self.credentials.apply if self.credentials is not None else None
+                code = run_worker(server, self.sockets, control_r, status_w, heartbeat,
+                                  setup=setup, recycle=self.recycle)
             except BaseException:
                 log.exception("%s: worker %d failed", self.name, os.getpid())
             finally:
@@ -305,6 +330,7 @@ class Master:
         self.workers[pid] = Worker(pid, generation, control_w, status_r, heartbeat,
                                    time.monotonic())
         log.info("%s: master forked worker %d (generation %d)", self.name, pid, generation)
+        return pid
 
     def _close_in_worker(self) -> None:
         """In a fresh worker: drop what belongs to the master and to the other workers."""
@@ -341,6 +367,10 @@ class Master:
                          worker.generation)
             elif message.startswith("error "):
                 worker.error = message[6:]
+            elif message == "recycle" and not worker.recycle:
+                worker.recycle = True
+                log.info("%s: worker %d reached its connection limit: replacing it", self.name,
+                         worker.pid)
 
     def _announce_ready(self) -> None:
         if self._announced_ready:
@@ -391,6 +421,7 @@ class Master:
         for worker in old:
             self._stop_worker(worker)
         self._loaded = {new: self._loaded[new]}  # the old code is no longer forked from
+        self._recycling = None  # the reload replaced it too
         self.generation, self._reload_generation = new, None
         self._failures, self._respawn_at = 0, 0.0
         log.info("%s: reload done: generation %d accepting (workers %s); stopping %s",
@@ -411,6 +442,28 @@ class Master:
         self._reload_again = False
         systemd.notify("READY=1", f"STATUS={self.name}: reload failed ({error}); "
                        f"generation {self.generation} still serving")
+
+    # -- recycling -----------------------------------------------------------------------------
+    def _advance_recycle(self, now: float) -> None:
+        """One worker at a time: fork its replacement; once that accepts, stop the old one
+        gracefully (a reload's guarantees, for one worker)."""
+        if self._reload_generation is not None:
+            return
+        if self._recycling is not None:
+            old, new_pid = self._recycling
+            new = self.workers.get(new_pid)
+            if new is None:  # the replacement died: try again after the backoff
+                self._recycling = None
+            elif new.ready:
+                self._recycling = None
+                if old.pid in self.workers and not old.stop_sent:
+                    log.info("%s: worker %d replaced by %d", self.name, old.pid, new_pid)
+                    self._stop_worker(old)
+            return
+        waiting = [w for w in self._serving(self.generation) if w.recycle]
+        if waiting and now >= self._respawn_at:
+            old = min(waiting, key=lambda w: w.started)
+            self._recycling = (old, self._spawn(self.generation))
 
     # -- stopping workers ----------------------------------------------------------------------
     def _stop_worker(self, worker: Worker) -> None:
