@@ -34,6 +34,8 @@ __all__ = ["CommandError", "main", "version_line"]
 log = logging.getLogger("greensrv")
 
 LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(message)s"
+#: Settings that only mean something with --proxy-protocol.
+PROXY_DEPENDENT = ("proxy_allow_from", "proxy_timeout")
 _GROUPS = {"TLS": "TLS", "PROXY": "PROXY protocol (behind HAProxy, nginx, a load balancer)",
            "process": "the master and its workers"}
 
@@ -152,7 +154,7 @@ def load(args: argparse.Namespace) -> tuple[Settings, Application]:
         if directory is not None and directory not in sys.path:
             sys.path.insert(0, directory)  # --app-dir ends up first, then the current directory
     application = Application(args.app, server_options(settings), settings.in_their_words)
-    for key in ("proxy_allow_from", "proxy_timeout"):
+    for key in PROXY_DEPENDENT:
         if key in settings.values and application.server.options.get("proxy_protocol") is None:
             raise CommandError(f"{settings.origin(key)} needs --proxy-protocol (without it no "
                                "PROXY header is read, and the setting would do nothing)")
@@ -166,13 +168,18 @@ def load(args: argparse.Namespace) -> tuple[Settings, Application]:
 def check_config(settings: Settings, server: Server) -> str:
     """``--check-config``'s output: every setting as ``key = value``, resolved."""
     lines = []
+    proxy = option_value(server, "proxy_protocol") is not None
     for flag in FLAGS:
+        if flag.key in PROXY_DEPENDENT and not proxy:
+            continue  # meaningless without the protocol, and refused in a file without it
         if flag.option is not None:
             value = option_value(server, flag.option)
             if flag.metavar is None:  # a switch: is it on?
                 value = value == flag.switch_value
             elif value is None and not getattr(flag.parse, "accepts_none", False):
                 continue  # not set, and no word for that (e.g. no proxy_protocol)
+            elif value is not None:  # as the file would give it: 5 seconds is 5.0
+                value = [flag.parse(v) for v in value] if flag.repeat else flag.parse(value)
         elif flag.key == "log_level":
             value = settings.get("log_level", "info")
         else:

@@ -9,6 +9,7 @@ option behind it. The file is TOML (``tomllib``; the ``tomli`` backport on Pytho
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import re
 import sys
@@ -87,7 +88,7 @@ def _read_file(path: str, settings: Settings) -> None:
         flag = keys.get(key)
         where = f"{path}: {key}"
         if flag is None:
-            close = [k for k in keys if k.replace("_", "") == key.replace("_", "").replace("-", "")]
+            close = difflib.get_close_matches(key.replace("-", "_"), keys, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise CommandError(f"{where}: no such setting{hint}; keys are the long options "
                                "with '-' written '_' (greensrv --help lists them)")
