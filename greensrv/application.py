@@ -20,17 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from .command_settings import CommandError
+from .config import ServerConfig
+from .defaults import DEFAULT_BIND, DEFAULT_WORKERS
 from .server import Server
 
-__all__ = ["DEFAULT_BIND", "DEFAULT_WORKERS", "Application", "build_server", "load_target",
-           "option_value"]
-
-#: Where a handler function listens when no ``--bind`` is given: loopback only (exposing a
-#: server is a decision to make explicitly), on the port gunicorn and uvicorn use.
-DEFAULT_BIND = "127.0.0.1:8000"
-#: Workers when neither ``--workers`` nor the server sets them: one, still under a master so
-#: that HUP reloads and a crash is replaced; docs/deploy.md says when to run more.
-DEFAULT_WORKERS = 1
+__all__ = ["Application", "build_server", "load_target", "option_value"]
 
 
 def module_of(spec: str) -> str:
@@ -77,39 +71,31 @@ def load_target(spec: str) -> Any:
     return target
 
 
-def base_options(target: Any) -> dict[str, Any]:
-    """The options the command starts from: the Server's own, or a handler's defaults."""
-    if isinstance(target, Server):
-        return target.options
-    return {"handler": target, "listen": [DEFAULT_BIND]}
-
-
 def build_server(target: Any, given: dict[str, Any],
                  in_their_words: Callable[[str], str] = str) -> Server:
-    """A new Server: the target's options (or the handler with defaults), then ``given``; an
-    error is reworded by ``in_their_words`` to name the flags as the operator typed them."""
-    options = base_options(target)
-    if "listen" in given:
-        options.pop("host", None)
-        options.pop("port", None)
-    options.update(given)
-    if options.get("workers") is None:
-        options["workers"] = DEFAULT_WORKERS
+    """A new Server: the target's configuration (or the handler's, with the defaults) with
+    ``given`` replaced; an error is reworded by ``in_their_words`` to name the flags as the
+    operator typed them."""
     try:
-        return Server(**options)
+        if isinstance(target, Server):
+            config = target.config.replace(**given)
+        else:
+            config = ServerConfig.from_options({"handler": target, "listen": [DEFAULT_BIND]})
+            config = config.replace(**given)
+        if config.workers is None:
+            config = config.replace(workers=DEFAULT_WORKERS)
     except (TypeError, ValueError) as exc:
         raise CommandError(in_their_words(str(exc))) from exc
+    return Server.from_config(config)
 
 
 def option_value(server: Server, option: str) -> Any:
-    """What ``server`` runs with for ``option``: as given, else the default."""
+    """What ``server`` runs with for ``option`` (its configuration, defaults filled in)."""
     options = server.options
     if option == "listen" and options.get("listen") is None:
         host, port = options.get("host") or "127.0.0.1", options.get("port") or 0
         return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    if option in options:
-        return options[option]
-    return inspect.signature(Server).parameters[option].default
+    return options[option]
 
 
 class Application:

@@ -18,7 +18,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from . import __version__, compiled
+from . import _accelerate
+from ._version import __version__
 from .application import Application, option_value
 from .command_settings import CommandError, Settings, format_value, resolve
 from .credentials import Credentials
@@ -28,6 +29,7 @@ from .pidfile import PidFile, PidFileBusy
 from .reloader import Reloader
 from .server import Server
 from .tls import server_context
+from .workers import Master
 
 __all__ = ["CommandError", "main", "version_line"]
 
@@ -43,6 +45,7 @@ _GROUPS = {"TLS": "TLS", "PROXY": "PROXY protocol (behind HAProxy, nginx, a load
 def version_line() -> str:
     """What ``--version`` prints: the version and which modules run compiled (docs/compiled.md),
     since a build without a C compiler runs the same code, only slower."""
+    compiled = _accelerate.compiled
     built = f"compiled: {', '.join(compiled)}" if compiled else "pure Python, nothing compiled"
     return f"greensrv {__version__} ({built})"
 
@@ -226,8 +229,6 @@ def _configure_logging(level: str, log_file: str | None) -> None:
 
 
 def _run(settings: Settings, application: Application) -> int:
-    from .workers import Master
-
     user, group = settings.get("user"), settings.get("group")
     credentials = Credentials.look_up(user, group) if user or group else None
     if credentials is not None and settings.get("log_file"):

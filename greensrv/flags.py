@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .listeners import parse_listen
+from .addresses import parse_listen
 
 __all__ = ["FLAGS", "Flag", "by_key", "by_option"]
 

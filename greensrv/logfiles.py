@@ -10,6 +10,7 @@ signal, and each worker when its master tells it.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 __all__ = ["file_handlers", "reopen_log_files"]
 
@@ -34,23 +35,17 @@ def reopen_log_files() -> int:
     permission) is logged and its handler keeps writing where it did: logging never stops."""
     reopened = 0
     for handler in file_handlers():
-        handler.acquire()
-        try:
-            if handler.stream is None:
-                continue
-            try:
-                fresh = handler._open()  # what WatchedFileHandler does after a rename
-            except OSError as exc:
-                failed: OSError | None = exc
-            else:
-                failed = None
-                handler.flush()
-                handler.stream.close()
-                handler.stream = fresh
-                reopened += 1
-        finally:
-            handler.release()
-        if failed is not None:
+        if handler.stream is None:
+            continue
+        try:  # what WatchedFileHandler opens after a rename, with the handler's own settings
+            fresh: Any = open(handler.baseFilename, handler.mode,  # noqa: SIM115 (the handler owns it)
+                         encoding=handler.encoding, errors=handler.errors)
+        except OSError as exc:
             log.error("greensrv: cannot reopen the log file %s: %s", handler.baseFilename,
-                      failed.strerror or failed)
+                      exc.strerror or exc)
+            continue
+        old = handler.setStream(fresh)  # under the handler's lock, flushing the old one first
+        if old is not None:
+            old.close()
+        reopened += 1
     return reopened

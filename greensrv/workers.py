@@ -1,7 +1,10 @@
 """The master: binds the listeners once, forks workers, supervises them, reloads them.
 
-A worker is an ordinary single-process :class:`~greensrv.Server` over the listening sockets it
-inherited (or, with ``reuse_port``, its own ``SO_REUSEPORT`` sockets). The master knows nothing
+The master runs anything with the small :class:`Servable` protocol defined here (gunicorn's
+``Arbiter`` knows only ``app.cfg`` and ``app.wsgi()``): a few settings, and ``for_worker(sockets)``
+giving, in each forked worker, something to start and stop over the listening sockets the master
+opened (or, with ``reuse_port``, the worker's own ``SO_REUSEPORT`` sockets). A ``Server`` is one;
+the master never imports it and never changes the object it is given. The master knows nothing
 of connections; it talks to each worker over two pipes and one shared word:
 
 - *control* (master → worker): ``stop`` asks for the §3 graceful stop; end of file (the master
@@ -35,24 +38,31 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import random
 import signal
+import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from gevent.monkey import get_original
 
 from . import systemd
+from .addresses import ListenSpec
 from .errors import WorkerBootError
 from .logfiles import file_handlers, reopen_log_files
 from .master_sockets import MasterSockets
-from .worker_process import flush_standard_streams, heartbeat_interval, run_worker
-
-if TYPE_CHECKING:
-    from .server import Server
+from .process import flush_standard_streams
+from .worker_process import (
+    MASTER_SIGNALS,
+    WORKER_BOOT_ERROR,
+    WorkerServer,
+    heartbeat_interval,
+    run_worker,
+)
 
 
 class WorkerIdentity(Protocol):
@@ -64,7 +74,8 @@ class WorkerIdentity(Protocol):
     def give(self, path: str) -> None:
         """Let the workers reopen the file at ``path``."""
 
-__all__ = ["Master", "WorkerBootError"]
+
+__all__ = ["MASTER_SIGNALS", "WORKER_BOOT_ERROR", "Master", "Servable", "WorkerBootError"]
 
 log = logging.getLogger("greensrv")
 
@@ -73,11 +84,6 @@ _fork = get_original("os", "fork")
 _waitpid = get_original("os", "waitpid")
 _signal = get_original("signal", "signal")
 
-#: Signals the master acts on; workers ignore them (they take orders over their control pipe).
-MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU,
-                  signal.SIGUSR1)
-#: A worker's exit status when it could not boot (gunicorn uses the same number).
-WORKER_BOOT_ERROR = 3
 #: First delay before replacing a worker that died young again; doubles per further death.
 RESPAWN_BACKOFF_INITIAL = 0.1
 #: Cap of that delay: a crash loop costs at most one fork and one log line per 30 s, and a
@@ -94,6 +100,46 @@ TICK = 0.5
 #: woken by each new connection; accepting one at a time lets the others take their share of a
 #: burst instead of the first one awake taking 64 (see docs/benchmarks.md for the measurement).
 SHARED_SOCKET_MAX_ACCEPT = 1
+
+
+class Servable(Protocol):
+    """What the master runs: its settings, and a server for each worker it forks."""
+
+    @property
+    def name(self) -> str:
+        """For the master's log and systemd's STATUS line."""
+
+    @property
+    def workers(self) -> int | None:
+        """How many workers to run (None: one)."""
+
+    @property
+    def listen_specs(self) -> Sequence[ListenSpec]:
+        """Where to listen; the master opens each once."""
+
+    @property
+    def reuse_port(self) -> bool:
+        """Each worker opens its own SO_REUSEPORT socket per TCP address."""
+
+    @property
+    def worker_timeout(self) -> float:
+        """Seconds a worker's hub may stay blocked before it is killed and replaced."""
+
+    @property
+    def shutdown_timeout(self) -> float:
+        """Seconds a worker's graceful stop lets connections finish by themselves."""
+
+    @property
+    def stop_grace(self) -> float:
+        """Seconds past that a worker's stop may still take to flush and close."""
+
+    def for_worker(self, sockets: list[socket.socket], max_accept: int | None = None,
+                   accept_limit: int | None = None,
+                   at_limit: Callable[[], None] | None = None) -> WorkerServer:
+        """Called in a forked worker: a server over ``sockets`` (the worker owns them), that
+        accepts at most ``max_accept`` clients per wake-up (None: its default). With
+        ``accept_limit``, once it has accepted that many clients it calls ``at_limit`` (and,
+        on shared sockets, stops accepting: its replacement and the others take over)."""
 
 
 @dataclass
@@ -124,32 +170,32 @@ class Worker:
 
 
 class Master:
-    """Runs ``server`` as ``server.workers`` forked workers until TERM or INT; see the module.
+    """Runs ``app`` as ``app.workers`` forked workers until TERM or INT; see the module.
 
-    ``factory``, when given, builds the next generation's server in the master when a reload
-    begins (the command line re-imports the application with it; an exception abandons the
-    reload); without it a reload forks new workers of the same server object. ``credentials``:
-    the identity workers switch to before serving. ``recycle``: ``(N, J)``, a worker that has
+    ``factory``, when given, builds the next generation's :class:`Servable` in the master when
+    a reload begins (the command line re-imports the application with it; an exception abandons
+    the reload); without it a reload forks new workers of the same object. ``credentials``: the
+    identity workers switch to before serving. ``recycle``: ``(N, J)``, a worker that has
     accepted N plus a random 0..J connections is replaced as a reload replaces it.
     """
 
-    def __init__(self, server: Server, factory: Callable[[], Server] | None = None, *,
+    def __init__(self, app: Servable, factory: Callable[[], Servable] | None = None, *,
                  credentials: WorkerIdentity | None = None,
                  recycle: tuple[int, int] | None = None) -> None:
-        self.server = server
+        self.app = app
         self.factory = factory
         self.credentials = credentials
         self.recycle = recycle
         #: (the worker being recycled, its replacement's PID) while one is.
         self._recycling: tuple[Worker, int] | None = None
-        self.name = server.name
-        self.target: int = server.workers or 1
-        self.worker_timeout = server.worker_timeout
+        self.name = app.name
+        self.target: int = app.workers or 1
+        self.worker_timeout = app.worker_timeout
         self.workers: dict[int, Worker] = {}
         self.generation = 1
         self._reload_generation: int | None = None
         #: The server each live generation's workers are forked from (see the module).
-        self._loaded: dict[int, Server] = {1: server}
+        self._loaded: dict[int, Servable] = {1: app}
         self._reload_again = False
         self._signals: list[int] = []
         self._failures = 0
@@ -173,7 +219,7 @@ class Master:
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError(f"{self.name}: a server with workers must be run from the main "
                                "thread: its master handles the process's signals")
-        self.sockets = MasterSockets(self.server.listen_specs, self.server.reuse_port)
+        self.sockets = MasterSockets(self.app.listen_specs, self.app.reuse_port)
         self.addresses = self.sockets.addresses
         previous = self._install_signals()
         try:
@@ -318,8 +364,8 @@ class Master:
                 os.close(status_r)
                 self._close_in_worker()
                 setup = self.credentials.apply if self.credentials is not None else None
-                code = run_worker(server, self.sockets, control_r, status_w, heartbeat,
-                                  setup=setup, recycle=self.recycle)
+                code = run_worker(self._worker_server(server), self.worker_timeout,
+                                  control_r, status_w, heartbeat, setup=setup)
             except BaseException:
                 log.exception("%s: worker %d failed", self.name, os.getpid())
             finally:
@@ -331,6 +377,21 @@ class Master:
                                    time.monotonic())
         log.info("%s: master forked worker %d (generation %d)", self.name, pid, generation)
         return pid
+
+    def _worker_server(self, app: Servable) -> Callable[[Callable[[], None]], WorkerServer]:
+        """What a worker runs, made in the worker (its errors are its boot error): ``app`` is
+        its generation's, loaded in the master; ``at_limit`` asks for its replacement."""
+        def make(at_limit: Callable[[], None]) -> WorkerServer:
+            assert self.sockets is not None
+            shared = not self.sockets.reuse_port
+            limit = None
+            if self.recycle is not None:
+                connections, jitter = self.recycle
+                limit = connections + random.randint(0, jitter)  # drawn in the worker
+            return app.for_worker(self.sockets.worker_sockets(),
+                                  max_accept=SHARED_SOCKET_MAX_ACCEPT if shared else None,
+                                  accept_limit=limit, at_limit=at_limit)
+        return make
 
     def _close_in_worker(self) -> None:
         """In a fresh worker: drop what belongs to the master and to the other workers."""
@@ -478,8 +539,8 @@ class Master:
                 self._stop_worker(worker)
 
     def _begin_stop(self) -> None:
-        server = self.server
-        self._stop_deadline = (time.monotonic() + server.shutdown_timeout + server.stop_grace
+        app = self.app
+        self._stop_deadline = (time.monotonic() + app.shutdown_timeout + app.stop_grace
                                + STOP_MARGIN)
         systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
         if self.sockets is not None:
@@ -583,6 +644,7 @@ class Master:
             os.close(worker.status)
             worker.status = -1
         worker.heartbeat.close()
+
 
 def respawn_delay(failures: int) -> float:
     """Seconds before the next worker after ``failures`` workers in a row died young: the first
