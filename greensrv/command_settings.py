@@ -56,7 +56,7 @@ class Settings:
         says ``shutdown_timeout``; the operator typed ``--graceful-timeout``)."""
         for key in self.values:
             option = by_key()[key].option
-            if option is not None:
+            if option is not None and option != "name":  # "name" is also an everyday word
                 message = re.sub(rf"\b{option}\b", self.origin(key), message)
         return message
 
