@@ -121,3 +121,20 @@ def test_app_dir_is_searched_first(start, app_dir):
     address = master.wait_ready()
     assert ask(address, "x") == "from other x"
     assert master.stop() == 0
+
+
+#: Server options no flag can carry: code (callbacks, filters, the handler) and the forms that
+#: --bind and --certfile/--keyfile/--ca-certs stand for.
+NOT_FLAGS = {"handler", "client_input", "host", "port", "filter", "input_filter", "output_filter",
+             "client_pre_connect", "client_connected", "client_args", "client_disconnected",
+             "client_error", "client_flushed", "client_high", "client_low", "started", "error",
+             "ssl_context"}
+
+
+def test_every_server_option_has_a_flag():
+    from greensrv.config import OPTION_DEFAULTS
+
+    flagged = {flag.option for flag in FLAGS if flag.option is not None}
+    missing = set(OPTION_DEFAULTS) - NOT_FLAGS - flagged
+    assert not missing, (f"Server options without a flag: {sorted(missing)}; add each to "
+                         "greensrv/flags.py and to docs/deploy.md's table")
