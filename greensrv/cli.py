@@ -202,11 +202,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings, application = load(args)
         level = str(settings.get("log_level", "info")).upper()
         debug = level == "DEBUG"
+        user, group = settings.get("user"), settings.get("group")
+        credentials = Credentials.look_up(user, group) if user or group else None
         if args.check_config:
             sys.stdout.write(check_config(settings, application.server) + "\n")
             return 0
         _configure_logging(level, settings.get("log_file"))
-        return _run(settings, application)
+        return _run(settings, application, credentials)
     except (CommandError, GreensrvError, OSError, ValueError, PidFileBusy) as exc:
         if debug:
             logging.basicConfig(format=LOG_FORMAT)
@@ -228,9 +230,7 @@ def _configure_logging(level: str, log_file: str | None) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT, handlers=[handler])
 
 
-def _run(settings: Settings, application: Application) -> int:
-    user, group = settings.get("user"), settings.get("group")
-    credentials = Credentials.look_up(user, group) if user or group else None
+def _run(settings: Settings, application: Application, credentials: Credentials | None) -> int:
     if credentials is not None and settings.get("log_file"):
         credentials.give(settings.get("log_file"))
     recycle = None

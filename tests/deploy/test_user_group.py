@@ -13,10 +13,7 @@ from pathlib import Path
 import pytest
 from master_support import DEADLINE, ask, greensrv_argv, process_env
 
-pytestmark = [
-    pytest.mark.skipif(sys.platform == "win32", reason="POSIX users"),
-    pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root"),
-]
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX users")
 
 WHOAMI = '''\
 import os
@@ -35,6 +32,7 @@ def uids_of(pid: int) -> list[int]:
     return [int(n) for n in line.split()[1:]]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
 def test_workers_run_as_the_user_after_a_root_master_binds_a_low_port(start, app_dir):
     import grp
 
@@ -60,9 +58,10 @@ def test_workers_run_as_the_user_after_a_root_master_binds_a_low_port(start, app
     (("--group", "no-such-group-here"), "--group no-such-group-here"),
 ])
 def test_a_user_or_group_that_does_not_exist_is_one_line(app_dir, args, named):
-    result = subprocess.run(greensrv_argv("app:handler", "-b", "127.0.0.1:0", *args),
-                            cwd=app_dir, env=process_env(app_dir), capture_output=True,
-                            text=True, timeout=DEADLINE)
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and named in lines[0], result.stderr
+    for check in ((), ("--check-config",)):  # --check-config finds it too
+        result = subprocess.run(greensrv_argv("app:handler", "-b", "127.0.0.1:0", *args, *check),
+                                cwd=app_dir, env=process_env(app_dir), capture_output=True,
+                                text=True, timeout=DEADLINE)
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and named in lines[0], result.stderr
