@@ -14,10 +14,16 @@ import pytest
 from master_support import APP, DEADLINE, READ_TIMEOUT, LoadClients, read_line
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and signals")
-pytest.importorskip("watchfiles", reason="the watchfiles package (greensrv[reload])")
 
 
-def test_an_edit_changes_the_replies_within_3_s_with_no_client_refused(start, app_dir):
+@pytest.fixture
+def watchfiles():
+    """--reload's library: a test dependency (the test extra), optional for users."""
+    return pytest.importorskip("watchfiles", reason="the watchfiles package (greensrv[reload])")
+
+
+def test_an_edit_changes_the_replies_within_3_s_with_no_client_refused(start, app_dir,
+                                                                      watchfiles):
     master = start("app:handler", "-b", "127.0.0.1:0", "-w", "2", "--reload")
     address = master.wait_ready()
     master.wait_log(r"--reload: watching")
@@ -37,7 +43,8 @@ def test_an_edit_changes_the_replies_within_3_s_with_no_client_refused(start, ap
     assert master.stop() == 0
 
 
-def test_an_edit_that_does_not_import_keeps_the_old_code_and_logs_one_line(start, app_dir):
+def test_an_edit_that_does_not_import_keeps_the_old_code_and_logs_one_line(start, app_dir,
+                                                                          watchfiles):
     master = start("app:handler", "-b", "127.0.0.1:0", "-w", "1", "--reload")
     address = master.wait_ready()
     master.wait_log(r"--reload: watching")
