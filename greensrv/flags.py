@@ -184,6 +184,8 @@ FLAGS: tuple[Flag, ...] = (
          "resumes (default 131072)", "BYTES"),
     Flag("--output-limit", "output_limit", integer(1), "queued output bytes past which a "
          "client is cut off (default 8388608)", "BYTES"),
+    Flag("--backlog", "backlog", integer(1), "clients the kernel queues per listening socket "
+         "until accepted (default 1024; capped by net.core.somaxconn)", "N"),
     Flag("--no-client-shutdown-on-error", "client_shutdown_on_error", boolean, "keep a "
          "connection open after client_error", switch_value=False),
     Flag("--name", "name", text, "the server's name in logs (default greensrv, or the "

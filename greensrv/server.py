@@ -34,6 +34,7 @@ from .client_life import ClientLife
 from .config import ServerConfig
 from .connection import Connection, ConnectionHooks
 from .defaults import (
+    DEFAULT_BACKLOG,
     DEFAULT_CONCURRENCY,
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_HIGH_MARK,
@@ -156,6 +157,8 @@ class Server:
       workers=None              N: serve_forever() runs a master with N forked workers
       reuse_port=False          each worker binds its own SO_REUSEPORT socket
       worker_timeout=30         a worker whose hub is blocked this long is killed and replaced
+      backlog=1024              clients the kernel queues per listening socket until accepted
+                                (capped by net.core.somaxconn)
 
     Use: ``serve_forever()`` (blocks; SIGINT/SIGTERM stop it gracefully), or ``start()`` and
     later ``stop()``, or ``with Server(...) as server:`` which starts it and stops it on exit.
@@ -210,6 +213,7 @@ class Server:
         workers: int | None = None,
         reuse_port: bool = False,
         worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
+        backlog: int = DEFAULT_BACKLOG,
     ) -> None:
         self.config = ServerConfig.from_options(
             {k: v for k, v in locals().items() if k not in ("self", "__class__")})
@@ -250,6 +254,7 @@ class Server:
     workers: int | None = _Option()  # type: ignore[assignment]
     reuse_port: bool = _Option()  # type: ignore[assignment]
     worker_timeout: float = _Option()  # type: ignore[assignment]
+    backlog: int = _Option()  # type: ignore[assignment]
     shutdown_timeout: float = _Option()  # type: ignore[assignment]
     ssl_context: Any = _Option()
     max_connections_per_ip: int | None = _Option()  # type: ignore[assignment]
@@ -340,7 +345,8 @@ class Server:
         if self.workers is not None:
             raise TypeError("start() cannot run a server with workers set: a master owns the "
                             "whole process; call serve_forever()")
-        self._start(open_listening(self.config.listen, reuse_port=self.reuse_port))
+        self._start(open_listening(self.config.listen, reuse_port=self.reuse_port,
+                                   backlog=self.backlog))
 
     def _start(self, sockets: list[OpenSocket], max_accept: int | None = None) -> None:
         """Serve on ``sockets`` (now the server's, closed by ``stop()``)."""

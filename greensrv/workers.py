@@ -126,6 +126,10 @@ class Servable(Protocol):
         """Seconds a worker's hub may stay blocked before it is killed and replaced."""
 
     @property
+    def backlog(self) -> int:
+        """Clients the kernel queues per listening socket until one is accepted."""
+
+    @property
     def shutdown_timeout(self) -> float:
         """Seconds a worker's graceful stop lets connections finish by themselves."""
 
@@ -219,7 +223,7 @@ class Master:
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError(f"{self.name}: a server with workers must be run from the main "
                                "thread: its master handles the process's signals")
-        self.sockets = MasterSockets(self.app.listen_specs, self.app.reuse_port)
+        self.sockets = MasterSockets(self.app.listen_specs, self.app.reuse_port, self.app.backlog)
         self.addresses = self.sockets.addresses
         previous = self._install_signals()
         try:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from master_support import DEADLINE, ask, greensrv_argv, process_env
+from support import need_program
 
 from greensrv.flags import FLAGS
 
@@ -138,3 +139,30 @@ def test_every_server_option_has_a_flag():
     missing = set(OPTION_DEFAULTS) - NOT_FLAGS - flagged
     assert not missing, (f"Server options without a flag: {sorted(missing)}; add each to "
                          "greensrv/flags.py and to docs/deploy.md's table")
+
+
+def listen_backlogs(port: int) -> list[int]:
+    """The backlog of each listening socket on ``port`` (``ss`` shows it as Send-Q)."""
+    ss = need_program("ss", "iproute2")
+    out = subprocess.run([ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True,
+                         timeout=DEADLINE, check=True).stdout
+    return [int(line.split()[2]) for line in out.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("extra", [(), ("--reuse-port",)])
+def test_backlog_sets_each_listening_sockets_queue(start, extra):
+    master = start("app:handler", "-b", "127.0.0.1:0", "-w", "2", "--backlog", "7", *extra)
+    _, port = master.wait_ready()
+    backlogs = listen_backlogs(port)
+    assert backlogs and set(backlogs) == {7}, backlogs  # one shared, or one per worker
+    assert len(backlogs) == (2 if extra else 1)
+    assert master.stop() == 0
+
+
+def test_backlog_is_a_server_option_checked_at_construction():
+    import greensrv
+
+    with pytest.raises(ValueError, match="backlog"):
+        greensrv.Server(lambda conn: None, backlog=0)
+    with greensrv.Server(lambda conn: None, backlog=5) as server:
+        assert listen_backlogs(server.address[1]) == [5]
