@@ -182,7 +182,7 @@ def check_config(settings: Settings, server: Server) -> str:
             elif value is None and not getattr(flag.parse, "accepts_none", False):
                 continue  # not set, and no word for that (e.g. no proxy_protocol)
             elif value is not None:  # as the file would give it: 5 seconds is 5.0
-                value = [flag.parse(v) for v in value] if flag.repeat else flag.parse(value)
+                value = _as_in_a_file(flag, value)
         elif flag.key == "log_level":
             value = settings.get("log_level", "info")
         else:
@@ -191,6 +191,17 @@ def check_config(settings: Settings, server: Server) -> str:
                 continue  # a command setting not used
         lines.append(f"{flag.key} = {format_value(value)}")
     return "\n".join(lines)
+
+
+def _as_in_a_file(flag: Flag, value: Any) -> Any:
+    """``value`` as the config file would give it; as it is if the file has no form for it
+    (a bound socket object in a Server's ``listen``)."""
+    values = list(value) if flag.repeat and not isinstance(value, str) else [value]
+    try:
+        parsed = [flag.parse(v) for v in values]
+    except ValueError:
+        return [str(v) for v in values] if flag.repeat else str(value)
+    return parsed if flag.repeat else parsed[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
