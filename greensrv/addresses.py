@@ -94,7 +94,9 @@ def parse_listen(entry: Any) -> ListenSpec:
         except ValueError:
             raise ValueError(f"listen: {entry!r}: expected 'fd:N' with a number") from None
     host, sep, port = entry.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
+    if sep and port.isdigit() and int(port) > 65535:
+        raise ValueError(f"listen: {entry!r}: port {port} is out of range (0 to 65535)")
+    if not sep or not port.isdigit():
         raise ValueError(f"listen: cannot parse {entry!r}; expected {_FORMS}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

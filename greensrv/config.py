@@ -18,6 +18,7 @@ from typing import Any
 
 from .addresses import ListenSpec, check_defer_accept, parse_listen_entries
 from .defaults import (
+    DEFAULT_BACKLOG,
     DEFAULT_CONCURRENCY,
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_HIGH_MARK,
@@ -62,7 +63,7 @@ OPTION_DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "max_connections_per_ip": None, "proxy_protocol": None,
     "proxy_trusted": DEFAULT_PROXY_TRUSTED, "proxy_timeout": DEFAULT_PROXY_TIMEOUT,
     "name": DEFAULT_NAME, "workers": None, "reuse_port": False,
-    "worker_timeout": DEFAULT_WORKER_TIMEOUT,
+    "worker_timeout": DEFAULT_WORKER_TIMEOUT, "backlog": DEFAULT_BACKLOG,
 })
 
 #: The callbacks, each checked to be callable (``handler`` and ``client_input`` are too).
@@ -107,6 +108,7 @@ class ServerConfig:
     workers: int | None
     reuse_port: bool
     worker_timeout: float
+    backlog: int
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ServerConfig:
@@ -148,6 +150,7 @@ class ServerConfig:
         if o["workers"] is not None:
             check_int("workers", o["workers"], minimum=1)
         check_seconds("worker_timeout", o["worker_timeout"], positive=True)
+        check_int("backlog", o["backlog"], minimum=1)
         return cls(
             options=MappingProxyType(given), handler=handler, client_input=client_input,
             client_pre_connect=o["client_pre_connect"],
@@ -163,7 +166,8 @@ class ServerConfig:
             max_connections_per_ip=o["max_connections_per_ip"], ssl_context=ssl_context,
             proxy=proxy, shed_policy=shed_policy, name=o["name"],
             listen=listen, defer_accept=defer_accept, workers=o["workers"],
-            reuse_port=bool(o["reuse_port"]), worker_timeout=float(o["worker_timeout"]))
+            reuse_port=bool(o["reuse_port"]), worker_timeout=float(o["worker_timeout"]),
+            backlog=o["backlog"])
 
     def replace(self, **changes: Any) -> ServerConfig:
         """The same options with ``changes`` applied, all checked again.

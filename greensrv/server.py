@@ -34,6 +34,7 @@ from .client_life import ClientLife
 from .config import ServerConfig
 from .connection import Connection, ConnectionHooks
 from .defaults import (
+    DEFAULT_BACKLOG,
     DEFAULT_CONCURRENCY,
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_HIGH_MARK,
@@ -159,6 +160,8 @@ class Server:
       workers=None              N: serve_forever() runs a master with N forked workers
       reuse_port=False          each worker binds its own SO_REUSEPORT socket
       worker_timeout=30         a worker whose hub is blocked this long is killed and replaced
+      backlog=1024              clients the kernel queues per listening socket until accepted
+                                (capped by net.core.somaxconn)
 
     Use: ``serve_forever()`` (blocks; SIGINT/SIGTERM stop it gracefully), or ``start()`` and
     later ``stop()``, or ``with Server(...) as server:`` which starts it and stops it on exit.
@@ -215,6 +218,7 @@ class Server:
         workers: int | None = None,
         reuse_port: bool = False,
         worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
+        backlog: int = DEFAULT_BACKLOG,
     ) -> None:
         self.config = ServerConfig.from_options(
             {k: v for k, v in locals().items() if k not in ("self", "__class__")})
@@ -256,6 +260,7 @@ class Server:
     workers: int | None = _Option()  # type: ignore[assignment]
     reuse_port: bool = _Option()  # type: ignore[assignment]
     worker_timeout: float = _Option()  # type: ignore[assignment]
+    backlog: int = _Option()  # type: ignore[assignment]
     shutdown_timeout: float = _Option()  # type: ignore[assignment]
     ssl_context: Any = _Option()
     max_connections_per_ip: int | None = _Option()  # type: ignore[assignment]
@@ -347,7 +352,8 @@ class Server:
         if self.workers is not None:
             raise TypeError("start() cannot run a server with workers set: a master owns the "
                             "whole process; call serve_forever()")
-        self._start(open_listening(self.config.listen, reuse_port=self.reuse_port))
+        self._start(open_listening(self.config.listen, reuse_port=self.reuse_port,
+                                   backlog=self.backlog))
 
     def _start(self, sockets: list[OpenSocket], max_accept: int | None = None) -> None:
         """Serve on ``sockets`` (now the server's, closed by ``stop()``)."""
@@ -380,8 +386,9 @@ class Server:
         """Start if needed and block until stopped.
 
         In the main thread, SIGTERM and SIGINT start a graceful ``stop()``; a second SIGINT
-        (Ctrl-C) forces it, a second SIGTERM is logged and leaves the graceful stop running.
-        The previous signal handlers are restored before returning. With ``workers`` set this
+        (Ctrl-C) forces it, a second SIGTERM is logged and leaves the graceful stop running;
+        SIGUSR1 reopens the log files (``greensrv.logfiles``). The previous signal handlers
+        are restored before returning. With ``workers`` set this
         process becomes the master of that many forked workers (``docs/deploy.md``).
 
         When the application has not configured :mod:`logging`, INFO and above go to stderr
@@ -389,17 +396,23 @@ class Server:
         left uncaught, it ends the program with that one line on stderr, not a traceback.
         """
         if self.workers is not None:
-            with default_logging(), brief_startup_errors():
+            with default_logging(with_pid=True), brief_startup_errors():
                 Master(self).run()
             return
         serve_in_this_process(_Running(self))
 
-    def for_worker(self, sockets: Sequence[Any], max_accept: int | None = None) -> _Running:
+    def for_worker(self, sockets: Sequence[Any], max_accept: int | None = None,
+                   accept_limit: int | None = None,
+                   at_limit: Callable[[], None] | None = None) -> _Running:
         """This server as one worker of a master runs it (``workers.Servable``): over
-        ``sockets`` the master opened, accepting at most ``max_accept`` clients per wake-up.
-        The server's options are left as they are; its ``start()`` serves on those sockets."""
-        return _Running(self, [OpenSocket(sock, ListenSpec("socket", sock)) for sock in sockets],
-                        max_accept)
+        ``sockets`` the master opened, accepting at most ``max_accept`` clients per wake-up;
+        ``accept_limit`` and ``at_limit``: see :meth:`_Running.count_accepts`. The server's
+        options are left as they are; its ``start()`` serves on those sockets."""
+        running = _Running(self, [OpenSocket(sock, ListenSpec("socket", sock))
+                                  for sock in sockets], max_accept)
+        if accept_limit is not None and at_limit is not None:
+            running.count_accepts(accept_limit, at_limit)
+        return running
 
     def __enter__(self) -> Server:
         """``with Server(...) as server:`` starts it (unless started) and stops it on exit."""
@@ -536,6 +549,29 @@ class _Running:
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self.server.wait_stopped(timeout)
+
+    def count_accepts(self, limit: int, at_limit: Callable[[], None]) -> None:
+        """After ``limit`` accepted clients, call ``at_limit`` (the worker asks its master for a
+        replacement: ``--max-worker-connections``). On a shared socket the server then stops
+        accepting, so the other workers (or its replacement) take the next clients, which wait
+        in the backlog meanwhile, never refused; its own ``SO_REUSEPORT`` socket keeps accepting
+        until the master stops it, since closing it resets what is queued there. Only such a
+        worker pays the count: one more call per accepted client."""
+        server = self.server
+        hooks = server._hooks
+        accept = hooks.accept_client
+        left = limit
+
+        def counted(sock: Any, address: Any) -> None:
+            nonlocal left
+            accept(sock, address)
+            left -= 1
+            if left == 0:
+                if not server.reuse_port:
+                    server.set_concurrency(0)
+                at_limit()
+
+        hooks.accept_client = counted  # before start(): each listener takes it then
 
 
 class _ServerHooks(ConnectionHooks):

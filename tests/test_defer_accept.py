@@ -12,7 +12,8 @@ import sys
 import pytest
 
 import greensrv
-from greensrv.cli import overrides, parser
+from greensrv.cli import parser, server_options
+from greensrv.command_settings import resolve
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="TCP_DEFER_ACCEPT is Linux's")
@@ -60,7 +61,8 @@ def test_an_inherited_unix_socket_is_refused_by_name_at_start(tmp_path, no_leaks
     sock.close()  # start() took it over and closed it (no_leaks checks): nothing left to do
 
 
-def test_the_command_line_flag_sets_the_option():
-    args = parser().parse_args(["app:handler", "--defer-accept", "3"])
-    assert overrides(args)["defer_accept"] == 3.0
-    assert "defer_accept" not in overrides(parser().parse_args(["app:handler"]))
+def test_the_command_line_flags_set_the_options():
+    args = parser().parse_args(["app:handler", "--defer-accept", "3", "--shed-proven-idle", "9"])
+    options = server_options(resolve(args))
+    assert (options["defer_accept"], options["shed_proven_idle"]) == (3.0, 9.0)
+    assert "defer_accept" not in server_options(resolve(parser().parse_args(["app:handler"])))

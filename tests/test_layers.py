@@ -23,6 +23,8 @@ LAYERS: dict[str, int] = {
     "errors": 0, "filters": 0, "defaults": 0, "options": 0, "limits": 0, "output_queue": 0,
     "proxy": 0, "proxy_tlv": 0, "proxy_address": 0, "connection_state": 0, "statistics": 0,
     "backoff": 0, "overload": 0, "_version": 0,
+    # 0: the process's small parts: log files reopened on USR1, the PID file, the workers' user
+    "logfiles": 0, "pidfile": 0, "credentials": 0,
     # 0: swaps a compiled twin into a filter module at its import (docs/compiled.md)
     "_accelerate": 0,
     # 1: OS sockets and TLS: byte transports, systemd, opening addresses, reading a PROXY
@@ -41,8 +43,9 @@ LAYERS: dict[str, int] = {
     "worker_process": 4, "master_sockets": 4, "workers": 4,
     # 5: the server (it hands the process to the master), and beside it the reconnecting client
     "server": 5, "client": 5,
-    # 6: the command line
-    "cli": 6, "__main__": 6,
+    # 6: the command line: its settings (flags, the config file), the application it loads,
+    # the --reload watcher
+    "cli": 6, "__main__": 6, "flags": 6, "command_settings": 6, "application": 6, "reloader": 6,
     # 7: the package's public face; test helpers start servers and clients as a user would
     "__init__": 7, "testing": 7,
 }
