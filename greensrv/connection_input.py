@@ -216,12 +216,14 @@ class InputSide(ConnectionFields):
 
     def overload_progress(self) -> Progress:
         """This connection as shedding sees it (``greensrv.overload.ShedPolicy``): waiting for
-        input since when (None while its handler does anything else), and its unfinished
-        record. For the server's shedder; not part of the application's API."""
+        input since when (None while its handler does anything else), its unfinished record,
+        and whether it has completed one (bytes received beyond the unfinished record went out
+        as records). For the server's shedder; not part of the application's API."""
         since = self._partial_since
         waiting = self._read_wait_since if self._state.input is READING else None
-        return Progress(self._accepted_at, waiting, since,
-                        self._in.pending_size() if since is not None else 0)
+        pending = self._in.pending_size()
+        return Progress(self._accepted_at, waiting, since, pending if since is not None else 0,
+                        self._bytes_in > pending)
 
     def shed(self, error: ConnectionShedError) -> None:
         """Close now to make room at capacity (the server's shedder calls it): the handler's
