@@ -17,13 +17,13 @@ from typing import Any
 import gevent
 from gevent.event import Event
 
+from .addresses import describe_address
 from .backoff import Backoff
 from .connection import Connection
 from .dial import (
     Address,
     ClientHooks,
     PreConnect,
-    describe_address,
     make_limits,
     open_connection,
     pick_filters,
@@ -279,7 +279,7 @@ class Client:
             if error is not None:
                 conn.error = None
                 self._report_error(conn, error)
-            conn.finish(None)
+            conn._finish(None)
         finally:
             conn.close()
             self._up.clear()

@@ -212,7 +212,7 @@ class ClientLife:
             conn.proxy = header
             if not self._handshake(conn):
                 return
-            conn.attach()
+            conn._attach()
             self.connections[conn.id] = conn
             connected = True
             # client_connected, then the handler or client_input per record, errors reported:
@@ -232,7 +232,7 @@ class ClientLife:
             if error is not None:
                 conn.error = None
                 hooks.report_error(conn, error)
-            conn.finish(self.grace_deadline)
+            conn._finish(self.grace_deadline)
         finally:
             self._end(accepted, others, conn, claimed, connected)
 

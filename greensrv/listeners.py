@@ -19,6 +19,8 @@ from typing import Any, Protocol
 import gevent.socket
 from gevent.server import StreamServer
 
+from .addresses import split_host_port
+
 log = logging.getLogger("greensrv")
 
 #: Clients waiting to be accepted while the server is at its concurrency limit queue here
@@ -52,15 +54,11 @@ def parse_listen(spec: Any) -> tuple[str, Any]:
             return "fd", int(spec[3:])
         except ValueError:
             raise ValueError(f"listen: {spec!r}: expected 'fd:N' with a number") from None
-    host, sep, port = spec.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
+    hostport = split_host_port(spec, "listen")
+    if hostport is None:
         raise ValueError(f"listen: cannot parse {spec!r}; expected 'host:port', '[v6]:port', "
                          "'unix:/path', 'fd:N' or a bound socket")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"listen: {spec!r}: put an IPv6 address in brackets, '[{host}]:{port}'")
-    return "tcp", (host, int(port))
+    return "tcp", hostport
 
 
 def bind_tcp(host: str, port: int, backlog: int = BACKLOG) -> Any:

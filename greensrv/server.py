@@ -608,7 +608,7 @@ class Server:
             if left:
                 self._life.grace_deadline = time.monotonic() + self.stop_grace
                 for conn in list(self._connections.values()):
-                    conn.stop_input()
+                    conn._stop_input()
                 # Connections bound their own flush and drain by the same deadline; the margin
                 # lets one that uses all of it end by itself rather than be counted as forced.
                 self._life.all_ended.wait(self.stop_grace + 0.25)

@@ -174,7 +174,7 @@ class Shedder:
             return
         now = time.monotonic()
         policy = self.policy
-        candidates = [(conn, conn.overload_progress()) for conn in live.values()
+        candidates = [(conn, conn._overload_progress()) for conn in live.values()
                       if not conn.closing]
         victims = policy.choose(candidates, now, wanted)
         if not victims:
@@ -195,7 +195,7 @@ class Shedder:
             message = messages.get(victim.reason)
             if message is None:
                 message = messages[victim.reason] = describe(victim, policy)
-            conn.shed(ConnectionShedError(message, victim.reason, now - victim.stalled_since))
+            conn._shed(ConnectionShedError(message, victim.reason, now - victim.stalled_since))
             self._pending.append(conn)
         # The victims' greenlets end on the next loop iteration; the listeners then accept,
         # fill the server again and arm() is called anew.
