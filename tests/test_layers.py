@@ -46,7 +46,7 @@ LAYERS: dict[str, int] = {
 #: Upward imports allowed, with the reason (each is made at call time, inside a function).
 ALLOWED_UPWARD = {
     ("server", "workers"): "serve_forever() with workers= hands the whole process to the master "
-                           "(API.md 7.1); the master runs ordinary servers in its workers",
+                           "(docs/deploy.md); the master runs ordinary servers in its workers",
 }
 
 #: Private names of other code that a module may use, with the reason.
