@@ -26,7 +26,7 @@ from gevent import Greenlet, getcurrent
 from gevent.event import Event
 
 from ._accelerate import accelerate
-from .connection import Connection, ConnectionHooks
+from .connection import Connection, ConnectionHooks, attach, finish
 from .errors import FilterError, TLSError
 from .filters import Filter
 from .limits import Limits
@@ -212,7 +212,7 @@ class ClientLife:
             conn.proxy = header
             if not self._handshake(conn):
                 return
-            conn._attach()
+            attach(conn)
             self.connections[conn.id] = conn
             connected = True
             # client_connected, then the handler or client_input per record, errors reported:
@@ -232,7 +232,7 @@ class ClientLife:
             if error is not None:
                 conn.error = None
                 hooks.report_error(conn, error)
-            conn._finish(self.grace_deadline)
+            finish(conn, self.grace_deadline)
         finally:
             self._end(accepted, others, conn, claimed, connected)
 

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from .proxy import ProxyHeader
     from .server import Server
 
-__all__ = ["Connection", "ConnectionHooks"]
+__all__ = ["Connection", "ConnectionHooks", "attach", "finish", "stop_input"]
 
 
 _monotonic = time.monotonic
@@ -585,6 +585,27 @@ class Connection(OutputSide):
         if self._hooks.client_side:
             new_filter.use_on_client()
         self._switch_output_filter(new_filter, more_to_come=self._state.output is OPEN)
+
+
+# -- the makers' surface ---------------------------------------------------------------------
+# What the server's per-client life, the Server and greensrv.connect/Client call on a
+# connection they made. Functions, not methods, so that the Connection class (help(), dir(),
+# the application's code) shows the application's API alone.
+
+def attach(conn: Connection) -> None:
+    """Start ``conn``'s I/O on its socket; its maker calls it once, after any TLS handshake."""
+    conn._attach()
+
+
+def finish(conn: Connection, deadline: float | None) -> None:
+    """End ``conn`` gracefully in its maker's greenlet: flush, FIN, drain, close (the maker's
+    step once the handler has returned). ``deadline`` (monotonic) caps the flush and drain."""
+    conn._finish(deadline)
+
+
+def stop_input(conn: Connection) -> None:
+    """End ``conn``'s input: a waiting ``get()`` returns the records parsed, then EOF."""
+    conn._stop_input()
 
 
 accelerate(globals(), "greensrv._c_connection", requires=("greensrv.connection_output",))

@@ -28,7 +28,7 @@ from .filters.base import NEED_DATA
 from .overload import Progress
 from .transport import PEER_GONE_ERRNOS
 
-__all__ = ["InputSide"]
+__all__ = ["InputSide", "overload_progress", "shed"]
 
 _monotonic = time.monotonic
 
@@ -245,6 +245,18 @@ class InputSide(ConnectionFields):
                                    "(reading paused by backpressure)")
         if self._partial_since is not None:  # the client could not send while we did not read
             self._partial_since = _monotonic()
+
+
+# -- what the server's shedder calls on a connection (functions: not the application's API) ---
+
+def overload_progress(conn: InputSide) -> Progress:
+    """``conn`` as shedding sees it (``greensrv.overload.ShedPolicy``)."""
+    return conn._overload_progress()
+
+
+def shed(conn: InputSide, error: ConnectionShedError) -> None:
+    """Close ``conn`` now to make room at capacity; ``error`` reaches client_error."""
+    conn._shed(error)
 
 
 accelerate(globals(), "greensrv._c_connection_input", requires=("greensrv.connection_fields",))

@@ -21,7 +21,7 @@ from typing import Any
 import gevent.socket
 
 from .addresses import describe_address, split_host_port
-from .connection import Connection, ConnectionHooks
+from .connection import Connection, ConnectionHooks, attach
 from .errors import TLSError
 from .filters import Filter, Line
 from .limits import Limits
@@ -187,7 +187,7 @@ def open_connection(address: Address, *, in_filter: Filter, out_filter: Filter,
             sock = _start_tls(sock, ssl_context, server_hostname, where, _remaining(deadline))
         sock.settimeout(None)
         conn = connection_class(sock, peer, next(_ids), in_filter, out_filter, limits, hooks)
-        conn._attach()
+        attach(conn)
         return conn
     except OSError as exc:  # TimeoutError too; TLSError is no OSError and names the address
         sock.close()

@@ -27,7 +27,7 @@ from gevent.event import Event
 
 from . import systemd
 from .client_life import ClientLife
-from .connection import Connection, ConnectionHooks
+from .connection import Connection, ConnectionHooks, stop_input
 from .errors import GreensrvError
 from .filters import Filter, Line
 from .limits import Limits
@@ -608,7 +608,7 @@ class Server:
             if left:
                 self._life.grace_deadline = time.monotonic() + self.stop_grace
                 for conn in list(self._connections.values()):
-                    conn._stop_input()
+                    stop_input(conn)
                 # Connections bound their own flush and drain by the same deadline; the margin
                 # lets one that uses all of it end by itself rather than be counted as forced.
                 self._life.all_ended.wait(self.stop_grace + 0.25)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gevent.hub import get_hub
 
+from .connection_input import overload_progress, shed
 from .errors import ConnectionShedError
 from .options import check_seconds
 from .overload import DEFAULT_RECORD_MIN_RATE, ShedPolicy, describe
@@ -174,7 +175,7 @@ class Shedder:
             return
         now = time.monotonic()
         policy = self.policy
-        candidates = [(conn, conn._overload_progress()) for conn in live.values()
+        candidates = [(conn, overload_progress(conn)) for conn in live.values()
                       if not conn.closing]
         victims = policy.choose(candidates, now, wanted)
         if not victims:
@@ -195,7 +196,7 @@ class Shedder:
             message = messages.get(victim.reason)
             if message is None:
                 message = messages[victim.reason] = describe(victim, policy)
-            conn._shed(ConnectionShedError(message, victim.reason, now - victim.stalled_since))
+            shed(conn, ConnectionShedError(message, victim.reason, now - victim.stalled_since))
             self._pending.append(conn)
         # The victims' greenlets end on the next loop iteration; the listeners then accept,
         # fill the server again and arm() is called anew.

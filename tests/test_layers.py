@@ -22,7 +22,7 @@ LAYERS: dict[str, int] = {
     # 0: pure: no socket, ssl or gevent (the purity tests check those imports)
     "errors": 0, "filters": 0, "options": 0, "limits": 0, "output_queue": 0, "proxy": 0,
     "proxy_tlv": 0, "proxy_address": 0, "connection_state": 0, "statistics": 0, "backoff": 0,
-    "overload": 0,
+    "overload": 0, "addresses": 0,
     # 0: swaps a compiled twin into a filter module at its import (docs/compiled.md)
     "_accelerate": 0,
     # 1: byte transports and TLS wrapping
