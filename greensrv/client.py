@@ -17,13 +17,13 @@ from typing import Any
 import gevent
 from gevent.event import Event
 
-from .addresses import describe_address
 from .backoff import Backoff
 from .connection import Connection, finish
 from .dial import (
     Address,
     ClientHooks,
     PreConnect,
+    describe_address,
     make_limits,
     open_connection,
     pick_filters,

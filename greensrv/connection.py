@@ -522,7 +522,7 @@ class Connection(OutputSide):
         (CVE-2011-0411). Raises TLSError when the handshake fails or takes longer than
         ``handshake_timeout`` (default: the limits').
         """
-        from .addresses import describe_address
+        from .addresses import format_address
         from .tls import describe_client_handshake_failure, wrap_client_socket, wrap_server_socket
 
         if self._transport is None or self._transport.is_tls:
@@ -545,7 +545,7 @@ class Connection(OutputSide):
         if hooks.client_side:
             tls_sock = wrap_client_socket(self.socket, context,
                                           server_hostname or hooks.server_hostname,
-                                          describe_address(self.remote_address))
+                                          format_address(self.remote_address))
         else:
             tls_sock = wrap_server_socket(self.socket, context)
         self.socket = tls_sock
@@ -556,7 +556,7 @@ class Connection(OutputSide):
             hooks.count("tls_failures")
             if hooks.client_side:
                 raise TLSError(describe_client_handshake_failure(
-                    describe_address(self.remote_address), exc)) from None
+                    format_address(self.remote_address), exc)) from None
             raise TLSError(describe_handshake_failure(self.remote_address, exc)) from None
         self._transport = make_transport(tls_sock)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import gevent.socket
 
-from .addresses import describe_address, split_host_port
+from .addresses import format_address, split_host_port
 from .connection import Connection, ConnectionHooks, attach
 from .errors import TLSError
 from .filters import Filter, Line
@@ -28,7 +28,7 @@ from .limits import Limits
 from .options import check_seconds
 from .tls import describe_client_handshake_failure, wrap_client_socket
 
-__all__ = ["ClientHooks", "connect", "connect_as"]
+__all__ = ["ClientHooks", "connect", "connect_as", "describe_address"]
 
 log = logging.getLogger("greensrv")
 
@@ -37,6 +37,12 @@ _ids = itertools.count(1)
 
 Address = Any  # (host, port) or "unix:/path"
 PreConnect = Callable[[Any, Any], Any]
+
+
+def describe_address(address: Address) -> str:
+    """A client's address for messages: a string as the user wrote it, a tuple as
+    ``host:port`` or ``[v6]:port``."""
+    return address if isinstance(address, str) else format_address(address)
 
 
 def _parse_address(address: Address) -> tuple[str | None, tuple[str, int] | None]:
@@ -160,7 +166,7 @@ def open_connection(address: Address, *, in_filter: Filter, out_filter: Filter,
     in_filter.use_on_client()
     if out_filter is not in_filter:
         out_filter.use_on_client()
-    where = describe_address(f"unix:{path}" if path is not None else hostport)
+    where = format_address(f"unix:{path}" if path is not None else hostport)
     if isinstance(hooks, ClientHooks) and hostport is not None:
         hooks.server_hostname = server_hostname or hostport[0]
     if timeout is not None:
