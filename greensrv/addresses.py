@@ -36,7 +36,7 @@ from .options import check_seconds
 
 __all__ = ["ListenSpec", "OpenSocket", "bound_address", "check_defer_accept", "format_address",
            "open_listening", "parse_listen", "parse_listen_entries", "reuse_port_socket",
-           "set_defer_accept"]
+           "set_defer_accept", "split_host_port"]
 
 _TCP_DEFER_ACCEPT = getattr(socket, "TCP_DEFER_ACCEPT", None)
 _TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
@@ -93,16 +93,27 @@ def parse_listen(entry: Any) -> ListenSpec:
             return ListenSpec("fd", int(entry[3:]))
         except ValueError:
             raise ValueError(f"listen: {entry!r}: expected 'fd:N' with a number") from None
-    host, sep, port = entry.rpartition(":")
-    if sep and port.isdigit() and int(port) > 65535:
-        raise ValueError(f"listen: {entry!r}: port {port} is out of range (0 to 65535)")
-    if not sep or not port.isdigit():
+    hostport = split_host_port(entry, "listen")
+    if hostport is None:
         raise ValueError(f"listen: cannot parse {entry!r}; expected {_FORMS}")
+    return ListenSpec("tcp", hostport)
+
+
+def split_host_port(entry: str, option: str) -> tuple[str, int] | None:
+    """``"host:port"`` or ``"[v6]:port"`` as ``(host, port)``, None if it has no port; the
+    TCP form that ``listen`` and a client's ``address`` share. ``ValueError`` naming
+    ``option`` and ``entry`` for a port out of range or an IPv6 address without brackets."""
+    host, sep, port = entry.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    if int(port) > 65535:
+        raise ValueError(f"{option}: {entry!r}: port {port} is out of range (0 to 65535)")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
-        raise ValueError(f"listen: {entry!r}: put an IPv6 address in brackets, '[{host}]:{port}'")
-    return ListenSpec("tcp", (host, int(port)))
+        raise ValueError(f"{option}: {entry!r}: put an IPv6 address in brackets, "
+                         f"'[{host}]:{port}'")
+    return host, int(port)
 
 
 def parse_listen_entries(listen: Any) -> tuple[ListenSpec, ...]:

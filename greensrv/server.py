@@ -32,7 +32,7 @@ from .addresses import ListenSpec, OpenSocket, format_address, open_listening, s
 from .admission import Admission
 from .client_life import ClientLife
 from .config import ServerConfig
-from .connection import Connection, ConnectionHooks
+from .connection import Connection, ConnectionHooks, stop_input
 from .defaults import (
     DEFAULT_BACKLOG,
     DEFAULT_CONCURRENCY,
@@ -469,7 +469,7 @@ class Server:
             if left:
                 admission.set_grace_deadline(time.monotonic() + self.stop_grace)
                 for conn in list(self._connections.values()):
-                    conn.stop_input()
+                    stop_input(conn)
                 # Connections bound their own flush and drain by the same deadline; the margin
                 # lets one that uses all of it end by itself rather than be counted as forced.
                 self._life.all_ended.wait(self.stop_grace + 0.25)
