@@ -17,7 +17,8 @@ __all__ = ["NO_HOOKS", "ConnectionHooks"]
 
 
 class ConnectionHooks:
-    """What a Connection reports to whoever made it. The defaults do nothing (a client).
+    """What a Connection reports to whoever made it, and which side that maker is on. The
+    defaults do nothing (a server-side connection with no owner).
 
     The server supplies one that counts statistics, reports to ``client_error`` and runs
     ``client_flushed``/``client_high``/``client_low``; a client supplies its own. A Connection
@@ -28,6 +29,13 @@ class ConnectionHooks:
     #: queued output written), "high" (queued output rose past high_mark), "low" (back below
     #: low_mark). A missing key costs nothing.
     output_callbacks: Mapping[str, Callable[[Connection], Any]] = MappingProxyType({})
+
+    #: True when the connection's peer is a server (``greensrv.connect``, ``Client``):
+    #: ``start_tls`` then handshakes as a TLS client, and messages call the peer "the server".
+    client_side = False
+
+    #: The host name a client-side ``start_tls`` checks by default: the name connected to.
+    server_hostname: str | None = None
 
     def count(self, key: str) -> None:
         """A statistics counter went up by one, e.g. "closed_idle" or "tls_failures"."""

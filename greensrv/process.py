@@ -32,6 +32,7 @@ import gevent
 from . import systemd
 from .addresses import format_address
 from .errors import StartupError
+from .logfiles import reopen_log_files
 
 __all__ = ["Notifier", "Runnable", "StopSignals", "brief_startup_errors", "default_logging",
            "flush_standard_streams", "ignore_signals", "serve_in_this_process"]
@@ -41,6 +42,8 @@ log = logging.getLogger("greensrv")
 #: The format of the fallback log: time, the logger (greensrv, or the application's own) and
 #: the message; enough to follow a server by eye, nothing a person has to decode.
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
+#: The same under a master: several processes write to one stderr, so each line names its PID.
+LOG_FORMAT_WITH_PID = "%(asctime)s [%(process)d] %(levelname)s [%(name)s] %(message)s"
 
 
 class Runnable(Protocol):
@@ -80,10 +83,12 @@ def serve_in_this_process(target: Runnable) -> None:
     SIGINT turned into its graceful stop (the previous handlers restored before returning);
     systemd told it is ready, and pinged by its watchdog from this hub.
     """
-    with default_logging():
+    # The signal handlers come before start(): a signal right after "listening on" must not
+    # find the default action (USR1's would end the process).
+    with default_logging(), StopSignals(target):
         with brief_startup_errors():
             target.start()
-        with StopSignals(target), Notifier(target):
+        with Notifier(target):
             target.wait_stopped()
 
 
@@ -95,7 +100,7 @@ def logging_configured() -> bool:
 
 
 @contextmanager
-def default_logging() -> Iterator[None]:
+def default_logging(with_pid: bool = False) -> Iterator[None]:
     """While it is active, log INFO and above to stderr, unless logging is already configured.
 
     The handler goes on the root logger, as ``logging.basicConfig(level=INFO)`` would put it, so
@@ -107,7 +112,7 @@ def default_logging() -> Iterator[None]:
         return
     root = logging.getLogger()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT_WITH_PID if with_pid else LOG_FORMAT))
     level = root.level
     root.addHandler(handler)
     if level == logging.WARNING:  # Python's default: an application that asked for less or
@@ -179,6 +184,7 @@ def ignore_signals(signals: Sequence[int], original_signal: Callable[..., Any]) 
 class StopSignals:
     """While active in the main thread: SIGTERM and SIGINT stop ``target`` gracefully; a second
     SIGINT (Ctrl-C) forces it; a second SIGTERM is logged and leaves the graceful stop running.
+    SIGUSR1 (logrotate's) reopens the log files and stops nothing (``greensrv.logfiles``).
     The previous handlers are restored on exit. Elsewhere than the main thread it does nothing.
     """
 
@@ -189,8 +195,8 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM,
-                                                                       signal.SIGINT)}
+            self._previous = {sig: signal.getsignal(sig)
+                              for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
             self._watchers = [gevent.signal_handler(sig, self._on_signal, sig)
                               for sig in self._previous]
         return self
@@ -207,6 +213,10 @@ class StopSignals:
         """Runs in the hub: only records the signal; the stop runs in its own greenlet."""
         target = self.target
         name = signal.Signals(signum).name
+        if signum == signal.SIGUSR1:
+            reopen_log_files()
+            log.info("%s: SIGUSR1: reopening log files", target.name)
+            return
         if target.stopping:
             if signum == signal.SIGINT:
                 log.warning("%s: second SIGINT: forcing shutdown, closing %d connection(s) now",

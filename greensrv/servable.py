@@ -10,12 +10,12 @@ stub that is not.
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from .addresses import ListenSpec
 
-__all__ = ["Servable", "WorkerServer"]
+__all__ = ["Servable", "WorkerIdentity", "WorkerServer"]
 
 
 class WorkerServer(Protocol):
@@ -55,6 +55,10 @@ class Servable(Protocol):
         """Seconds a worker's hub may stay blocked before it is killed and replaced."""
 
     @property
+    def backlog(self) -> int:
+        """Clients the kernel queues per listening socket until one is accepted."""
+
+    @property
     def shutdown_timeout(self) -> float:
         """Seconds a worker's graceful stop lets connections finish by themselves."""
 
@@ -62,7 +66,20 @@ class Servable(Protocol):
     def stop_grace(self) -> float:
         """Seconds past that a worker's stop may still take to flush and close."""
 
-    def for_worker(self, sockets: list[socket.socket],
-                   max_accept: int | None = None) -> WorkerServer:
+    def for_worker(self, sockets: list[socket.socket], max_accept: int | None = None,
+                   accept_limit: int | None = None,
+                   at_limit: Callable[[], None] | None = None) -> WorkerServer:
         """Called in a forked worker: a server over ``sockets`` (the worker owns them), that
-        accepts at most ``max_accept`` clients per wake-up (None: its default)."""
+        accepts at most ``max_accept`` clients per wake-up (None: its default). With
+        ``accept_limit``, once it has accepted that many clients it calls ``at_limit`` (and,
+        on shared sockets, stops accepting: its replacement and the others take over)."""
+
+
+class WorkerIdentity(Protocol):
+    """Who the workers run as (``greensrv.credentials.Credentials``)."""
+
+    def apply(self) -> None:
+        """In a worker, before its server starts."""
+
+    def give(self, path: str) -> None:
+        """Let the workers reopen the file at ``path``."""

@@ -27,17 +27,18 @@ from gevent import getcurrent
 from gevent.event import Event
 
 from . import defaults, systemd
-from .addresses import ListenSpec, OpenSocket, format_address, open_listening
+from .addresses import ListenSpec, OpenSocket, format_address, open_listening, set_defer_accept
 from .admission import Admission
 from .client_life import ClientLife
 from .config import Option, ServerConfig
 from .connection import Connection, ConnectionHooks
+from .error_log import log_client_error, log_listener_error
 from .filters import Filter
 from .listeners import Listener
 from .options import check_int
 from .process import brief_startup_errors, default_logging, serve_in_this_process
 from .shutdown import Shutdown
-from .statistics import Counters, Statistics, log_client_error, log_listener_error
+from .statistics import Counters, Statistics
 from .workers import Master
 
 __all__ = ["Server", "serve_forever"]
@@ -87,7 +88,10 @@ class Server:
                                 (None: off); record_start_timeout=None bounds the first byte
       shedding=True             at concurrency with clients waiting, close the connections
                                 making the least progress (``docs/overload.md``); one silent
-                                for less than shed_min_age=0.1 s is spared
+                                for less than shed_min_age=0.1 s is spared, one that has
+                                completed a record until idle for shed_proven_idle=5 s
+      defer_accept=None         seconds: TCP_DEFER_ACCEPT, a TCP client reaches the server only
+                                once it has sent something (not for server-speaks-first)
       max_connections_per_ip=None   live connections per client IP
       ssl_context=None          TLS on every connection; handshake_timeout=10 bounds it
       name="greensrv"           used in logs and repr (POE's Alias)
@@ -101,6 +105,8 @@ class Server:
       workers=None              N: serve_forever() runs a master with N forked workers
       reuse_port=False          each worker binds its own SO_REUSEPORT socket
       worker_timeout=30         a worker whose hub is blocked this long is killed and replaced
+      backlog=1024              clients the kernel queues per listening socket until accepted
+                                (capped by net.core.somaxconn)
 
     Use: ``serve_forever()`` (blocks; SIGINT/SIGTERM stop it gracefully), or ``start()`` and
     later ``stop()``, or ``with Server(...) as server:`` which starts it and stops it on exit.
@@ -147,6 +153,8 @@ class Server:
         record_start_timeout: float | None = None,
         shedding: bool = True,
         shed_min_age: float = defaults.DEFAULT_SHED_MIN_AGE,
+        shed_proven_idle: float = defaults.DEFAULT_SHED_PROVEN_IDLE,
+        defer_accept: float | None = None,
         max_connections_per_ip: int | None = None,
         proxy_protocol: str | None = None,
         proxy_trusted: Iterable[Any] = defaults.DEFAULT_PROXY_TRUSTED,
@@ -155,6 +163,7 @@ class Server:
         workers: int | None = None,
         reuse_port: bool = False,
         worker_timeout: float = defaults.DEFAULT_WORKER_TIMEOUT,
+        backlog: int = defaults.DEFAULT_BACKLOG,
     ) -> None:
         self.config = ServerConfig.from_options(
             {k: v for k, v in locals().items() if k not in ("self", "__class__")})
@@ -180,7 +189,8 @@ class Server:
         self._counters = Counters()
         self._hooks = _ServerHooks(self)
         self._admission = Admission(config.concurrency, config.max_connections_per_ip,
-                                    self._counters, config.shed_policy, self._hooks)
+                                    self._counters, config.shed_policy, self._hooks,
+                                    config.name)
         self._life = ClientLife(config, self._hooks, self._admission, self._connections,
                                 self._counters, self)
         #: Each client's greenlet from accept until its end (ClientLife.spawn): what counts
@@ -195,9 +205,11 @@ class Server:
     workers: int | None = Option()  # type: ignore[assignment]
     reuse_port: bool = Option()  # type: ignore[assignment]
     worker_timeout: float = Option()  # type: ignore[assignment]
+    backlog: int = Option()  # type: ignore[assignment]
     shutdown_timeout: float = Option()  # type: ignore[assignment]
     ssl_context: Any = Option()
     max_connections_per_ip: int | None = Option()  # type: ignore[assignment]
+    defer_accept: float | None = Option()  # type: ignore[assignment]
     client_shutdown_on_error: bool = Option()  # type: ignore[assignment]
     #: The bounds every connection of this server enforces, checked once.
     limits = Option()
@@ -276,7 +288,8 @@ class Server:
             raise TypeError("start() cannot run a server with workers set: a master owns the "
                             "whole process; call serve_forever()")
         if self._may_start():
-            self._start(open_listening(self.config.listen, reuse_port=self.reuse_port))
+            self._start(open_listening(self.config.listen, reuse_port=self.reuse_port,
+                                       backlog=self.backlog))
 
     def _may_start(self) -> bool:
         """False if started already; RuntimeError once a stop has begun."""
@@ -286,6 +299,13 @@ class Server:
 
     def _start(self, sockets: list[OpenSocket], max_accept: int | None = None) -> None:
         """Serve on ``sockets`` (now the server's, closed by ``stop()``)."""
+        if self.defer_accept is not None:
+            try:
+                set_defer_accept([each.sock for each in sockets], self.defer_accept)
+            except ValueError:  # an inherited unix socket: the sockets were given to us
+                for each in sockets:
+                    each.sock.close()
+                raise
         self._listeners = [Listener(each.sock, self._hooks, each.unix_path, max_accept)
                            for each in sockets]
         self._started = True
@@ -302,26 +322,33 @@ class Server:
         """Start if needed and block until stopped.
 
         In the main thread, SIGTERM and SIGINT start a graceful ``stop()``; a second SIGINT
-        (Ctrl-C) forces it, a second SIGTERM is logged and leaves the graceful stop running.
-        The previous signal handlers are restored before returning. With ``workers`` set this
-        process becomes the master of that many forked workers (``docs/deploy.md``).
+        (Ctrl-C) forces it, a second SIGTERM is logged and leaves the graceful stop running;
+        SIGUSR1 reopens the log files (``greensrv.logfiles``). The previous signal handlers
+        are restored before returning. With ``workers`` set this process becomes the master of
+        that many forked workers (``docs/deploy.md``).
 
         When the application has not configured :mod:`logging`, INFO and above go to stderr
         while it runs. A start-up error (an address in use...) raises :class:`StartupError`;
         left uncaught, it ends the program with that one line on stderr, not a traceback.
         """
         if self.workers is not None:
-            with default_logging(), brief_startup_errors():
+            with default_logging(with_pid=True), brief_startup_errors():
                 Master(self).run()
             return
         serve_in_this_process(_Running(self))
 
-    def for_worker(self, sockets: Sequence[Any], max_accept: int | None = None) -> _Running:
-        """This server as one worker of a master runs it (``workers.Servable``): over
-        ``sockets`` the master opened, accepting at most ``max_accept`` clients per wake-up.
-        The server's options are left as they are; its ``start()`` serves on those sockets."""
-        return _Running(self, [OpenSocket(sock, ListenSpec("socket", sock)) for sock in sockets],
-                        max_accept)
+    def for_worker(self, sockets: Sequence[Any], max_accept: int | None = None,
+                   accept_limit: int | None = None,
+                   at_limit: Callable[[], None] | None = None) -> _Running:
+        """This server as one worker of a master runs it (``servable.Servable``): over
+        ``sockets`` the master opened, accepting at most ``max_accept`` clients per wake-up;
+        ``accept_limit`` and ``at_limit``: see :meth:`_Running.count_accepts`. The server's
+        options are left as they are; its ``start()`` serves on those sockets."""
+        running = _Running(self, [OpenSocket(sock, ListenSpec("socket", sock))
+                                  for sock in sockets], max_accept)
+        if accept_limit is not None and at_limit is not None:
+            running.count_accepts(accept_limit, at_limit)
+        return running
 
     def __enter__(self) -> Server:
         """``with Server(...) as server:`` starts it (unless started) and stops it on exit."""
@@ -419,6 +446,29 @@ class _Running:
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self.server.wait_stopped(timeout)
+
+    def count_accepts(self, limit: int, at_limit: Callable[[], None]) -> None:
+        """After ``limit`` accepted clients, call ``at_limit`` (the worker asks its master for a
+        replacement: ``--max-worker-connections``). On a shared socket the server then stops
+        accepting, so the other workers (or its replacement) take the next clients, which wait
+        in the backlog meanwhile, never refused; its own ``SO_REUSEPORT`` socket keeps accepting
+        until the master stops it, since closing it resets what is queued there. Only such a
+        worker pays the count: one more call per accepted client."""
+        server = self.server
+        hooks = server._hooks
+        accept = hooks.accept_client
+        left = limit
+
+        def counted(sock: Any, address: Any) -> None:
+            nonlocal left
+            accept(sock, address)
+            left -= 1
+            if left == 0:
+                if not server.reuse_port:
+                    server.set_concurrency(0)
+                at_limit()
+
+        hooks.accept_client = counted  # before start(): each listener takes it then
 
 
 class _ServerHooks(ConnectionHooks):

@@ -26,7 +26,8 @@ import gevent
 
 from .admission import Admission
 from .client_life import ClientLife
-from .connection import Connection
+from .connection import Connection, stop_input
+from .error_log import client_log
 
 __all__ = ["Shutdown"]
 
@@ -67,12 +68,13 @@ class Shutdown:
         if left:
             admission.set_grace_deadline(time.monotonic() + grace)
             for conn in list(self.connections.values()):
-                conn.stop_input()
+                stop_input(conn)
             self.life.all_ended.wait(grace + GRACE_MARGIN)
         if clients:
             self.force()
         # A second SIGINT may have forced the close while we waited above.
         forced = self.forced
+        client_log.flush()  # what was counted and not yet summarised, before the last line
         log.info("%s: stopped in %.2f s; %d connection(s) ended by the shutdown, "
                  "%d forced closed", self.name, time.monotonic() - start, max(left, forced),
                  forced)

@@ -23,6 +23,7 @@ import gevent
 import gevent.os
 from gevent.monkey import get_original
 
+from .logfiles import reopen_log_files
 from .process import flush_standard_streams, ignore_signals
 from .servable import WorkerServer
 
@@ -34,7 +35,8 @@ log = logging.getLogger("greensrv")
 _signal = get_original("signal", "signal")
 
 #: Signals the master acts on; workers ignore them (they take orders over their control pipe).
-MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
+MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU,
+                  signal.SIGUSR1)
 #: A worker's exit status when it could not boot (gunicorn uses the same number).
 WORKER_BOOT_ERROR = 3
 #: The most seconds between two heartbeats; a quarter of worker_timeout when that is shorter,
@@ -56,6 +58,7 @@ class Worker:
     started: float
     ready: bool = False
     stop_sent: bool = False
+    recycle: bool = False  # it reached its connection limit: replace it
     error: str | None = None
     inbox: bytes = b""
     blocked_for: float | None = field(default=None)
@@ -77,12 +80,15 @@ def new_heartbeat() -> mmap.mmap:
     return heartbeat
 
 
-def run_worker(make_server: Callable[[], WorkerServer], worker_timeout: float, control: int,
-               status: int, heartbeat: mmap.mmap) -> int:
+def run_worker(make_server: Callable[[Callable[[], None]], WorkerServer], worker_timeout: float,
+               control: int, status: int, heartbeat: mmap.mmap,
+               setup: Callable[[], None] | None = None) -> int:
     """Boot, serve until told to stop (or the master is gone), stop gracefully; the exit code.
 
-    ``make_server`` runs here, after the fork and on a fresh hub: what it raises, or what the
-    server's ``start()`` raises, is reported to the master as this worker's boot error.
+    ``setup`` runs first (e.g. switching to an unprivileged user), then ``make_server``, here,
+    after the fork and on a fresh hub: what either raises, or what the server's ``start()``
+    raises, is reported to the master as this worker's boot error. ``make_server`` is given
+    the function that asks the master to replace this worker (its connection limit reached).
     """
     ignore_signals(MASTER_SIGNALS, _signal)  # orders come over the control pipe
     _signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -91,7 +97,9 @@ def run_worker(make_server: Callable[[], WorkerServer], worker_timeout: float, c
     _fresh_hub()
     random.seed()  # fork copied the master's random state; each worker draws its own
     try:
-        server = make_server()
+        if setup is not None:
+            setup()
+        server = make_server(lambda: _send(status, "recycle"))
         server.start()
     except BaseException as exc:
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
@@ -136,6 +144,8 @@ def _stop_when_told(control: int, server: WorkerServer) -> None:
     gevent.os.make_nonblocking(control)
     while True:
         data = gevent.os.nb_read(control, 64)
+        if b"reopen" in data:  # the master got SIGUSR1
+            reopen_log_files()
         if not data or b"stop" in data:  # no data: the master is gone, stop all the same
             server.stop()
             return

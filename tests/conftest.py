@@ -19,6 +19,7 @@ import greenlet
 import pytest
 from helpers import CLIENT_TIMEOUT, Client, echo, self_signed_certificate, signed_certificates
 
+from greensrv.error_log import client_log
 from greensrv.testing import serving
 
 
@@ -32,6 +33,15 @@ def _live_greenlets() -> list[greenlet.greenlet]:
     return [g for g in gc.get_objects()
             if isinstance(g, greenlet.greenlet) and not isinstance(g, infrastructure)
             and g and not g.dead and g.parent is not None]
+
+
+@pytest.fixture(autouse=True)
+def fresh_error_log():
+    """Each test starts with the process's error log limiter counting afresh (its counts are
+    per process: one test's refusals must not silence the next test's first ones)."""
+    client_log.flush()
+    yield
+    client_log.flush()
 
 
 @pytest.fixture
@@ -70,7 +80,8 @@ def make_server(no_leaks):
     with contextlib.ExitStack() as servers:
 
         def make(handler=None, **options):
-            return servers.enter_context(serving(handler, stop_timeout=1, **options))
+            return servers.enter_context(serving(handler, stop_timeout=1, reraise=False,
+                                                 **options))
 
         yield make
 
@@ -112,7 +123,7 @@ def barrier(connect):
     acted, so any accept or read the server under test would do on already-ready sockets has
     happened by then.
     """
-    with serving(echo, stop_timeout=1) as probe:
+    with serving(echo, stop_timeout=1, reraise=False) as probe:
         client = connect(probe.address)
 
         def run():
