@@ -1,20 +1,13 @@
 """The master: binds the listeners once, forks workers, supervises them, reloads them.
 
-The master runs anything with the small :class:`Servable` protocol defined here (gunicorn's
-``Arbiter`` knows only ``app.cfg`` and ``app.wsgi()``): a few settings, and ``for_worker(sockets)``
-giving, in each forked worker, something to start and stop over the listening sockets the master
-opened (or, with ``reuse_port``, the worker's own ``SO_REUSEPORT`` sockets). A ``Server`` is one;
-the master never imports it and never changes the object it is given. The master knows nothing
-of connections; it talks to each worker over two pipes and one shared word:
-
-- *control* (master → worker): ``stop`` asks for the graceful stop (``Server.stop``); end of
-  file (the master died) means the same; ``reopen`` reopens the log files (the master got
-  SIGUSR1). Workers ignore TERM, INT, HUP, TTIN, TTOU and USR1 from anyone, so a signal to the
-  whole process group (systemd's stop, a terminal's Ctrl-C, logrotate) reaches only the master,
-  which passes it on.
-- *status* (worker → master): ``ready`` once it accepts, or ``error MESSAGE`` if it failed to boot.
-- *heartbeat*: a double in shared memory that a timer in the worker's hub refreshes; a hub
-  blocked for longer than ``worker_timeout`` stops refreshing it and the master kills the worker.
+The master runs anything with the small :class:`~greensrv.servable.Servable` protocol
+(gunicorn's ``Arbiter`` knows only ``app.cfg`` and ``app.wsgi()``): a few settings, and
+``for_worker(sockets)`` giving, in each forked worker, something to start and stop over the
+listening sockets the master opened (or, with ``reuse_port``, the worker's own ``SO_REUSEPORT``
+sockets). A ``Server`` is one; the master never imports it and never changes the object it is
+given. It knows nothing of connections: it talks to each worker over two pipes and one shared
+word (``worker_process.py`` describes them), and workers ignore the signals it acts on, so a
+signal to the whole process group reaches only the master, which passes it on.
 
 The master never runs a gevent hub: it is plain blocking code (the unpatched ``select``,
 ``fork`` and ``waitpid``, even if the application monkey-patched them), so a worker starts with
@@ -43,7 +36,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from gevent.monkey import get_original
 
@@ -51,18 +43,24 @@ from . import systemd
 from .errors import WorkerBootError
 from .logfiles import file_handlers, reopen_log_files
 from .master_sockets import MasterSockets
-from .process import flush_standard_streams
+from .process import SignalInbox, flush_standard_streams
 from .servable import Servable, WorkerIdentity, WorkerServer
 from .worker_process import (
     MASTER_SIGNALS,
+    RESPAWN_BACKOFF_MAX,
+    STABLE_UPTIME,
     WORKER_BOOT_ERROR,
     Worker,
+    describe_status,
     heartbeat_interval,
+    kill_quietly,
     new_heartbeat,
+    respawn_delay,
     run_worker,
 )
 
-__all__ = ["MASTER_SIGNALS", "WORKER_BOOT_ERROR", "Master", "Servable", "WorkerBootError"]
+__all__ = ["MASTER_SIGNALS", "RESPAWN_BACKOFF_MAX", "WORKER_BOOT_ERROR", "Master", "Servable",
+           "WorkerBootError", "respawn_delay"]
 
 log = logging.getLogger("greensrv")
 
@@ -71,13 +69,6 @@ _fork = get_original("os", "fork")
 _waitpid = get_original("os", "waitpid")
 _signal = get_original("signal", "signal")
 
-#: First delay before replacing a worker that died young again; doubles per further death.
-RESPAWN_BACKOFF_INITIAL = 0.1
-#: Cap of that delay: a crash loop costs at most one fork and one log line per 30 s, and a
-#: fixed problem is picked up within 30 s (a HUP reload starts new workers at once anyway).
-RESPAWN_BACKOFF_MAX = 30.0
-#: A worker that lived this long before dying is not "dying young": the backoff starts over.
-STABLE_UPTIME = 10.0
 #: Seconds past shutdown_timeout and the server's stop grace that the master waits for workers
 #: to exit before it kills them: room for the final flush and the process exit itself.
 STOP_MARGIN = 5.0
@@ -117,7 +108,8 @@ class Master:
         #: The server each live generation's workers are forked from (see the module).
         self._loaded: dict[int, Servable] = {1: app}
         self._reload_again = False
-        self._signals: list[int] = []
+        #: Signals recorded by their handlers, acted on by the loop.
+        self._inbox = SignalInbox((*MASTER_SIGNALS, signal.SIGCHLD), _signal)
         self._failures = 0
         self._respawn_at = 0.0
         self._stop_deadline: float | None = None
@@ -131,7 +123,6 @@ class Master:
         self._beat_stale = 2 * heartbeat_interval(self.worker_timeout)
         self._watchdog = systemd.watchdog_interval()
         self._next_watchdog = 0.0
-        self._wake_r = self._wake_w = -1
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -141,14 +132,14 @@ class Master:
                                "thread: its master handles the process's signals")
         self.sockets = MasterSockets(self.app.listen_specs, self.app.reuse_port, self.app.backlog)
         self.addresses = self.sockets.addresses
-        previous = self._install_signals()
+        self._inbox.install()
         try:
             log.info("%s: master %d serving %s with %d worker(s)", self.name, os.getpid(),
                      ", ".join(self.addresses), self.target)
             while self._step():
                 self._wait()
         finally:
-            self._restore_signals(previous)
+            self._inbox.restore()
             self.sockets.close()
             for worker in list(self.workers.values()):
                 self._forget(worker)
@@ -158,7 +149,7 @@ class Master:
 
     def _step(self) -> bool:
         """One turn of the loop; False once stopped and every worker is gone."""
-        for signum in self._take_signals():
+        for signum in self._inbox.take():
             self._on_signal(signum)
         self._reap()
         now = time.monotonic()
@@ -179,17 +170,15 @@ class Master:
         return True
 
     def _wait(self) -> None:
-        fds = [self._wake_r] + [w.status for w in self.workers.values() if w.status >= 0]
+        wake = self._inbox.wake_fd
+        fds = [wake] + [w.status for w in self.workers.values() if w.status >= 0]
         try:
             readable, _, _ = _select(fds, [], [], self._nap())
         except InterruptedError:
             return
         for fd in readable:
-            if fd == self._wake_r:
-                try:
-                    os.read(fd, 4096)
-                except BlockingIOError:
-                    pass
+            if fd == wake:
+                self._inbox.drain()
             else:
                 self._read_status(fd)
 
@@ -199,30 +188,6 @@ class Master:
         return min(TICK, max(0.0, self._next_watchdog - time.monotonic()))
 
     # -- signals -------------------------------------------------------------------------------
-    def _install_signals(self) -> dict[int, Any]:
-        self._wake_r, self._wake_w = os.pipe()
-        for fd in (self._wake_r, self._wake_w):
-            os.set_blocking(fd, False)
-        previous: dict[int, Any] = {sig: _signal(sig, self._record_signal)
-                                    for sig in MASTER_SIGNALS}
-        previous[signal.SIGCHLD] = _signal(signal.SIGCHLD, self._record_signal)
-        previous[-1] = signal.set_wakeup_fd(self._wake_w)
-        return previous
-
-    def _restore_signals(self, previous: dict[int, Any]) -> None:
-        signal.set_wakeup_fd(previous.pop(-1))
-        for sig, handler in previous.items():
-            _signal(sig, handler if handler is not None else signal.SIG_DFL)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-
-    def _record_signal(self, signum: int, frame: Any) -> None:
-        self._signals.append(signum)  # only recorded: the loop acts on it
-
-    def _take_signals(self) -> list[int]:
-        taken, self._signals = self._signals, []
-        return taken
-
     def _on_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
             return  # _reap runs on every turn
@@ -314,9 +279,7 @@ class Master:
 
     def _close_in_worker(self) -> None:
         """In a fresh worker: drop what belongs to the master and to the other workers."""
-        signal.set_wakeup_fd(-1)
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+        self._inbox.close_in_child()
         for other in self.workers.values():
             os.close(other.control)
             if other.status >= 0:
@@ -329,18 +292,7 @@ class Master:
         worker = next((w for w in self.workers.values() if w.status == fd), None)
         if worker is None:
             return
-        try:
-            data = os.read(fd, 4096)
-        except BlockingIOError:
-            return
-        if not data:
-            os.close(fd)
-            worker.status = -1
-            return
-        worker.inbox += data
-        while b"\n" in worker.inbox:
-            line, worker.inbox = worker.inbox.split(b"\n", 1)
-            message = line.decode("utf-8", "replace")
+        for message in worker.receive():
             if message == "ready":
                 worker.ready = True
                 log.info("%s: worker %d accepting (generation %d)", self.name, worker.pid,
@@ -470,7 +422,7 @@ class Master:
     def _kill_all(self) -> None:
         self._killed_all = True
         for pid in self.workers:
-            _kill(pid, signal.SIGKILL)
+            kill_quietly(pid, signal.SIGKILL)
 
     # -- supervision ---------------------------------------------------------------------------
     def _check_heartbeats(self, now: float) -> None:
@@ -480,7 +432,7 @@ class Master:
                 worker.blocked_for = age
                 log.error("%s: worker %d blocked for %.1f s (worker_timeout %.1f s): killing "
                           "and replacing it", self.name, worker.pid, age, self.worker_timeout)
-                _kill(worker.pid, signal.SIGKILL)
+                kill_quietly(worker.pid, signal.SIGKILL)
 
     def _ping_watchdog(self, now: float) -> None:
         if self._watchdog is None or now < self._next_watchdog:
@@ -507,7 +459,7 @@ class Master:
         if worker.status >= 0:
             self._read_status(worker.status)  # a last "error ..." may still be in the pipe
         self._forget(worker)
-        how = _describe_status(status)
+        how = describe_status(status)
         if worker.error is not None:
             self._boot_failed(worker, worker.error)
             return
@@ -558,29 +510,4 @@ class Master:
 
     def _forget(self, worker: Worker) -> None:
         self.workers.pop(worker.pid, None)
-        os.close(worker.control)
-        if worker.status >= 0:
-            os.close(worker.status)
-            worker.status = -1
-        worker.heartbeat.close()
-
-
-def respawn_delay(failures: int) -> float:
-    """Seconds before the next worker after ``failures`` workers in a row died young: the first
-    is replaced at once, then 0.1 s doubling up to ``RESPAWN_BACKOFF_MAX``."""
-    if failures <= 1:
-        return 0.0
-    return min(RESPAWN_BACKOFF_MAX, RESPAWN_BACKOFF_INITIAL * 2 ** min(failures - 2, 30))
-
-
-def _describe_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exited with status {os.waitstatus_to_exitcode(status)}"
-
-
-def _kill(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
+        worker.close()
