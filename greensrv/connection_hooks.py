@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["NO_HOOKS", "ConnectionHooks"]
+__all__ = ["NO_HOOKS", "ConnectionHooks", "ServerHooks"]
 
 
 class ConnectionHooks:
@@ -49,3 +49,34 @@ class ConnectionHooks:
 
 #: Hooks that do nothing, for a Connection whose maker wants no reports.
 NO_HOOKS = ConnectionHooks()
+
+
+class ServerHooks(ConnectionHooks):
+    """How a server's connections, listeners and shedder reach it: statistics, client_error,
+    output callbacks (ConnectionHooks); accepted sockets, the concurrency limit, listener errors
+    (``listeners.ListenerOwner``); the live connections and listening sockets
+    (``shedding.ShedderOwner``). Each hook is a bound method of the server, of its counters or
+    of its per-client life, set per instance, so a hook costs no forwarding frame (accepting and
+    closing pay them once per client). The server sets ``closed`` and ``accept_client`` once
+    its per-client life exists; the admission sets each listener's ``full``.
+    """
+
+    accept_client: Callable[[Any, Any], None]  # ListenerOwner: ClientLife.accept
+
+    def __init__(self, name: str, output_callbacks: Mapping[str, Callable[[Connection], Any]],
+                 count: Callable[[str], None],
+                 report_error: Callable[[Connection, BaseException], None],
+                 listener_failed: Callable[[Any, OSError], None],
+                 connections: dict[int, Connection],
+                 listening_sockets: Callable[[], list[Any]]) -> None:
+        self.name = name
+        self.output_callbacks = output_callbacks
+        self.count = count  # type: ignore[method-assign, assignment]
+        self.report_error = report_error  # type: ignore[method-assign, assignment]
+        self.listener_failed = listener_failed
+        self.connections = connections
+        self.listening_sockets = listening_sockets
+
+    def full(self) -> bool:
+        """ListenerOwner: replaced per listener by the admission's check (set_full_check)."""
+        return False

@@ -31,7 +31,8 @@ from .addresses import ListenSpec, OpenSocket, format_address, open_listening, s
 from .admission import Admission
 from .client_life import ClientLife
 from .config import Option, ServerConfig
-from .connection import Connection, ConnectionHooks
+from .connection import Connection
+from .connection_hooks import ServerHooks
 from .error_log import log_client_error, log_listener_error
 from .filters import Filter
 from .listeners import Listener
@@ -187,7 +188,9 @@ class Server:
         self._closed = False
         self._stopped = Event()
         self._counters = Counters()
-        self._hooks = _ServerHooks(self)
+        self._hooks = ServerHooks(config.name, config.output_callbacks, self._counters.count,
+                                  self._report_error, self._listener_failed, self._connections,
+                                  self._listening_sockets)
         self._admission = Admission(config.concurrency, config.max_connections_per_ip,
                                     self._counters, config.shed_policy, self._hooks,
                                     config.name)
@@ -469,32 +472,6 @@ class _Running:
                 at_limit()
 
         hooks.accept_client = counted  # before start(): each listener takes it then
-
-
-class _ServerHooks(ConnectionHooks):
-    """How a server's connections and listeners reach it: statistics, client_error, output
-    callbacks (ConnectionHooks); accepted sockets, the concurrency limit, listener errors
-    (listeners.ListenerOwner); the live connections and listening sockets
-    (shedding.ShedderOwner). Each hook is a bound method of the server, of its counters or of
-    its ClientLife, set per instance, so a hook costs no forwarding frame (accepting and
-    closing pay them once per client)."""
-
-    accept_client: Callable[[Any, Any], None]  # ListenerOwner: ClientLife.accept
-
-    def __init__(self, server: Server) -> None:
-        self.name = server.name
-        self.output_callbacks = server.config.output_callbacks
-        self.count = server._counters.count  # type: ignore[method-assign]
-        self.report_error = server._report_error  # type: ignore[method-assign]
-        # closed, accept_client: set by the server once its ClientLife exists
-        self.listener_failed = server._listener_failed
-        # ShedderOwner (shedding.py)
-        self.connections = server._connections
-        self.listening_sockets = server._listening_sockets
-
-    def full(self) -> bool:
-        """ListenerOwner: replaced per listener by the admission's check (set_full_check)."""
-        return False
 
 
 def serve_forever(handler: Callable[[Connection], Any] | None = None, **options: Any) -> None:
