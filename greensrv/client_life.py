@@ -18,6 +18,7 @@ the hooks and end this client alone.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from itertools import count
 from typing import Any
@@ -27,6 +28,7 @@ from gevent.event import Event
 
 from ._accelerate import accelerate
 from .connection import Connection, ConnectionHooks
+from .connection_ends import ConnectionEnds, end_word
 from .errors import FilterError, TLSError
 from .filters import Filter
 from .limits import Limits
@@ -38,6 +40,8 @@ from .transport import close_quietly, describe_handshake_failure, is_tls_socket
 __all__ = ["ClientLife"]
 
 log = logging.getLogger("greensrv")
+
+_monotonic = time.monotonic
 
 
 class ClientGreenlet(Greenlet):
@@ -124,6 +128,8 @@ class ClientLife:
         #: the live ones).
         self.bytes_in_closed = 0
         self.bytes_out_closed = 0
+        #: Told how each client ended (metrics, the connection log); None costs nothing more.
+        self.ends: ConnectionEnds | None = None
 
     def connection_closed(self, conn: Connection) -> None:
         """``ConnectionHooks.closed`` for the server's connections (compiled: no Python frame
@@ -138,14 +144,24 @@ class ClientLife:
         counters = self.counters
         counters["accepted"] = counters.get("accepted", 0) + 1
         if self.stopping:  # accepted as the stop began, before the listeners closed
-            close_quietly(sock)
+            self._refused_at_accept(sock, address, "stopped")
             return
         if self.claimed_at_accept and isinstance(address, tuple):
             assert self.claim_ip is not None
             if not self.claim_ip(address[0]):
-                close_quietly(sock)
+                self._refused_at_accept(sock, address, "refused")
                 return
         self.spawn(sock, address)  # the life releases the IP and may resume accepting
+
+    def _refused_at_accept(self, sock: Any, address: Any, word: str) -> None:
+        ends = self.ends
+        if ends is not None:
+            try:
+                local = sock.getsockname()
+            except OSError:
+                local = None
+            ends.ended(word, address, local, None, _monotonic(), 0, 0)
+        close_quietly(sock)
 
     def spawn(self, sock: Any, address: Any) -> None:
         """Start the life of an accepted socket in a new greenlet, counted in ``greenlets``."""
@@ -186,20 +202,31 @@ class ClientLife:
         claimed: str | None = None
         if self.claimed_at_accept and isinstance(address, tuple):
             claimed = address[0]
+        # How it ended, for self.ends: set where it is known, else asked of the connection.
+        ending: Any = (None if self.ends is None else
+                       _Ending(_monotonic(), address, accepted))
         try:
             if self.proxy is not None:  # the PROXY header comes before everything else
                 header = receive_proxy_header(sock, address, self.proxy, self.name, hooks.count)
                 if header is None:
+                    if ending is not None:
+                        ending.word = "refused"
                     return
                 address = client_address(header, address)
+                if ending is not None:
+                    ending.client = address
                 if self.claim_ip is not None and isinstance(address, tuple):
                     if not self.claim_ip(address[0]):
+                        if ending is not None:
+                            ending.word = "refused"
                         return
                     claimed = address[0]
             if self.pre_connect is not None:
                 sock = self._pre_connect(sock, address)
                 if sock is None:
                     hooks.count("refused_pre_connect")
+                    if ending is not None:
+                        ending.word = "refused"
                     return
                 others = [sock] if others is None else [*others, sock]
             if self.ssl_context is not None:
@@ -210,7 +237,11 @@ class ClientLife:
             conn = Connection(sock, address, next(self.ids), in_filter, out_filter, self.limits,
                               hooks, server=self.server)
             conn.proxy = header
+            if ending is not None:
+                ending.local = conn.local_address  # before anything can close the socket
             if not self._handshake(conn):
+                if ending is not None:
+                    ending.word = "error"
                 return
             conn.attach()
             self.connections[conn.id] = conn
@@ -227,20 +258,26 @@ class ClientLife:
             except Exception as exc:
                 if isinstance(exc, FilterError):
                     hooks.count("closed_filter_error")
+                if ending is not None:
+                    ending.word = "error"
                 hooks.report_error(conn, exc)
             error = conn.error
+            if ending is not None and ending.word is None:
+                ending.word = end_word(conn, error, self.stopping)
             if error is not None:
                 conn.error = None
                 hooks.report_error(conn, error)
             conn.finish(self.grace_deadline)
         finally:
-            self._end(accepted, others, conn, claimed, connected)
+            self._end(accepted, others, conn, claimed, connected, ending)
 
     def _end(self, accepted: Any, others: list[Any] | None, conn: Connection | None,
-             claimed: str | None, connected: bool) -> None:
+             claimed: str | None, connected: bool, ending: Any) -> None:
         """serve()'s finally, in a frame of its own: serve's stays small, and a parked client
         greenlet saves its stack, serve's frame included, for as long as it waits."""
         try:
+            if ending is not None:
+                self._tell_ends(ending, conn)
             if claimed is not None:
                 assert self.release_ip is not None
                 self.release_ip(claimed)
@@ -264,6 +301,23 @@ class ClientLife:
                     del self.connections[conn.id]
         finally:
             self._ended(getcurrent())  # the last step: it may resume accepting
+
+    def _tell_ends(self, ending: _Ending, conn: Connection | None) -> None:
+        """Report the end (before close: the local address is still there to read)."""
+        ends = self.ends
+        assert ends is not None
+        word = ending.word
+        if word is None:  # killed (a forced stop) or an exception out of greensrv itself
+            word = "stopped" if self.stopping else "error"
+        if conn is not None:
+            ends.ended(word, conn.remote_address, ending.local, conn.id, conn._accepted_at,
+                       conn.bytes_in, conn.bytes_out)
+            return
+        try:
+            local = ending.socket.getsockname()
+        except OSError:
+            local = None
+        ends.ended(word, ending.client, local, None, ending.started, 0, 0)
 
     def _pre_connect(self, sock: Any, address: Any) -> Any:
         """client_pre_connect's socket (the same, another, or None to refuse the client)."""
@@ -303,6 +357,19 @@ class ClientLife:
                 if shutdown_on_error:
                     raise
                 report_error(conn, exc)
+
+
+class _Ending:
+    """What a client's life knows of its end before a Connection exists (or to override it)."""
+
+    __slots__ = ("client", "local", "socket", "started", "word")
+
+    def __init__(self, started: float, client: Any, sock: Any) -> None:
+        self.started = started
+        self.client = client
+        self.socket = sock
+        self.local: Any = None
+        self.word: str | None = None
 
 
 def _handshake_done(sock: Any) -> bool:
