@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from . import __version__, compiled
 from .errors import GreensrvError
+from .log_files import route_access_log
 from .server import Server
 from .tls import server_context
 
@@ -99,6 +100,20 @@ def parser() -> argparse.ArgumentParser:
                        help="every connection starts with a PROXY header of this version")
     proxy.add_argument("--proxy-allow-from", metavar="CIDR[,CIDR...]",
                        help="addresses allowed to send the header (default loopback)")
+    ops = ap.add_argument_group("operations (docs/operations.md)")
+    ops.add_argument("--admin-bind", metavar="HOST:PORT",
+                     help="serve /metrics (Prometheus), /livez and /readyz over HTTP here "
+                          "(needs greensrv[metrics])")
+    ops.add_argument("--agent-bind", metavar="HOST:PORT",
+                     help="answer HAProxy's agent-check here: 'up N%%' or 'drain'")
+    ops.add_argument("--drain-delay", type=float, metavar="SECONDS",
+                     help="on TERM/INT, stay not ready but serving this long before the "
+                          "graceful stop (default 0)")
+    ops.add_argument("--access-log", metavar="PATH|-",
+                     help="one line per ended connection to PATH (reopened on SIGUSR1) or "
+                          "standard output (-)")
+    ops.add_argument("--access-log-format", choices=("text", "json"),
+                     help="the connection log's format (default text)")
     ap.add_argument("--log-level", default="info",
                     choices=("debug", "info", "warning", "error", "critical"),
                     help="default %(default)s; debug also shows tracebacks of errors")
@@ -144,7 +159,10 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
                           ("concurrency", args.concurrency),
                           ("shutdown_timeout", args.graceful_timeout),
                           ("worker_timeout", args.worker_timeout),
-                          ("proxy_protocol", args.proxy_protocol)):
+                          ("proxy_protocol", args.proxy_protocol),
+                          ("admin", args.admin_bind), ("agent", args.agent_bind),
+                          ("drain_delay", args.drain_delay),
+                          ("access_log_format", args.access_log_format)):
         if value is not None:
             given[option] = value
     if args.proxy_allow_from:
@@ -155,6 +173,10 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
                                               require_client_cert=args.ca_certs is not None)
     elif args.keyfile or args.ca_certs:
         raise CommandError("--keyfile and --ca-certs need --certfile")
+    if args.access_log:
+        given["access_log"] = True
+    elif args.access_log_format:
+        raise CommandError("--access-log-format needs --access-log")
     return given
 
 
@@ -175,8 +197,8 @@ def build_server(target: Any, given: dict[str, Any]) -> Server:
         options["workers"] = DEFAULT_WORKERS
     try:
         return Server(**options)
-    except (TypeError, ValueError) as exc:
-        raise CommandError(str(exc)) from exc
+    except (TypeError, ValueError, ImportError) as exc:
+        raise CommandError(_flag_names(str(exc))) from exc
 
 
 class Application:
@@ -226,7 +248,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like python -m: the application is found from here
     try:
-        application = Application(args.app, overrides(args))
+        given = overrides(args)
+        if args.admin_bind is not None:
+            _prepare_metrics()
+        if args.access_log:
+            route_access_log(args.access_log)
+        application = Application(args.app, given)
         return _run(application, args.pid)
     except (CommandError, GreensrvError, OSError, ValueError) as exc:
         if debug:
@@ -235,6 +262,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 1
+
+
+def _prepare_metrics() -> None:
+    """Before the application is imported: prometheus_client's multiprocess mode, so that
+    its metrics made at import time are summed over the workers (docs/operations.md)."""
+    from .metrics import require_metrics_libraries, setup_multiprocess
+
+    try:
+        require_metrics_libraries("--admin-bind")
+    except ImportError as exc:
+        raise CommandError(str(exc)) from exc
+    setup_multiprocess()
 
 
 def _run(application: Application, pidfile: str | None) -> int:
@@ -252,6 +291,18 @@ def _run(application: Application, pidfile: str | None) -> int:
             except OSError:
                 pass
     return 0
+
+
+#: Options whose errors name them as Server options; the command names its flag instead.
+_FLAGS = {"admin": "--admin-bind", "agent": "--agent-bind", "drain_delay": "--drain-delay",
+          "access_log_format": "--access-log-format"}
+
+
+def _flag_names(message: str) -> str:
+    for option, flag in _FLAGS.items():
+        if message.startswith((f"{option}=", f"{option} ")):
+            return flag + message[len(option):]
+    return message
 
 
 def _one_line(exc: BaseException) -> str:

@@ -14,24 +14,28 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent import getcurrent
 from gevent.event import Event
 
 from . import systemd
+from .admin import check_ops_addresses
 from .client_life import ClientLife
 from .connection import Connection, ConnectionHooks
+from .connection_ends import LOG_FORMATS, ConnectionEnds
 from .errors import GreensrvError
 from .filters import Filter, Line
 from .limits import Limits
 from .listeners import Listener, adopt_socket, bind_tcp, bind_unix, parse_listen
+from .log_files import reopen_all
 from .master_sockets import reuse_port_socket
 from .options import (
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -49,6 +53,9 @@ from .proxy_io import DEFAULT_PROXY_TIMEOUT, DEFAULT_PROXY_TRUSTED, proxy_settin
 from .shedding import Shedder, make_shedder
 from .startup import brief_startup_errors, default_logging, format_address, listen_error
 from .statistics import ErrorLogLimiter, Statistics
+
+if TYPE_CHECKING:
+    from .operations import ServerOperations
 
 __all__ = ["Server", "serve_forever"]
 
@@ -139,6 +146,13 @@ class Server:
       reuse_port=False          each worker binds its own SO_REUSEPORT socket
       worker_timeout=30         a worker whose hub is blocked this long is killed and replaced
 
+    Operations (``docs/operations.md``), all served by the process that owns the listeners:
+      admin="HOST:PORT"         HTTP: /metrics (Prometheus), /livez, /readyz
+      agent="HOST:PORT"         HAProxy's agent-check: "up N%" (free capacity) or "drain"
+      drain_delay=0             seconds of not-ready-but-serving before a stop begins
+      access_log=False          one line per ended connection to the "greensrv.access" logger,
+                                access_log_format="text" or "json"
+
     Use: ``serve_forever()`` (blocks; SIGINT/SIGTERM stop it gracefully), or ``start()`` and
     later ``stop()``, or ``with Server(...) as server:`` which starts it and stops it on exit.
     From a handler, ``conn.server`` is this object: ``conn.server.connections`` for broadcasts.
@@ -192,6 +206,11 @@ class Server:
         workers: int | None = None,
         reuse_port: bool = False,
         worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
+        admin: str | None = None,
+        agent: str | None = None,
+        drain_delay: float = 0.0,
+        access_log: bool = False,
+        access_log_format: str = "text",
     ) -> None:
         # Every option as given, so the command line can build the same server with overrides.
         self._given_options = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -260,6 +279,21 @@ class Server:
         self.workers = workers
         self.reuse_port = bool(reuse_port)
         self.worker_timeout = float(worker_timeout)
+        self.admin, self.agent = check_ops_addresses(admin, agent)
+        check_seconds("drain_delay", drain_delay)
+        self.drain_delay = float(drain_delay)
+        self.access_log = bool(access_log)
+        #: Counts how clients ended (metrics) and writes the connection log; None when neither
+        #: is asked for, so a client's end costs nothing more.
+        self._ends = (ConnectionEnds(access_log_format if self.access_log else None)
+                      if self.admin is not None or self.access_log else None)
+        if self._ends is None and access_log_format not in LOG_FORMATS:
+            raise ValueError(f"access_log_format must be one of {', '.join(LOG_FORMATS)}, "
+                             f"not {access_log_format!r}")
+        #: The admin endpoint and agent port, when this process owns them (a worker does not:
+        #: its master does); made by start().
+        self._operations: ServerOperations | None = None
+        self.owns_operations = True
 
         if listen is not None:
             if host is not None or port is not None:
@@ -281,6 +315,8 @@ class Server:
         self._started = False
         self._closed = False
         self._stopping = False
+        self._stop_requested = False  # stop() was called: draining (drain_delay), or stopping
+        self._skip_drain = Event()
         self._forced = 0  # client greenlets the shutdown closed and killed
         self._stopped = Event()
         self._counters: dict[str, int] = {}
@@ -306,6 +342,7 @@ class Server:
         self._clients = self._life.greenlets
         self._hooks.closed = self._life.connection_closed  # type: ignore[method-assign]
         self._hooks.accept_client = self._life.accept
+        self._life.ends = self._ends
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -399,10 +436,16 @@ class Server:
         if self.workers is not None:
             raise TypeError("start() cannot run a server with workers set: a master owns the "
                             "whole process; call serve_forever()")
-        if self._stopping or self._closed:
+        if self._stop_requested or self._closed:
             raise RuntimeError("a stopped server cannot be started again")
         if self._started:
             return
+        if self._ends is not None:
+            self._ends.pid = os.getpid()  # this process serves (a worker: not its master's)
+        if self.owns_operations and (self.admin is not None or self.agent is not None):
+            from .operations import ServerOperations
+
+            self._operations = ServerOperations(self, self.admin, self.agent)
         sockets = []
         try:
             for kind, value in self._listen_specs:
@@ -425,6 +468,9 @@ class Server:
         except BaseException:
             for sock, _ in sockets:
                 sock.close()
+            if self._operations is not None:
+                self._operations.close()
+                self._operations = None
             raise
         self._listeners = [Listener(sock, self._hooks, path) for sock, path in sockets]
         self._started = True
@@ -434,6 +480,8 @@ class Server:
                 listener.stop_accepting()
         log.info("%s: listening on %s", self.name,
                  ", ".join(format_address(a) for a in self.addresses))
+        if self._operations is not None:
+            self._operations.phase = "serving"
         if self._on_started is not None:
             self._on_started(self)
 
@@ -469,7 +517,8 @@ class Server:
     def _install_signal_handlers(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = {sig: signal.getsignal(sig)
+                    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
         watchers = [gevent.signal_handler(sig, self._on_signal, sig) for sig in previous]
 
         def restore() -> None:
@@ -483,6 +532,17 @@ class Server:
     def _on_signal(self, signum: int) -> None:
         """Runs in the hub: only records the signal; stop() runs in its own greenlet."""
         name = signal.Signals(signum).name
+        if signum == signal.SIGUSR1:
+            log.info("%s: SIGUSR1: reopened %d log file(s)", self.name, reopen_all())
+            return
+        if self._stop_requested and not self._stopping:  # draining
+            if signum == signal.SIGINT:
+                log.warning("%s: second SIGINT: skipping the rest of drain_delay", self.name)
+                self._skip_drain.set()
+            else:
+                log.warning("%s: %s again: draining, then stopping gracefully; SIGINT "
+                            "(Ctrl-C) skips the drain", self.name, name)
+            return
         if self._stopping:
             if signum == signal.SIGINT:
                 log.warning("%s: second SIGINT: forcing shutdown, closing %d connection(s) now",
@@ -578,19 +638,36 @@ class Server:
         Idempotent. From a connection's own greenlet it returns at once and the shutdown goes on
         in another greenlet (it cannot wait for the greenlet that called it).
         """
-        if self._stopping:
+        if self._stop_requested:
             if getcurrent() not in self._clients:
                 self._stopped.wait()
             return
-        self._stopping = True
-        self._life.stopping = True  # a client accepted from now on is refused
-        systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
+        self._stop_requested = True
         if getcurrent() in self._clients:
             gevent.spawn(self._stop, timeout)
             return
         self._stop(timeout)
 
+    def _drain(self) -> None:
+        """drain_delay: turn not ready (readiness, the agent, systemd), serve on unchanged."""
+        delay = self.drain_delay
+        ops = self._operations
+        if ops is not None:
+            ops.phase = "draining"
+            ops.drain_until = time.monotonic() + delay
+        log.info("%s: draining for %g s before stopping (not ready; serving as before)",
+                 self.name, delay)
+        systemd.notify(f"STATUS={self.name}: draining for {delay:g} s, then stopping")
+        self._skip_drain.wait(delay)
+
     def _stop(self, timeout: float | None) -> None:
+        if self.drain_delay > 0 and self._started and not self._closed:
+            self._drain()
+        self._stopping = True
+        self._life.stopping = True  # a client accepted from now on is refused
+        if self._operations is not None:
+            self._operations.phase = "stopping"
+        systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
         timeout = self.shutdown_timeout if timeout is None else float(timeout)
         start = time.monotonic()
         # Connections that end while we wait flush within what is left of the whole shutdown.
@@ -620,6 +697,8 @@ class Server:
             log.info("%s: stopped in %.2f s; %d connection(s) ended by the shutdown, "
                      "%d forced closed", self.name, time.monotonic() - start, left, forced)
         finally:
+            if self._operations is not None:
+                self._operations.close()
             self._closed = True
             self._stopped.set()
 

@@ -21,6 +21,8 @@ import gevent.os
 from gevent.monkey import get_original
 
 from . import listeners
+from .log_files import reopen_all
+from .master_ops import report_line
 
 if TYPE_CHECKING:
     import mmap
@@ -58,6 +60,8 @@ def run_worker(master: Master, generation: int, control: int, status: int,
         if master.factory is not None and generation > 1:
             server = master.factory()  # a reload: the application as it is on disk now
         server.workers = None  # in this process it is the ordinary single-process server
+        server.owns_operations = False  # the master serves the admin endpoint and agent port
+        server.drain_delay = 0.0  # and drained before telling this worker to stop
         assert master.sockets is not None
         server.set_listen(master.sockets.worker_entries())
         if not server.reuse_port:
@@ -70,14 +74,24 @@ def run_worker(master: Master, generation: int, control: int, status: int,
         return WORKER_BOOT_ERROR
     _send(status, "ready")
     interval = heartbeat_interval(server.worker_timeout)
-    beat = gevent.get_hub().loop.timer(0.0, interval)
+    loop = gevent.get_hub().loop
+    beat = loop.timer(0.0, interval)
     beat.start(_beat, heartbeat)
+    report = None
+    if server.admin is not None:  # the master's /metrics sums what its workers report
+        os.set_blocking(status, False)  # a full pipe drops a report, never blocks the hub
+        report = loop.timer(0.0, interval)
+        report.start(_report, status, server)
     try:
-        orders = gevent.spawn(_stop_when_told, control, server)
+        orders = gevent.spawn(_obey, control, server)
         server.wait_stopped()  # told by the master, or the application stopped its server
         orders.kill()
+        if report is not None:
+            _report(status, server)  # the last numbers, after the last client ended
     finally:
         beat.close()
+        if report is not None:
+            report.close()
         logging.shutdown()  # flush the log and what the application printed: the worker
         flush_standard_streams()  # ends with os._exit, which flushes nothing
     return 0
@@ -113,13 +127,30 @@ def _beat(heartbeat: Any) -> None:
     struct.pack_into("d", heartbeat, 0, time.monotonic())
 
 
-def _stop_when_told(control: int, server: Server) -> None:
+def _obey(control: int, server: Server) -> None:
+    """The master's orders, one per line: ``stop``, ``reopen`` (log files, on its SIGUSR1)."""
     gevent.os.make_nonblocking(control)
+    pending = b""
     while True:
         data = gevent.os.nb_read(control, 64)
-        if not data or b"stop" in data:  # no data: the master is gone, stop all the same
+        if not data:  # the master is gone: stop all the same
             server.stop()
             return
+        pending += data
+        while b"\n" in pending:
+            order, pending = pending.split(b"\n", 1)
+            if order == b"reopen":
+                reopen_all()
+            elif order == b"stop":
+                server.stop()
+                return
+
+
+def _report(status: int, server: Server) -> None:
+    try:
+        os.write(status, report_line(server))
+    except OSError:
+        pass  # full (the master is busy: the next report carries the same totals) or gone
 
 
 def _send(fd: int, message: str) -> None:

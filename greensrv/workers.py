@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import select
 import signal
 import struct
 import threading
@@ -40,6 +41,8 @@ from gevent.monkey import get_original
 
 from . import systemd
 from .errors import WorkerBootError
+from .log_files import reopen_all
+from .master_ops import MasterOperations
 from .master_sockets import MasterSockets
 from .worker_process import flush_standard_streams, heartbeat_interval, run_worker
 
@@ -50,13 +53,14 @@ __all__ = ["Master", "WorkerBootError"]
 
 log = logging.getLogger("greensrv")
 
-_select = get_original("select", "select")
+_poll = get_original("select", "poll")
 _fork = get_original("os", "fork")
 _waitpid = get_original("os", "waitpid")
 _signal = get_original("signal", "signal")
 
 #: Signals the master acts on; workers ignore them (they take orders over their control pipe).
-MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
+MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU,
+                  signal.SIGUSR1)
 #: A worker's exit status when it could not boot (gunicorn uses the same number).
 WORKER_BOOT_ERROR = 3
 #: First delay before replacing a worker that died young again; doubles per further death.
@@ -136,6 +140,9 @@ class Master:
         self._watchdog = systemd.watchdog_interval()
         self._next_watchdog = 0.0
         self._wake_r = self._wake_w = -1
+        #: The admin endpoint, agent port and metrics book (when admin or agent is set).
+        self.ops: MasterOperations | None = None
+        self._drain_until: float | None = None
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -145,6 +152,14 @@ class Master:
                                "thread: its master handles the process's signals")
         self.sockets = MasterSockets(self.server.listen_specs, self.server.reuse_port)
         self.addresses = self.sockets.addresses
+        server = self.server
+        try:
+            if server.admin is not None or server.agent is not None:
+                self.ops = MasterOperations(server.admin, server.agent, server.concurrency,
+                                            self.phase, lambda: len(self._serving(self.generation)))
+        except BaseException:
+            self.sockets.close()
+            raise
         previous = self._install_signals()
         try:
             log.info("%s: master %d serving %s with %d worker(s)", self.name, os.getpid(),
@@ -154,6 +169,8 @@ class Master:
         finally:
             self._restore_signals(previous)
             self.sockets.close()
+            if self.ops is not None:
+                self.ops.close()
             for worker in list(self.workers.values()):
                 self._forget(worker)
         if self._boot_error is not None:
@@ -166,6 +183,9 @@ class Master:
             self._on_signal(signum)
         self._reap()
         now = time.monotonic()
+        if self._drain_until is not None and self._stop_deadline is None and \
+                now >= self._drain_until:
+            self._begin_stop()
         if self._stop_deadline is not None:
             if not self.workers:
                 return False
@@ -182,13 +202,20 @@ class Master:
         return True
 
     def _wait(self) -> None:
+        poller = _poll()
         fds = [self._wake_r] + [w.status for w in self.workers.values() if w.status >= 0]
+        ops = self.ops.fileno() if self.ops is not None else -1
+        for fd in fds if ops < 0 else [*fds, ops]:
+            poller.register(fd, select.POLLIN)
         try:
-            readable, _, _ = _select(fds, [], [], self._nap())
+            readable = poller.poll(self._nap() * 1000)
         except InterruptedError:
             return
-        for fd in readable:
-            if fd == self._wake_r:
+        for fd, _ in readable:
+            if fd == ops:
+                assert self.ops is not None
+                self.ops.step()
+            elif fd == self._wake_r:
                 try:
                     os.read(fd, 4096)
                 except BlockingIOError:
@@ -197,9 +224,20 @@ class Master:
                 self._read_status(fd)
 
     def _nap(self) -> float:
-        if self._watchdog is None:
-            return TICK
-        return min(TICK, max(0.0, self._next_watchdog - time.monotonic()))
+        nap = TICK
+        if self._watchdog is not None:
+            nap = min(nap, max(0.0, self._next_watchdog - time.monotonic()))
+        if self.ops is not None:
+            nap = min(nap, self.ops.timeout() or TICK)
+        return nap
+
+    def phase(self) -> str:
+        """Where the master is: starting, serving, draining or stopping (``greensrv.health``)."""
+        if self._stop_deadline is not None:
+            return "stopping"
+        if self._drain_until is not None:
+            return "draining"
+        return "serving" if self._announced_ready else "starting"
 
     # -- signals -------------------------------------------------------------------------------
     def _install_signals(self) -> dict[int, Any]:
@@ -230,8 +268,22 @@ class Master:
         if signum == signal.SIGCHLD:
             return  # _reap runs on every turn
         name = signal.Signals(signum).name
+        if signum == signal.SIGUSR1:
+            log.info("%s: SIGUSR1: reopened %d log file(s); telling the workers", self.name,
+                     reopen_all())
+            for worker in self.workers.values():
+                worker.tell(b"reopen\n")
+            return
         if signum in (signal.SIGTERM, signal.SIGINT):
-            if self._stop_deadline is None:
+            if self._drain_until is not None and self._stop_deadline is None:
+                if signum == signal.SIGINT:
+                    log.warning("%s: second SIGINT: skipping the rest of drain_delay", self.name)
+                    self._begin_stop()
+                else:
+                    log.info("%s: %s again: still draining, then stopping", self.name, name)
+            elif self._stop_deadline is None and self.server.drain_delay > 0:
+                self._begin_drain(name)
+            elif self._stop_deadline is None:
                 log.info("%s: master got %s: stopping %d worker(s) gracefully", self.name, name,
                          len(self.workers))
                 self._begin_stop()
@@ -301,28 +353,33 @@ class Master:
         self.workers = {}
 
     # -- what workers say ----------------------------------------------------------------------
-    def _read_status(self, fd: int) -> None:
+    def _read_status(self, fd: int) -> bool:
+        """Read what a worker said; False when there was nothing more to read."""
         worker = next((w for w in self.workers.values() if w.status == fd), None)
         if worker is None:
-            return
+            return False
         try:
-            data = os.read(fd, 4096)
+            data = os.read(fd, 65536)
         except BlockingIOError:
-            return
+            return False
         if not data:
             os.close(fd)
             worker.status = -1
-            return
+            return False
         worker.inbox += data
         while b"\n" in worker.inbox:
             line, worker.inbox = worker.inbox.split(b"\n", 1)
             message = line.decode("utf-8", "replace")
-            if message == "ready":
+            if message.startswith("metrics "):
+                if self.ops is not None:
+                    self.ops.reported(worker.pid, message[8:])
+            elif message == "ready":
                 worker.ready = True
                 log.info("%s: worker %d accepting (generation %d)", self.name, worker.pid,
                          worker.generation)
             elif message.startswith("error "):
                 worker.error = message[6:]
+        return True
 
     def _announce_ready(self) -> None:
         if self._announced_ready:
@@ -366,6 +423,8 @@ class Master:
         log.info("%s: reload done: generation %d accepting (workers %s); stopping %s",
                  self.name, new, sorted(w.pid for w in ready), sorted(w.pid for w in old))
         systemd.notify("READY=1", self._status_line())
+        if self.ops is not None:
+            self.ops.reloaded()
         if self._reload_again:
             self._reload_again = False
             self._begin_reload()
@@ -402,6 +461,16 @@ class Master:
             self.sockets.close()  # with the workers' copies closed too, new clients are refused
         for worker in self.workers.values():
             self._stop_worker(worker)
+
+    def _begin_drain(self, signal_name: str) -> None:
+        delay = self.server.drain_delay
+        self._drain_until = time.monotonic() + delay
+        if self.ops is not None:
+            self.ops.drain_until = self._drain_until
+        log.info("%s: master got %s: draining for %g s (not ready, serving as before), then "
+                 "stopping %d worker(s) gracefully", self.name, signal_name, delay,
+                 len(self.workers))
+        systemd.notify(f"STATUS={self.name}: draining for {delay:g} s, then stopping")
 
     def _kill_all(self) -> None:
         self._killed_all = True
@@ -440,8 +509,9 @@ class Master:
                 self._worker_ended(worker, status)
 
     def _worker_ended(self, worker: Worker, status: int) -> None:
-        if worker.status >= 0:
-            self._read_status(worker.status)  # a last "error ..." may still be in the pipe
+        for _ in range(64):  # a last "error ..." or metrics report may still be in the pipe
+            if worker.status < 0 or not self._read_status(worker.status):
+                break
         self._forget(worker)
         how = _describe_status(status)
         if worker.stop_sent:
@@ -457,6 +527,8 @@ class Master:
         extra = (f" after being blocked for {worker.blocked_for:.1f} s"
                  if worker.blocked_for is not None else "")
         log.warning("%s: worker %d %s%s; replacing it", self.name, worker.pid, how, extra)
+        if self.ops is not None:
+            self.ops.book.worker_restarts += 1
         if worker.generation == self._reload_generation and not worker.ready:
             self._abandon_reload(f"worker {worker.pid} {how} while booting")
             return
@@ -479,6 +551,8 @@ class Master:
 
     def _forget(self, worker: Worker) -> None:
         self.workers.pop(worker.pid, None)
+        if self.ops is not None:
+            self.ops.worker_gone(worker.pid)
         os.close(worker.control)
         if worker.status >= 0:
             os.close(worker.status)
