@@ -19,29 +19,28 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__, compiled
+from . import _accelerate
+from ._version import __version__
+from .config import OPTION_DEFAULTS, ServerConfig
+from .defaults import DEFAULT_BIND, DEFAULT_WORKERS
 from .errors import GreensrvError
 from .log_files import route_access_log
+from .metrics import registered_collectors, unregister_collectors
 from .server import Server
 from .tls import server_context
+from .workers import Master
 
 __all__ = ["main", "version_line"]
 
 log = logging.getLogger("greensrv")
 
-
-#: Where a handler function listens when no ``--bind`` is given: loopback only (exposing a
-#: server is a decision to make explicitly), on the port gunicorn and uvicorn use.
-DEFAULT_BIND = "127.0.0.1:8000"
-#: Workers when neither ``--workers`` nor the server sets them: one, still under a master so
-#: that HUP reloads and a crash is replaced; docs/deploy.md says when to run more.
-DEFAULT_WORKERS = 1
 LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(message)s"
 
 
 def version_line() -> str:
     """What ``--version`` prints: the version and which modules run compiled (docs/compiled.md),
     since a build without a C compiler runs the same code, only slower."""
+    compiled = _accelerate.compiled
     built = f"compiled: {', '.join(compiled)}" if compiled else "pure Python, nothing compiled"
     return f"greensrv {__version__} ({built})"
 
@@ -182,23 +181,21 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_server(target: Any, given: dict[str, Any]) -> Server:
     """A new Server: the target's options (or the handler with defaults), then ``given``."""
-    unknown = [k for k in given if k not in inspect.signature(Server).parameters]
+    unknown = [k for k in given if k not in OPTION_DEFAULTS]
     if unknown:
         flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
         raise CommandError(f"{flags}: this greensrv's Server has no option {unknown[0]!r} yet")
-    if isinstance(target, Server):
-        options = target.options
-        if "listen" in given:
-            options.pop("listen", None)
-    else:
-        options = {"handler": target, "listen": [DEFAULT_BIND]}
-    options.update(given)
-    if options.get("workers") is None:
-        options["workers"] = DEFAULT_WORKERS
     try:
-        return Server(**options)
+        if isinstance(target, Server):
+            config = target.config.replace(**given)
+        else:
+            config = ServerConfig.from_options({"handler": target, "listen": [DEFAULT_BIND]})
+            config = config.replace(**given)
+        if config.workers is None:
+            config = config.replace(workers=DEFAULT_WORKERS)
     except (TypeError, ValueError, ImportError) as exc:
         raise CommandError(_flag_names(str(exc))) from exc
+    return Server.from_config(config)
 
 
 class Application:
@@ -212,14 +209,18 @@ class Application:
         self.spec = spec
         self.given = given
         before = set(sys.modules)
+        registered = registered_collectors()
         self.server = build_server(load_target(spec), given)
         self.root = _application_root(spec)
         self.modules = [name for name in set(sys.modules) - before
                         if _is_under(sys.modules[name], self.root)]
+        #: The application's prometheus_client metrics: a reload's fresh import makes new ones.
+        self.collectors = registered_collectors() - registered
 
     def reload(self) -> Server:
         for name in self.modules:
             sys.modules.pop(name, None)
+        unregister_collectors(self.collectors)
         importlib.invalidate_caches()
         return build_server(load_target(self.spec), self.given)
 
@@ -277,8 +278,6 @@ def _prepare_metrics() -> None:
 
 
 def _run(application: Application, pidfile: str | None) -> int:
-    from .workers import Master
-
     factory: Callable[[], Server] = application.reload
     if pidfile:
         Path(pidfile).write_text(f"{os.getpid()}\n")

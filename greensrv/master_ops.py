@@ -21,24 +21,25 @@ from .metrics import (
     MetricsBook,
     cleanup,
     decode_report,
-    encode_report,
     exposition,
     setup_multiprocess,
-    snapshot_of,
     worker_ended,
 )
 
-__all__ = ["MasterOperations", "report_line"]
-
-
-def report_line(server: Any) -> bytes:
-    """What a worker sends its master: its numbers, as one status-pipe line."""
-    return encode_report(snapshot_of(server.statistics(), server._ends))
+__all__ = ["MasterOperations"]
 
 
 class MasterOperations:
     """The master's side. ``phase`` and ``serving`` are questions to the master: its phase
     (``greensrv.health.PHASES``) and how many workers serve now."""
+
+    @classmethod
+    def of(cls, app: Any, phase: Callable[[], str],
+           serving: Callable[[], int]) -> MasterOperations | None:
+        """The operations of ``app`` (a ``workers.Servable``), or None when it asks for none."""
+        if app.admin is None and app.agent is None:
+            return None
+        return cls(app.admin, app.agent, app.concurrency, phase, serving)
 
     def __init__(self, admin: str | None, agent: str | None, concurrency: int,
                  phase: Callable[[], str], serving: Callable[[], int]) -> None:

@@ -220,6 +220,30 @@ def _switch_value_class() -> None:
         values.ValueClass = values.get_value_class()  # type: ignore[attr-defined]
 
 
+def registered_collectors() -> set[Any]:
+    """The collectors in prometheus_client's default registry now (none if not imported)."""
+    import sys
+
+    module = sys.modules.get("prometheus_client.registry")
+    if module is None:
+        return set()
+    return set(module.REGISTRY._collector_to_names)
+
+
+def unregister_collectors(collectors: set[Any]) -> None:
+    """Take ``collectors`` out of the default registry: an application imported afresh by a
+    reload registers its metrics again under the same names."""
+    if not collectors:
+        return
+    from prometheus_client import REGISTRY
+
+    for collector in collectors:
+        try:
+            REGISTRY.unregister(collector)
+        except KeyError:
+            pass
+
+
 def worker_ended(path: str, pid: int) -> None:
     """prometheus_client's clean-up for a dead worker (its live gauges go; counters stay)."""
     try:

@@ -30,8 +30,9 @@ class ServerOperations:
     ``phase`` is one of :data:`greensrv.health.PHASES`; the server moves it.
     """
 
-    def __init__(self, server: Any, admin: str | None, agent: str | None) -> None:
+    def __init__(self, server: Any, ends: Any, admin: str | None, agent: str | None) -> None:
         self.server = server
+        self.ends = ends
         self.phase = "starting"
         self.drain_until: float | None = None
         self._collector = GreensrvCollector(self._totals, lambda: 1, lambda: 0, lambda: 0)
@@ -55,7 +56,7 @@ class ServerOperations:
         from .metrics import MetricsBook
 
         book = MetricsBook()
-        book.update(0, snapshot_of(self.server.statistics(), self.server._life.ends))
+        book.update(0, snapshot_of(self.server.statistics(), self.ends))
         return book.totals()
 
     # -- the loop ------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """The master: binds the listeners once, forks workers, supervises them, reloads them.
 
-A worker is an ordinary single-process :class:`~greensrv.Server` over the listening sockets it
-inherited (or, with ``reuse_port``, its own ``SO_REUSEPORT`` sockets). The master knows nothing
+The master runs anything with the small :class:`Servable` protocol defined here (gunicorn's
+``Arbiter`` knows only ``app.cfg`` and ``app.wsgi()``): a few settings, and ``for_worker(sockets)``
+giving, in each forked worker, something to start and stop over the listening sockets the master
+opened (or, with ``reuse_port``, the worker's own ``SO_REUSEPORT`` sockets). A ``Server`` is one;
+the master never imports it and never changes the object it is given. The master knows nothing
 of connections; it talks to each worker over two pipes and one shared word:
 
 - *control* (master → worker): ``stop`` asks for the §3 graceful stop; end of file (the master
@@ -30,26 +33,32 @@ import mmap
 import os
 import select
 import signal
+import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from gevent.monkey import get_original
 
 from . import systemd
+from .addresses import ListenSpec
 from .errors import WorkerBootError
 from .log_files import reopen_all
 from .master_ops import MasterOperations
 from .master_sockets import MasterSockets
-from .worker_process import flush_standard_streams, heartbeat_interval, run_worker
+from .process import flush_standard_streams
+from .worker_process import (
+    MASTER_SIGNALS,
+    WORKER_BOOT_ERROR,
+    WorkerServer,
+    heartbeat_interval,
+    run_worker,
+)
 
-if TYPE_CHECKING:
-    from .server import Server
-
-__all__ = ["Master", "WorkerBootError"]
+__all__ = ["MASTER_SIGNALS", "WORKER_BOOT_ERROR", "Master", "Servable", "WorkerBootError"]
 
 log = logging.getLogger("greensrv")
 
@@ -58,11 +67,6 @@ _fork = get_original("os", "fork")
 _waitpid = get_original("os", "waitpid")
 _signal = get_original("signal", "signal")
 
-#: Signals the master acts on; workers ignore them (they take orders over their control pipe).
-MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU,
-                  signal.SIGUSR1)
-#: A worker's exit status when it could not boot (gunicorn uses the same number).
-WORKER_BOOT_ERROR = 3
 #: First delay before replacing a worker that died young again; doubles per further death.
 RESPAWN_BACKOFF_INITIAL = 0.1
 #: Cap of that delay: a crash loop costs at most one fork and one log line per 30 s, and a
@@ -79,6 +83,59 @@ TICK = 0.5
 #: woken by each new connection; accepting one at a time lets the others take their share of a
 #: burst instead of the first one awake taking 64 (see docs/benchmarks.md for the measurement).
 SHARED_SOCKET_MAX_ACCEPT = 1
+
+
+class Servable(Protocol):
+    """What the master runs: its settings, and a server for each worker it forks."""
+
+    @property
+    def name(self) -> str:
+        """For the master's log and systemd's STATUS line."""
+
+    @property
+    def workers(self) -> int | None:
+        """How many workers to run (None: one)."""
+
+    @property
+    def listen_specs(self) -> Sequence[ListenSpec]:
+        """Where to listen; the master opens each once."""
+
+    @property
+    def reuse_port(self) -> bool:
+        """Each worker opens its own SO_REUSEPORT socket per TCP address."""
+
+    @property
+    def worker_timeout(self) -> float:
+        """Seconds a worker's hub may stay blocked before it is killed and replaced."""
+
+    @property
+    def shutdown_timeout(self) -> float:
+        """Seconds a worker's graceful stop lets connections finish by themselves."""
+
+    @property
+    def stop_grace(self) -> float:
+        """Seconds past that a worker's stop may still take to flush and close."""
+
+    @property
+    def concurrency(self) -> int:
+        """Each worker's connection limit (-1: none), for the agent's weight."""
+
+    @property
+    def admin(self) -> str | None:
+        """The admin endpoint's address (docs/operations.md), or None."""
+
+    @property
+    def agent(self) -> str | None:
+        """The HAProxy agent port's address, or None."""
+
+    @property
+    def drain_delay(self) -> float:
+        """Seconds of not-ready-but-serving between TERM/INT and the workers' stop."""
+
+    def for_worker(self, sockets: list[socket.socket],
+                   max_accept: int | None = None) -> WorkerServer:
+        """Called in a forked worker: a server over ``sockets`` (the worker owns them), that
+        accepts at most ``max_accept`` clients per wake-up (None: its default)."""
 
 
 @dataclass
@@ -108,19 +165,19 @@ class Worker:
 
 
 class Master:
-    """Runs ``server`` as ``server.workers`` forked workers until TERM or INT; see the module.
+    """Runs ``app`` as ``app.workers`` forked workers until TERM or INT; see the module.
 
-    ``factory``, when given, builds a fresh server in each worker forked by a reload (the
-    command line re-imports the application with it); without it a reload forks new workers of
-    the same server object.
+    ``factory``, when given, builds a fresh :class:`Servable` in each worker forked by a reload
+    (the command line re-imports the application with it); without it a reload forks new
+    workers of the same object.
     """
 
-    def __init__(self, server: Server, factory: Callable[[], Server] | None = None) -> None:
-        self.server = server
+    def __init__(self, app: Servable, factory: Callable[[], Servable] | None = None) -> None:
+        self.app = app
         self.factory = factory
-        self.name = server.name
-        self.target: int = server.workers or 1
-        self.worker_timeout = server.worker_timeout
+        self.name = app.name
+        self.target: int = app.workers or 1
+        self.worker_timeout = app.worker_timeout
         self.workers: dict[int, Worker] = {}
         self.generation = 1
         self._reload_generation: int | None = None
@@ -150,13 +207,10 @@ class Master:
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError(f"{self.name}: a server with workers must be run from the main "
                                "thread: its master handles the process's signals")
-        self.sockets = MasterSockets(self.server.listen_specs, self.server.reuse_port)
+        self.sockets = MasterSockets(self.app.listen_specs, self.app.reuse_port)
         self.addresses = self.sockets.addresses
-        server = self.server
         try:
-            if server.admin is not None or server.agent is not None:
-                self.ops = MasterOperations(server.admin, server.agent, server.concurrency,
-                                            self.phase, lambda: len(self._serving(self.generation)))
+            self.ops = MasterOperations.of(self.app, self.phase, self._serving_count)
         except BaseException:
             self.sockets.close()
             raise
@@ -202,11 +256,11 @@ class Master:
         return True
 
     def _wait(self) -> None:
-        poller = _poll()
-        fds = [self._wake_r] + [w.status for w in self.workers.values() if w.status >= 0]
+        poller = _poll()  # not select(): the admin endpoint's clients may push fds past 1024
         ops = self.ops.fileno() if self.ops is not None else -1
-        for fd in fds if ops < 0 else [*fds, ops]:
-            poller.register(fd, select.POLLIN)
+        for fd in [self._wake_r, ops, *(w.status for w in self.workers.values())]:
+            if fd >= 0:
+                poller.register(fd, select.POLLIN)
         try:
             readable = poller.poll(self._nap() * 1000)
         except InterruptedError:
@@ -238,6 +292,9 @@ class Master:
         if self._drain_until is not None:
             return "draining"
         return "serving" if self._announced_ready else "starting"
+
+    def _serving_count(self) -> int:
+        return len(self._serving(self.generation))
 
     # -- signals -------------------------------------------------------------------------------
     def _install_signals(self) -> dict[int, Any]:
@@ -281,7 +338,7 @@ class Master:
                     self._begin_stop()
                 else:
                     log.info("%s: %s again: still draining, then stopping", self.name, name)
-            elif self._stop_deadline is None and self.server.drain_delay > 0:
+            elif self._stop_deadline is None and self.app.drain_delay > 0:
                 self._begin_drain(name)
             elif self._stop_deadline is None:
                 log.info("%s: master got %s: stopping %d worker(s) gracefully", self.name, name,
@@ -328,7 +385,8 @@ class Master:
                 os.close(control_w)
                 os.close(status_r)
                 self._close_in_worker()
-                code = run_worker(self, generation, control_r, status_w, heartbeat)
+                code = run_worker(self._worker_server(generation), self.worker_timeout,
+                                  control_r, status_w, heartbeat)
             except BaseException:
                 log.exception("%s: worker %d failed", self.name, os.getpid())
             finally:
@@ -339,6 +397,19 @@ class Master:
         self.workers[pid] = Worker(pid, generation, control_w, status_r, heartbeat,
                                    time.monotonic())
         log.info("%s: master forked worker %d (generation %d)", self.name, pid, generation)
+
+    def _worker_server(self, generation: int) -> Callable[[], WorkerServer]:
+        """What a worker of ``generation`` runs, made in the worker (its errors are its boot
+        error): a reload's workers import the application afresh through ``factory``."""
+        def make() -> WorkerServer:
+            app = self.app
+            if self.factory is not None and generation > 1:
+                app = self.factory()  # a reload: the application as it is on disk now
+            assert self.sockets is not None
+            shared = not self.sockets.reuse_port
+            return app.for_worker(self.sockets.worker_sockets(),
+                                  max_accept=SHARED_SOCKET_MAX_ACCEPT if shared else None)
+        return make
 
     def _close_in_worker(self) -> None:
         """In a fresh worker: drop what belongs to the master and to the other workers."""
@@ -424,7 +495,7 @@ class Master:
                  self.name, new, sorted(w.pid for w in ready), sorted(w.pid for w in old))
         systemd.notify("READY=1", self._status_line())
         if self.ops is not None:
-            self.ops.reloaded()
+            self.ops.book.reloads += 1
         if self._reload_again:
             self._reload_again = False
             self._begin_reload()
@@ -453,8 +524,8 @@ class Master:
                 self._stop_worker(worker)
 
     def _begin_stop(self) -> None:
-        server = self.server
-        self._stop_deadline = (time.monotonic() + server.shutdown_timeout + server.stop_grace
+        app = self.app
+        self._stop_deadline = (time.monotonic() + app.shutdown_timeout + app.stop_grace
                                + STOP_MARGIN)
         systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
         if self.sockets is not None:
@@ -463,7 +534,7 @@ class Master:
             self._stop_worker(worker)
 
     def _begin_drain(self, signal_name: str) -> None:
-        delay = self.server.drain_delay
+        delay = self.app.drain_delay
         self._drain_until = time.monotonic() + delay
         if self.ops is not None:
             self.ops.drain_until = self._drain_until
@@ -558,6 +629,7 @@ class Master:
             os.close(worker.status)
             worker.status = -1
         worker.heartbeat.close()
+
 
 def respawn_delay(failures: int) -> float:
     """Seconds before the next worker after ``failures`` workers in a row died young: the first
