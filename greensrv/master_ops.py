@@ -1,8 +1,9 @@
-"""Operations under workers: the master's admin endpoint and agent port, and the metrics its
-workers report.
+"""Operations under workers: the master's admin endpoint and agent port, the metrics its
+workers report, and the drain before a stop.
 
-The master runs no hub: its supervision loop waits on :meth:`MasterOperations.fileno` along with
-its workers' pipes and calls :meth:`step` when it is readable (``greensrv.admin``). Workers send
+The master runs no hub: its supervision loop waits on :meth:`MasterOperations.fileno` (when
+there is an endpoint) along with its workers' pipes and calls :meth:`step` when it is readable
+(``greensrv.admin``). Workers send
 ``metrics {json}`` lines over their status pipe (:func:`report_line`); the master keeps them in a
 :class:`~greensrv.metrics.MetricsBook`. The application's prometheus_client metrics come from
 the multiprocess directory set up before the first fork.
@@ -10,11 +11,12 @@ the multiprocess directory set up before the first fork.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from . import health
+from . import health, systemd
 from .admin import OpsEndpoint
 from .metrics import (
     GreensrvCollector,
@@ -28,34 +30,35 @@ from .metrics import (
 
 __all__ = ["MasterOperations"]
 
+log = logging.getLogger("greensrv")
+
 
 class MasterOperations:
     """The master's side. ``phase`` and ``serving`` are questions to the master: its phase
     (``greensrv.health.PHASES``) and how many workers serve now."""
 
-    @classmethod
-    def of(cls, app: Any, phase: Callable[[], str],
-           serving: Callable[[], int]) -> MasterOperations | None:
-        """The operations of ``app`` (a ``workers.Servable``), or None when it asks for none."""
-        if app.admin is None and app.agent is None:
-            return None
-        return cls(app.admin, app.agent, app.concurrency, phase, serving)
-
-    def __init__(self, admin: str | None, agent: str | None, concurrency: int,
-                 phase: Callable[[], str], serving: Callable[[], int]) -> None:
+    def __init__(self, app: Any, phase: Callable[[], str], serving: Callable[[], int]) -> None:
+        """``app`` is the master's ``workers.Servable``; ``phase`` and ``serving`` ask the
+        master where it is and how many workers serve now."""
+        self.name = app.name
+        self.drain_delay: float = app.drain_delay
         self.book = MetricsBook()
         self._phase = phase
         self._serving = serving
-        self._concurrency = concurrency
+        self._concurrency: int = app.concurrency
+        #: When the drain ends (time.monotonic()), from the first TERM/INT; None before.
         self.drain_until: float | None = None
         self._multiprocess: tuple[str, bool] | None = None
-        if admin is not None:
+        self.endpoint: OpsEndpoint | None = None
+        if app.admin is None and app.agent is None:
+            return
+        if app.admin is not None:
             self._multiprocess = setup_multiprocess()
         self._collector = GreensrvCollector(self.book.totals, serving,
                                             lambda: self.book.worker_restarts,
                                             lambda: self.book.reloads)
         try:
-            self.endpoint = OpsEndpoint(self, admin, agent)
+            self.endpoint = OpsEndpoint(self, app.admin, app.agent)
         except BaseException:
             self._cleanup()
             raise
@@ -75,13 +78,26 @@ class MasterOperations:
 
     # -- what the master tells it --------------------------------------------------------------
     def fileno(self) -> int:
-        return self.endpoint.fileno()
+        """The endpoint's descriptor to wait on; -1 without one."""
+        return self.endpoint.fileno() if self.endpoint is not None else -1
 
     def timeout(self) -> float | None:
-        return self.endpoint.timeout()
+        return self.endpoint.timeout() if self.endpoint is not None else None
 
     def step(self) -> None:
-        self.endpoint.step()
+        if self.endpoint is not None:
+            self.endpoint.step()
+
+    def begin_drain(self, signal_name: str, workers: int) -> None:
+        """The first TERM/INT with a drain_delay: not ready from now on, stop when it ends."""
+        delay = self.drain_delay
+        self.drain_until = time.monotonic() + delay
+        log.info("%s: master got %s: draining for %g s (not ready, serving as before), then "
+                 "stopping %d worker(s) gracefully", self.name, signal_name, delay, workers)
+        systemd.notify(f"STATUS={self.name}: draining for {delay:g} s, then stopping")
+
+    def drain_over(self, now: float) -> bool:
+        return self.drain_until is not None and now >= self.drain_until
 
     def reported(self, pid: int, payload: str) -> None:
         snapshot = decode_report(payload)
@@ -98,8 +114,16 @@ class MasterOperations:
         self.book.reloads += 1
 
     def close(self) -> None:
-        self.endpoint.close()
+        if self.endpoint is not None:
+            self.endpoint.close()
         self._cleanup()
+
+    def close_in_worker(self) -> None:
+        """In a fresh worker: close its copies of the endpoint's sockets (else a client the
+        master drops would never see its connection end), keep the master's files."""
+        if self.endpoint is not None:
+            self.endpoint.close()
+            self.endpoint = None
 
     def _cleanup(self) -> None:
         if self._multiprocess is not None:

@@ -197,9 +197,9 @@ class Master:
         self._watchdog = systemd.watchdog_interval()
         self._next_watchdog = 0.0
         self._wake_r = self._wake_w = -1
-        #: The admin endpoint, agent port and metrics book (when admin or agent is set).
-        self.ops: MasterOperations | None = None
-        self._drain_until: float | None = None
+        #: The admin endpoint and agent port (if asked for), the metrics book, the drain:
+        #: made by run(), which binds the endpoint.
+        self.ops: MasterOperations
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -210,7 +210,7 @@ class Master:
         self.sockets = MasterSockets(self.app.listen_specs, self.app.reuse_port)
         self.addresses = self.sockets.addresses
         try:
-            self.ops = MasterOperations.of(self.app, self.phase, self._serving_count)
+            self.ops = MasterOperations(self.app, self.phase, self._serving_count)
         except BaseException:
             self.sockets.close()
             raise
@@ -223,8 +223,7 @@ class Master:
         finally:
             self._restore_signals(previous)
             self.sockets.close()
-            if self.ops is not None:
-                self.ops.close()
+            self.ops.close()
             for worker in list(self.workers.values()):
                 self._forget(worker)
         if self._boot_error is not None:
@@ -237,8 +236,7 @@ class Master:
             self._on_signal(signum)
         self._reap()
         now = time.monotonic()
-        if self._drain_until is not None and self._stop_deadline is None and \
-                now >= self._drain_until:
+        if self._stop_deadline is None and self.ops.drain_over(now):
             self._begin_stop()
         if self._stop_deadline is not None:
             if not self.workers:
@@ -257,7 +255,7 @@ class Master:
 
     def _wait(self) -> None:
         poller = _poll()  # not select(): the admin endpoint's clients may push fds past 1024
-        ops = self.ops.fileno() if self.ops is not None else -1
+        ops = self.ops.fileno()
         for fd in [self._wake_r, ops, *(w.status for w in self.workers.values())]:
             if fd >= 0:
                 poller.register(fd, select.POLLIN)
@@ -265,11 +263,9 @@ class Master:
             readable = poller.poll(self._nap() * 1000)
         except InterruptedError:
             return
+        self.ops.step()  # what its clients sent, and their deadlines (a no-op without them)
         for fd, _ in readable:
-            if fd == ops:
-                assert self.ops is not None
-                self.ops.step()
-            elif fd == self._wake_r:
+            if fd == self._wake_r:
                 try:
                     os.read(fd, 4096)
                 except BlockingIOError:
@@ -281,15 +277,14 @@ class Master:
         nap = TICK
         if self._watchdog is not None:
             nap = min(nap, max(0.0, self._next_watchdog - time.monotonic()))
-        if self.ops is not None:
-            nap = min(nap, self.ops.timeout() or TICK)
+        nap = min(nap, self.ops.timeout() or TICK)
         return nap
 
     def phase(self) -> str:
         """Where the master is: starting, serving, draining or stopping (``greensrv.health``)."""
         if self._stop_deadline is not None:
             return "stopping"
-        if self._drain_until is not None:
+        if self.ops.drain_until is not None:
             return "draining"
         return "serving" if self._announced_ready else "starting"
 
@@ -332,14 +327,14 @@ class Master:
                 worker.tell(b"reopen\n")
             return
         if signum in (signal.SIGTERM, signal.SIGINT):
-            if self._drain_until is not None and self._stop_deadline is None:
+            if self.ops.drain_until is not None and self._stop_deadline is None:
                 if signum == signal.SIGINT:
                     log.warning("%s: second SIGINT: skipping the rest of drain_delay", self.name)
                     self._begin_stop()
                 else:
                     log.info("%s: %s again: still draining, then stopping", self.name, name)
             elif self._stop_deadline is None and self.app.drain_delay > 0:
-                self._begin_drain(name)
+                self.ops.begin_drain(name, len(self.workers))
             elif self._stop_deadline is None:
                 log.info("%s: master got %s: stopping %d worker(s) gracefully", self.name, name,
                          len(self.workers))
@@ -416,6 +411,7 @@ class Master:
         signal.set_wakeup_fd(-1)
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
+        self.ops.close_in_worker()
         for other in self.workers.values():
             os.close(other.control)
             if other.status >= 0:
@@ -442,8 +438,7 @@ class Master:
             line, worker.inbox = worker.inbox.split(b"\n", 1)
             message = line.decode("utf-8", "replace")
             if message.startswith("metrics "):
-                if self.ops is not None:
-                    self.ops.reported(worker.pid, message[8:])
+                self.ops.reported(worker.pid, message[8:])
             elif message == "ready":
                 worker.ready = True
                 log.info("%s: worker %d accepting (generation %d)", self.name, worker.pid,
@@ -494,8 +489,7 @@ class Master:
         log.info("%s: reload done: generation %d accepting (workers %s); stopping %s",
                  self.name, new, sorted(w.pid for w in ready), sorted(w.pid for w in old))
         systemd.notify("READY=1", self._status_line())
-        if self.ops is not None:
-            self.ops.book.reloads += 1
+        self.ops.book.reloads += 1
         if self._reload_again:
             self._reload_again = False
             self._begin_reload()
@@ -532,16 +526,6 @@ class Master:
             self.sockets.close()  # with the workers' copies closed too, new clients are refused
         for worker in self.workers.values():
             self._stop_worker(worker)
-
-    def _begin_drain(self, signal_name: str) -> None:
-        delay = self.app.drain_delay
-        self._drain_until = time.monotonic() + delay
-        if self.ops is not None:
-            self.ops.drain_until = self._drain_until
-        log.info("%s: master got %s: draining for %g s (not ready, serving as before), then "
-                 "stopping %d worker(s) gracefully", self.name, signal_name, delay,
-                 len(self.workers))
-        systemd.notify(f"STATUS={self.name}: draining for {delay:g} s, then stopping")
 
     def _kill_all(self) -> None:
         self._killed_all = True
@@ -598,8 +582,7 @@ class Master:
         extra = (f" after being blocked for {worker.blocked_for:.1f} s"
                  if worker.blocked_for is not None else "")
         log.warning("%s: worker %d %s%s; replacing it", self.name, worker.pid, how, extra)
-        if self.ops is not None:
-            self.ops.book.worker_restarts += 1
+        self.ops.book.worker_restarts += 1
         if worker.generation == self._reload_generation and not worker.ready:
             self._abandon_reload(f"worker {worker.pid} {how} while booting")
             return
@@ -622,8 +605,7 @@ class Master:
 
     def _forget(self, worker: Worker) -> None:
         self.workers.pop(worker.pid, None)
-        if self.ops is not None:
-            self.ops.worker_gone(worker.pid)
+        self.ops.worker_gone(worker.pid)
         os.close(worker.control)
         if worker.status >= 0:
             os.close(worker.status)

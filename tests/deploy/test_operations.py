@@ -20,6 +20,8 @@ import pytest
 from master_support import DEADLINE, ask, read_line
 from support import need_program
 
+from greensrv.admin import CLIENT_TIMEOUT
+
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
 SCRAPE_CONFIG = re.findall(r"```yaml\n(.*?)```", DOC, flags=re.S)[0]
 ALERT_RULES = re.findall(r"```yaml\n(.*?)```", DOC, flags=re.S)[1]
@@ -333,6 +335,10 @@ def test_a_thousand_abusive_admin_clients_delay_neither_readyz_nor_supervision(s
         victim = next(iter(master.workers()))
         _kill(victim)
         master.wait_workers(1, exclude={victim}, timeout=2.0)  # replaced promptly
+        # Dropped at the client timeout, and truly closed: the worker forked after they
+        # connected holds no copy of their sockets.
+        abusers[1].settimeout(CLIENT_TIMEOUT + 5)
+        assert abusers[1].recv(100) == b""
     finally:
         for sock in abusers:
             sock.close()
