@@ -343,3 +343,22 @@ def test_a_thousand_abusive_admin_clients_delay_neither_readyz_nor_supervision(s
         for sock in abusers:
             sock.close()
     assert master.stop() == 0
+
+
+def test_a_second_int_skips_the_drain_and_a_second_term_does_not(start):
+    admin = free_port()
+    master = start("-w", "1", "-b", "127.0.0.1:0", "--admin-bind", f"127.0.0.1:{admin}",
+                   "--drain-delay", "60", "app:handler")
+    address = master.wait_ready()
+    assert http_get(admin, "/readyz") == (200, b"ready\n")
+    master.signal(signal.SIGTERM)
+    master.wait_log(r"draining for 60 s")
+    status, body = http_get(admin, "/readyz")
+    assert status == 503 and body.startswith(b"not ready: draining (")
+    assert ask(address, "still served").endswith("still served")
+    master.signal(signal.SIGTERM)
+    master.wait_log(r"SIGTERM again: still draining")
+    assert master.proc.poll() is None
+    master.signal(signal.SIGINT)
+    master.wait_log(r"second SIGINT: skipping the rest of drain_delay")
+    assert master.wait_exit() == 0
