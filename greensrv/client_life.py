@@ -29,7 +29,7 @@ from ._accelerate import accelerate
 from .admission import Admission
 from .config import ServerConfig
 from .connection import Connection, ConnectionHooks
-from .connection_ends import ConnectionEnds, end_word
+from .connection_ends import ConnectionEnds, error_word
 from .errors import FilterError, TLSError
 from .proxy import ProxyHeader
 from .proxy_io import client_address, receive_proxy_header
@@ -131,10 +131,12 @@ class ClientLife:
     def _refused_at_accept(self, sock: Any, address: Any, word: str) -> None:
         ends = self.ends
         if ends is not None:
-            try:
-                local = sock.getsockname()
-            except OSError:
-                local = None
+            local = None
+            if ends.log_format is not None:
+                try:
+                    local = sock.getsockname()
+                except OSError:
+                    pass
             ends.ended(word, address, local, None, _monotonic(), 0, 0)
         close_quietly(sock)
 
@@ -177,8 +179,9 @@ class ClientLife:
         if self.claimed_at_accept and isinstance(address, tuple):
             claimed = address[0]
         # How it ended, for self.ends: set where it is known, else asked of the connection.
-        ending: Any = (None if self.ends is None else
-                       _Ending(_monotonic(), address, accepted))
+        ends = self.ends
+        ending: Any = (None if ends is None else
+                       _Ending(_monotonic(), address, accepted, ends.log_format is not None))
         try:
             if self.proxy is not None:  # the PROXY header comes before everything else
                 header = receive_proxy_header(sock, address, self.proxy, self.name, hooks.count)
@@ -211,8 +214,8 @@ class ClientLife:
             conn = Connection(sock, address, next(self.ids), in_filter, out_filter, self.limits,
                               hooks, server=self.server)
             conn.proxy = header
-            if ending is not None:
-                ending.local = conn.local_address  # before anything can close the socket
+            if ending is not None and ending.logged:
+                ending.local = conn.local_address  # for the log, before the socket can close
             if not self._handshake(conn):
                 if ending is not None:
                     ending.word = "error"
@@ -237,7 +240,7 @@ class ClientLife:
                 hooks.report_error(conn, exc)
             error = conn.error
             if ending is not None and ending.word is None:
-                ending.word = end_word(conn, error, self.admission.stopping)
+                ending.word = self._end_word(conn, error)
             if error is not None:
                 conn.error = None
                 hooks.report_error(conn, error)
@@ -275,6 +278,18 @@ class ClientLife:
         finally:
             self._ended(getcurrent())  # the last step: it may resume accepting
 
+    def _end_word(self, conn: Connection, error: BaseException | None) -> str:
+        """How a connection whose handler (or client_input loop) returned ended, asked before
+        its graceful finish (which reads to the peer's EOF); ``error``: its deferred error."""
+        if error is not None:
+            return error_word(error)
+        idle_timeout = self.limits.idle_timeout
+        if idle_timeout is not None and conn._idle_spent >= idle_timeout - 1e-3:
+            return "timeout"  # idle_timeout ended it (not an error: nothing was reported)
+        if conn._state.peer_eof:
+            return "closed"
+        return "stopped" if self.admission.stopping else "done"
+
     def _tell_ends(self, ending: _Ending, conn: Connection | None) -> None:
         """Report the end (before close: the local address is still there to read)."""
         ends = self.ends
@@ -286,10 +301,12 @@ class ClientLife:
             ends.ended(word, conn.remote_address, ending.local, conn.id, conn._accepted_at,
                        conn.bytes_in, conn.bytes_out)
             return
-        try:
-            local = ending.socket.getsockname()
-        except OSError:
-            local = None
+        local = None
+        if ending.logged:
+            try:
+                local = ending.socket.getsockname()
+            except OSError:
+                pass
         ends.ended(word, ending.client, local, None, ending.started, 0, 0)
 
     def _pre_connect(self, sock: Any, address: Any) -> Any:
@@ -335,12 +352,13 @@ class ClientLife:
 class _Ending:
     """What a client's life knows of its end before a Connection exists (or to override it)."""
 
-    __slots__ = ("client", "local", "socket", "started", "word")
+    __slots__ = ("client", "local", "logged", "socket", "started", "word")
 
-    def __init__(self, started: float, client: Any, sock: Any) -> None:
+    def __init__(self, started: float, client: Any, sock: Any, logged: bool) -> None:
         self.started = started
         self.client = client
         self.socket = sock
+        self.logged = logged  # the connection log is on: it wants the local address
         self.local: Any = None
         self.word: str | None = None
 

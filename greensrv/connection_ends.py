@@ -17,9 +17,11 @@ import time
 from bisect import bisect_left
 from typing import Any
 
+from ._accelerate import accelerate
 from .errors import ConnectionShedError, RecordTimeoutError, SlowClientError
+from .log_files import direct_handler
 
-__all__ = ["DURATION_BUCKETS", "END_WORDS", "ConnectionEnds", "end_word", "format_peer"]
+__all__ = ["DURATION_BUCKETS", "END_WORDS", "ConnectionEnds", "error_word", "format_peer"]
 
 #: Every way a connection ends: closed by the peer; done (the handler returned, or the server
 #: closed it); error (handler, filter, socket or TLS error); timeout (idle_timeout or the record
@@ -40,23 +42,15 @@ access_log = logging.getLogger("greensrv.access")
 _monotonic = time.monotonic
 
 
-def end_word(conn: Any, error: BaseException | None, stopping: bool) -> str:
-    """The end word of a connection whose handler (or ``client_input`` loop) has returned,
-    asked before its graceful finish; ``error`` is the deferred error it carried, if any."""
-    if error is not None:
-        if isinstance(error, SlowClientError):
-            return "slow"
-        if isinstance(error, ConnectionShedError):
-            return "shed"
-        if isinstance(error, RecordTimeoutError):
-            return "timeout"
-        return "error"
-    idle_timeout = conn.limits.idle_timeout
-    if idle_timeout is not None and conn._idle_spent >= idle_timeout - 1e-3:
+def error_word(error: BaseException) -> str:
+    """The end word of a connection that carried ``error`` (a deferred error) to its end."""
+    if isinstance(error, SlowClientError):
+        return "slow"
+    if isinstance(error, ConnectionShedError):
+        return "shed"
+    if isinstance(error, RecordTimeoutError):
         return "timeout"
-    if conn._state.peer_eof:
-        return "closed"
-    return "stopped" if stopping else "done"
+    return "error"
 
 
 def format_peer(address: Any) -> str:
@@ -96,7 +90,7 @@ class ConnectionEnds:
         self.counts[self._index[word]] += 1
         self.buckets[bisect_left(DURATION_BUCKETS, duration)] += 1
         self.duration_sum += duration
-        if self.log_format is not None and access_log.isEnabledFor(logging.INFO):
+        if self.log_format is not None:
             self._log(word, client, server, conn_id, duration, bytes_in, bytes_out)
 
     def _log(self, word: str, client: Any, server: Any, conn_id: int | None, duration: float,
@@ -110,12 +104,26 @@ class ConnectionEnds:
                     f"id={'-' if conn_id is None else conn_id} pid={self.pid} "
                     f"duration={duration:.6f} bytes_in={bytes_in} bytes_out={bytes_out} "
                     f"end={word}")
-        # makeRecord + handle: what logger.info does, without looking up the caller's frame
-        # (one line per connection: that lookup would be most of its cost).
-        access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, "", 0, line,
-                                                (), None))
+        handler: Any = direct_handler(access_log)  # asked each time: logging may be changed
+        if handler is not None:  # the command's own file or stdout, and only it: no record
+            with handler.lock:
+                try:
+                    handler.stream.write(line + "\n")
+                    handler.stream.flush()
+                except Exception:
+                    handler.handleError(None)
+            return
+        if access_log.isEnabledFor(logging.INFO):
+            # makeRecord + handle: what logger.info does, without looking up the caller's
+            # frame (one line per connection: that lookup would be most of its cost).
+            access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, "", 0, line,
+                                                    (), None))
 
     def snapshot(self) -> dict[str, Any]:
         """The counts so far, as plain JSON-able values (for the master and /metrics)."""
         return {"ends": list(self.counts), "buckets": list(self.buckets),
                 "duration_sum": self.duration_sum}
+
+
+# Compiled plainly (no .pxd): each ended connection's count and log line without a frame.
+accelerate(globals(), "greensrv._c_connection_ends")

@@ -17,8 +17,8 @@ import logging
 import sys
 from collections.abc import Callable
 
-__all__ = ["ACCESS_LOGGER", "ReopeningFileHandler", "access_log_handler", "on_reopen",
-           "reopen_all"]
+__all__ = ["ACCESS_LOGGER", "LineHandler", "ReopeningFileHandler", "access_log_handler",
+           "direct_handler", "on_reopen", "reopen_all", "route_access_log"]
 
 log = logging.getLogger("greensrv")
 
@@ -26,6 +26,9 @@ log = logging.getLogger("greensrv")
 ACCESS_LOGGER = "greensrv.access"
 
 _reopeners: list[Callable[[], None]] = []
+
+#: The connection log's own formatter: the line as it is.
+_MESSAGE_ONLY = logging.Formatter("%(message)s")
 
 
 def on_reopen(reopen: Callable[[], None]) -> Callable[[], None]:
@@ -50,7 +53,13 @@ def reopen_all() -> int:
     return done
 
 
-class ReopeningFileHandler(logging.FileHandler):
+class LineHandler:
+    """Marks a handler whose records are their message as it is, one per line, to its
+    ``stream`` under its ``lock``: the connection log may write such a line itself
+    (:func:`direct_handler`), without making a LogRecord per connection."""
+
+
+class ReopeningFileHandler(LineHandler, logging.FileHandler):
     """A FileHandler that SIGUSR1 closes and opens again under the same name."""
 
     def __init__(self, filename: str, encoding: str = "utf-8") -> None:
@@ -72,17 +81,37 @@ class ReopeningFileHandler(logging.FileHandler):
         super().close()
 
 
+class _StandardOutput(LineHandler, logging.StreamHandler):
+    """The connection log on standard output (``--access-log -``)."""
+
+
+def direct_handler(logger: logging.Logger) -> logging.Handler | None:
+    """The handler to write a line to directly, when it is the only place ``logger``'s records
+    go and nothing would read them but its ``%(message)s`` formatter: no filters, no other
+    handler, no propagation, level INFO (as :func:`route_access_log` sets it up). None
+    otherwise: the line then goes through ``logger`` as a record, wherever logging sends it."""
+    handlers = logger.handlers
+    if len(handlers) != 1 or logger.propagate or logger.filters or logger.disabled or \
+            logger.level != logging.INFO or logging.root.manager.disable >= logging.INFO:
+        return None
+    handler = handlers[0]
+    if not isinstance(handler, LineHandler) or handler.filters or \
+            handler.level > logging.INFO or handler.formatter is not _MESSAGE_ONLY:
+        return None
+    return handler
+
+
 def access_log_handler(target: str) -> logging.Handler:
     """A handler for the connection log: ``"-"`` is standard output, else a file to append to
     (reopened on SIGUSR1). Raises OSError naming the file when it cannot be opened."""
     if target == "-":
-        handler: logging.Handler = logging.StreamHandler(sys.stdout)
+        handler: logging.Handler = _StandardOutput(sys.stdout)
     else:
         try:
             handler = ReopeningFileHandler(target)
         except OSError as exc:
             raise OSError(f"--access-log {target!r}: {exc.strerror or exc}") from exc
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(_MESSAGE_ONLY)
     return handler
 
 

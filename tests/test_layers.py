@@ -70,10 +70,10 @@ ALLOWED_PRIVATE = {
     ("listeners", "_accept"): "the OS socket's accept returning (fd, address), what "
                               "socket.accept and gevent's StreamServer use; the accepted socket "
                               "is wrapped as StreamServer wraps it",
-    ("connection_ends", "_state"): "a finished connection's input state (did the peer close "
-                                   "first?), read once per connection for its end word",
-    ("connection_ends", "_idle_spent"): "the idle time idle_timeout compares, read once per "
-                                        "connection: an idle timeout is not an error to report",
+    ("client_life", "_state"): "a finished connection's input state (did the peer close "
+                               "first?), read once per connection for its end word",
+    ("client_life", "_idle_spent"): "the idle time idle_timeout compares, read once per "
+                                    "connection: an idle timeout is not an error to report",
     ("client_life", "_accepted_at"): "the connection's accept time, for the duration the "
                                      "connection log and its histogram report",
     ("metrics", "_collector_to_names"): "prometheus_client's registry lists its collectors "
