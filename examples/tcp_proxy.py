@@ -25,7 +25,7 @@ import argparse
 import ipaddress
 import itertools
 import logging
-import socket
+import os
 import struct
 from typing import Any
 
@@ -110,8 +110,9 @@ class Balancer:
 def pump(source: greensrv.Connection, sink: greensrv.Connection) -> None:
     """Copy ``source``'s bytes to ``sink`` with backpressure; pass its end on as a FIN.
 
-    ``closing`` on either side means its peer is gone (a write failed, or a reset): then both
-    sides are closed, so the other direction ends too.
+    ``closing`` on the sink means its peer is gone (a write failed, or a reset): then both
+    sides are closed, so the other direction ends too. Otherwise the end of ``source`` becomes
+    ``sink.write_eof()``: a half-close, after which the other direction goes on.
     """
     for chunk in source:
         sink.put(chunk)
@@ -119,15 +120,32 @@ def pump(source: greensrv.Connection, sink: greensrv.Connection) -> None:
             sink.flush()  # stop reading source until sink's peer has taken the bytes
         if sink.closing:
             break
-    sink.flush()
-    if sink.closing or source.closing:
+    if sink.closing:
         source.close()
         sink.close()
         return
-    try:
-        sink.socket.shutdown(socket.SHUT_WR)  # half-close: the other direction goes on
-    except OSError:
-        sink.close()
+    sink.write_eof()  # what is queued, then FIN; sink closes by itself at its peer's EOF
+
+
+def parse_upstream(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``[V6]:PORT``); ``ValueError`` otherwise."""
+    host, _, port = text.strip().rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{text!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def make_server(upstreams: list[tuple[str, int]], proxy_v2: bool = False,
+                host: str = "127.0.0.1", port: int = 8000) -> greensrv.Server:
+    balancer = Balancer(upstreams, proxy_v2)
+    return greensrv.Server(handler=balancer.handle, filter=Stream(), host=host, port=port,
+                           high_mark=HIGH_MARK, low_mark=HIGH_MARK // 4, name="tcp_proxy")
+
+
+#: The example as the ``greensrv`` command runs it: ``TCP_PROXY_UPSTREAMS=HOST:PORT[,...]
+#: greensrv examples/tcp_proxy.py:server`` (the upstreams default to 127.0.0.1:8001).
+server = make_server([parse_upstream(u) for u in
+                      os.environ.get("TCP_PROXY_UPSTREAMS", "127.0.0.1:8001").split(",")])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -139,18 +157,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--proxy-v2", action="store_true",
                         help="send a PROXY protocol v2 header to the upstream")
     args = parser.parse_args(argv)
-    upstreams = []
-    for text in args.upstream:
-        host, _, port = text.rpartition(":")
-        if not host or not port.isdigit():
-            parser.error(f"--upstream {text!r}: expected HOST:PORT")
-        upstreams.append((host.strip("[]"), int(port)))
+    try:
+        upstreams = [parse_upstream(text) for text in args.upstream]
+    except ValueError as exc:
+        parser.error(f"--upstream {exc}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s")
-    balancer = Balancer(upstreams, args.proxy_v2)
-    server = greensrv.Server(handler=balancer.handle, filter=Stream(), host=args.host,
-                             port=args.port, high_mark=HIGH_MARK, low_mark=HIGH_MARK // 4,
-                             name="tcp_proxy")
-    server.serve_forever()
+    make_server(upstreams, args.proxy_v2, args.host, args.port).serve_forever()
 
 
 if __name__ == "__main__":

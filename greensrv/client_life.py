@@ -28,7 +28,7 @@ from gevent.event import Event
 from ._accelerate import accelerate
 from .admission import Admission
 from .config import ServerConfig
-from .connection import Connection, ConnectionHooks
+from .connection import Connection, ConnectionHooks, attach, finish
 from .connection_ends import ConnectionEnds, error_word
 from .errors import FilterError, TLSError
 from .proxy import ProxyHeader
@@ -220,7 +220,7 @@ class ClientLife:
                 if ending is not None:
                     ending.word = "error"
                 return
-            conn.attach()
+            attach(conn)
             self.connections[conn.id] = conn
             connected = True
             # client_connected, then the handler or client_input per record, errors reported:
@@ -244,7 +244,7 @@ class ClientLife:
             if error is not None:
                 conn.error = None
                 hooks.report_error(conn, error)
-            conn.finish(self.admission.grace_deadline)
+            finish(conn, self.admission.grace_deadline)
         finally:
             self._end(accepted, others, conn, claimed, connected, ending)
 

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from .addresses import ListenSpec, parse_listen_entries
+from .addresses import ListenSpec, check_defer_accept, parse_listen_entries
 from .admin import check_ops_addresses
 from .connection_ends import LOG_FORMATS
 from .defaults import (
     DEFAULT_ACCESS_LOG_FORMAT,
+    DEFAULT_BACKLOG,
     DEFAULT_CONCURRENCY,
     DEFAULT_DRAIN_DELAY,
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -36,6 +37,7 @@ from .defaults import (
     DEFAULT_RECORD_MIN_RATE,
     DEFAULT_RECORD_TIMEOUT,
     DEFAULT_SHED_MIN_AGE,
+    DEFAULT_SHED_PROVEN_IDLE,
     DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_WORKER_TIMEOUT,
 )
@@ -61,11 +63,12 @@ OPTION_DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "handshake_timeout": DEFAULT_HANDSHAKE_TIMEOUT, "record_timeout": DEFAULT_RECORD_TIMEOUT,
     "record_min_rate": DEFAULT_RECORD_MIN_RATE, "record_grace": DEFAULT_RECORD_GRACE,
     "record_start_timeout": None, "shedding": True, "shed_min_age": DEFAULT_SHED_MIN_AGE,
+    "shed_proven_idle": DEFAULT_SHED_PROVEN_IDLE, "defer_accept": None,
     "max_connections_per_ip": None, "proxy_protocol": None,
     "proxy_trusted": DEFAULT_PROXY_TRUSTED, "proxy_timeout": DEFAULT_PROXY_TIMEOUT,
     "name": DEFAULT_NAME, "workers": None, "reuse_port": False,
-    "worker_timeout": DEFAULT_WORKER_TIMEOUT, "admin": None, "agent": None,
-    "drain_delay": DEFAULT_DRAIN_DELAY, "access_log": False,
+    "worker_timeout": DEFAULT_WORKER_TIMEOUT, "backlog": DEFAULT_BACKLOG, "admin": None,
+    "agent": None, "drain_delay": DEFAULT_DRAIN_DELAY, "access_log": False,
     "access_log_format": DEFAULT_ACCESS_LOG_FORMAT,
 })
 
@@ -106,6 +109,8 @@ class ServerConfig:
     shed_policy: ShedPolicy | None
     name: str
     listen: tuple[ListenSpec, ...]
+    #: Seconds of TCP_DEFER_ACCEPT on the listening sockets, or None (off).
+    defer_accept: float | None
     workers: int | None
     reuse_port: bool
     worker_timeout: float
@@ -115,6 +120,7 @@ class ServerConfig:
     drain_delay: float
     #: The connection log's format, or None when it is off.
     access_log_format: str | None
+    backlog: int
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ServerConfig:
@@ -149,7 +155,10 @@ class ServerConfig:
             raise TypeError(f"ssl_context must be an ssl.SSLContext, "
                             f"not {type(ssl_context).__name__}")
         proxy = proxy_settings(o["proxy_protocol"], o["proxy_trusted"], o["proxy_timeout"])
-        shed_policy = _shed_policy(o["shedding"], o["shed_min_age"], limits.record_min_rate)
+        listen = _listen(o["listen"], o["host"], o["port"])
+        defer_accept = check_defer_accept(o["defer_accept"], listen)
+        shed_policy = _shed_policy(o["shedding"], o["shed_min_age"], o["shed_proven_idle"],
+                                   limits.record_min_rate, deferred=defer_accept is not None)
         if o["workers"] is not None:
             check_int("workers", o["workers"], minimum=1)
         check_seconds("worker_timeout", o["worker_timeout"], positive=True)
@@ -158,6 +167,7 @@ class ServerConfig:
         if o["access_log_format"] not in LOG_FORMATS:
             raise ValueError(f"access_log_format must be one of {', '.join(LOG_FORMATS)}, "
                              f"not {o['access_log_format']!r}")
+        check_int("backlog", o["backlog"], minimum=1)
         return cls(
             options=MappingProxyType(given), handler=handler, client_input=client_input,
             client_pre_connect=o["client_pre_connect"],
@@ -172,9 +182,10 @@ class ServerConfig:
             shutdown_timeout=float(o["shutdown_timeout"]),
             max_connections_per_ip=o["max_connections_per_ip"], ssl_context=ssl_context,
             proxy=proxy, shed_policy=shed_policy, name=o["name"],
-            listen=_listen(o["listen"], o["host"], o["port"]), workers=o["workers"],
+            listen=listen, defer_accept=defer_accept, workers=o["workers"],
             reuse_port=bool(o["reuse_port"]), worker_timeout=float(o["worker_timeout"]),
-            admin=admin, agent=agent, drain_delay=float(o["drain_delay"]),
+            backlog=o["backlog"], admin=admin, agent=agent,
+            drain_delay=float(o["drain_delay"]),
             access_log_format=o["access_log_format"] if o["access_log"] else None)
 
     def replace(self, **changes: Any) -> ServerConfig:
@@ -204,14 +215,19 @@ def _filters(filter: Any, input_filter: Any,
     return filter_factory(filter if filter is not None else Line(), "filter"), None
 
 
-def _shed_policy(shedding: Any, shed_min_age: Any,
-                 record_min_rate: float | None) -> ShedPolicy | None:
+def _shed_policy(shedding: Any, shed_min_age: Any, shed_proven_idle: Any,
+                 record_min_rate: float | None, deferred: bool) -> ShedPolicy | None:
+    """The shedding policy. ``deferred``: the listening sockets have ``defer_accept``, so a
+    connection that reaches the server without a byte has been silent for the whole deferral
+    already, and ``shed_min_age`` does not spare it again."""
     if not isinstance(shedding, bool):
         raise TypeError(f"shedding must be True or False, not {type(shedding).__name__}")
     check_seconds("shed_min_age", shed_min_age)
+    check_seconds("shed_proven_idle", shed_proven_idle)
     if not shedding:
         return None
-    return ShedPolicy(float(shed_min_age), record_min_rate or DEFAULT_RECORD_MIN_RATE)
+    return ShedPolicy(0.0 if deferred else float(shed_min_age),
+                      record_min_rate or DEFAULT_RECORD_MIN_RATE, float(shed_proven_idle))
 
 
 def _listen(listen: Any, host: Any, port: Any) -> tuple[ListenSpec, ...]:

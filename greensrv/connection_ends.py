@@ -18,8 +18,8 @@ from bisect import bisect_left
 from typing import Any
 
 from ._accelerate import accelerate
+from .access_log import direct_handler
 from .errors import ConnectionShedError, RecordTimeoutError, SlowClientError
-from .log_files import direct_handler
 
 __all__ = ["DURATION_BUCKETS", "END_WORDS", "ConnectionEnds", "error_word", "format_peer"]
 

@@ -12,6 +12,7 @@ import socket
 from collections.abc import Iterable
 
 from .addresses import ListenSpec, bound_address, format_address, open_listening, reuse_port_socket
+from .defaults import DEFAULT_BACKLOG
 
 __all__ = ["MasterSockets"]
 
@@ -23,9 +24,12 @@ class MasterSockets:
     ``addresses.open_listening``, naming the address.
     """
 
-    def __init__(self, specs: Iterable[ListenSpec], reuse_port: bool) -> None:
+    def __init__(self, specs: Iterable[ListenSpec], reuse_port: bool,
+                 backlog: int = DEFAULT_BACKLOG) -> None:
         self.reuse_port = reuse_port
-        self._open = open_listening(specs, reuse_port=reuse_port, for_master=True)
+        self.backlog = backlog
+        self._open = open_listening(specs, reuse_port=reuse_port, for_master=True,
+                                    backlog=backlog)
 
     @property
     def addresses(self) -> list[str]:
@@ -34,7 +38,7 @@ class MasterSockets:
 
     def worker_sockets(self) -> list[socket.socket]:
         """The listening sockets for a worker (call it in the worker, after the fork)."""
-        return [reuse_port_socket(each.sock)
+        return [reuse_port_socket(each.sock, backlog=self.backlog)
                 if self.reuse_port and each.spec.kind == "tcp" else each.sock
                 for each in self._open]
 

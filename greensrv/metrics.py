@@ -129,7 +129,7 @@ def _add(into: dict[str, Any], snap: dict[str, Any]) -> None:
 
 
 class GreensrvCollector:
-    """A prometheus_client collector of the fixed ``greensrv_*`` families (API.md names)."""
+    """A prometheus_client collector of the ``greensrv_*`` families (docs/operations.md)."""
 
     def __init__(self, totals: Callable[[], dict[str, Any]], workers: Callable[[], int],
                  restarts: Callable[[], int], reloads: Callable[[], int]) -> None:
@@ -242,6 +242,16 @@ def unregister_collectors(collectors: set[Any]) -> None:
             REGISTRY.unregister(collector)
         except KeyError:
             pass
+
+
+def register_collectors(collectors: set[Any]) -> None:
+    """Put ``collectors`` back (a reload that failed keeps the code, and metrics, it had)."""
+    if not collectors:
+        return
+    from prometheus_client import REGISTRY
+
+    for collector in collectors:
+        REGISTRY.register(collector)
 
 
 def worker_ended(path: str, pid: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -24,9 +25,17 @@ def check_int(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} must be at least {minimum}, not {value}")
 
 
+#: The options whose documented "no limit" is None (the NaN error says so).
+_NONE_MEANS_NO_LIMIT = ("idle_timeout", "record_timeout", "record_min_rate",
+                        "record_start_timeout")
+
+
 def check_seconds(name: str, value: Any, positive: bool = False, unit: str = "seconds") -> None:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise TypeError(f"{name} must be a number of {unit}, not {type(value).__name__}")
+    if not math.isfinite(value):  # NaN compares false with everything: it would mean forever
+        raise ValueError(f"{name} must be a finite number of {unit}, not {value}"
+                         + ("; None means no limit" if name in _NONE_MEANS_NO_LIMIT else ""))
     if value < 0 or (positive and value == 0):
         raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, "
                          f"not {value}")

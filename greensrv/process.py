@@ -13,8 +13,7 @@ It drives anything that has the small :class:`Runnable` protocol, never a ``Serv
   :class:`StartupError` naming the address, which a program can catch; left uncaught it is
   printed as that one line instead of a traceback through greensrv's internals.
 - :class:`StopSignals`: in the main thread, SIGTERM and SIGINT start a graceful stop; a second
-  SIGINT skips the drain or forces the stop. Handlers only record the signal: the stop runs in
-  its own greenlet. SIGUSR1 reopens log files (``log_files.py``).
+  SIGINT forces it. Handlers only record the signal: the stop runs in its own greenlet.
 - :class:`Notifier`: READY, STATUS and WATCHDOG for systemd (``systemd.py`` sends them).
 """
 
@@ -33,7 +32,7 @@ import gevent
 from . import systemd
 from .addresses import format_address
 from .errors import StartupError
-from .log_files import reopen_all
+from .logfiles import reopen_log_files
 
 __all__ = ["Notifier", "Runnable", "StopSignals", "brief_startup_errors", "default_logging",
            "flush_standard_streams", "ignore_signals", "serve_in_this_process"]
@@ -43,6 +42,8 @@ log = logging.getLogger("greensrv")
 #: The format of the fallback log: time, the logger (greensrv, or the application's own) and
 #: the message; enough to follow a server by eye, nothing a person has to decode.
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
+#: The same under a master: several processes write to one stderr, so each line names its PID.
+LOG_FORMAT_WITH_PID = "%(asctime)s [%(process)d] %(levelname)s [%(name)s] %(message)s"
 
 
 class Runnable(Protocol):
@@ -73,7 +74,7 @@ class Runnable(Protocol):
         """The graceful stop."""
 
     def force_stop(self) -> None:
-        """A second SIGINT: skip the rest of a drain, or close every client now."""
+        """Close every client now (a second SIGINT during a graceful stop)."""
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         """Block until stopped."""
@@ -86,10 +87,12 @@ def serve_in_this_process(target: Runnable) -> None:
     SIGINT turned into its graceful stop (the previous handlers restored before returning);
     systemd told it is ready, and pinged by its watchdog from this hub.
     """
-    with default_logging():
+    # The signal handlers come before start(): a signal right after "listening on" must not
+    # find the default action (USR1's would end the process).
+    with default_logging(), StopSignals(target):
         with brief_startup_errors():
             target.start()
-        with StopSignals(target), Notifier(target):
+        with Notifier(target):
             target.wait_stopped()
 
 
@@ -101,7 +104,7 @@ def logging_configured() -> bool:
 
 
 @contextmanager
-def default_logging() -> Iterator[None]:
+def default_logging(with_pid: bool = False) -> Iterator[None]:
     """While it is active, log INFO and above to stderr, unless logging is already configured.
 
     The handler goes on the root logger, as ``logging.basicConfig(level=INFO)`` would put it, so
@@ -113,7 +116,7 @@ def default_logging() -> Iterator[None]:
         return
     root = logging.getLogger()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT_WITH_PID if with_pid else LOG_FORMAT))
     level = root.level
     root.addHandler(handler)
     if level == logging.WARNING:  # Python's default: an application that asked for less or
@@ -185,6 +188,7 @@ def ignore_signals(signals: Sequence[int], original_signal: Callable[..., Any]) 
 class StopSignals:
     """While active in the main thread: SIGTERM and SIGINT stop ``target`` gracefully; a second
     SIGINT (Ctrl-C) forces it; a second SIGTERM is logged and leaves the graceful stop running.
+    SIGUSR1 (logrotate's) reopens the log files and stops nothing (``greensrv.logfiles``).
     The previous handlers are restored on exit. Elsewhere than the main thread it does nothing.
     """
 
@@ -214,7 +218,8 @@ class StopSignals:
         target = self.target
         name = signal.Signals(signum).name
         if signum == signal.SIGUSR1:
-            log.info("%s: SIGUSR1: reopened %d log file(s)", target.name, reopen_all())
+            reopen_log_files()
+            log.info("%s: SIGUSR1: reopening log files", target.name)
             return
         if target.stopping and target.draining:
             if signum == signal.SIGINT:

@@ -29,14 +29,15 @@ from gevent import getcurrent
 from gevent.event import Event
 
 from . import systemd
-from .addresses import ListenSpec, OpenSocket, format_address, open_listening
+from .addresses import ListenSpec, OpenSocket, format_address, open_listening, set_defer_accept
 from .admission import Admission
 from .client_life import ClientLife
 from .config import ServerConfig
-from .connection import Connection, ConnectionHooks
+from .connection import Connection, ConnectionHooks, stop_input
 from .connection_ends import ConnectionEnds
 from .defaults import (
     DEFAULT_ACCESS_LOG_FORMAT,
+    DEFAULT_BACKLOG,
     DEFAULT_CONCURRENCY,
     DEFAULT_DRAIN_DELAY,
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -50,10 +51,12 @@ from .defaults import (
     DEFAULT_RECORD_MIN_RATE,
     DEFAULT_RECORD_TIMEOUT,
     DEFAULT_SHED_MIN_AGE,
+    DEFAULT_SHED_PROVEN_IDLE,
     DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_STOP_GRACE,
     DEFAULT_WORKER_TIMEOUT,
 )
+from .error_log import client_log
 from .errors import GreensrvError
 from .filters import Filter
 from .listeners import Listener
@@ -61,26 +64,24 @@ from .metrics import encode_report, snapshot_of
 from .operations import ServerOperations
 from .options import check_int
 from .process import brief_startup_errors, default_logging, serve_in_this_process
-from .statistics import Counters, ErrorLogLimiter, Statistics
+from .statistics import Counters, Statistics
 from .workers import Master
 
 __all__ = ["Server", "serve_forever"]
 
 log = logging.getLogger("greensrv")
 
-_error_log_limiter = ErrorLogLimiter(log)
-
 
 def _default_client_error(conn: Connection, exc: BaseException) -> None:
-    """Log it; identical messages past a burst are counted, not each logged.
+    """Log it, a few of each kind a minute (``error_log.ErrorLogLimiter``); the rest counted.
 
     A client's misbehaviour (greensrv's own errors: bad framing, TLS failure, timeouts, slow
     reader) is a one-line warning, since its traceback would only show greensrv's internals; any
     other exception is a bug in the application and is logged with its traceback.
     """
     name = conn.server.name if conn.server is not None else "greensrv"
-    _error_log_limiter.log(f"{name}: error on {conn!r}: %s", exc,
-                           with_traceback=not isinstance(exc, GreensrvError))
+    client_log.log(f"{name}: error on {conn!r}: %s", exc,
+                   with_traceback=not isinstance(exc, GreensrvError), peer=conn.remote_ip)
 
 
 def _default_error(server: Server, exc: BaseException) -> None:
@@ -148,7 +149,10 @@ class Server:
                                 (None: off); record_start_timeout=None bounds the first byte
       shedding=True             at concurrency with clients waiting, close the connections
                                 making the least progress (``docs/overload.md``); one silent
-                                for less than shed_min_age=0.1 s is spared
+                                for less than shed_min_age=0.1 s is spared, one that has
+                                completed a record until idle for shed_proven_idle=5 s
+      defer_accept=None         seconds: TCP_DEFER_ACCEPT, a TCP client reaches the server only
+                                once it has sent something (not for server-speaks-first)
       max_connections_per_ip=None   live connections per client IP
       ssl_context=None          TLS on every connection; handshake_timeout=10 bounds it
       name="greensrv"           used in logs and repr (POE's Alias)
@@ -162,6 +166,8 @@ class Server:
       workers=None              N: serve_forever() runs a master with N forked workers
       reuse_port=False          each worker binds its own SO_REUSEPORT socket
       worker_timeout=30         a worker whose hub is blocked this long is killed and replaced
+      backlog=1024              clients the kernel queues per listening socket until accepted
+                                (capped by net.core.somaxconn)
 
     Operations (``docs/operations.md``), served by the process that owns the listeners:
       admin="HOST:PORT"         HTTP: /metrics (Prometheus), /livez, /readyz
@@ -215,6 +221,8 @@ class Server:
         record_start_timeout: float | None = None,
         shedding: bool = True,
         shed_min_age: float = DEFAULT_SHED_MIN_AGE,
+        shed_proven_idle: float = DEFAULT_SHED_PROVEN_IDLE,
+        defer_accept: float | None = None,
         max_connections_per_ip: int | None = None,
         proxy_protocol: str | None = None,
         proxy_trusted: Iterable[Any] = DEFAULT_PROXY_TRUSTED,
@@ -223,6 +231,7 @@ class Server:
         workers: int | None = None,
         reuse_port: bool = False,
         worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
+        backlog: int = DEFAULT_BACKLOG,
         admin: str | None = None,
         agent: str | None = None,
         drain_delay: float = DEFAULT_DRAIN_DELAY,
@@ -254,7 +263,8 @@ class Server:
         self._counters = Counters()
         self._hooks = _ServerHooks(self)
         self._admission = Admission(config.concurrency, config.max_connections_per_ip,
-                                    self._counters, config.shed_policy, self._hooks)
+                                    self._counters, config.shed_policy, self._hooks,
+                                    config.name)
         self._life = ClientLife(config, self._hooks, self._admission, self._connections,
                                 self._counters, self)
         #: Each client's greenlet from accept until its end (ClientLife.spawn): what counts
@@ -278,12 +288,14 @@ class Server:
     workers: int | None = _Option()  # type: ignore[assignment]
     reuse_port: bool = _Option()  # type: ignore[assignment]
     worker_timeout: float = _Option()  # type: ignore[assignment]
+    backlog: int = _Option()  # type: ignore[assignment]
     admin: str | None = _Option()  # type: ignore[assignment]
     agent: str | None = _Option()  # type: ignore[assignment]
     drain_delay: float = _Option()  # type: ignore[assignment]
     shutdown_timeout: float = _Option()  # type: ignore[assignment]
     ssl_context: Any = _Option()
     max_connections_per_ip: int | None = _Option()  # type: ignore[assignment]
+    defer_accept: float | None = _Option()  # type: ignore[assignment]
     client_shutdown_on_error: bool = _Option()  # type: ignore[assignment]
     #: The bounds every connection of this server enforces, checked once.
     limits = _Option()
@@ -371,7 +383,8 @@ class Server:
         if self.workers is not None:
             raise TypeError("start() cannot run a server with workers set: a master owns the "
                             "whole process; call serve_forever()")
-        sockets = open_listening(self.config.listen, reuse_port=self.reuse_port)
+        sockets = open_listening(self.config.listen, reuse_port=self.reuse_port,
+                                 backlog=self.backlog)
         config = self.config
         if (config.admin is not None or config.agent is not None) and not self._started:
             try:
@@ -395,6 +408,13 @@ class Server:
             raise RuntimeError("a stopped server cannot be started again")
         if self._ends is not None:
             self._ends.pid = os.getpid()  # this process serves (a worker: not its master's)
+        if self.defer_accept is not None:
+            try:
+                set_defer_accept([each.sock for each in sockets], self.defer_accept)
+            except ValueError:  # an inherited unix socket: the sockets were given to us
+                for each in sockets:
+                    each.sock.close()
+                raise
         self._listeners = [Listener(each.sock, self._hooks, each.unix_path, max_accept)
                            for each in sockets]
         self._started = True
@@ -411,8 +431,9 @@ class Server:
         """Start if needed and block until stopped.
 
         In the main thread, SIGTERM and SIGINT start a graceful ``stop()``; a second SIGINT
-        (Ctrl-C) forces it, a second SIGTERM is logged and leaves the graceful stop running.
-        The previous signal handlers are restored before returning. With ``workers`` set this
+        (Ctrl-C) forces it, a second SIGTERM is logged and leaves the graceful stop running;
+        SIGUSR1 reopens the log files (``greensrv.logfiles``). The previous signal handlers
+        are restored before returning. With ``workers`` set this
         process becomes the master of that many forked workers (``docs/deploy.md``).
 
         When the application has not configured :mod:`logging`, INFO and above go to stderr
@@ -420,17 +441,23 @@ class Server:
         left uncaught, it ends the program with that one line on stderr, not a traceback.
         """
         if self.workers is not None:
-            with default_logging(), brief_startup_errors():
+            with default_logging(with_pid=True), brief_startup_errors():
                 Master(self).run()
             return
         serve_in_this_process(_Running(self))
 
-    def for_worker(self, sockets: Sequence[Any], max_accept: int | None = None) -> _Running:
+    def for_worker(self, sockets: Sequence[Any], max_accept: int | None = None,
+                   accept_limit: int | None = None,
+                   at_limit: Callable[[], None] | None = None) -> _Running:
         """This server as one worker of a master runs it (``workers.Servable``): over
-        ``sockets`` the master opened, accepting at most ``max_accept`` clients per wake-up.
-        The server's options are left as they are; its ``start()`` serves on those sockets."""
-        return _Running(self, [OpenSocket(sock, ListenSpec("socket", sock)) for sock in sockets],
-                        max_accept)
+        ``sockets`` the master opened, accepting at most ``max_accept`` clients per wake-up;
+        ``accept_limit`` and ``at_limit``: see :meth:`_Running.count_accepts`. The server's
+        options are left as they are; its ``start()`` serves on those sockets."""
+        running = _Running(self, [OpenSocket(sock, ListenSpec("socket", sock))
+                                  for sock in sockets], max_accept)
+        if accept_limit is not None and at_limit is not None:
+            running.count_accepts(accept_limit, at_limit)
+        return running
 
     def __enter__(self) -> Server:
         """``with Server(...) as server:`` starts it (unless started) and stops it on exit."""
@@ -508,7 +535,7 @@ class Server:
             if left:
                 admission.set_grace_deadline(time.monotonic() + self.stop_grace)
                 for conn in list(self._connections.values()):
-                    conn.stop_input()
+                    stop_input(conn)
                 # Connections bound their own flush and drain by the same deadline; the margin
                 # lets one that uses all of it end by itself rather than be counted as forced.
                 self._life.all_ended.wait(self.stop_grace + 0.25)
@@ -517,6 +544,7 @@ class Server:
             # A second SIGINT may have forced the close while we waited above.
             forced = self._forced
             left = max(left, forced)
+            client_log.flush()  # what was counted and not yet summarised, before the last line
             log.info("%s: stopped in %.2f s; %d connection(s) ended by the shutdown, "
                      "%d forced closed", self.name, time.monotonic() - start, left, forced)
         finally:
@@ -605,6 +633,29 @@ class _Running:
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self.server.wait_stopped(timeout)
+
+    def count_accepts(self, limit: int, at_limit: Callable[[], None]) -> None:
+        """After ``limit`` accepted clients, call ``at_limit`` (the worker asks its master for a
+        replacement: ``--max-worker-connections``). On a shared socket the server then stops
+        accepting, so the other workers (or its replacement) take the next clients, which wait
+        in the backlog meanwhile, never refused; its own ``SO_REUSEPORT`` socket keeps accepting
+        until the master stops it, since closing it resets what is queued there. Only such a
+        worker pays the count: one more call per accepted client."""
+        server = self.server
+        hooks = server._hooks
+        accept = hooks.accept_client
+        left = limit
+
+        def counted(sock: Any, address: Any) -> None:
+            nonlocal left
+            accept(sock, address)
+            left -= 1
+            if left == 0:
+                if not server.reuse_port:
+                    server.set_concurrency(0)
+                at_limit()
+
+        hooks.accept_client = counted  # before start(): each listener takes it then
 
 
 class _ServerHooks(ConnectionHooks):

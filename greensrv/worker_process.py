@@ -20,7 +20,7 @@ import gevent
 import gevent.os
 from gevent.monkey import get_original
 
-from .log_files import reopen_all
+from .logfiles import reopen_log_files
 from .process import flush_standard_streams, ignore_signals
 
 if TYPE_CHECKING:
@@ -58,15 +58,19 @@ class WorkerServer(Protocol):
         """Block until stopped."""
 
     def metrics_report(self) -> bytes | None:
-        """A ``metrics {json}`` line for the master's /metrics, or None when it has none."""
+        """A ``metrics {json}`` line for the master's /metrics and agent, or None (no admin
+        endpoint or agent port: nothing to report)."""
 
 
-def run_worker(make_server: Callable[[], WorkerServer], worker_timeout: float, control: int,
-               status: int, heartbeat: mmap.mmap) -> int:
+def run_worker(make_server: Callable[[Callable[[], None]], WorkerServer], worker_timeout: float,
+               control: int, status: int, heartbeat: mmap.mmap,
+               setup: Callable[[], None] | None = None) -> int:
     """Boot, serve until told to stop (or the master is gone), stop gracefully; the exit code.
 
-    ``make_server`` runs here, after the fork and on a fresh hub: what it raises, or what the
-    server's ``start()`` raises, is reported to the master as this worker's boot error.
+    ``setup`` runs first (e.g. switching to an unprivileged user), then ``make_server``, here,
+    after the fork and on a fresh hub: what either raises, or what the server's ``start()``
+    raises, is reported to the master as this worker's boot error. ``make_server`` is given
+    the function that asks the master to replace this worker (its connection limit reached).
     """
     ignore_signals(MASTER_SIGNALS, _signal)  # orders come over the control pipe
     _signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -75,7 +79,9 @@ def run_worker(make_server: Callable[[], WorkerServer], worker_timeout: float, c
     _fresh_hub()
     random.seed()  # fork copied the master's random state; each worker draws its own
     try:
-        server = make_server()
+        if setup is not None:
+            setup()
+        server = make_server(lambda: _send(status, "recycle"))
         server.start()
     except BaseException as exc:
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
@@ -93,7 +99,7 @@ def run_worker(make_server: Callable[[], WorkerServer], worker_timeout: float, c
         report = loop.timer(0.0, interval)
         report.start(_report, status, server)
     try:
-        orders = gevent.spawn(_obey, control, server)
+        orders = gevent.spawn(_stop_when_told, control, server)
         server.wait_stopped()  # told by the master, or the application stopped its server
         orders.kill()
         if report is not None:
@@ -127,24 +133,16 @@ def _beat(heartbeat: Any) -> None:
     struct.pack_into("d", heartbeat, 0, time.monotonic())
 
 
-def _obey(control: int, server: WorkerServer) -> None:
-    """The master's orders, one per line: ``stop``, ``reopen`` (log files, on its SIGUSR1)."""
+def _stop_when_told(control: int, server: WorkerServer) -> None:
     gevent.os.make_nonblocking(control)
-    pending = b""
     while True:
         data = gevent.os.nb_read(control, 64)
-        if not data:  # the master is gone: stop all the same
+        if b"reopen" in data:  # the master got SIGUSR1
+            log.info("greensrv: worker %d reopened %d log file(s)", os.getpid(),
+                     reopen_log_files())
+        if not data or b"stop" in data:  # no data: the master is gone, stop all the same
             server.stop()
             return
-        pending += data
-        while b"\n" in pending:
-            order, pending = pending.split(b"\n", 1)
-            if order == b"reopen":
-                log.info("greensrv: worker %d reopened %d log file(s)", os.getpid(),
-                         reopen_all())
-            elif order == b"stop":
-                server.stop()
-                return
 
 
 def _report(status: int, server: WorkerServer) -> None:

@@ -24,8 +24,10 @@ LAYERS: dict[str, int] = {
     "proxy": 0, "proxy_tlv": 0, "proxy_address": 0, "connection_state": 0, "statistics": 0,
     "backoff": 0, "overload": 0, "_version": 0,
     # 0: operations' pure parts: how connections ended, readiness and the agent's line, the
-    # metrics' sums, log files that SIGUSR1 reopens
-    "connection_ends": 0, "health": 0, "metrics": 0, "log_files": 0,
+    # metrics' sums, where the command sends the connection log
+    "connection_ends": 0, "health": 0, "metrics": 0, "access_log": 0,
+    # 0: the process's small parts: log files reopened on USR1, the PID file, the workers' user
+    "logfiles": 0, "pidfile": 0, "credentials": 0,
     # 0: swaps a compiled twin into a filter module at its import (docs/compiled.md)
     "_accelerate": 0,
     # 1: OS sockets and TLS: byte transports, systemd, opening addresses, reading a PROXY
@@ -33,6 +35,9 @@ LAYERS: dict[str, int] = {
     "transport": 1, "tls": 1, "systemd": 1, "addresses": 1, "proxy_io": 1, "config": 1,
     # 1: the admin endpoint and agent port (their own sockets, no hub)
     "admin": 1,
+    # 1: the default error log, which PROXY refusals use too (a gevent timer writes each
+    # minute's summary)
+    "error_log": 1,
     # 2: the connection: a socket joined to filters, needing no server (its parts first)
     "connection_fields": 2, "connection_input": 2, "connection_output": 2, "connection": 2,
     # 3: shedding, admission, the per-client life, the listeners, running a process
@@ -45,8 +50,9 @@ LAYERS: dict[str, int] = {
     "worker_process": 4, "master_sockets": 4, "workers": 4, "master_ops": 4,
     # 5: the server (it hands the process to the master), and beside it the reconnecting client
     "server": 5, "client": 5,
-    # 6: the command line
-    "cli": 6, "__main__": 6,
+    # 6: the command line: its settings (flags, the config file), the application it loads,
+    # the --reload watcher
+    "cli": 6, "__main__": 6, "flags": 6, "command_settings": 6, "application": 6, "reloader": 6,
     # 7: the package's public face; test helpers start servers and clients as a user would
     "__init__": 7, "testing": 7,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import struct
@@ -127,6 +128,8 @@ def test_single_process_server_notifies_ready_watchdog_and_stopping(start, app_d
                    WATCHDOG_USEC="200000")
     server.wait_log("listening on")
     ready = notifications.wait("READY=1")
+    status = field(notifications.messages[ready][1], "STATUS") or ""
+    assert re.search(r"serving on 127\.0\.0\.1:\d+$", status), status  # as the master says it
     notifications.wait("WATCHDOG=1", after=ready)
     server.signal(signal.SIGTERM)
     notifications.wait("STOPPING=1", after=ready)
@@ -158,7 +161,7 @@ def test_single_process_usr1_reopens_and_drain_status(start, app_dir, notificati
     server.wait_log("listening on")
     ready = notifications.wait("READY=1")
     server.signal(signal.SIGUSR1)  # logrotate's signal: reopen log files, keep serving
-    server.wait_log("SIGUSR1: reopened")
+    server.wait_log("SIGUSR1: reopening log files")
     assert server.proc.poll() is None
     server.signal(signal.SIGTERM)
     draining = notifications.wait("STATUS=greensrv: draining for 0.5 s, then stopping",
