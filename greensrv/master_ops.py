@@ -2,9 +2,9 @@
 workers report, and the drain before a stop.
 
 The master runs no hub: its supervision loop waits on :meth:`MasterOperations.fileno` (when
-there is an endpoint) along with its workers' pipes and calls :meth:`step` when it is readable
-(``greensrv.admin``). Workers send
-``metrics {json}`` lines over their status pipe (:func:`report_line`); the master keeps them in a
+there is an endpoint) along with its workers' pipes, and calls :meth:`step` on every turn
+(``greensrv.admin``). Workers send ``metrics {json}`` lines over their status pipe (their
+server's ``metrics_report()``, every heartbeat); the master keeps them in a
 :class:`~greensrv.metrics.MetricsBook`. The application's prometheus_client metrics come from
 the multiprocess directory set up before the first fork.
 """
