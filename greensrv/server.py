@@ -19,6 +19,7 @@ retried with backoff and never stop the server.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -33,9 +34,12 @@ from .admission import Admission
 from .client_life import ClientLife
 from .config import ServerConfig
 from .connection import Connection, ConnectionHooks, stop_input
+from .connection_ends import ConnectionEnds
 from .defaults import (
+    DEFAULT_ACCESS_LOG_FORMAT,
     DEFAULT_BACKLOG,
     DEFAULT_CONCURRENCY,
+    DEFAULT_DRAIN_DELAY,
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_HIGH_MARK,
     DEFAULT_LOW_MARK,
@@ -56,6 +60,8 @@ from .error_log import client_log
 from .errors import GreensrvError
 from .filters import Filter
 from .listeners import Listener
+from .metrics import encode_report, snapshot_of
+from .operations import ServerOperations
 from .options import check_int
 from .process import brief_startup_errors, default_logging, serve_in_this_process
 from .statistics import Counters, Statistics
@@ -163,6 +169,13 @@ class Server:
       backlog=1024              clients the kernel queues per listening socket until accepted
                                 (capped by net.core.somaxconn)
 
+    Operations (``docs/operations.md``), served by the process that owns the listeners:
+      admin="HOST:PORT"         HTTP: /metrics (Prometheus), /livez, /readyz
+      agent="HOST:PORT"         HAProxy's agent-check: "up N%" (free capacity) or "drain"
+      drain_delay=0             seconds of not-ready-but-serving before a stop begins
+      access_log=False          one line per ended connection to the "greensrv.access" logger,
+                                in access_log_format="text" or "json"
+
     Use: ``serve_forever()`` (blocks; SIGINT/SIGTERM stop it gracefully), or ``start()`` and
     later ``stop()``, or ``with Server(...) as server:`` which starts it and stops it on exit.
     From a handler, ``conn.server`` is this object: ``conn.server.connections`` for broadcasts.
@@ -219,6 +232,11 @@ class Server:
         reuse_port: bool = False,
         worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
         backlog: int = DEFAULT_BACKLOG,
+        admin: str | None = None,
+        agent: str | None = None,
+        drain_delay: float = DEFAULT_DRAIN_DELAY,
+        access_log: bool = False,
+        access_log_format: str = DEFAULT_ACCESS_LOG_FORMAT,
     ) -> None:
         self.config = ServerConfig.from_options(
             {k: v for k, v in locals().items() if k not in ("self", "__class__")})
@@ -254,6 +272,16 @@ class Server:
         self._clients = self._admission.clients
         self._hooks.closed = self._life.connection_closed  # type: ignore[method-assign]
         self._hooks.accept_client = self._life.accept
+        #: Counts how clients ended (metrics) and writes the connection log; None when neither
+        #: is asked for, so a client's end costs nothing more.
+        self._ends = (ConnectionEnds(config.access_log_format)
+                      if config.admin is not None or config.access_log_format else None)
+        self._life.ends = self._ends
+        #: The admin endpoint and agent port, when this process owns them (start() makes them;
+        #: a worker's master owns its own).
+        self._operations: ServerOperations | None = None
+        self._stop_requested = False  # stop() was called: draining (drain_delay), or stopping
+        self._skip_drain = Event()
 
     # -- the options, read as attributes -------------------------------------------------------
     name: str = _Option()  # type: ignore[assignment]
@@ -261,6 +289,9 @@ class Server:
     reuse_port: bool = _Option()  # type: ignore[assignment]
     worker_timeout: float = _Option()  # type: ignore[assignment]
     backlog: int = _Option()  # type: ignore[assignment]
+    admin: str | None = _Option()  # type: ignore[assignment]
+    agent: str | None = _Option()  # type: ignore[assignment]
+    drain_delay: float = _Option()  # type: ignore[assignment]
     shutdown_timeout: float = _Option()  # type: ignore[assignment]
     ssl_context: Any = _Option()
     max_connections_per_ip: int | None = _Option()  # type: ignore[assignment]
@@ -352,17 +383,31 @@ class Server:
         if self.workers is not None:
             raise TypeError("start() cannot run a server with workers set: a master owns the "
                             "whole process; call serve_forever()")
-        self._start(open_listening(self.config.listen, reuse_port=self.reuse_port,
-                                   backlog=self.backlog))
+        sockets = open_listening(self.config.listen, reuse_port=self.reuse_port,
+                                 backlog=self.backlog)
+        config = self.config
+        if (config.admin is not None or config.agent is not None) and not self._started:
+            try:
+                self._operations = ServerOperations(self, self._ends, config.admin,
+                                                    config.agent)
+            except BaseException:
+                for each in sockets:
+                    each.sock.close()
+                raise
+        self._start(sockets)
+        if self._operations is not None:
+            self._operations.phase = "serving"
 
     def _start(self, sockets: list[OpenSocket], max_accept: int | None = None) -> None:
         """Serve on ``sockets`` (now the server's, closed by ``stop()``)."""
-        if self._admission.stopping or self._closed or self._started:
+        if self._stop_requested or self._closed or self._started:
             for each in sockets:
                 each.sock.close()
             if self._started and not self._closed and not self._admission.stopping:
                 return
             raise RuntimeError("a stopped server cannot be started again")
+        if self._ends is not None:
+            self._ends.pid = os.getpid()  # this process serves (a worker: not its master's)
         if self.defer_accept is not None:
             try:
                 set_defer_accept([each.sock for each in sockets], self.defer_accept)
@@ -440,18 +485,39 @@ class Server:
         Idempotent. From a connection's own greenlet it returns at once and the shutdown goes on
         in another greenlet (it cannot wait for the greenlet that called it).
         """
-        if self._admission.stopping:
+        self._request_stop(timeout, drain=True)
+
+    def _request_stop(self, timeout: float | None, drain: bool) -> None:
+        """stop(); ``drain``: first drain_delay's drain (a worker's master drained already)."""
+        if self._stop_requested:
             if getcurrent() not in self._clients:
                 self._stopped.wait()
             return
-        self._admission.begin_stop()  # a client accepted from now on is refused
-        systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
+        self._stop_requested = True
         if getcurrent() in self._clients:
-            gevent.spawn(self._stop, timeout)
+            gevent.spawn(self._stop, timeout, drain)
             return
-        self._stop(timeout)
+        self._stop(timeout, drain)
 
-    def _stop(self, timeout: float | None) -> None:
+    def _drain(self) -> None:
+        """drain_delay: turn not ready (readiness, the agent, systemd), serve on unchanged."""
+        delay = self.drain_delay
+        ops = self._operations
+        if ops is not None:
+            ops.phase = "draining"
+            ops.drain_until = time.monotonic() + delay
+        log.info("%s: draining for %g s before stopping (not ready; serving as before)",
+                 self.name, delay)
+        systemd.notify(f"STATUS={self.name}: draining for {delay:g} s, then stopping")
+        self._skip_drain.wait(delay)
+
+    def _stop(self, timeout: float | None, drain: bool) -> None:
+        if drain and self.drain_delay > 0 and self._started and not self._closed:
+            self._drain()
+        self._admission.begin_stop()  # a client accepted from now on is refused
+        if self._operations is not None:
+            self._operations.phase = "stopping"
+        systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
         timeout = self.shutdown_timeout if timeout is None else float(timeout)
         start = time.monotonic()
         admission = self._admission
@@ -482,6 +548,8 @@ class Server:
             log.info("%s: stopped in %.2f s; %d connection(s) ended by the shutdown, "
                      "%d forced closed", self.name, time.monotonic() - start, left, forced)
         finally:
+            if self._operations is not None:
+                self._operations.close()
             self._closed = True
             self._stopped.set()
 
@@ -529,7 +597,11 @@ class _Running:
 
     @property
     def stopping(self) -> bool:
-        return self.server._admission.stopping
+        return self.server._stop_requested
+
+    @property
+    def draining(self) -> bool:
+        return self.server._stop_requested and not self.server._admission.stopping
 
     @property
     def live(self) -> int:
@@ -542,10 +614,22 @@ class _Running:
             self.server._start(self._sockets, self._max_accept)
 
     def stop(self, timeout: float | None = None) -> None:
-        self.server.stop(timeout)
+        # A worker's master drained (readiness, the agent) before telling it to stop.
+        self.server._request_stop(timeout, drain=self._sockets is None)
 
     def force_stop(self) -> None:
-        self.server._force_close()
+        """A second SIGINT: skip the rest of a drain, or close every client now."""
+        if self.draining:
+            self.server._skip_drain.set()
+        else:
+            self.server._force_close()
+
+    def metrics_report(self) -> bytes | None:
+        """What a worker tells its master for /metrics (None when no admin endpoint)."""
+        server = self.server
+        if server.admin is None and server.agent is None:  # the agent's weight needs them too
+            return None
+        return encode_report(snapshot_of(server.statistics(), server._ends))
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self.server.wait_stopped(timeout)

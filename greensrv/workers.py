@@ -39,6 +39,7 @@ import logging
 import mmap
 import os
 import random
+import select
 import signal
 import socket
 import struct
@@ -54,6 +55,7 @@ from . import systemd
 from .addresses import ListenSpec
 from .errors import WorkerBootError
 from .logfiles import file_handlers, reopen_log_files
+from .master_ops import MasterOperations
 from .master_sockets import MasterSockets
 from .process import flush_standard_streams
 from .worker_process import (
@@ -79,7 +81,7 @@ __all__ = ["MASTER_SIGNALS", "WORKER_BOOT_ERROR", "Master", "Servable", "WorkerB
 
 log = logging.getLogger("greensrv")
 
-_select = get_original("select", "select")
+_poll = get_original("select", "poll")
 _fork = get_original("os", "fork")
 _waitpid = get_original("os", "waitpid")
 _signal = get_original("signal", "signal")
@@ -136,6 +138,22 @@ class Servable(Protocol):
     @property
     def stop_grace(self) -> float:
         """Seconds past that a worker's stop may still take to flush and close."""
+
+    @property
+    def concurrency(self) -> int:
+        """Each worker's connection limit (-1: none), for the agent's weight."""
+
+    @property
+    def admin(self) -> str | None:
+        """The admin endpoint's address (docs/operations.md), or None."""
+
+    @property
+    def agent(self) -> str | None:
+        """The HAProxy agent port's address, or None."""
+
+    @property
+    def drain_delay(self) -> float:
+        """Seconds of not-ready-but-serving between TERM/INT and the workers' stop."""
 
     def for_worker(self, sockets: list[socket.socket], max_accept: int | None = None,
                    accept_limit: int | None = None,
@@ -216,6 +234,9 @@ class Master:
         self._watchdog = systemd.watchdog_interval()
         self._next_watchdog = 0.0
         self._wake_r = self._wake_w = -1
+        #: The admin endpoint and agent port (if asked for), the metrics book, the drain:
+        #: made by run(), which binds the endpoint.
+        self.ops: MasterOperations
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -225,6 +246,11 @@ class Master:
                                "thread: its master handles the process's signals")
         self.sockets = MasterSockets(self.app.listen_specs, self.app.reuse_port, self.app.backlog)
         self.addresses = self.sockets.addresses
+        try:
+            self.ops = MasterOperations(self.app, self.phase, self._serving_count)
+        except BaseException:
+            self.sockets.close()
+            raise
         previous = self._install_signals()
         try:
             log.info("%s: master %d serving %s with %d worker(s)", self.name, os.getpid(),
@@ -234,6 +260,7 @@ class Master:
         finally:
             self._restore_signals(previous)
             self.sockets.close()
+            self.ops.close()
             for worker in list(self.workers.values()):
                 self._forget(worker)
         if self._boot_error is not None:
@@ -246,6 +273,8 @@ class Master:
             self._on_signal(signum)
         self._reap()
         now = time.monotonic()
+        if self._stop_deadline is None and self.ops.drain_over(now):
+            self._begin_stop()
         if self._stop_deadline is not None:
             if not self.workers:
                 return False
@@ -263,12 +292,18 @@ class Master:
         return True
 
     def _wait(self) -> None:
-        fds = [self._wake_r] + [w.status for w in self.workers.values() if w.status >= 0]
+        poller = _poll()  # not select(): the admin endpoint's clients may push fds past 1024
+        for fd in [self._wake_r, self.ops.fileno(), *(w.status for w in self.workers.values())]:
+            if fd >= 0:
+                poller.register(fd, select.POLLIN)
         try:
-            readable, _, _ = _select(fds, [], [], self._nap())
+            readable = poller.poll(self._nap() * 1000)
         except InterruptedError:
             return
-        for fd in readable:
+        self.ops.step()  # what its clients sent, and their deadlines (a no-op without them)
+        for fd, _ in readable:
+            if fd == self.ops.fileno():
+                continue
             if fd == self._wake_r:
                 try:
                     os.read(fd, 4096)
@@ -278,9 +313,21 @@ class Master:
                 self._read_status(fd)
 
     def _nap(self) -> float:
-        if self._watchdog is None:
-            return TICK
-        return min(TICK, max(0.0, self._next_watchdog - time.monotonic()))
+        nap = TICK
+        if self._watchdog is not None:
+            nap = min(nap, max(0.0, self._next_watchdog - time.monotonic()))
+        return min(nap, self.ops.timeout() or TICK)
+
+    def phase(self) -> str:
+        """Where the master is: starting, serving, draining or stopping (``greensrv.health``)."""
+        if self._stop_deadline is not None:
+            return "stopping"
+        if self.ops.drain_until is not None:
+            return "draining"
+        return "serving" if self._announced_ready else "starting"
+
+    def _serving_count(self) -> int:
+        return len(self._serving(self.generation))
 
     # -- signals -------------------------------------------------------------------------------
     def _install_signals(self) -> dict[int, Any]:
@@ -312,7 +359,15 @@ class Master:
             return  # _reap runs on every turn
         name = signal.Signals(signum).name
         if signum in (signal.SIGTERM, signal.SIGINT):
-            if self._stop_deadline is None:
+            if self.ops.drain_until is not None and self._stop_deadline is None:
+                if signum == signal.SIGINT:
+                    log.warning("%s: second SIGINT: skipping the rest of drain_delay", self.name)
+                    self._begin_stop()
+                else:
+                    log.info("%s: %s again: still draining, then stopping", self.name, name)
+            elif self._stop_deadline is None and self.app.drain_delay > 0:
+                self.ops.begin_drain(name, len(self.workers))
+            elif self._stop_deadline is None:
                 log.info("%s: master got %s: stopping %d worker(s) gracefully", self.name, name,
                          len(self.workers))
                 self._begin_stop()
@@ -402,6 +457,7 @@ class Master:
         signal.set_wakeup_fd(-1)
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
+        self.ops.close_in_worker()
         for other in self.workers.values():
             os.close(other.control)
             if other.status >= 0:
@@ -410,23 +466,26 @@ class Master:
         self.workers = {}
 
     # -- what workers say ----------------------------------------------------------------------
-    def _read_status(self, fd: int) -> None:
+    def _read_status(self, fd: int) -> bool:
+        """Read what a worker said; False when there was nothing more to read."""
         worker = next((w for w in self.workers.values() if w.status == fd), None)
         if worker is None:
-            return
+            return False
         try:
-            data = os.read(fd, 4096)
+            data = os.read(fd, 65536)
         except BlockingIOError:
-            return
+            return False
         if not data:
             os.close(fd)
             worker.status = -1
-            return
+            return False
         worker.inbox += data
         while b"\n" in worker.inbox:
             line, worker.inbox = worker.inbox.split(b"\n", 1)
             message = line.decode("utf-8", "replace")
-            if message == "ready":
+            if message.startswith("metrics "):
+                self.ops.reported(worker.pid, message[8:])
+            elif message == "ready":
                 worker.ready = True
                 log.info("%s: worker %d accepting (generation %d)", self.name, worker.pid,
                          worker.generation)
@@ -436,6 +495,7 @@ class Master:
                 worker.recycle = True
                 log.info("%s: worker %d reached its connection limit: replacing it", self.name,
                          worker.pid)
+        return True
 
     def _announce_ready(self) -> None:
         if self._announced_ready:
@@ -492,6 +552,7 @@ class Master:
         log.info("%s: reload done: generation %d accepting (workers %s); stopping %s",
                  self.name, new, sorted(w.pid for w in ready), sorted(w.pid for w in old))
         systemd.notify("READY=1", self._status_line())
+        self.ops.book.reloads += 1
         if self._reload_again:
             self._reload_again = False
             self._begin_reload()
@@ -589,8 +650,9 @@ class Master:
                 self._worker_ended(worker, status)
 
     def _worker_ended(self, worker: Worker, status: int) -> None:
-        if worker.status >= 0:
-            self._read_status(worker.status)  # a last "error ..." may still be in the pipe
+        for _ in range(64):  # a last "error ..." or metrics report may still be in the pipe
+            if worker.status < 0 or not self._read_status(worker.status):
+                break
         self._forget(worker)
         how = _describe_status(status)
         if worker.error is not None:
@@ -602,6 +664,7 @@ class Master:
         extra = (f" after being blocked for {worker.blocked_for:.1f} s"
                  if worker.blocked_for is not None else "")
         log.warning("%s: worker %d %s%s; replacing it", self.name, worker.pid, how, extra)
+        self.ops.book.worker_restarts += 1
         if worker.generation == self._reload_generation and not worker.ready:
             self._abandon_reload(f"worker {worker.pid} {how} while booting")
             return
@@ -643,6 +706,7 @@ class Master:
 
     def _forget(self, worker: Worker) -> None:
         self.workers.pop(worker.pid, None)
+        self.ops.worker_gone(worker.pid)
         os.close(worker.control)
         if worker.status >= 0:
             os.close(worker.status)
