@@ -39,6 +39,7 @@ ACCELERATED = [
     "greensrv/connection_output.py",
     "greensrv/connection.py",
     "greensrv/client_life.py",
+    "greensrv/connection_ends.py",
     "greensrv/transport.py",
     "greensrv/connection_state.py",
 ]

@@ -20,7 +20,6 @@ It drives anything that has the small :class:`Runnable` protocol, never a ``Serv
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
@@ -35,7 +34,7 @@ from .addresses import format_address
 from .errors import StartupError
 from .logfiles import reopen_log_files
 
-__all__ = ["Notifier", "Runnable", "SignalInbox", "StopSignals", "brief_startup_errors",
+__all__ = ["Notifier", "Runnable", "StopSignals", "brief_startup_errors",
            "default_logging", "flush_standard_streams", "ignore_signals", "serve_in_this_process"]
 
 log = logging.getLogger("greensrv")
@@ -59,6 +58,10 @@ class Runnable(Protocol):
     @property
     def stopping(self) -> bool:
         """True once a stop has begun."""
+
+    @property
+    def draining(self) -> bool:
+        """True while a stop waits out its drain_delay (serving on, not ready)."""
 
     @property
     def live(self) -> int:
@@ -218,6 +221,14 @@ class StopSignals:
             reopen_log_files()
             log.info("%s: SIGUSR1: reopening log files", target.name)
             return
+        if target.stopping and target.draining:
+            if signum == signal.SIGINT:
+                log.warning("%s: second SIGINT: skipping the rest of drain_delay", target.name)
+                gevent.spawn(target.force_stop)
+            else:
+                log.warning("%s: %s again: draining, then stopping gracefully; SIGINT (Ctrl-C) "
+                            "skips the drain", target.name, name)
+            return
         if target.stopping:
             if signum == signal.SIGINT:
                 log.warning("%s: second SIGINT: forcing shutdown, closing %d connection(s) now",
@@ -262,63 +273,3 @@ class Notifier:
         if self._timer is not None:
             self._timer.close()
             self._timer = None
-
-
-class SignalInbox:
-    """Signals for a plain blocking loop (the master's): each handler only records its signal,
-    and ``signal.set_wakeup_fd`` makes :attr:`wake_fd` readable, so the loop's ``select``
-    returns and the loop acts on :meth:`take`'s signals itself.
-
-    ``original_signal`` is the unpatched ``signal.signal`` (the application may have
-    monkey-patched it, and the master runs no hub).
-    """
-
-    def __init__(self, signals: Sequence[int], original_signal: Callable[..., Any]) -> None:
-        self.signals = tuple(signals)
-        self._signal = original_signal
-        self._received: list[int] = []
-        self._previous: dict[int, Any] = {}
-        self._previous_wakeup = -1
-        self.wake_fd = self._wake_w = -1
-
-    def install(self) -> None:
-        """Record ``signals`` from now on (until :meth:`restore`)."""
-        self.wake_fd, self._wake_w = os.pipe()
-        for fd in (self.wake_fd, self._wake_w):
-            os.set_blocking(fd, False)
-        self._previous = {sig: self._signal(sig, self._record) for sig in self.signals}
-        self._previous_wakeup = signal.set_wakeup_fd(self._wake_w)
-
-    def restore(self) -> None:
-        """The previous handlers and wake-up descriptor back; the pipe closed."""
-        signal.set_wakeup_fd(self._previous_wakeup)
-        for sig, handler in self._previous.items():
-            self._signal(sig, handler if handler is not None else signal.SIG_DFL)
-        self._close()
-
-    def close_in_child(self) -> None:
-        """In a forked child: forget the wake-up descriptor and close the pipe (the child sets
-        its own handlers)."""
-        signal.set_wakeup_fd(-1)
-        self._close()
-
-    def take(self) -> list[int]:
-        """The signals received since the last call, oldest first."""
-        taken, self._received = self._received, []
-        return taken
-
-    def drain(self) -> None:
-        """Empty the wake-up pipe (its bytes only woke the loop)."""
-        try:
-            os.read(self.wake_fd, 4096)
-        except BlockingIOError:
-            pass
-
-    def _record(self, signum: int, frame: Any) -> None:
-        self._received.append(signum)  # only recorded: the loop acts on it
-
-    def _close(self) -> None:
-        for fd in (self.wake_fd, self._wake_w):
-            if fd >= 0:
-                os.close(fd)
-        self.wake_fd = self._wake_w = -1

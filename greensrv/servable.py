@@ -30,6 +30,10 @@ class WorkerServer(Protocol):
     def wait_stopped(self, timeout: float | None = None) -> bool:
         """Block until stopped."""
 
+    def metrics_report(self) -> bytes | None:
+        """A ``metrics {json}`` line for the master's /metrics and agent, or None (no admin
+        endpoint or agent port: nothing to report)."""
+
 
 class Servable(Protocol):
     """What the master runs: its settings, and a server for each worker it forks."""
@@ -65,6 +69,22 @@ class Servable(Protocol):
     @property
     def stop_grace(self) -> float:
         """Seconds past that a worker's stop may still take to flush and close."""
+
+    @property
+    def concurrency(self) -> int:
+        """Each worker's connection limit (-1: none), for the agent's weight."""
+
+    @property
+    def admin(self) -> str | None:
+        """The admin endpoint's address (docs/operations.md), or None."""
+
+    @property
+    def agent(self) -> str | None:
+        """The HAProxy agent port's address, or None."""
+
+    @property
+    def drain_delay(self) -> float:
+        """Seconds of not-ready-but-serving between TERM/INT and the workers' stop."""
 
     def for_worker(self, sockets: list[socket.socket], max_accept: int | None = None,
                    accept_limit: int | None = None,

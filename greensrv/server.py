@@ -19,6 +19,7 @@ retried with backoff and never stop the server.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -32,10 +33,13 @@ from .admission import Admission
 from .client_life import ClientLife
 from .config import Option, ServerConfig
 from .connection import Connection
+from .connection_ends import ConnectionEnds
 from .connection_hooks import ServerHooks
 from .error_log import log_client_error, log_listener_error
 from .filters import Filter
 from .listeners import Listener
+from .metrics import encode_report, snapshot_of
+from .operations import ServerOperations
 from .options import check_int
 from .process import brief_startup_errors, default_logging, serve_in_this_process
 from .shutdown import Shutdown
@@ -109,6 +113,13 @@ class Server:
       backlog=1024              clients the kernel queues per listening socket until accepted
                                 (capped by net.core.somaxconn)
 
+    Operations (``docs/operations.md``), served by the process that owns the listeners:
+      admin="HOST:PORT"         HTTP: /metrics (Prometheus), /livez, /readyz
+      agent="HOST:PORT"         HAProxy's agent-check: "up N%" (free capacity) or "drain"
+      drain_delay=0             seconds of not-ready-but-serving before a stop begins
+      access_log=False          one line per ended connection to the "greensrv.access" logger,
+                                in access_log_format="text" or "json"
+
     Use: ``serve_forever()`` (blocks; SIGINT/SIGTERM stop it gracefully), or ``start()`` and
     later ``stop()``, or ``with Server(...) as server:`` which starts it and stops it on exit.
     From a handler, ``conn.server`` is this object: ``conn.server.connections`` for broadcasts.
@@ -165,6 +176,11 @@ class Server:
         reuse_port: bool = False,
         worker_timeout: float = defaults.DEFAULT_WORKER_TIMEOUT,
         backlog: int = defaults.DEFAULT_BACKLOG,
+        admin: str | None = None,
+        agent: str | None = None,
+        drain_delay: float = defaults.DEFAULT_DRAIN_DELAY,
+        access_log: bool = False,
+        access_log_format: str = defaults.DEFAULT_ACCESS_LOG_FORMAT,
     ) -> None:
         self.config = ServerConfig.from_options(
             {k: v for k, v in locals().items() if k not in ("self", "__class__")})
@@ -202,6 +218,16 @@ class Server:
         self._shutdown = Shutdown(config.name, self._admission, self._life, self._connections)
         self._hooks.closed = self._life.connection_closed  # type: ignore[method-assign]
         self._hooks.accept_client = self._life.accept
+        #: Counts how clients ended (metrics) and writes the connection log; None when neither
+        #: is asked for, so a client's end costs nothing more.
+        self._ends = (ConnectionEnds(config.access_log_format)
+                      if config.admin is not None or config.access_log_format else None)
+        self._life.ends = self._ends
+        #: The admin endpoint and agent port, when this process owns them (start() makes them;
+        #: a worker's master owns its own).
+        self._operations: ServerOperations | None = None
+        self._stop_requested = False  # stop() was called: draining (drain_delay), or stopping
+        self._skip_drain = Event()
 
     # -- the options, read as attributes -------------------------------------------------------
     name: str = Option()  # type: ignore[assignment]
@@ -213,6 +239,9 @@ class Server:
     ssl_context: Any = Option()
     max_connections_per_ip: int | None = Option()  # type: ignore[assignment]
     defer_accept: float | None = Option()  # type: ignore[assignment]
+    admin: str | None = Option()  # type: ignore[assignment]
+    agent: str | None = Option()  # type: ignore[assignment]
+    drain_delay: float = Option()  # type: ignore[assignment]
     client_shutdown_on_error: bool = Option()  # type: ignore[assignment]
     #: The bounds every connection of this server enforces, checked once.
     limits = Option()
@@ -290,18 +319,33 @@ class Server:
         if self.workers is not None:
             raise TypeError("start() cannot run a server with workers set: a master owns the "
                             "whole process; call serve_forever()")
-        if self._may_start():
-            self._start(open_listening(self.config.listen, reuse_port=self.reuse_port,
-                                       backlog=self.backlog))
+        if not self._may_start():
+            return
+        sockets = open_listening(self.config.listen, reuse_port=self.reuse_port,
+                                 backlog=self.backlog)
+        config = self.config
+        if config.admin is not None or config.agent is not None:
+            try:
+                self._operations = ServerOperations(self, self._ends, config.admin,
+                                                    config.agent)
+            except BaseException:
+                for each in sockets:
+                    each.sock.close()
+                raise
+        self._start(sockets)
+        if self._operations is not None:
+            self._operations.phase = "serving"
 
     def _may_start(self) -> bool:
         """False if started already; RuntimeError once a stop has begun."""
-        if self._admission.stopping or self._closed:
+        if self._stop_requested or self._closed:
             raise RuntimeError("a stopped server cannot be started again")
         return not self._started
 
     def _start(self, sockets: list[OpenSocket], max_accept: int | None = None) -> None:
         """Serve on ``sockets`` (now the server's, closed by ``stop()``)."""
+        if self._ends is not None:
+            self._ends.pid = os.getpid()  # this process serves (a worker: not its master's)
         if self.defer_accept is not None:
             try:
                 set_defer_accept([each.sock for each in sockets], self.defer_accept)
@@ -375,23 +419,35 @@ class Server:
         Idempotent. From a connection's own greenlet it returns at once and the shutdown goes on
         in another greenlet (it cannot wait for the greenlet that called it).
         """
-        if self._admission.stopping:
+        self._request_stop(timeout, drain=True)
+
+    def _request_stop(self, timeout: float | None, drain: bool) -> None:
+        """stop(); ``drain``: first drain_delay's drain (a worker's master drained already)."""
+        if self._stop_requested:
             if getcurrent() not in self._clients:
                 self._stopped.wait()
             return
-        self._admission.begin_stop()  # a client accepted from now on is refused
-        systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
+        self._stop_requested = True
         if getcurrent() in self._clients:
-            gevent.spawn(self._stop, timeout)
+            gevent.spawn(self._stop, timeout, drain)
             return
-        self._stop(timeout)
+        self._stop(timeout, drain)
 
-    def _stop(self, timeout: float | None) -> None:
+    def _stop(self, timeout: float | None, drain: bool) -> None:
+        ops = self._operations
         try:
+            if drain and self.drain_delay > 0 and self._started and not self._closed:
+                self._shutdown.drain(self.drain_delay, ops, self._skip_drain)
+            self._admission.begin_stop()  # a client accepted from now on is refused
+            if ops is not None:
+                ops.phase = "stopping"
+            systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
             self._shutdown.run(self._listeners,
                                self.shutdown_timeout if timeout is None else float(timeout),
                                self.stop_grace)
         finally:
+            if ops is not None:
+                ops.close()
             self._closed = True
             self._stopped.set()
 
@@ -429,7 +485,11 @@ class _Running:
 
     @property
     def stopping(self) -> bool:
-        return self.server._admission.stopping
+        return self.server._stop_requested
+
+    @property
+    def draining(self) -> bool:
+        return self.server._stop_requested and not self.server._admission.stopping
 
     @property
     def live(self) -> int:
@@ -442,10 +502,22 @@ class _Running:
             self.server._start(self._sockets, self._max_accept)
 
     def stop(self, timeout: float | None = None) -> None:
-        self.server.stop(timeout)
+        # A worker's master drained (readiness, the agent) before telling it to stop.
+        self.server._request_stop(timeout, drain=self._sockets is None)
 
     def force_stop(self) -> None:
-        self.server._shutdown.force()
+        """A second SIGINT: skip the rest of a drain, or close every client now."""
+        if self.draining:
+            self.server._skip_drain.set()
+        else:
+            self.server._shutdown.force()
+
+    def metrics_report(self) -> bytes | None:
+        """What a worker tells its master for /metrics (None when no admin endpoint)."""
+        server = self.server
+        if server.admin is None and server.agent is None:  # the agent's weight needs them too
+            return None
+        return encode_report(snapshot_of(server.statistics(), server._ends))
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self.server.wait_stopped(timeout)

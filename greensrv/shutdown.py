@@ -7,8 +7,9 @@
    the grace to flush their replies and end.
 4. Close what remains and kill its greenlets; log how many were forced.
 
-Every deadline is monotonic. The connections bound their own final flush by the admission's
-``grace_deadline``, which each phase moves.
+Before phase 1, ``drain_delay`` may keep the server serving, not ready, for a while
+(:meth:`Shutdown.drain`). Every deadline is monotonic. The connections bound their own final
+flush by the admission's ``grace_deadline``, which each phase moves.
 
 Ownership: :class:`Shutdown` never opens anything; it closes the listeners and connections the
 server hands it, and kills the client greenlets the admission counts. A client greenlet killed
@@ -23,7 +24,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import gevent
+from gevent.event import Event
 
+from . import systemd
 from .admission import Admission
 from .client_life import ClientLife
 from .connection import Connection, stop_input
@@ -50,6 +53,17 @@ class Shutdown:
         self.life = life
         self.connections = connections
         self.forced = 0
+
+    def drain(self, delay: float, operations: Any, skip: Event) -> None:
+        """``drain_delay``, before the phases: turn not ready (readiness, the agent, systemd)
+        and serve on unchanged for ``delay`` seconds, or until ``skip`` (a second SIGINT)."""
+        if operations is not None:
+            operations.phase = "draining"
+            operations.drain_until = time.monotonic() + delay
+        log.info("%s: draining for %g s before stopping (not ready; serving as before)",
+                 self.name, delay)
+        systemd.notify(f"STATUS={self.name}: draining for {delay:g} s, then stopping")
+        skip.wait(delay)
 
     def run(self, listeners: Iterable[Any], timeout: float, grace: float) -> None:
         """Phases 1 to 4 (see the module); returns when every client greenlet has ended."""

@@ -120,6 +120,10 @@ def new_heartbeat() -> mmap.mmap:
     _beat(heartbeat)
     return heartbeat
 
+    def metrics_report(self) -> bytes | None:
+        """A ``metrics {json}`` line for the master's /metrics and agent, or None (no admin
+        endpoint or agent port: nothing to report)."""
+
 
 def run_worker(make_server: Callable[[Callable[[], None]], WorkerServer], worker_timeout: float,
                control: int, status: int, heartbeat: mmap.mmap,
@@ -148,14 +152,25 @@ def run_worker(make_server: Callable[[Callable[[], None]], WorkerServer], worker
         _send(status, f"error {detail}")
         return WORKER_BOOT_ERROR
     _send(status, "ready")
-    beat = gevent.get_hub().loop.timer(0.0, heartbeat_interval(worker_timeout))
+    interval = heartbeat_interval(worker_timeout)
+    loop = gevent.get_hub().loop
+    beat = loop.timer(0.0, interval)
     beat.start(_beat, heartbeat)
+    report = None
+    if server.metrics_report() is not None:  # the master's /metrics sums its workers' reports
+        os.set_blocking(status, False)  # a full pipe drops a report, never blocks the hub
+        report = loop.timer(0.0, interval)
+        report.start(_report, status, server)
     try:
         orders = gevent.spawn(_stop_when_told, control, server)
         server.wait_stopped()  # told by the master, or the application stopped its server
         orders.kill()
+        if report is not None:
+            _report(status, server)  # the last numbers, after the last client ended
     finally:
         beat.close()
+        if report is not None:
+            report.close()
         logging.shutdown()  # flush the log and what the application printed: the worker
         flush_standard_streams()  # ends with os._exit, which flushes nothing
     return 0
@@ -186,10 +201,21 @@ def _stop_when_told(control: int, server: WorkerServer) -> None:
     while True:
         data = gevent.os.nb_read(control, 64)
         if b"reopen" in data:  # the master got SIGUSR1
-            reopen_log_files()
+            log.info("greensrv: worker %d reopened %d log file(s)", os.getpid(),
+                     reopen_log_files())
         if not data or b"stop" in data:  # no data: the master is gone, stop all the same
             server.stop()
             return
+
+
+def _report(status: int, server: WorkerServer) -> None:
+    line = server.metrics_report()
+    if line is None:
+        return
+    try:
+        os.write(status, line)
+    except OSError:
+        pass  # full (the master is busy: the next report carries the same totals) or gone
 
 
 def _send(fd: int, message: str) -> None:

@@ -1,13 +1,20 @@
 """The master: binds the listeners once, forks workers, supervises them, reloads them.
 
-The master runs anything with the small :class:`~greensrv.servable.Servable` protocol
-(gunicorn's ``Arbiter`` knows only ``app.cfg`` and ``app.wsgi()``): a few settings, and
-``for_worker(sockets)`` giving, in each forked worker, something to start and stop over the
-listening sockets the master opened (or, with ``reuse_port``, the worker's own ``SO_REUSEPORT``
-sockets). A ``Server`` is one; the master never imports it and never changes the object it is
-given. It knows nothing of connections: it talks to each worker over two pipes and one shared
-word (``worker_process.py`` describes them), and workers ignore the signals it acts on, so a
-signal to the whole process group reaches only the master, which passes it on.
+The master runs anything with the small :class:`Servable` protocol defined here (gunicorn's
+``Arbiter`` knows only ``app.cfg`` and ``app.wsgi()``): a few settings, and ``for_worker(sockets)``
+giving, in each forked worker, something to start and stop over the listening sockets the master
+opened (or, with ``reuse_port``, the worker's own ``SO_REUSEPORT`` sockets). A ``Server`` is one;
+the master never imports it and never changes the object it is given. The master knows nothing
+of connections; it talks to each worker over two pipes and one shared word:
+
+- *control* (master → worker): ``stop`` asks for the graceful stop (``Server.stop``); end of
+  file (the master died) means the same; ``reopen`` reopens the log files (the master got
+  SIGUSR1). Workers ignore TERM, INT, HUP, TTIN, TTOU and USR1 from anyone, so a signal to the
+  whole process group (systemd's stop, a terminal's Ctrl-C, logrotate) reaches only the master,
+  which passes it on.
+- *status* (worker → master): ``ready`` once it accepts, or ``error MESSAGE`` if it failed to boot.
+- *heartbeat*: a double in shared memory that a timer in the worker's hub refreshes; a hub
+  blocked for longer than ``worker_timeout`` stops refreshing it and the master kills the worker.
 
 The master never runs a gevent hub: it is plain blocking code (the unpatched ``select``,
 ``fork`` and ``waitpid``, even if the application monkey-patched them), so a worker starts with
@@ -32,18 +39,21 @@ from __future__ import annotations
 import logging
 import os
 import random
+import select
 import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from gevent.monkey import get_original
 
 from . import systemd
 from .errors import WorkerBootError
 from .logfiles import file_handlers, reopen_log_files
+from .master_ops import MasterOperations
 from .master_sockets import MasterSockets
-from .process import SignalInbox, flush_standard_streams
+from .process import flush_standard_streams
 from .servable import Servable, WorkerIdentity, WorkerServer
 from .worker_process import (
     MASTER_SIGNALS,
@@ -64,7 +74,7 @@ __all__ = ["MASTER_SIGNALS", "RESPAWN_BACKOFF_MAX", "WORKER_BOOT_ERROR", "Master
 
 log = logging.getLogger("greensrv")
 
-_select = get_original("select", "select")
+_poll = get_original("select", "poll")
 _fork = get_original("os", "fork")
 _waitpid = get_original("os", "waitpid")
 _signal = get_original("signal", "signal")
@@ -108,8 +118,7 @@ class Master:
         #: The server each live generation's workers are forked from (see the module).
         self._loaded: dict[int, Servable] = {1: app}
         self._reload_again = False
-        #: Signals recorded by their handlers, acted on by the loop.
-        self._inbox = SignalInbox((*MASTER_SIGNALS, signal.SIGCHLD), _signal)
+        self._signals: list[int] = []
         self._failures = 0
         self._respawn_at = 0.0
         self._stop_deadline: float | None = None
@@ -123,6 +132,10 @@ class Master:
         self._beat_stale = 2 * heartbeat_interval(self.worker_timeout)
         self._watchdog = systemd.watchdog_interval()
         self._next_watchdog = 0.0
+        self._wake_r = self._wake_w = -1
+        #: The admin endpoint and agent port (if asked for), the metrics book, the drain:
+        #: made by run(), which binds the endpoint.
+        self.ops: MasterOperations
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -132,15 +145,21 @@ class Master:
                                "thread: its master handles the process's signals")
         self.sockets = MasterSockets(self.app.listen_specs, self.app.reuse_port, self.app.backlog)
         self.addresses = self.sockets.addresses
-        self._inbox.install()
+        try:
+            self.ops = MasterOperations(self.app, self.phase, self._serving_count)
+        except BaseException:
+            self.sockets.close()
+            raise
+        previous = self._install_signals()
         try:
             log.info("%s: master %d serving %s with %d worker(s)", self.name, os.getpid(),
                      ", ".join(self.addresses), self.target)
             while self._step():
                 self._wait()
         finally:
-            self._inbox.restore()
+            self._restore_signals(previous)
             self.sockets.close()
+            self.ops.close()
             for worker in list(self.workers.values()):
                 self._forget(worker)
         if self._boot_error is not None:
@@ -149,10 +168,12 @@ class Master:
 
     def _step(self) -> bool:
         """One turn of the loop; False once stopped and every worker is gone."""
-        for signum in self._inbox.take():
+        for signum in self._take_signals():
             self._on_signal(signum)
         self._reap()
         now = time.monotonic()
+        if self._stop_deadline is None and self.ops.drain_over(now):
+            self._begin_stop()
         if self._stop_deadline is not None:
             if not self.workers:
                 return False
@@ -170,30 +191,82 @@ class Master:
         return True
 
     def _wait(self) -> None:
-        wake = self._inbox.wake_fd
-        fds = [wake] + [w.status for w in self.workers.values() if w.status >= 0]
+        poller = _poll()  # not select(): the admin endpoint's clients may push fds past 1024
+        for fd in [self._wake_r, self.ops.fileno(), *(w.status for w in self.workers.values())]:
+            if fd >= 0:
+                poller.register(fd, select.POLLIN)
         try:
-            readable, _, _ = _select(fds, [], [], self._nap())
+            readable = poller.poll(self._nap() * 1000)
         except InterruptedError:
             return
-        for fd in readable:
-            if fd == wake:
-                self._inbox.drain()
+        self.ops.step()  # what its clients sent, and their deadlines (a no-op without them)
+        for fd, _ in readable:
+            if fd == self.ops.fileno():
+                continue
+            if fd == self._wake_r:
+                try:
+                    os.read(fd, 4096)
+                except BlockingIOError:
+                    pass
             else:
                 self._read_status(fd)
 
     def _nap(self) -> float:
-        if self._watchdog is None:
-            return TICK
-        return min(TICK, max(0.0, self._next_watchdog - time.monotonic()))
+        nap = TICK
+        if self._watchdog is not None:
+            nap = min(nap, max(0.0, self._next_watchdog - time.monotonic()))
+        return min(nap, self.ops.timeout() or TICK)
+
+    def phase(self) -> str:
+        """Where the master is: starting, serving, draining or stopping (``greensrv.health``)."""
+        if self._stop_deadline is not None:
+            return "stopping"
+        if self.ops.drain_until is not None:
+            return "draining"
+        return "serving" if self._announced_ready else "starting"
+
+    def _serving_count(self) -> int:
+        return len(self._serving(self.generation))
 
     # -- signals -------------------------------------------------------------------------------
+    def _install_signals(self) -> dict[int, Any]:
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        previous: dict[int, Any] = {sig: _signal(sig, self._record_signal)
+                                    for sig in MASTER_SIGNALS}
+        previous[signal.SIGCHLD] = _signal(signal.SIGCHLD, self._record_signal)
+        previous[-1] = signal.set_wakeup_fd(self._wake_w)
+        return previous
+
+    def _restore_signals(self, previous: dict[int, Any]) -> None:
+        signal.set_wakeup_fd(previous.pop(-1))
+        for sig, handler in previous.items():
+            _signal(sig, handler if handler is not None else signal.SIG_DFL)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _record_signal(self, signum: int, frame: Any) -> None:
+        self._signals.append(signum)  # only recorded: the loop acts on it
+
+    def _take_signals(self) -> list[int]:
+        taken, self._signals = self._signals, []
+        return taken
+
     def _on_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
             return  # _reap runs on every turn
         name = signal.Signals(signum).name
         if signum in (signal.SIGTERM, signal.SIGINT):
-            if self._stop_deadline is None:
+            if self.ops.drain_until is not None and self._stop_deadline is None:
+                if signum == signal.SIGINT:
+                    log.warning("%s: second SIGINT: skipping the rest of drain_delay", self.name)
+                    self._begin_stop()
+                else:
+                    log.info("%s: %s again: still draining, then stopping", self.name, name)
+            elif self._stop_deadline is None and self.app.drain_delay > 0:
+                self.ops.begin_drain(name, len(self.workers))
+            elif self._stop_deadline is None:
                 log.info("%s: master got %s: stopping %d worker(s) gracefully", self.name, name,
                          len(self.workers))
                 self._begin_stop()
@@ -279,7 +352,10 @@ class Master:
 
     def _close_in_worker(self) -> None:
         """In a fresh worker: drop what belongs to the master and to the other workers."""
-        self._inbox.close_in_child()
+        signal.set_wakeup_fd(-1)
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+        self.ops.close_in_worker()
         for other in self.workers.values():
             os.close(other.control)
             if other.status >= 0:
@@ -288,12 +364,26 @@ class Master:
         self.workers = {}
 
     # -- what workers say ----------------------------------------------------------------------
-    def _read_status(self, fd: int) -> None:
+    def _read_status(self, fd: int) -> bool:
+        """Read what a worker said; False when there was nothing more to read."""
         worker = next((w for w in self.workers.values() if w.status == fd), None)
         if worker is None:
-            return
-        for message in worker.receive():
-            if message == "ready":
+            return False
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return False
+        if not data:
+            os.close(fd)
+            worker.status = -1
+            return False
+        worker.inbox += data
+        while b"\n" in worker.inbox:
+            line, worker.inbox = worker.inbox.split(b"\n", 1)
+            message = line.decode("utf-8", "replace")
+            if message.startswith("metrics "):
+                self.ops.reported(worker.pid, message[8:])
+            elif message == "ready":
                 worker.ready = True
                 log.info("%s: worker %d accepting (generation %d)", self.name, worker.pid,
                          worker.generation)
@@ -303,6 +393,7 @@ class Master:
                 worker.recycle = True
                 log.info("%s: worker %d reached its connection limit: replacing it", self.name,
                          worker.pid)
+        return True
 
     def _announce_ready(self) -> None:
         if self._announced_ready:
@@ -359,6 +450,7 @@ class Master:
         log.info("%s: reload done: generation %d accepting (workers %s); stopping %s",
                  self.name, new, sorted(w.pid for w in ready), sorted(w.pid for w in old))
         systemd.notify("READY=1", self._status_line())
+        self.ops.book.reloads += 1
         if self._reload_again:
             self._reload_again = False
             self._begin_reload()
@@ -456,8 +548,9 @@ class Master:
                 self._worker_ended(worker, status)
 
     def _worker_ended(self, worker: Worker, status: int) -> None:
-        if worker.status >= 0:
-            self._read_status(worker.status)  # a last "error ..." may still be in the pipe
+        for _ in range(64):  # a last "error ..." or metrics report may still be in the pipe
+            if worker.status < 0 or not self._read_status(worker.status):
+                break
         self._forget(worker)
         how = describe_status(status)
         if worker.error is not None:
@@ -469,6 +562,7 @@ class Master:
         extra = (f" after being blocked for {worker.blocked_for:.1f} s"
                  if worker.blocked_for is not None else "")
         log.warning("%s: worker %d %s%s; replacing it", self.name, worker.pid, how, extra)
+        self.ops.book.worker_restarts += 1
         if worker.generation == self._reload_generation and not worker.ready:
             self._abandon_reload(f"worker {worker.pid} {how} while booting")
             return
@@ -510,4 +604,9 @@ class Master:
 
     def _forget(self, worker: Worker) -> None:
         self.workers.pop(worker.pid, None)
-        worker.close()
+        self.ops.worker_gone(worker.pid)
+        os.close(worker.control)
+        if worker.status >= 0:
+            os.close(worker.status)
+            worker.status = -1
+        worker.heartbeat.close()

@@ -27,7 +27,7 @@ ACCELERATED = ("greensrv.filters.base", "greensrv.filters.splitters",
                "greensrv.connection_state", "greensrv.output_queue",
                "greensrv.connection_fields", "greensrv.transport", "greensrv.connection_input",
                "greensrv.connection_output", "greensrv.connection",
-               "greensrv.client_life")
+               "greensrv.connection_ends", "greensrv.client_life")
 EXPECT_COMPILED = os.environ.get("GREENSRV_EXPECT_COMPILED") == "1"
 PURE = os.environ.get("GREENSRV_PURE_PYTHON", "") not in ("", "0")
 #: Bound for a child Python that imports greensrv (or runs Cython over three modules).
@@ -146,7 +146,7 @@ def test_filters_built_on_a_pure_base_class_stay_pure(tmp_path):
     # compiled.
     assert names.split(",") == ["greensrv.filters.splitters", "greensrv.filters._c_linesplit",
                                 "greensrv.connection_state", "greensrv.transport",
-                                "greensrv.client_life"]
+                                "greensrv.connection_ends", "greensrv.client_life"]
     assert (module, is_filter) == ("greensrv.filters.line", "True")
 
 

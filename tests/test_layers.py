@@ -24,8 +24,10 @@ LAYERS: dict[str, int] = {
     # 0: pure: no socket, ssl, select or gevent (test_the_pure_layer_imports_no_io below)
     "errors": 0, "filters": 0, "defaults": 0, "options": 0, "limits": 0, "output_queue": 0,
     "proxy": 0, "proxy_tlv": 0, "proxy_address": 0, "proxy_encode": 0, "connection_state": 0,
-    "connection_hooks": 0,
-    "statistics": 0, "backoff": 0, "overload": 0, "_version": 0,
+    "connection_hooks": 0, "statistics": 0, "backoff": 0, "overload": 0, "_version": 0,
+    # 0: operations' pure parts: how connections ended, readiness and the agent's line, the
+    # metrics' sums, where the command sends the connection log
+    "connection_ends": 0, "health": 0, "metrics": 0, "access_log": 0,
     # 0: the process's small parts: log files reopened on USR1, the PID file, the workers' user
     "logfiles": 0, "pidfile": 0, "credentials": 0,
     # 0: swaps a compiled twin into a module at its import (docs/compiled.md)
@@ -33,17 +35,20 @@ LAYERS: dict[str, int] = {
     # 1: OS sockets and TLS: byte transports, systemd, opening addresses, reading a PROXY
     # header; the configuration, which parses listen entries and PROXY settings with them
     "transport": 1, "tls": 1, "systemd": 1, "addresses": 1, "proxy_io": 1, "config": 1,
+    # 1: the admin endpoint and agent port (their own sockets, no hub)
+    "admin": 1,
     # 1: the default error log, which PROXY refusals use too (a gevent timer writes each
     # minute's summary)
     "error_log": 1,
     # 2: the connection: a socket joined to filters, needing no server (its parts first)
     "connection_fields": 2, "connection_input": 2, "connection_output": 2, "connection": 2,
     # 3: shedding, admission, the per-client life, the stop's phases, the listeners, running a
-    # process; the client side's life before its connection exists (dial)
+    # process; a single server's operations, driven by its hub; the client side's life before
+    # its connection exists (dial)
     "shedding": 3, "admission": 3, "client_life": 3, "shutdown": 3, "listeners": 3,
-    "process": 3, "dial": 3,
+    "process": 3, "operations": 3, "dial": 3,
     # 4: the master and its workers, over a protocol of their own (they never import the server)
-    "servable": 4, "worker_process": 4, "master_sockets": 4, "workers": 4,
+    "servable": 4, "worker_process": 4, "master_sockets": 4, "workers": 4, "master_ops": 4,
     # 5: the server (it hands the process to the master), and beside it the reconnecting client
     "server": 5, "client": 5,
     # 6: the command line: its settings (flags, the config file), the application it loads,
@@ -73,6 +78,15 @@ ALLOWED_PRIVATE = {
     ("listeners", "_accept"): "the OS socket's accept returning (fd, address), what "
                               "socket.accept and gevent's StreamServer use; the accepted socket "
                               "is wrapped as StreamServer wraps it",
+    ("client_life", "_state"): "a finished connection's input state (did the peer close "
+                               "first?), read once per connection for its end word",
+    ("client_life", "_idle_spent"): "the idle time idle_timeout compares, read once per "
+                                    "connection: an idle timeout is not an error to report",
+    ("client_life", "_accepted_at"): "the connection's accept time, for the duration the "
+                                     "connection log and its histogram report",
+    ("metrics", "_collector_to_names"): "prometheus_client's registry lists its collectors "
+                                        "nowhere else; a reload must unregister the "
+                                        "application's before it imports it afresh",
     ("transport", "_sslobj"): "the SSL object of a handshaken socket: the only way to read and "
                               "write TLS without blocking or waiting inside ssl",
 }
