@@ -138,6 +138,9 @@ class StubWorker:
     def wait_stopped(self, timeout=None):
         return self.stopped.wait(timeout)
 
+    def metrics_report(self):
+        return None
+
 
 class StubApp:
     name = "stub"
@@ -146,6 +149,9 @@ class StubApp:
     reuse_port = False
     worker_timeout = 30.0
     backlog = 1024
+    concurrency = -1
+    admin = agent = None
+    drain_delay = 0.0
     shutdown_timeout = 1.0
     stop_grace = 1.0
 
