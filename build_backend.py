@@ -83,16 +83,16 @@ def _needs_cython() -> bool:
     return sys.implementation.name == "cpython" and not all_shipped_c_current()
 
 
-def get_requires_for_build_wheel(config_settings=None):  # type: ignore[no-untyped-def]
+def get_requires_for_build_wheel(config_settings=None):
     extra = [CYTHON] if _needs_cython() else []
     return [*build_meta.get_requires_for_build_wheel(config_settings), *extra]
 
 
-def get_requires_for_build_editable(config_settings=None):  # type: ignore[no-untyped-def]
+def get_requires_for_build_editable(config_settings=None):
     extra = [CYTHON] if _needs_cython() else []
     return [*build_meta.get_requires_for_build_editable(config_settings), *extra]
 
 
-def get_requires_for_build_sdist(config_settings=None):  # type: ignore[no-untyped-def]
+def get_requires_for_build_sdist(config_settings=None):
     """The sdist generates the C it carries: Cython, always."""
     return [*build_meta.get_requires_for_build_sdist(config_settings), CYTHON]

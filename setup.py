@@ -99,6 +99,8 @@ class BuildAccelerators(build_ext):
 
     def run(self) -> None:
         self._failed: list[tuple[str, Exception]] = []
+        if not self.extensions:
+            return  # a pure build (PURE_BUILD): its one warning line is already out
         reason = self._why_pure()
         if reason is None:
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,10 +25,17 @@ TIMES: list[tuple[str, float]] = []
 
 
 def pythons() -> dict[str, str]:
-    """``{"3.12": "/path/python3.12", ...}``: the CPythons of VERSIONS that run here."""
-    wanted = os.environ.get("GREENSRV_RELEASE_PYTHONS", "")
+    """``{"3.12": "/path/python3.12", ...}``: the CPythons to build wheels for.
+
+    ``GREENSRV_RELEASE_PYTHONS`` chooses: unset, the Python running the check (CI's budget);
+    ``all``, every one of VERSIONS that runs here; ``3.12,3.13``, those.
+    """
+    wanted = os.environ.get("GREENSRV_RELEASE_PYTHONS", "").strip()
+    if not wanted:
+        return {f"{sys.version_info[0]}.{sys.version_info[1]}": sys.executable}
+    versions = VERSIONS if wanted == "all" else [v.strip() for v in wanted.split(",")]
     found = {}
-    for version in (v.strip() for v in wanted.split(",") if v.strip()) if wanted else VERSIONS:
+    for version in versions:
         path = shutil.which(f"python{version}")
         if path and subprocess.run([path, "-c", ""], capture_output=True).returncode == 0:
             found[version] = path

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from check_install import compiled_sources
 from release_support import ROOT, offline_env, pythons, run
+from support import need_program
 
 pytestmark = pytest.mark.release
 
@@ -60,6 +61,7 @@ def test_the_sdist_holds_the_tracked_sources_and_generated_c_and_no_build_output
     """check-manifest's rule, applied to the sdist as shipped, plus the generated C."""
     if not (ROOT / ".git").exists():
         pytest.skip("needs a git checkout (git ls-files)")
+    need_program("git", "git")
     tracked = set(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
                                  check=True).stdout.split())
     members = sdist_members(release.sdist)
@@ -107,11 +109,11 @@ def test_the_pure_wheel_installs_and_runs_pure(release, tmp_path):
     assert check(bin_dir, "--pure")["compiled"] == 0
 
 
-@pytest.fixture
-def no_cython_venv(tmp_path):
+@pytest.fixture(scope="module")
+def no_cython_venv(tmp_path_factory):
     """A fresh venv with the sdist's build and run requirements but no Cython."""
-    bin_dir = venv(sys.executable, tmp_path / "sdist")
-    run([str(bin_dir / "pip"), "install", "setuptools>=77", "gevent"],
+    bin_dir = venv(sys.executable, tmp_path_factory.mktemp("no-cython") / "sdist")
+    run([str(bin_dir / "pip"), "install", "setuptools>=64", "gevent"],
         "requirements of the offline sdist install (online)")
     absent = subprocess.run([str(bin_dir / "python"), "-c", "import Cython"],
                             capture_output=True)
@@ -129,6 +131,7 @@ def test_the_sdist_installs_offline_and_compiled_without_cython(release, no_cyth
 
 
 def unpack(sdist: Path, into: Path) -> Path:
+    into.mkdir()
     with tarfile.open(sdist) as tar:
         tar.extractall(into, filter="data")
     (tree,) = into.iterdir()
@@ -147,7 +150,7 @@ def build_requirements(bin_dir: Path, tree: Path) -> str:
 def test_an_edited_source_is_never_compiled_from_its_old_generated_c(release, no_cython_venv,
                                                                      tmp_path):
     """The stale-source rule holds in the sdist too: the C of an edited .py is not used."""
-    tree = unpack(release.sdist, tmp_path)
+    tree = unpack(release.sdist, tmp_path / "unpacked")
     assert "Cython" not in build_requirements(no_cython_venv, tree)
     with open(tree / "greensrv/filters/line.py", "a") as source:
         source.write("\n# edited after the sdist was made\n")
