@@ -97,6 +97,12 @@ def extensions() -> list[Extension]:
 class BuildAccelerators(build_ext):
     """build_ext that cythonizes lazily and falls back to pure Python with one warning line."""
 
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        # The modules compile independently: one per core (``-j N`` still decides).
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
+
     def run(self) -> None:
         self._failed: list[tuple[str, Exception]] = []
         if not self.extensions:

@@ -113,7 +113,7 @@ def test_the_pure_wheel_installs_and_runs_pure(release, tmp_path):
 def no_cython_venv(tmp_path_factory):
     """A fresh venv with the sdist's build and run requirements but no Cython."""
     bin_dir = venv(sys.executable, tmp_path_factory.mktemp("no-cython") / "sdist")
-    run([str(bin_dir / "pip"), "install", "setuptools>=64", "gevent"],
+    run([str(bin_dir / "pip"), "install", "--upgrade", "setuptools>=70.1", "gevent"],
         "requirements of the offline sdist install (online)")
     absent = subprocess.run([str(bin_dir / "python"), "-c", "import Cython"],
                             capture_output=True)
