@@ -44,6 +44,21 @@ def greet_and_echo(conn: greensrv.Connection) -> None:
         conn.put(line)
 
 
+def make_server(host: str = "127.0.0.1", port: int = 12345,
+                blocked: frozenset[str] = frozenset()) -> greensrv.Server:
+    return greensrv.Server(
+        greet_and_echo,
+        host=host,
+        port=port,
+        client_pre_connect=make_pre_connect(set(blocked)),
+        started=lambda server: log.info("blocking %s", ", ".join(sorted(blocked)) or "nobody"),
+    )
+
+
+#: The example as the ``greensrv`` command runs it: ``greensrv examples/block_ip.py:server``.
+server = make_server()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Echo server with a pre-connect IP blocklist "
                                                  "(mod_perl's BlockIP2).")
@@ -52,13 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--block", action="append", default=[], metavar="IP",
                         help="refuse clients from this address (repeatable)")
     args = parser.parse_args(argv)
-    greensrv.serve_forever(
-        greet_and_echo,
-        host=args.host,
-        port=args.port,
-        client_pre_connect=make_pre_connect(set(args.block)),
-        started=lambda server: log.info("blocking %s", ", ".join(sorted(args.block)) or "nobody"),
-    )
+    make_server(args.host, args.port, frozenset(args.block)).serve_forever()
 
 
 if __name__ == "__main__":

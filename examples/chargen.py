@@ -60,6 +60,22 @@ def stop_on_signal(server: greensrv.Server) -> None:
     server.stop()
 
 
+def make_server(host: str = "127.0.0.1", port: int = 12345,
+                shutdown_timeout: float = 0.0) -> greensrv.Server:
+    return greensrv.Server(
+        chargen,
+        host=host,
+        port=port,
+        filter=Stream(),
+        client_flushed=put_next_chunk,
+        shutdown_timeout=shutdown_timeout,
+    )
+
+
+#: The example as the ``greensrv`` command runs it: ``greensrv examples/chargen.py:server``.
+server = make_server()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="RFC 864 character generator.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
@@ -68,14 +84,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="how long stop() lets clients finish by themselves "
                              "(default %(default)s)")
     args = parser.parse_args(argv)
-    server = greensrv.Server(
-        chargen,
-        host=args.host,
-        port=args.port,
-        filter=Stream(),
-        client_flushed=put_next_chunk,
-        shutdown_timeout=args.shutdown_timeout,
-    )
+    server = make_server(args.host, args.port, args.shutdown_timeout)
     usr1 = gevent.signal_handler(signal.SIGUSR1, stop_on_signal, server)
     try:
         server.serve_forever()

@@ -58,20 +58,28 @@ class ChatRoom:
             log.info("%s left", conn.data["nick"])
 
 
+def make_server(host: str = "127.0.0.1", port: int = 12345) -> greensrv.Server:
+    room = ChatRoom()
+    return greensrv.Server(
+        host=host,
+        port=port,
+        client_connected=room.connected,
+        client_input=room.input,
+        client_disconnected=room.disconnected,
+    )
+
+
+#: The example as the ``greensrv`` command runs it: ``greensrv examples/chat.py:server``.
+#: Under several workers each worker has its own room: run it with one (the default).
+server = make_server()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Line-based chat server.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=int, default=12345, help="TCP port (default %(default)s)")
     args = parser.parse_args(argv)
-    room = ChatRoom()
-    server = greensrv.Server(
-        host=args.host,
-        port=args.port,
-        client_connected=room.connected,
-        client_input=room.input,
-        client_disconnected=room.disconnected,
-    )
-    server.serve_forever()
+    make_server(args.host, args.port).serve_forever()
 
 
 if __name__ == "__main__":

@@ -54,6 +54,21 @@ class App:
             conn.put(str(len(line)))
 
 
+def make_server(app: App, host: str = "127.0.0.1", port: int = 12345,
+                init_seconds: float = 5.0) -> greensrv.Server:
+    return greensrv.Server(
+        app.handle,
+        host=host,
+        port=port,
+        concurrency=0,  # listening, but accepting nobody yet
+        started=lambda server: app.start_initialising(server, init_seconds),
+    )
+
+
+#: The example as the ``greensrv`` command runs it: ``greensrv examples/delayed_start.py:server``.
+server = make_server(App())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Server that accepts only after initialising.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
@@ -62,13 +77,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="length of the simulated initialisation (default %(default)s)")
     args = parser.parse_args(argv)
     app = App()
-    server = greensrv.Server(
-        app.handle,
-        host=args.host,
-        port=args.port,
-        concurrency=0,  # listening, but accepting nobody yet
-        started=lambda server: app.start_initialising(server, args.init_seconds),
-    )
+    server = make_server(app, args.host, args.port, args.init_seconds)
     try:
         server.serve_forever()
     finally:

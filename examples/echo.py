@@ -17,17 +17,24 @@ import greensrv
 log = logging.getLogger("echo")
 
 
+def make_server(host: str = "127.0.0.1", port: int = 12345) -> greensrv.Server:
+    return greensrv.Server(
+        host=host,
+        port=port,
+        client_input=lambda conn, line: conn.put(line),
+    )
+
+
+#: The example as the ``greensrv`` command runs it: ``greensrv examples/echo.py:server``.
+server = make_server()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Line echo server (POE callback style).")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=int, default=12345, help="TCP port (default %(default)s)")
     args = parser.parse_args(argv)
-    server = greensrv.Server(
-        host=args.host,
-        port=args.port,
-        client_input=lambda conn, line: conn.put(line),
-    )
-    server.serve_forever()
+    make_server(args.host, args.port).serve_forever()
 
 
 if __name__ == "__main__":

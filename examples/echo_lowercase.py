@@ -37,19 +37,27 @@ def echo(conn: greensrv.Connection) -> None:
 LOWERCASE_OUTPUT = Stack(Stream(), Map(put=bytes.lower), Line())
 
 
+def make_server(host: str = "127.0.0.1", port: int = 8011) -> greensrv.Server:
+    return greensrv.Server(
+        echo,
+        host=host,
+        port=port,
+        input_filter=Line(),
+        output_filter=LOWERCASE_OUTPUT,
+    )
+
+
+#: The example as the ``greensrv`` command runs it: ``greensrv examples/echo_lowercase.py:server``.
+server = make_server()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Echo through a lower-casing output filter "
                                                  "(mod_perl's EchoBB).")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=int, default=8011, help="TCP port (default %(default)s)")
     args = parser.parse_args(argv)
-    greensrv.serve_forever(
-        echo,
-        host=args.host,
-        port=args.port,
-        input_filter=Line(),
-        output_filter=LOWERCASE_OUTPUT,
-    )
+    make_server(args.host, args.port).serve_forever()
 
 
 if __name__ == "__main__":

@@ -33,17 +33,25 @@ def echo_socket(conn: greensrv.Connection) -> None:
         conn.put(chunk)
 
 
+def make_server(host: str = "127.0.0.1", port: int = 8010) -> greensrv.Server:
+    return greensrv.Server(
+        echo_socket,
+        host=host,
+        port=port,
+        filter=Stream(),
+    )
+
+
+#: The example as the ``greensrv`` command runs it: ``greensrv examples/echo_socket.py:server``.
+server = make_server()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Raw byte echo (mod_perl's EchoSocket).")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=int, default=8010, help="TCP port (default %(default)s)")
     args = parser.parse_args(argv)
-    greensrv.serve_forever(
-        echo_socket,
-        host=args.host,
-        port=args.port,
-        filter=Stream(),
-    )
+    make_server(args.host, args.port).serve_forever()
 
 
 if __name__ == "__main__":

@@ -265,14 +265,22 @@ def make_handler(db: Store) -> Callable[[greensrv.Connection], None]:
     return serve
 
 
+def make_server(host: str = "127.0.0.1", port: int = 6380) -> greensrv.Server:
+    return greensrv.Server(handler=make_handler({}), filter=Resp(), host=host, port=port,
+                           name="redis_lite")
+
+
+#: The example as the ``greensrv`` command runs it: ``greensrv examples/redis_lite.py:server``.
+#: Each worker has its own keys: run it with one (the default).
+server = make_server()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="An in-memory subset of Redis (RESP2 and RESP3).")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=int, default=6380, help="TCP port (default %(default)s)")
     args = parser.parse_args(argv)
-    server = greensrv.Server(handler=make_handler({}), filter=Resp(), host=args.host,
-                             port=args.port, name="redis_lite")
-    server.serve_forever()
+    make_server(args.host, args.port).serve_forever()
 
 
 if __name__ == "__main__":

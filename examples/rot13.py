@@ -29,16 +29,20 @@ def rot13(conn: greensrv.Connection) -> None:
         conn.put(codecs.encode(line, "rot13"))
 
 
+def make_server(host: str = "127.0.0.1", port: int = 12345) -> greensrv.Server:
+    return greensrv.Server(rot13, host=host, port=port)
+
+
+#: The example as the ``greensrv`` command runs it: ``greensrv examples/rot13.py:server``.
+server = make_server()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="ROT13 line server (the POE synopsis).")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=int, default=12345, help="TCP port (default %(default)s)")
     args = parser.parse_args(argv)
-    greensrv.serve_forever(
-        rot13,
-        host=args.host,
-        port=args.port,
-    )
+    make_server(args.host, args.port).serve_forever()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import argparse
 import ipaddress
 import itertools
 import logging
+import os
 import socket
 import struct
 from typing import Any
@@ -130,6 +131,27 @@ def pump(source: greensrv.Connection, sink: greensrv.Connection) -> None:
         sink.close()
 
 
+def parse_upstream(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``[V6]:PORT``); ``ValueError`` otherwise."""
+    host, _, port = text.strip().rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{text!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def make_server(upstreams: list[tuple[str, int]], proxy_v2: bool = False,
+                host: str = "127.0.0.1", port: int = 8000) -> greensrv.Server:
+    balancer = Balancer(upstreams, proxy_v2)
+    return greensrv.Server(handler=balancer.handle, filter=Stream(), host=host, port=port,
+                           high_mark=HIGH_MARK, low_mark=HIGH_MARK // 4, name="tcp_proxy")
+
+
+#: The example as the ``greensrv`` command runs it: ``TCP_PROXY_UPSTREAMS=HOST:PORT[,...]
+#: greensrv examples/tcp_proxy.py:server`` (the upstreams default to 127.0.0.1:8001).
+server = make_server([parse_upstream(u) for u in
+                      os.environ.get("TCP_PROXY_UPSTREAMS", "127.0.0.1:8001").split(",")])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="A TCP proxy and round-robin balancer.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
@@ -139,18 +161,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--proxy-v2", action="store_true",
                         help="send a PROXY protocol v2 header to the upstream")
     args = parser.parse_args(argv)
-    upstreams = []
-    for text in args.upstream:
-        host, _, port = text.rpartition(":")
-        if not host or not port.isdigit():
-            parser.error(f"--upstream {text!r}: expected HOST:PORT")
-        upstreams.append((host.strip("[]"), int(port)))
+    try:
+        upstreams = [parse_upstream(text) for text in args.upstream]
+    except ValueError as exc:
+        parser.error(f"--upstream {exc}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(name)s] %(message)s")
-    balancer = Balancer(upstreams, args.proxy_v2)
-    server = greensrv.Server(handler=balancer.handle, filter=Stream(), host=args.host,
-                             port=args.port, high_mark=HIGH_MARK, low_mark=HIGH_MARK // 4,
-                             name="tcp_proxy")
-    server.serve_forever()
+    make_server(upstreams, args.proxy_v2, args.host, args.port).serve_forever()
 
 
 if __name__ == "__main__":

@@ -65,6 +65,11 @@ def make_sslify(ctx: gevent.ssl.SSLContext) -> Any:
     return sslify
 
 
+#: The example as the ``greensrv`` command runs it, TLS from its flags: ``greensrv
+#: examples/tls_echo.py:server --certfile cert.pem --keyfile key.pem``.
+server = greensrv.Server(echo, port=12345)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="TLS line echo server.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")

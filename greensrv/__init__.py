@@ -5,6 +5,7 @@ filters. See README.md for the quick start and ``docs/`` for the guide.
 """
 
 from . import _accelerate, filters
+from ._version import __version__
 from .backoff import Backoff
 from .client import Client
 from .connection import Connection
@@ -21,8 +22,6 @@ from .errors import (
 )
 from .proxy import ProxyHeader, ProxyProtocolError
 from .server import Server, serve_forever
-
-__version__ = "0.1.0"
 
 #: The modules running compiled (``greensrv.filters.line`` ...); empty when pure Python runs
 #: (no compiler at install, ``GREENSRV_PURE_PYTHON=1``, or a stale build). See docs/compiled.md.

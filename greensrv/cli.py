@@ -1,46 +1,51 @@
 """The ``greensrv`` command: ``greensrv [OPTIONS] MODULE:NAME`` runs a master with workers.
 
-``NAME`` is a handler function ``(conn)`` or an unstarted :class:`~greensrv.Server`; options
-given here override the server's own. The command always runs a master (``docs/deploy.md``), so
-``HUP`` reloads even one worker: each reloaded worker imports the application again, as it is on
-disk then. Errors are one line on stderr and a non-zero exit; ``--log-level debug`` adds the
-traceback.
+``NAME`` is a handler function ``(conn)`` or an unstarted :class:`~greensrv.Server`; settings
+come from the command line, then ``--config FILE``, then the Server's own options, then the
+defaults (``greensrv.flags`` lists them all). The command always runs a master
+(``docs/deploy.md``), so ``HUP`` reloads even one worker: the master imports the application
+again, as it is on disk then, and forks the new workers from it. Errors are one line on stderr
+and a non-zero exit, naming the flag or config key as the operator wrote it; ``--log-level
+debug`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__, compiled
+from . import _accelerate
+from ._version import __version__
+from .application import Application, option_value
+from .command_settings import CommandError, Settings, format_value, resolve
+from .credentials import Credentials
 from .errors import GreensrvError
+from .flags import FLAGS, Flag
+from .pidfile import PidFile, PidFileBusy
+from .reloader import Reloader
 from .server import Server
 from .tls import server_context
+from .workers import Master
 
-__all__ = ["main", "version_line"]
+__all__ = ["CommandError", "main", "version_line"]
 
 log = logging.getLogger("greensrv")
 
-
-#: Where a handler function listens when no ``--bind`` is given: loopback only (exposing a
-#: server is a decision to make explicitly), on the port gunicorn and uvicorn use.
-DEFAULT_BIND = "127.0.0.1:8000"
-#: Workers when neither ``--workers`` nor the server sets them: one, still under a master so
-#: that HUP reloads and a crash is replaced; docs/deploy.md says when to run more.
-DEFAULT_WORKERS = 1
 LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(message)s"
+#: Settings that only mean something with --proxy-protocol.
+PROXY_DEPENDENT = ("proxy_allow_from", "proxy_timeout")
+_GROUPS = {"TLS": "TLS", "PROXY": "PROXY protocol (behind HAProxy, nginx, a load balancer)",
+           "process": "the master and its workers"}
 
 
 def version_line() -> str:
     """What ``--version`` prints: the version and which modules run compiled (docs/compiled.md),
     since a build without a C compiler runs the same code, only slower."""
+    compiled = _accelerate.compiled
     built = f"compiled: {', '.join(compiled)}" if compiled else "pure Python, nothing compiled"
     return f"greensrv {__version__} ({built})"
 
@@ -54,14 +59,20 @@ class _PrintVersion(argparse.Action):
         parser.exit()
 
 
-class CommandError(Exception):
-    """A problem the command reports in one line (bad MODULE:NAME, bad option value)."""
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """A usage error in one line, like every other error of the command."""
         self.exit(2, f"greensrv: error: {message} (greensrv --help lists the options)\n")
+
+
+def _typed(flag: Flag) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            return flag.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = flag.key  # argparse names the type in some messages
+    return parse
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,166 +81,148 @@ def parser() -> argparse.ArgumentParser:
         description="Run a greensrv server: a master process that binds the listening sockets "
                     "and supervises forked workers. TERM/INT stop gracefully, HUP reloads "
                     "the application without dropping a connection, TTIN/TTOU add or remove "
-                    "a worker.",
-        epilog="MODULE:NAME names a handler function (conn) or an unstarted greensrv.Server; "
-               "for a Server, options not given here are its own. See docs/deploy.md.")
+                    "a worker, USR1 reopens the log files.",
+        epilog="MODULE:NAME names a handler function (conn) or an unstarted greensrv.Server, "
+               "in a module or a file (path/to/app.py:server); for a Server, settings not "
+               "given here or in --config are its own. Every option is also a --config key, "
+               "with '-' written '_'. See docs/deploy.md.")
     ap.add_argument("app", metavar="MODULE:NAME",
-                    help="the application, e.g. myapp:handler or myapp.server:server")
-    ap.add_argument("-b", "--bind", action="append", metavar="ADDRESS",
-                    help="listen on HOST:PORT, [V6]:PORT, unix:PATH, fd:N, systemd or "
-                         f"systemd:NAME; repeat for several (default {DEFAULT_BIND}, or the "
-                         "Server's own)")
-    ap.add_argument("-w", "--workers", type=int, metavar="N",
-                    help=f"worker processes (default {DEFAULT_WORKERS}, or the Server's own)")
-    ap.add_argument("--reuse-port", action="store_true", default=None,
-                    help="each worker binds its own SO_REUSEPORT socket (docs/deploy.md)")
-    ap.add_argument("-c", "--concurrency", type=int, metavar="N",
-                    help="most live connections per worker (default unlimited)")
-    ap.add_argument("--graceful-timeout", type=float, metavar="SECONDS",
-                    help="how long a stop or reload lets connections finish (default 10)")
-    ap.add_argument("--worker-timeout", type=float, metavar="SECONDS",
-                    help="kill and replace a worker whose hub is blocked this long (default 30)")
-    tls = ap.add_argument_group("TLS")
-    tls.add_argument("--certfile", metavar="FILE", help="certificate chain (PEM); turns TLS on")
-    tls.add_argument("--keyfile", metavar="FILE", help="private key (PEM), if not in certfile")
-    tls.add_argument("--ca-certs", metavar="FILE",
-                     help="CA bundle; clients must present a certificate it signed")
-    proxy = ap.add_argument_group("PROXY protocol (behind HAProxy, nginx, a load balancer)")
-    proxy.add_argument("--proxy-protocol", choices=("v1", "v2", "any"),
-                       help="every connection starts with a PROXY header of this version")
-    proxy.add_argument("--proxy-allow-from", metavar="CIDR[,CIDR...]",
-                       help="addresses allowed to send the header (default loopback)")
-    ap.add_argument("--log-level", default="info",
-                    choices=("debug", "info", "warning", "error", "critical"),
-                    help="default %(default)s; debug also shows tracebacks of errors")
-    ap.add_argument("--pid", metavar="FILE", help="write the master's PID to FILE")
+                    help="the application, e.g. myapp:handler or examples/chat.py:server")
+    ap.add_argument("--config", metavar="FILE",
+                    help="TOML file of settings (keys: the long options, '-' written '_'); "
+                         "the command line overrides it")
+    ap.add_argument("--check-config", action="store_true",
+                    help="print the resolved settings as 'key = value' and exit")
+    groups: dict[str, Any] = {"serving": ap}
+    for flag in FLAGS:
+        group = groups.get(flag.group)
+        if group is None:
+            group = groups[flag.group] = ap.add_argument_group(_GROUPS[flag.group])
+        names = [flag.short, flag.flag] if flag.short else [flag.flag]
+        if flag.metavar is None:
+            group.add_argument(*names, dest=flag.key, action="store_true", default=None,
+                               help=flag.help)
+        else:
+            group.add_argument(*names, dest=flag.key, metavar=flag.metavar, type=_typed(flag),
+                               action="append" if flag.repeat else "store", help=flag.help)
     ap.add_argument("--version", action=_PrintVersion, nargs=0,
                     help="print the version and which modules run compiled, then exit")
     return ap
 
 
-def load_target(spec: str) -> Any:
-    """Import ``MODULE:NAME`` and return the object; CommandError in one line if impossible."""
-    module_name, sep, name = spec.partition(":")
-    if not sep or not module_name or not name:
-        raise CommandError(f"{spec!r}: expected MODULE:NAME, e.g. myapp:handler")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise CommandError(f"cannot import {module_name!r} (from {spec!r}): "
-                           f"{type(exc).__name__}: {exc}") from exc
-    target: Any = module
-    for part in name.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise CommandError(f"{spec!r}: module {module_name!r} has no {name!r}") from None
-    if isinstance(target, Server):
-        if target.started or target.closed:
-            raise CommandError(f"{spec!r}: the Server was already started; give an unstarted "
-                               "one (the command starts it in each worker)")
-        return target
-    if inspect.isclass(target) or not callable(target):
-        raise CommandError(f"{spec!r} is a {type(target).__name__}: expected a handler "
-                           "function (conn) or an unstarted greensrv.Server")
-    return target
-
-
-def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The Server options the command line sets (only those given)."""
-    given: dict[str, Any] = {}
-    if args.bind:
-        given.update(listen=list(args.bind), host=None, port=None)
-    for option, value in (("workers", args.workers), ("reuse_port", args.reuse_port),
-                          ("concurrency", args.concurrency),
-                          ("shutdown_timeout", args.graceful_timeout),
-                          ("worker_timeout", args.worker_timeout),
-                          ("proxy_protocol", args.proxy_protocol)):
-        if value is not None:
-            given[option] = value
-    if args.proxy_allow_from:
-        given["proxy_trusted"] = tuple(p.strip() for p in args.proxy_allow_from.split(",")
-                                       if p.strip())
-    if args.certfile:
-        given["ssl_context"] = server_context(args.certfile, args.keyfile, cafile=args.ca_certs,
-                                              require_client_cert=args.ca_certs is not None)
-    elif args.keyfile or args.ca_certs:
-        raise CommandError("--keyfile and --ca-certs need --certfile")
+def server_options(settings: Settings) -> dict[str, Any]:
+    """The Server options the settings give, checked across flags (PROXY, TLS)."""
+    given = settings.server_options()
+    if "listen" in given:
+        given["listen"] = list(given["listen"])
+    certfile = settings.get("certfile")
+    if certfile is not None:
+        given["ssl_context"] = _tls_context(settings)
+    elif settings.get("keyfile") or settings.get("ca_certs"):
+        which = settings.origin("keyfile" if settings.get("keyfile") else "ca_certs")
+        raise CommandError(f"{which} needs --certfile")
     return given
 
 
-def build_server(target: Any, given: dict[str, Any]) -> Server:
-    """A new Server: the target's options (or the handler with defaults), then ``given``."""
-    unknown = [k for k in given if k not in inspect.signature(Server).parameters]
-    if unknown:
-        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
-        raise CommandError(f"{flags}: this greensrv's Server has no option {unknown[0]!r} yet")
-    if isinstance(target, Server):
-        options = target.options
-        if "listen" in given:
-            options.pop("listen", None)
-    else:
-        options = {"handler": target, "listen": [DEFAULT_BIND]}
-    options.update(given)
-    if options.get("workers") is None:
-        options["workers"] = DEFAULT_WORKERS
+def _tls_context(settings: Settings) -> Any:
+    import ssl
+
+    certfile, keyfile = settings.get("certfile"), settings.get("keyfile")
+    where = settings.origin("certfile")
+    if os.path.isdir(certfile):
+        raise CommandError(f"{where} {certfile}: is a directory; give the certificate file "
+                           "(PEM)")
     try:
-        return Server(**options)
-    except (TypeError, ValueError) as exc:
-        raise CommandError(str(exc)) from exc
+        return server_context(certfile, keyfile, cafile=settings.get("ca_certs"),
+                              require_client_cert=settings.get("ca_certs") is not None)
+    except ssl.SSLError as exc:
+        hint = ("; if the private key is in its own file, give it with --keyfile"
+                if keyfile is None else "")
+        raise CommandError(f"{where} {certfile}: {_tls_reason(exc)}{hint}") from None
+    except FileNotFoundError as exc:  # tls.py names the option: certfile, keyfile or cafile
+        option = str(exc.strerror).partition(":")[0]
+        key = {"keyfile": "keyfile", "cafile": "ca_certs"}.get(option, "certfile")
+        raise CommandError(f"{settings.origin(key)} {exc.filename}: no such file") from None
 
 
-class Application:
-    """Loads ``MODULE:NAME`` in the master, and again from disk in each reloaded worker.
-
-    A reload forgets the modules that the first import added from the application's own
-    directory (never installed packages or greensrv itself) and imports them afresh.
-    """
-
-    def __init__(self, spec: str, given: dict[str, Any]) -> None:
-        self.spec = spec
-        self.given = given
-        before = set(sys.modules)
-        self.server = build_server(load_target(spec), given)
-        self.root = _application_root(spec)
-        self.modules = [name for name in set(sys.modules) - before
-                        if _is_under(sys.modules[name], self.root)]
-
-    def reload(self) -> Server:
-        for name in self.modules:
-            sys.modules.pop(name, None)
-        importlib.invalidate_caches()
-        return build_server(load_target(self.spec), self.given)
+def _tls_reason(exc: BaseException) -> str:
+    text = str(exc)
+    return text.split(": ", 1)[1] if text.startswith("certfile ") and ": " in text else text
 
 
-def _application_root(spec: str) -> Path | None:
-    module = sys.modules.get(spec.partition(":")[0].split(".")[0])
-    origin = getattr(module, "__file__", None)
-    if origin is None:
-        return None
-    path = Path(origin).resolve().parent
-    return path.parent if Path(origin).name == "__init__.py" else path
+def load(args: argparse.Namespace) -> tuple[Settings, Application]:
+    """The settings and the application built with them (imports the application)."""
+    settings = resolve(args)
+    for directory in (os.getcwd(), settings.get("app_dir")):
+        if directory is not None and directory not in sys.path:
+            sys.path.insert(0, directory)  # --app-dir ends up first, then the current directory
+    application = Application(args.app, server_options(settings), settings.in_their_words)
+    for key in PROXY_DEPENDENT:
+        if key in settings.values and application.server.options.get("proxy_protocol") is None:
+            raise CommandError(f"{settings.origin(key)} needs --proxy-protocol (without it no "
+                               "PROXY header is read, and the setting would do nothing)")
+    if (settings.get("max_worker_connections_jitter") is not None
+            and settings.get("max_worker_connections") is None):
+        raise CommandError(f"{settings.origin('max_worker_connections_jitter')} needs "
+                           "--max-worker-connections")
+    return settings, application
 
 
-def _is_under(module: Any, root: Path | None) -> bool:
-    origin = getattr(module, "__file__", None)
-    if root is None or origin is None or "site-packages" in origin:
-        return False
-    return Path(origin).resolve().is_relative_to(root)
+def check_config(settings: Settings, server: Server) -> str:
+    """``--check-config``'s output: every setting as ``key = value``, resolved."""
+    lines = []
+    proxy = option_value(server, "proxy_protocol") is not None
+    for flag in FLAGS:
+        if flag.key in PROXY_DEPENDENT and not proxy:
+            continue  # meaningless without the protocol, and refused in a file without it
+        if flag.option is not None:
+            value = option_value(server, flag.option)
+            if flag.metavar is None:  # a switch: is it on?
+                value = value == flag.switch_value
+            elif value is None and not getattr(flag.parse, "accepts_none", False):
+                continue  # not set, and no word for that (e.g. no proxy_protocol)
+            elif value is not None:  # as the file would give it: 5 seconds is 5.0
+                value = _as_in_a_file(flag, value)
+        elif flag.key == "log_level":
+            value = settings.get("log_level", "info")
+        else:
+            value = settings.get(flag.key)
+            if value is None:
+                continue  # a command setting not used
+        lines.append(f"{flag.key} = {format_value(value)}")
+    return "\n".join(lines)
+
+
+def _as_in_a_file(flag: Flag, value: Any) -> Any:
+    """``value`` as the config file would give it; as it is if the file has no form for it
+    (a bound socket object in a Server's ``listen``)."""
+    values = list(value) if flag.repeat and not isinstance(value, str) else [value]
+    try:
+        parsed = [flag.parse(v) for v in values]
+    except ValueError:
+        return [str(v) for v in values] if flag.repeat else str(value)
+    return parsed if flag.repeat else parsed[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     args = parser().parse_args(argv)
-    debug = args.log_level == "debug"
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # like python -m: the application is found from here
+    level = (args.log_level or "info").upper()
+    debug = level == "DEBUG"
     try:
-        application = Application(args.app, overrides(args))
-        return _run(application, args.pid)
-    except (CommandError, GreensrvError, OSError, ValueError) as exc:
+        settings, application = load(args)
+        level = str(settings.get("log_level", "info")).upper()
+        debug = level == "DEBUG"
+        user, group = settings.get("user"), settings.get("group")
+        credentials = Credentials.look_up(user, group) if user or group else None
+        if args.check_config:
+            sys.stdout.write(check_config(settings, application.server) + "\n")
+            return 0
+        _configure_logging(level, settings.get("log_file"))
+        return _run(settings, application, credentials)
+    except (CommandError, GreensrvError, OSError, ValueError, PidFileBusy) as exc:
         if debug:
+            logging.basicConfig(format=LOG_FORMAT)
             log.exception("greensrv: error")
         sys.stderr.write(f"greensrv: error: {_one_line(exc)}\n")
         return 1
@@ -237,20 +230,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _run(application: Application, pidfile: str | None) -> int:
-    from .workers import Master
+def _configure_logging(level: str, log_file: str | None) -> None:
+    if log_file is not None:
+        try:
+            handler: logging.Handler = logging.FileHandler(log_file)
+        except OSError as exc:
+            raise CommandError(f"--log-file {log_file}: {exc.strerror or exc}") from None
+    else:
+        handler = logging.StreamHandler()
+    logging.basicConfig(level=level, format=LOG_FORMAT, handlers=[handler])
 
-    factory: Callable[[], Server] = application.reload
-    if pidfile:
-        Path(pidfile).write_text(f"{os.getpid()}\n")
+
+def _run(settings: Settings, application: Application, credentials: Credentials | None) -> int:
+    if credentials is not None and settings.get("log_file"):
+        credentials.give(settings.get("log_file"))
+    recycle = None
+    if settings.get("max_worker_connections") is not None:
+        recycle = (settings.get("max_worker_connections"),
+                   settings.get("max_worker_connections_jitter") or 0)
+    reloader = None
+    if settings.get("reload"):
+        if application.root is None:
+            raise CommandError("--reload: cannot tell which directory the application is in")
+        reloader = Reloader(application.root)
+    pidfile = PidFile(settings.get("pid")) if settings.get("pid") else None
+    if pidfile is not None:
+        pidfile.claim()
     try:
-        Master(application.server, factory).run()
+        if reloader is not None:
+            reloader.start()
+        Master(application.server, application.reload, credentials=credentials,
+               recycle=recycle).run()
     finally:
-        if pidfile:
-            try:
-                os.unlink(pidfile)
-            except OSError:
-                pass
+        if reloader is not None:
+            reloader.stop()
+        if pidfile is not None:
+            pidfile.release()
     return 0
 
 

@@ -18,7 +18,6 @@ the hooks and end this client alone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from itertools import count
 from typing import Any
 
@@ -26,12 +25,13 @@ from gevent import Greenlet, getcurrent
 from gevent.event import Event
 
 from ._accelerate import accelerate
+from .admission import Admission
+from .config import ServerConfig
 from .connection import Connection, ConnectionHooks
 from .errors import FilterError, TLSError
-from .filters import Filter
-from .limits import Limits
 from .proxy import ProxyHeader
-from .proxy_io import ProxySettings, client_address, receive_proxy_header
+from .proxy_io import client_address, receive_proxy_header
+from .statistics import Counters
 from .tls import wrap_server_socket
 from .transport import close_quietly, describe_handshake_failure, is_tls_socket
 
@@ -58,67 +58,43 @@ class ClientLife:
     ``all_ended`` is set while it is empty. ``connections`` is the server's registry of live
     connections (``Server.connections``).
 
-    The server sets two fields as it goes: ``grace_deadline``, the end of a running shutdown's
-    grace (None until a stop), and ``capacity_freed``, called as each client ends while
-    accepting is paused at the concurrency limit (None otherwise, so that an unlimited server
-    pays no call per client).
+    It asks the server's :class:`~greensrv.admission.Admission` whether a client may come in
+    (``stopping``, the per-IP counts), how long a stop's grace lasts (``grace_deadline``) and
+    whether accepting may resume as a client ends (``capacity_freed``); it never writes them.
     """
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        handler: Callable[[Connection], Any] | None,
-        client_input: Callable[[Connection, Any], Any] | None,
-        shutdown_on_error: bool,
-        pre_connect: Callable[[Any, Any], Any] | None,
-        on_connected: Callable[..., Any] | None,
-        client_args: tuple[Any, ...],
-        on_disconnected: Callable[[Connection], Any] | None,
-        make_in: Callable[[], Filter],
-        make_out: Callable[[], Filter] | None,
-        ssl_context: Any,
-        limits: Limits,
-        hooks: ConnectionHooks,
-        connections: dict[int, Connection],
-        counters: dict[str, int],
-        server: Any,
-        proxy: ProxySettings | None = None,
-        claim_ip: Callable[[str], bool] | None = None,
-        release_ip: Callable[[str], None] | None = None,
-        claimed_at_accept: bool = False,
-    ) -> None:
-        self.name = name
-        self.handler = handler
-        self.client_input = client_input
-        self.shutdown_on_error = shutdown_on_error
-        self.pre_connect = pre_connect
-        self.on_connected = on_connected
-        self.client_args = client_args
-        self.on_disconnected = on_disconnected
-        self.make_in = make_in
-        self.make_out = make_out
-        self.ssl_context = ssl_context
-        self.limits = limits
+    def __init__(self, config: ServerConfig, hooks: ConnectionHooks, admission: Admission,
+                 connections: dict[int, Connection], counters: Counters, server: Any) -> None:
+        self.name = config.name
+        self.handler = config.handler
+        self.client_input = config.client_input
+        self.shutdown_on_error = config.client_shutdown_on_error
+        self.pre_connect = config.client_pre_connect
+        self.on_connected = config.client_connected
+        self.client_args = config.client_args
+        self.on_disconnected = config.client_disconnected
+        self.make_in = config.make_in
+        self.make_out = config.make_out
+        self.ssl_context = config.ssl_context
+        self.limits = config.limits
         self.hooks = hooks
+        #: Who may come in (the limit, the per-IP counts, the stop): asked, never written.
+        self.admission = admission
         self.connections = connections
         self.counters = counters  # the server's statistics counters
         self.server = server
-        #: The PROXY protocol settings, or None; with them, ``claim_ip`` counts
-        #: max_connections_per_ip by the client's address the header names.
-        self.proxy = proxy
-        self.claim_ip = claim_ip
-        self.release_ip = release_ip
-        #: The server counted the accepted peer's IP (max_connections_per_ip without PROXY):
-        #: the life releases it at its end.
-        self.claimed_at_accept = claimed_at_accept
+        #: The PROXY protocol settings, or None; with them, max_connections_per_ip is counted
+        #: by the client's address the header names.
+        self.proxy = config.proxy
+        per_ip = config.max_connections_per_ip is not None
+        self.claims_ip = per_ip
+        #: max_connections_per_ip without PROXY: the accepted peer's IP is claimed at accept,
+        #: and the life releases it at its end.
+        self.claimed_at_accept = per_ip and config.proxy is None
         self.ids = count(1)
-        self.greenlets: set[Greenlet] = set()
+        self.greenlets: set[Greenlet] = admission.clients
         self.all_ended = Event()
         self.all_ended.set()
-        self.grace_deadline: float | None = None
-        self.stopping = False
-        self.capacity_freed: Callable[[], None] | None = None
         self._serve = self.serve  # bound once: each client's greenlet runs this one object
         #: Bytes read and sent by the connections closed so far (the server's statistics add
         #: the live ones).
@@ -135,16 +111,15 @@ class ClientLife:
         """A listener's accepted socket, in the hub: start its life, or refuse it and close it
         (a stop has begun, or max_connections_per_ip without PROXY: refused before any greenlet
         or object is made). Compiled: no Python frame per client."""
-        counters = self.counters
-        counters["accepted"] = counters.get("accepted", 0) + 1
-        if self.stopping:  # accepted as the stop began, before the listeners closed
+        self.counters.accepted += 1
+        admission = self.admission
+        if admission.stopping:  # accepted as the stop began, before the listeners closed
             close_quietly(sock)
             return
-        if self.claimed_at_accept and isinstance(address, tuple):
-            assert self.claim_ip is not None
-            if not self.claim_ip(address[0]):
-                close_quietly(sock)
-                return
+        if (self.claimed_at_accept and isinstance(address, tuple)
+                and not admission.claim_ip(address[0])):
+            close_quietly(sock)
+            return
         self.spawn(sock, address)  # the life releases the IP and may resume accepting
 
     def spawn(self, sock: Any, address: Any) -> None:
@@ -162,8 +137,7 @@ class ClientLife:
         its life never saw."""
         close_quietly(sock)
         if self.claimed_at_accept and isinstance(address, tuple):
-            assert self.release_ip is not None
-            self.release_ip(address[0])
+            self.admission.release_ip(address[0])
         self._ended(glet)
 
     def _ended(self, glet: Any) -> None:
@@ -171,7 +145,7 @@ class ClientLife:
         greenlets.discard(glet)
         if not greenlets:
             self.all_ended.set()
-        freed = self.capacity_freed
+        freed = self.admission.capacity_freed
         if freed is not None:
             freed()
 
@@ -192,8 +166,8 @@ class ClientLife:
                 if header is None:
                     return
                 address = client_address(header, address)
-                if self.claim_ip is not None and isinstance(address, tuple):
-                    if not self.claim_ip(address[0]):
+                if self.claims_ip and isinstance(address, tuple):
+                    if not self.admission.claim_ip(address[0]):
                         return
                     claimed = address[0]
             if self.pre_connect is not None:
@@ -232,7 +206,7 @@ class ClientLife:
             if error is not None:
                 conn.error = None
                 hooks.report_error(conn, error)
-            conn.finish(self.grace_deadline)
+            conn.finish(self.admission.grace_deadline)
         finally:
             self._end(accepted, others, conn, claimed, connected)
 
@@ -242,8 +216,7 @@ class ClientLife:
         greenlet saves its stack, serve's frame included, for as long as it waits."""
         try:
             if claimed is not None:
-                assert self.release_ip is not None
-                self.release_ip(claimed)
+                self.admission.release_ip(claimed)
             closed = None
             if conn is not None:
                 conn.close()  # idempotent; closes conn.socket, start_tls's replacement included

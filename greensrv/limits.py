@@ -10,30 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .options import (
+from .defaults import (
+    DEFAULT_DRAIN_LIMIT,
+    DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_FLUSH_TIMEOUT,
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_HIGH_MARK,
     DEFAULT_LOW_MARK,
     DEFAULT_OUTPUT_LIMIT,
+    DEFAULT_RECORD_GRACE,
     DEFAULT_RECORD_TIMEOUT,
-    check_int,
-    check_seconds,
 )
-from .overload import DEFAULT_RECORD_GRACE, RecordClock
+from .options import check_int, check_seconds
+from .overload import RecordClock
 
 __all__ = ["Limits"]
-
-#: Seconds a closing connection may take to write its queued output once its handler has ended
-#: (outside ``stop()``, which sets its own grace): a peer that reads nothing for this long loses
-#: the rest, yet 30 s lets a slow but live link take a large final reply.
-DEFAULT_FLUSH_TIMEOUT = 30.0
-#: Seconds unread input is read and discarded after FIN, so that closing with unread input does
-#: not make the kernel send a reset that destroys data the peer has not yet read; about one
-#: round trip on the slowest links, short enough not to hold a slot.
-DEFAULT_DRAIN_TIMEOUT = 1.0
-#: Most bytes discarded while closing; a peer still sending after this is cut off (it bounds what
-#: a peer that keeps sending while its connection closes costs).
-DEFAULT_DRAIN_LIMIT = 1 << 20
 
 _SECONDS_OR_NONE = ("idle_timeout", "record_timeout", "record_start_timeout")
 _SECONDS = ("handshake_timeout", "flush_timeout", "drain_timeout", "record_grace")

@@ -1,8 +1,9 @@
-"""Listening sockets: parsing ``host``/``port``/``listen`` and the accept loop policy.
+"""The accept loop and its policy, one :class:`Listener` per listening socket.
 
-Each listening socket is served by a :class:`Listener`, a gevent ``StreamServer`` whose accepted
-sockets go to the owning :class:`~greensrv.Server`. The server, not gevent's pool, decides when
-the listener is full (``concurrency`` can change live); the listener only accepts.
+Each listening socket (opened by ``addresses.open_listening``) is served by a :class:`Listener`,
+a gevent ``StreamServer`` whose accepted sockets go to its owner (the server's per-client life).
+The server's admission, not gevent's pool, decides when the listener is full (``concurrency``
+can change live); the listener only accepts.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import socket as _stdsocket
-import stat
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -19,11 +18,9 @@ from typing import Any, Protocol
 import gevent.socket
 from gevent.server import StreamServer
 
-log = logging.getLogger("greensrv")
+from .addresses import bound_address, format_address
 
-#: Clients waiting to be accepted while the server is at its concurrency limit queue here
-#: (the kernel caps it at net.core.somaxconn); large enough for a burst of reconnects.
-BACKLOG = 1024
+log = logging.getLogger("greensrv")
 
 #: Accept errors that mean "out of a resource for now": retried with backoff, never fatal.
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
@@ -31,87 +28,6 @@ ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, er
 #: Accept errors that mean the peer gave up between the kernel queueing it and our accept.
 ACCEPT_TRANSIENT_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM,
                                      errno.EINTR, errno.ETIMEDOUT})
-
-
-def parse_listen(spec: Any) -> tuple[str, Any]:
-    """Turn one ``listen`` entry into ``(kind, value)``: tcp (host, port), unix path, fd, socket."""
-    if hasattr(spec, "accept") and hasattr(spec, "fileno"):
-        return "socket", spec
-    if not isinstance(spec, str):
-        raise ValueError(f"listen: cannot use {spec!r}; expected 'host:port', '[v6]:port', "
-                         "'unix:/path', 'fd:N', 'systemd[:NAME]' or a bound socket")
-    if spec.startswith("unix:"):
-        path = spec[5:]
-        if not path:
-            raise ValueError(f"listen: {spec!r} names no path")
-        return "unix", path
-    if spec == "systemd" or spec.startswith("systemd:"):
-        return "systemd", spec[8:] or None  # passed by systemd; see greensrv/systemd.py
-    if spec.startswith("fd:"):
-        try:
-            return "fd", int(spec[3:])
-        except ValueError:
-            raise ValueError(f"listen: {spec!r}: expected 'fd:N' with a number") from None
-    host, sep, port = spec.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"listen: cannot parse {spec!r}; expected 'host:port', '[v6]:port', "
-                         "'unix:/path', 'fd:N' or a bound socket")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"listen: {spec!r}: put an IPv6 address in brackets, '[{host}]:{port}'")
-    return "tcp", (host, int(port))
-
-
-def bind_tcp(host: str, port: int, backlog: int = BACKLOG) -> Any:
-    """A listening gevent socket for ``host:port`` (IPv6 sockets are IPv6-only)."""
-    infos = _stdsocket.getaddrinfo(host or None, port, _stdsocket.AF_UNSPEC,
-                                   _stdsocket.SOCK_STREAM, 0, _stdsocket.AI_PASSIVE)
-    family, type_, proto, _, addr = infos[0]
-    sock = gevent.socket.socket(family, type_, proto)
-    try:
-        sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
-        if family == _stdsocket.AF_INET6:
-            sock.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, 1)
-        sock.bind(addr)
-        sock.listen(backlog)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def bind_unix(path: str, backlog: int = BACKLOG) -> Any:
-    """A listening unix socket at ``path``, replacing a stale socket file (never another file)."""
-    try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
-    sock = gevent.socket.socket(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
-    try:
-        sock.bind(path)
-        sock.listen(backlog)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def adopt_socket(sock: Any, backlog: int = BACKLOG) -> Any:
-    """Use an existing bound socket (or an inherited descriptor's) as a listener."""
-    if not isinstance(sock, gevent.socket.socket):
-        sock = gevent.socket.socket(fileno=sock.detach())
-    sock.listen(backlog)
-    return sock
-
-
-def bound_address(sock: Any) -> Any:
-    """The address as ``Server.addresses`` reports it: (host, port) or a unix path."""
-    name = sock.getsockname()
-    if sock.family == _stdsocket.AF_UNIX:
-        return name.decode() if isinstance(name, bytes) else name
-    return (name[0], name[1])
 
 
 class ListenerOwner(Protocol):
@@ -142,16 +58,22 @@ class Listener(StreamServer):
     accept is skipped; any other error is fatal for this listener and reported to ``error``.
     """
 
-    #: Clients accepted per wake-up before other greenlets get a turn.
+    #: Clients accepted per wake-up before other greenlets get a turn (gevent's default); a
+    #: worker sharing its socket with others is given 1 (``workers.SHARED_SOCKET_MAX_ACCEPT``).
     max_accept = 64
     #: Backoff after a capacity error: starts at 10 ms, doubles up to 1 s, so an exhausted
     #: server retries often enough to recover quickly yet never spins.
     min_delay = 0.01
     max_delay = 1.0
 
-    def __init__(self, sock: Any, owner: ListenerOwner, unix_path: str | None = None) -> None:
+    def __init__(self, sock: Any, owner: ListenerOwner, unix_path: str | None = None,
+                 max_accept: int | None = None) -> None:
         self._backoff_timer: Any = None  # set while accepting pauses after a capacity error
+        if not isinstance(sock, gevent.socket.socket):  # this hub's socket over the descriptor
+            sock = gevent.socket.socket(fileno=sock.detach())
         super().__init__(sock, handle=owner.accept_client)
+        if max_accept is not None:
+            self.max_accept = max_accept
         self.owner = owner
         # gevent calls self.full() before each accept and self.do_handle(sock, address) after
         # it: the owner's own callables, bound here, cost no forwarding frame per client. The
@@ -162,6 +84,7 @@ class Listener(StreamServer):
         self.do_handle = owner.accept_client
         self.unix_path = unix_path
         self.address_repr = bound_address(sock)
+        self.name = format_address(self.address_repr)
         self._capacity_episode: float | None = None
         self._backoff = self.min_delay  # gevent resets self.delay after every do_read
         # What do_read needs per client, looked up once: the OS socket's accept (gevent keeps
@@ -192,7 +115,7 @@ class Listener(StreamServer):
         self._backoff = self.min_delay
         if self._capacity_episode is not None:
             log.warning("%s: accepting again on %s after %.1f s out of %s",
-                        self.owner.name, self.address_repr,
+                        self.owner.name, self.name,
                         time.monotonic() - self._capacity_episode, "descriptors or memory")
             self._capacity_episode = None
         family, type_, proto = self._kind
@@ -204,7 +127,7 @@ class Listener(StreamServer):
             self._capacity_episode = time.monotonic()
             log.error("%s: cannot accept on %s: %s; retrying with backoff up to %.1f s "
                       "(logged once until accepting works again)",
-                      self.owner.name, self.address_repr, exc.strerror, self.max_delay)
+                      self.owner.name, self.name, exc.strerror, self.max_delay)
         self.stop_accepting()
         self._backoff_timer = self.loop.timer(self._backoff)
         self._backoff_timer.start(self._resume_after_backoff)

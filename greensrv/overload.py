@@ -21,23 +21,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["IDLE", "SLOW_RECORD", "Progress", "RecordClock", "ShedPolicy", "Victim", "describe"]
+from .defaults import (
+    DEFAULT_RECORD_GRACE,
+    DEFAULT_RECORD_MIN_RATE,
+    DEFAULT_RECORD_TIMEOUT,
+    DEFAULT_SHED_MIN_AGE,
+)
 
-#: Bytes per second a record must keep arriving at once its grace is spent: mod_reqtimeout's
-#: default MinRate. Any real client on any link sends faster (a 2400-baud modem does 300 B/s of
-#: payload, a phone on a bad cell link tens of KB/s); a slowloris drips far slower.
-DEFAULT_RECORD_MIN_RATE = 500.0
-#: Seconds a record gets before its rate counts against it: long enough for a record split over a
-#: few packets on a lossy link (several retransmission timeouts), short enough that a dripping
-#: client holds its slot for seconds, not for record_timeout's half minute.
-DEFAULT_RECORD_GRACE = 5.0
-#: Seconds a connection waiting for input with no unfinished record (one just accepted that has
-#: not spoken yet, or one between requests) is spared by shedding: a real client sends its
-#: request within a LAN round trip of connecting, or of its previous reply, even on a busy
-#: machine (10 ms proved too short there: a starved test client was shed before it spoke);
-#: longer would slow the turnover against clients that connect and say nothing
-#: (concurrency / shed_min_age a second: 1,000 for 100 slots).
-DEFAULT_SHED_MIN_AGE = 0.1
+__all__ = ["IDLE", "SLOW_RECORD", "Progress", "RecordClock", "ShedPolicy", "Victim", "describe"]
 
 #: Why a connection was chosen: it is between records, waiting for input.
 IDLE = "idle"
@@ -55,7 +46,7 @@ class RecordClock:
     applies instead).
     """
 
-    max_time: float | None = 30.0
+    max_time: float | None = DEFAULT_RECORD_TIMEOUT
     min_rate: float | None = DEFAULT_RECORD_MIN_RATE
     grace: float = DEFAULT_RECORD_GRACE
     start_timeout: float | None = None

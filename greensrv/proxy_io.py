@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .addresses import format_address
+from .defaults import DEFAULT_PROXY_TIMEOUT, DEFAULT_PROXY_TRUSTED
 from .options import check_seconds
 from .proxy import ProxyHeader, ProxyHeaderParser, ProxyProtocolError, parse_whole_header
 
@@ -32,14 +34,6 @@ __all__ = ["DEFAULT_PROXY_TIMEOUT", "DEFAULT_PROXY_TRUSTED", "ProxySettings",
 
 log = logging.getLogger("greensrv")
 
-#: Seconds a connection may take to deliver its whole PROXY header. A proxy writes the header
-#: with its first segment, so anything slower is a broken or hostile peer; 5 s still allows a
-#: lost segment to be retransmitted twice (TCP's first retransmission waits 1 s) while a
-#: connection that sends nothing holds its pool slot only briefly.
-DEFAULT_PROXY_TIMEOUT = 5.0
-#: Only proxies on this machine are believed until told otherwise: a header from anyone else
-#: would let any client claim any address.
-DEFAULT_PROXY_TRUSTED = ("127.0.0.0/8", "::1/128")
 #: Bytes peeked per read while looking for the header's end: any v1 line or any v2 header the
 #: parser's default limit allows, in one system call (peeking past the header costs nothing:
 #: only the header's bytes are then read).
@@ -231,7 +225,4 @@ def _discard(sock: Any, n: int) -> None:
 
 
 def _describe(peer: Any) -> str:
-    if isinstance(peer, tuple):
-        host, port = peer[0], peer[1]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return f"unix:{peer}" if peer else "a unix-socket peer"
+    return format_address(peer) if peer else "a unix-socket peer"

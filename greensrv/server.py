@@ -1,4 +1,10 @@
-"""Server: listening, the client pool, the per-client lifecycle and graceful shutdown.
+"""Server: a frozen configuration plus a life: listening, the client pool, the graceful stop.
+
+The server checks its options once (``config.py``), opens its listening sockets
+(``addresses.py``), lets clients in through its admission (``admission.py``) and hands each one
+to the per-client life (``client_life.py``); ``serve_forever()`` runs it as this process's only
+server (``process.py``) or, with ``workers``, under a master (``workers.py``) that forks workers
+each running it over the sockets the master opened.
 
 Resource handling: the server owns its listening sockets (closed by ``stop()``) and every
 client greenlet (in one set from accept to end, waited for or killed by ``stop()``). Each client's
@@ -12,13 +18,9 @@ retried with backoff and never stop the server.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import signal
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import gevent
@@ -26,41 +28,40 @@ from gevent import getcurrent
 from gevent.event import Event
 
 from . import systemd
+from .addresses import ListenSpec, OpenSocket, format_address, open_listening
+from .admission import Admission
 from .client_life import ClientLife
+from .config import ServerConfig
 from .connection import Connection, ConnectionHooks
-from .errors import GreensrvError
-from .filters import Filter, Line
-from .limits import Limits
-from .listeners import Listener, adopt_socket, bind_tcp, bind_unix, parse_listen
-from .master_sockets import reuse_port_socket
-from .options import (
+from .defaults import (
+    DEFAULT_BACKLOG,
+    DEFAULT_CONCURRENCY,
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_HIGH_MARK,
     DEFAULT_LOW_MARK,
+    DEFAULT_NAME,
     DEFAULT_OUTPUT_LIMIT,
+    DEFAULT_PROXY_TIMEOUT,
+    DEFAULT_PROXY_TRUSTED,
+    DEFAULT_RECORD_GRACE,
+    DEFAULT_RECORD_MIN_RATE,
     DEFAULT_RECORD_TIMEOUT,
+    DEFAULT_SHED_MIN_AGE,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_STOP_GRACE,
     DEFAULT_WORKER_TIMEOUT,
-    check_int,
-    check_seconds,
-    filter_factory,
 )
-from .overload import DEFAULT_RECORD_GRACE, DEFAULT_RECORD_MIN_RATE, DEFAULT_SHED_MIN_AGE
-from .proxy_io import DEFAULT_PROXY_TIMEOUT, DEFAULT_PROXY_TRUSTED, proxy_settings
-from .shedding import Shedder, make_shedder
-from .startup import brief_startup_errors, default_logging, format_address, listen_error
-from .statistics import ErrorLogLimiter, Statistics
+from .errors import GreensrvError
+from .filters import Filter
+from .listeners import Listener
+from .options import check_int
+from .process import brief_startup_errors, default_logging, serve_in_this_process
+from .statistics import Counters, ErrorLogLimiter, Statistics
+from .workers import Master
 
 __all__ = ["Server", "serve_forever"]
 
 log = logging.getLogger("greensrv")
-
-#: A listener's full() while concurrency is unlimited: always False, and a C call (listeners
-#: ask before every accept, so a Python function would cost a frame per client).
-_never_full: Callable[[], bool] = itertools.repeat(False).__next__
-
-_CALLBACKS = ("client_input", "client_pre_connect", "client_connected", "client_disconnected",
-              "client_error", "client_flushed", "client_high", "client_low", "started", "error")
-
 
 _error_log_limiter = ErrorLogLimiter(log)
 
@@ -80,6 +81,24 @@ def _default_client_error(conn: Connection, exc: BaseException) -> None:
 def _default_error(server: Server, exc: BaseException) -> None:
     log.error("%s: listener error: %s", server.name, exc,
               exc_info=(type(exc), exc, exc.__traceback__))
+
+
+class _Option:
+    """A server attribute that reads one of its checked options (``server.name``)."""
+
+    def __init__(self, path: str = "") -> None:
+        self.path = path
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.path = self.path or name
+
+    def __get__(self, server: Any, owner: type | None = None) -> Any:
+        if server is None:
+            return self
+        value = server.config
+        for part in self.path.split("."):
+            value = getattr(value, part)
+        return value
 
 
 class Server:
@@ -138,6 +157,8 @@ class Server:
       workers=None              N: serve_forever() runs a master with N forked workers
       reuse_port=False          each worker binds its own SO_REUSEPORT socket
       worker_timeout=30         a worker whose hub is blocked this long is killed and replaced
+      backlog=1024              clients the kernel queues per listening socket until accepted
+                                (capped by net.core.somaxconn)
 
     Use: ``serve_forever()`` (blocks; SIGINT/SIGTERM stop it gracefully), or ``start()`` and
     later ``stop()``, or ``with Server(...) as server:`` which starts it and stops it on exit.
@@ -146,7 +167,7 @@ class Server:
 
     #: Seconds ``stop()`` gives connections still running after ``shutdown_timeout`` to see
     #: EOF, flush their queued output and end, before closing them and killing their greenlets.
-    stop_grace: float = 1.0
+    stop_grace: float = DEFAULT_STOP_GRACE
 
     def __init__(
         self,
@@ -156,7 +177,7 @@ class Server:
         host: str | None = None,
         port: int | None = None,
         listen: Any = None,
-        concurrency: int = -1,
+        concurrency: int = DEFAULT_CONCURRENCY,
         filter: Filter | Callable[[], Filter] | None = None,
         input_filter: Filter | Callable[[], Filter] | None = None,
         output_filter: Filter | Callable[[], Filter] | None = None,
@@ -173,7 +194,7 @@ class Server:
         client_low: Callable[[Connection], Any] | None = None,
         started: Callable[[Server], Any] | None = None,
         error: Callable[[Server, BaseException], Any] | None = None,
-        shutdown_timeout: float = 10.0,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
         idle_timeout: float | None = None,
         ssl_context: Any = None,
@@ -188,146 +209,79 @@ class Server:
         proxy_protocol: str | None = None,
         proxy_trusted: Iterable[Any] = DEFAULT_PROXY_TRUSTED,
         proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
-        name: str = "greensrv",
+        name: str = DEFAULT_NAME,
         workers: int | None = None,
         reuse_port: bool = False,
         worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
+        backlog: int = DEFAULT_BACKLOG,
     ) -> None:
-        # Every option as given, so the command line can build the same server with overrides.
-        self._given_options = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        if (handler is None) == (client_input is None):
-            raise TypeError("Server needs exactly one of handler and client_input "
-                            f"(got {'both' if handler is not None else 'neither'})")
-        given = dict(client_input=client_input, client_pre_connect=client_pre_connect,
-                     client_connected=client_connected, client_disconnected=client_disconnected,
-                     client_error=client_error, client_flushed=client_flushed,
-                     client_high=client_high, client_low=client_low, started=started,
-                     error=error)
-        if handler is not None and not callable(handler):
-            raise TypeError(f"handler must be callable, not {type(handler).__name__}")
-        for key in _CALLBACKS:
-            value = given[key]
-            if value is not None and not callable(value):
-                raise TypeError(f"{key} must be callable, not {type(value).__name__}")
-        self._on_client_error = client_error or _default_client_error
-        self.client_shutdown_on_error = bool(client_shutdown_on_error)
-        self._on_started = started
-        self._on_error = error or _default_error
-        self._output_callbacks = {k: v for k, v in (("flushed", client_flushed),
-                                                     ("high", client_high),
-                                                     ("low", client_low)) if v is not None}
+        self.config = ServerConfig.from_options(
+            {k: v for k, v in locals().items() if k not in ("self", "__class__")})
+        self._build()
 
-        if filter is not None and (input_filter is not None or output_filter is not None):
-            raise TypeError("give filter, or input_filter and output_filter, not both")
-        if (input_filter is None) != (output_filter is None):
-            raise TypeError("input_filter and output_filter go together: give both or neither")
-        if input_filter is not None:
-            make_in = filter_factory(input_filter, "input_filter")
-            make_out: Callable[[], Filter] | None = filter_factory(output_filter,
-                                                                   "output_filter")
-        else:
-            make_in = filter_factory(filter if filter is not None else Line(), "filter")
-            make_out = None  # the same filter both ways
+    @classmethod
+    def from_config(cls, config: ServerConfig) -> Server:
+        """A server of an already checked configuration (e.g. ``other.config.replace(...)``)."""
+        server = cls.__new__(cls)
+        server.config = config
+        server._build()
+        return server
 
-        check_int("concurrency", concurrency, minimum=-1)
-        #: The bounds every connection of this server enforces, checked once here.
-        self.limits = Limits(high_mark=high_mark, low_mark=low_mark, output_limit=output_limit,
-                             idle_timeout=idle_timeout, record_timeout=record_timeout,
-                             record_min_rate=record_min_rate, record_grace=record_grace,
-                             record_start_timeout=record_start_timeout,
-                             handshake_timeout=handshake_timeout)
-        check_seconds("shutdown_timeout", shutdown_timeout)
-        if max_connections_per_ip is not None:
-            check_int("max_connections_per_ip", max_connections_per_ip, minimum=1)
-        if ssl_context is not None and not hasattr(ssl_context, "wrap_socket"):
-            raise TypeError(f"ssl_context must be an ssl.SSLContext, "
-                            f"not {type(ssl_context).__name__}")
-        self.concurrency = concurrency
-        self.high_mark = high_mark
-        self.low_mark = low_mark
-        self.output_limit = output_limit
-        self.shutdown_timeout = float(shutdown_timeout)
-        self.idle_timeout = self.limits.idle_timeout
-        self.ssl_context = ssl_context
-        self.handshake_timeout = self.limits.handshake_timeout
-        self.record_timeout = self.limits.record_timeout
-        self.max_connections_per_ip = max_connections_per_ip
-        self._proxy = proxy_settings(proxy_protocol, proxy_trusted, proxy_timeout)
-        self.name = name
-        if workers is not None:
-            check_int("workers", workers, minimum=1)
-        check_seconds("worker_timeout", worker_timeout, positive=True)
-        self.workers = workers
-        self.reuse_port = bool(reuse_port)
-        self.worker_timeout = float(worker_timeout)
-
-        if listen is not None:
-            if host is not None or port is not None:
-                raise TypeError("give listen, or host and port, not both")
-            entries = [listen] if isinstance(listen, str) or hasattr(listen, "accept") else listen
-            self._listen_specs = [parse_listen(e) for e in entries]
-            if not self._listen_specs:
-                raise ValueError("listen: no address given")
-        else:
-            if port is not None:
-                check_int("port", port, minimum=0)
-                if port > 65535:
-                    raise ValueError(f"port must be at most 65535, not {port}")
-            self._listen_specs = [("tcp", (host if host is not None else "127.0.0.1",
-                                           port if port is not None else 0))]
-
+    def _build(self) -> None:
+        config = self.config
+        self._on_client_error = config.client_error or _default_client_error
+        self._on_error = config.error or _default_error
         self._listeners: list[Listener] = []
         self._connections: dict[int, Connection] = {}
         self._started = False
         self._closed = False
-        self._stopping = False
         self._forced = 0  # client greenlets the shutdown closed and killed
         self._stopped = Event()
-        self._counters: dict[str, int] = {}
-        self._per_ip: dict[Any, int] = {}
-        self._shedder: Shedder | None = None
+        self._counters = Counters()
         self._hooks = _ServerHooks(self)
-        self._shedder = make_shedder(self._hooks, shedding, shed_min_age,
-                                     self.limits.record_min_rate)
-        self._pick_full_hook()
-        self._life = ClientLife(
-            name=name, handler=handler, client_input=client_input,
-            shutdown_on_error=self.client_shutdown_on_error, pre_connect=client_pre_connect,
-            on_connected=client_connected, client_args=tuple(client_args),
-            on_disconnected=client_disconnected, make_in=make_in, make_out=make_out,
-            ssl_context=ssl_context, limits=self.limits, hooks=self._hooks,
-            connections=self._connections, counters=self._counters, server=self,
-            proxy=self._proxy,
-            claim_ip=self._claim_ip if max_connections_per_ip is not None else None,
-            release_ip=self._release_ip,
-            claimed_at_accept=max_connections_per_ip is not None and self._proxy is None)
+        self._admission = Admission(config.concurrency, config.max_connections_per_ip,
+                                    self._counters, config.shed_policy, self._hooks)
+        self._life = ClientLife(config, self._hooks, self._admission, self._connections,
+                                self._counters, self)
         #: Each client's greenlet from accept until its end (ClientLife.spawn): what counts
         #: toward concurrency, what stop() waits for and what a forced stop kills.
-        self._clients = self._life.greenlets
+        self._clients = self._admission.clients
         self._hooks.closed = self._life.connection_closed  # type: ignore[method-assign]
         self._hooks.accept_client = self._life.accept
 
-    # -- properties ----------------------------------------------------------------------------
+    # -- the options, read as attributes -------------------------------------------------------
+    name: str = _Option()  # type: ignore[assignment]
+    workers: int | None = _Option()  # type: ignore[assignment]
+    reuse_port: bool = _Option()  # type: ignore[assignment]
+    worker_timeout: float = _Option()  # type: ignore[assignment]
+    backlog: int = _Option()  # type: ignore[assignment]
+    shutdown_timeout: float = _Option()  # type: ignore[assignment]
+    ssl_context: Any = _Option()
+    max_connections_per_ip: int | None = _Option()  # type: ignore[assignment]
+    client_shutdown_on_error: bool = _Option()  # type: ignore[assignment]
+    #: The bounds every connection of this server enforces, checked once.
+    limits = _Option()
+    high_mark: int = _Option("limits.high_mark")  # type: ignore[assignment]
+    low_mark: int = _Option("limits.low_mark")  # type: ignore[assignment]
+    output_limit: int = _Option("limits.output_limit")  # type: ignore[assignment]
+    idle_timeout: float | None = _Option("limits.idle_timeout")  # type: ignore[assignment]
+    handshake_timeout: float = _Option("limits.handshake_timeout")  # type: ignore[assignment]
+    record_timeout: float | None = _Option("limits.record_timeout")  # type: ignore[assignment]
+
+    @property
+    def concurrency(self) -> int:
+        """The connection limit now (``set_concurrency`` changes it)."""
+        return self._admission.concurrency
+
     @property
     def options(self) -> dict[str, Any]:
-        """The keyword options this server was made with (the command line rebuilds it from
-        them with its own overrides)."""
-        return dict(self._given_options)
+        """The keyword options this server was made with (``config.options``)."""
+        return dict(self.config.options)
 
     @property
-    def listen_specs(self) -> list[tuple[str, Any]]:
-        """Where ``start()`` will listen, parsed: ``(kind, value)`` per ``listen`` entry."""
-        return list(self._listen_specs)
-
-    def set_listen(self, entries: Iterable[Any]) -> None:
-        """Before ``start()``: listen on ``entries`` (``listen``'s forms) instead; a worker uses
-        it for the sockets its master bound."""
-        if self._started:
-            raise RuntimeError("set_listen() must come before start()")
-        specs = [parse_listen(e) for e in entries]
-        if not specs:
-            raise ValueError("listen: no address given")
-        self._listen_specs = specs
+    def listen_specs(self) -> list[ListenSpec]:
+        """Where ``start()`` will listen, parsed: one spec per ``listen`` entry."""
+        return list(self.config.listen)
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         """Block until ``stop()`` has finished; False if ``timeout`` seconds passed first."""
@@ -361,37 +315,29 @@ class Server:
     def statistics(self) -> Statistics:
         """A frozen snapshot of what the server is doing and why clients were dropped."""
         live = [c for c in self._connections.values() if not c.closed]  # closed: counted below
-        limit = self.concurrency
-        counters = self._counters
+        c = self._counters
         return Statistics(
-            accepting=self.started and not self._full(),
-            live_connections=len(self._clients),
-            pool_free=None if limit < 0 else max(limit - len(self._clients), 0),
-            accepted=counters.get("accepted", 0),
-            refused=counters.get("refused_pre_connect", 0) + counters.get("refused_per_ip", 0),
-            refused_per_ip=counters.get("refused_per_ip", 0),
-            bytes_in=self._life.bytes_in_closed + sum(c.bytes_in for c in live),
-            bytes_out=self._life.bytes_out_closed + sum(c.bytes_out for c in live),
-            client_errors=counters.get("client_errors", 0),
-            tls_failures=counters.get("tls_failures", 0),
-            closed_idle=counters.get("closed_idle", 0),
-            closed_record_timeout=counters.get("closed_record_timeout", 0),
-            closed_output_limit=counters.get("closed_output_limit", 0),
-            closed_shed=counters.get("closed_shed", 0),
-            closed_filter_error=counters.get("closed_filter_error", 0),
-            accept_capacity_errors=counters.get("accept_capacity_errors", 0),
-            listener_errors=counters.get("listener_errors", 0),
-            proxy_rejected=counters.get("proxy_rejected", 0),
-            proxy_untrusted=counters.get("proxy_untrusted", 0),
-            proxy_timeouts=counters.get("proxy_timeouts", 0),
-        )
+            accepting=self.started and not self._admission.full(),
+            live_connections=len(self._clients), pool_free=self._admission.free(),
+            accepted=c.accepted, refused=c.refused_pre_connect + c.refused_per_ip,
+            refused_per_ip=c.refused_per_ip,
+            bytes_in=self._life.bytes_in_closed + sum(conn.bytes_in for conn in live),
+            bytes_out=self._life.bytes_out_closed + sum(conn.bytes_out for conn in live),
+            client_errors=c.client_errors, tls_failures=c.tls_failures,
+            closed_idle=c.closed_idle, closed_record_timeout=c.closed_record_timeout,
+            closed_output_limit=c.closed_output_limit, closed_shed=c.closed_shed,
+            closed_filter_error=c.closed_filter_error,
+            accept_capacity_errors=c.accept_capacity_errors, listener_errors=c.listener_errors,
+            proxy_rejected=c.proxy_rejected, proxy_untrusted=c.proxy_untrusted,
+            proxy_timeouts=c.proxy_timeouts)
 
     def _listening_sockets(self) -> list[Any]:
         return [listener.socket for listener in self._listeners]
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "listening" if self._started else "new"
-        return f"<Server {self.name!r} {state} {self.addresses} live={len(self._clients)}>"
+        where = " ".join(format_address(a) for a in self.addresses) or "-"
+        return f"<Server {self.name!r} {state} {where} live={len(self._clients)}>"
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -399,50 +345,36 @@ class Server:
         if self.workers is not None:
             raise TypeError("start() cannot run a server with workers set: a master owns the "
                             "whole process; call serve_forever()")
-        if self._stopping or self._closed:
+        self._start(open_listening(self.config.listen, reuse_port=self.reuse_port,
+                                   backlog=self.backlog))
+
+    def _start(self, sockets: list[OpenSocket], max_accept: int | None = None) -> None:
+        """Serve on ``sockets`` (now the server's, closed by ``stop()``)."""
+        if self._admission.stopping or self._closed or self._started:
+            for each in sockets:
+                each.sock.close()
+            if self._started and not self._closed and not self._admission.stopping:
+                return
             raise RuntimeError("a stopped server cannot be started again")
-        if self._started:
-            return
-        sockets = []
-        try:
-            for kind, value in self._listen_specs:
-                try:
-                    if kind == "tcp" and self.reuse_port:  # one of several processes on the port
-                        sockets.append((adopt_socket(reuse_port_socket(None, *value)), None))
-                    elif kind == "tcp":
-                        sockets.append((bind_tcp(*value), None))
-                    elif kind == "unix":
-                        sockets.append((bind_unix(value), value))
-                    elif kind == "fd":
-                        sockets.append((adopt_socket(_socket_from_fd(value)), None))
-                    elif kind == "systemd":
-                        sockets.extend((adopt_socket(_socket_from_fd(fd)), None)
-                                       for fd in systemd.listen_sockets(value))
-                    else:
-                        sockets.append((adopt_socket(value), None))
-                except OSError as exc:
-                    raise listen_error(kind, value, exc) from exc
-        except BaseException:
-            for sock, _ in sockets:
-                sock.close()
-            raise
-        self._listeners = [Listener(sock, self._hooks, path) for sock, path in sockets]
+        self._listeners = [Listener(each.sock, self._hooks, each.unix_path, max_accept)
+                           for each in sockets]
         self._started = True
+        self._admission.attach(self._listeners)
         for listener in self._listeners:
             listener.start()
-            if self._full():
-                listener.stop_accepting()
+        self._admission.update()  # paused at once under concurrency=0
         log.info("%s: listening on %s", self.name,
                  ", ".join(format_address(a) for a in self.addresses))
-        if self._on_started is not None:
-            self._on_started(self)
+        if self.config.started is not None:
+            self.config.started(self)
 
     def serve_forever(self) -> None:
         """Start if needed and block until stopped.
 
         In the main thread, SIGTERM and SIGINT start a graceful ``stop()``; a second SIGINT
-        (Ctrl-C) forces it, a second SIGTERM is logged and leaves the graceful stop running.
-        The previous signal handlers are restored before returning. With ``workers`` set this
+        (Ctrl-C) forces it, a second SIGTERM is logged and leaves the graceful stop running;
+        SIGUSR1 reopens the log files (``greensrv.logfiles``). The previous signal handlers
+        are restored before returning. With ``workers`` set this
         process becomes the master of that many forked workers (``docs/deploy.md``).
 
         When the application has not configured :mod:`logging`, INFO and above go to stderr
@@ -450,51 +382,23 @@ class Server:
         left uncaught, it ends the program with that one line on stderr, not a traceback.
         """
         if self.workers is not None:
-            from .workers import Master
-
-            with default_logging(), brief_startup_errors():
+            with default_logging(with_pid=True), brief_startup_errors():
                 Master(self).run()
             return
-        with default_logging():
-            with brief_startup_errors():
-                self.start()
-            restore = self._install_signal_handlers()
-            notifier = systemd.SingleProcessNotifier(self)
-            try:
-                self._stopped.wait()
-            finally:
-                notifier.close()
-                restore()
+        serve_in_this_process(_Running(self))
 
-    def _install_signal_handlers(self) -> Callable[[], None]:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-        watchers = [gevent.signal_handler(sig, self._on_signal, sig) for sig in previous]
-
-        def restore() -> None:
-            for watcher in watchers:
-                watcher.cancel()
-            for sig, handler in previous.items():
-                if handler is not None:
-                    signal.signal(sig, handler)
-        return restore
-
-    def _on_signal(self, signum: int) -> None:
-        """Runs in the hub: only records the signal; stop() runs in its own greenlet."""
-        name = signal.Signals(signum).name
-        if self._stopping:
-            if signum == signal.SIGINT:
-                log.warning("%s: second SIGINT: forcing shutdown, closing %d connection(s) now",
-                            self.name, len(self._clients))
-                gevent.spawn(self._force_close)
-            else:  # a supervisor's repeated TERM must not lose what a graceful stop would keep
-                log.warning("%s: %s again: already stopping gracefully; SIGINT (Ctrl-C) forces "
-                            "it", self.name, name)
-            return
-        log.info("%s: %s received: stopping gracefully; %s forces it", self.name, name,
-                 "Ctrl-C again" if signum == signal.SIGINT else "SIGINT (Ctrl-C)")
-        gevent.spawn(self.stop)
+    def for_worker(self, sockets: Sequence[Any], max_accept: int | None = None,
+                   accept_limit: int | None = None,
+                   at_limit: Callable[[], None] | None = None) -> _Running:
+        """This server as one worker of a master runs it (``workers.Servable``): over
+        ``sockets`` the master opened, accepting at most ``max_accept`` clients per wake-up;
+        ``accept_limit`` and ``at_limit``: see :meth:`_Running.count_accepts`. The server's
+        options are left as they are; its ``start()`` serves on those sockets."""
+        running = _Running(self, [OpenSocket(sock, ListenSpec("socket", sock))
+                                  for sock in sockets], max_accept)
+        if accept_limit is not None and at_limit is not None:
+            running.count_accepts(accept_limit, at_limit)
+        return running
 
     def __enter__(self) -> Server:
         """``with Server(...) as server:`` starts it (unless started) and stops it on exit."""
@@ -507,63 +411,7 @@ class Server:
     def set_concurrency(self, n: int) -> None:
         """Change the connection limit live: 0 pauses accepting, -1 is unlimited."""
         check_int("concurrency", n, minimum=-1)
-        self.concurrency = n
-        self._pick_full_hook()
-        self._update_accepting()
-
-    def _full(self) -> bool:
-        """True while no client may be accepted."""
-        limit = self.concurrency
-        # _clients holds each client's greenlet from accept until it ends (handshake and final
-        # drain included): exactly what counts toward concurrency.
-        return self._stopping or (limit >= 0 and len(self._clients) >= limit)
-
-    def _listener_full(self) -> bool:
-        """A listener's check before each accept under a concurrency limit. When full, the
-        listener stops watching its socket, so each client's end must now ask whether accepting
-        may resume (``capacity_freed``); and clients wait, so the shedder is armed."""
-        if not self._full():
-            return False
-        self._life.capacity_freed = self._capacity_freed
-        if self._shedder is not None and self.concurrency > 0:
-            self._shedder.arm()
-        return True
-
-    def _capacity_freed(self) -> None:
-        """A client ended while accepting was paused at the limit (ClientLife calls it)."""
-        if not self._stopping:
-            self._update_accepting()
-
-    def _pick_full_hook(self) -> None:
-        """The listeners' full(): never full while concurrency is unlimited (a stop closes the
-        listeners, and a client accepted as it begins is refused), so an unlimited server pays
-        no call for it per accept."""
-        full = _never_full if self.concurrency < 0 else self._listener_full
-        self._hooks.full = full
-        for listener in self._listeners:
-            listener.set_full_check(full)
-
-    def _at_capacity(self) -> int | None:
-        """The shedder's question: the concurrency limit while full at it and not stopping."""
-        limit = self.concurrency
-        if self._stopping or limit <= 0 or len(self._clients) < limit:
-            return None
-        return limit
-
-    def _update_accepting(self) -> None:
-        full = self._full()
-        # While paused, each client's end asks again; otherwise spare it the call.
-        self._life.capacity_freed = self._capacity_freed if full else None
-        for listener in self._listeners:
-            if full:
-                listener.stop_accepting()
-            else:
-                listener.resume()
-        if self._shedder is not None:
-            if full:
-                self._shedder.arm()
-            else:
-                self._shedder.disarm()
+        self._admission.set_concurrency(n)
 
     def stop(self, timeout: float | None = None) -> None:
         """Graceful shutdown in phases; see ``docs/lifecycle.md``.
@@ -578,12 +426,11 @@ class Server:
         Idempotent. From a connection's own greenlet it returns at once and the shutdown goes on
         in another greenlet (it cannot wait for the greenlet that called it).
         """
-        if self._stopping:
+        if self._admission.stopping:
             if getcurrent() not in self._clients:
                 self._stopped.wait()
             return
-        self._stopping = True
-        self._life.stopping = True  # a client accepted from now on is refused
+        self._admission.begin_stop()  # a client accepted from now on is refused
         systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
         if getcurrent() in self._clients:
             gevent.spawn(self._stop, timeout)
@@ -593,11 +440,11 @@ class Server:
     def _stop(self, timeout: float | None) -> None:
         timeout = self.shutdown_timeout if timeout is None else float(timeout)
         start = time.monotonic()
+        admission = self._admission
         # Connections that end while we wait flush within what is left of the whole shutdown.
-        self._life.grace_deadline = start + timeout + self.stop_grace
+        admission.set_grace_deadline(start + timeout + self.stop_grace)
         try:
-            if self._shedder is not None:
-                self._shedder.close()
+            admission.stop_shedding()
             for listener in self._listeners:
                 listener.close()
             if self._clients:
@@ -606,7 +453,7 @@ class Server:
             self._life.all_ended.wait(timeout)
             left = len(self._clients)
             if left:
-                self._life.grace_deadline = time.monotonic() + self.stop_grace
+                admission.set_grace_deadline(time.monotonic() + self.stop_grace)
                 for conn in list(self._connections.values()):
                     conn.stop_input()
                 # Connections bound their own flush and drain by the same deadline; the margin
@@ -633,26 +480,9 @@ class Server:
             if glet.dead and glet in self._clients:  # killed before it ran: its life never began
                 self._life.discard_unstarted(glet, sock, address)
 
-    # -- accepting (each accepted socket goes to ClientLife.accept) -----------------------------
-    def _claim_ip(self, ip: str) -> bool:
-        """Count one more connection from ``ip``; False (counted as refused) past the cap."""
-        assert self.max_connections_per_ip is not None
-        n = self._per_ip.get(ip, 0)
-        if n >= self.max_connections_per_ip:
-            self._count("refused_per_ip")
-            return False
-        self._per_ip[ip] = n + 1
-        return True
-
-    def _release_ip(self, ip: str) -> None:
-        n = self._per_ip[ip] - 1
-        if n:
-            self._per_ip[ip] = n
-        else:
-            del self._per_ip[ip]
-
+    # -- what the listeners and connections report ---------------------------------------------
     def _listener_failed(self, listener: Listener, exc: OSError) -> None:
-        self._count("listener_errors")
+        self._counters.listener_errors += 1
         listener.stop_accepting()
         try:
             self._on_error(self, exc)
@@ -660,45 +490,101 @@ class Server:
             log.exception("%s: error callback failed", self.name)
 
     def _report_error(self, conn: Connection, exc: BaseException) -> None:
-        self._count("client_errors")
+        self._counters.client_errors += 1
         try:
             self._on_client_error(conn, exc)
         except Exception:
             log.exception("%s: client_error callback failed on %r", self.name, conn)
 
-    def _count(self, key: str) -> None:
-        self._counters[key] = self._counters.get(key, 0) + 1
+
+class _Running:
+    """The server as a process runs it (``process.Runnable``) and as a worker runs it
+    (``worker_process.WorkerServer``): over the sockets it opens itself, or over a master's."""
+
+    def __init__(self, server: Server, sockets: list[OpenSocket] | None = None,
+                 max_accept: int | None = None) -> None:
+        self.server = server
+        self.name = server.name
+        self._sockets = sockets
+        self._max_accept = max_accept
+
+    @property
+    def addresses(self) -> list[Any]:
+        return self.server.addresses
+
+    @property
+    def stopping(self) -> bool:
+        return self.server._admission.stopping
+
+    @property
+    def live(self) -> int:
+        return len(self.server._clients)
+
+    def start(self) -> None:
+        if self._sockets is None:
+            self.server.start()
+        else:
+            self.server._start(self._sockets, self._max_accept)
+
+    def stop(self, timeout: float | None = None) -> None:
+        self.server.stop(timeout)
+
+    def force_stop(self) -> None:
+        self.server._force_close()
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        return self.server.wait_stopped(timeout)
+
+    def count_accepts(self, limit: int, at_limit: Callable[[], None]) -> None:
+        """After ``limit`` accepted clients, call ``at_limit`` (the worker asks its master for a
+        replacement: ``--max-worker-connections``). On a shared socket the server then stops
+        accepting, so the other workers (or its replacement) take the next clients, which wait
+        in the backlog meanwhile, never refused; its own ``SO_REUSEPORT`` socket keeps accepting
+        until the master stops it, since closing it resets what is queued there. Only such a
+        worker pays the count: one more call per accepted client."""
+        server = self.server
+        hooks = server._hooks
+        accept = hooks.accept_client
+        left = limit
+
+        def counted(sock: Any, address: Any) -> None:
+            nonlocal left
+            accept(sock, address)
+            left -= 1
+            if left == 0:
+                if not server.reuse_port:
+                    server.set_concurrency(0)
+                at_limit()
+
+        hooks.accept_client = counted  # before start(): each listener takes it then
 
 
 class _ServerHooks(ConnectionHooks):
     """How a server's connections and listeners reach it: statistics, client_error, output
     callbacks (ConnectionHooks); accepted sockets, the concurrency limit, listener errors
     (listeners.ListenerOwner); the live connections and listening sockets
-    (shedding.ShedderOwner). Each hook is a bound method of the server or of its ClientLife,
-    set per instance, so a hook costs no forwarding frame (accepting and closing pay them once
-    per client)."""
+    (shedding.ShedderOwner). Each hook is a bound method of the server, of its counters or of
+    its ClientLife, set per instance, so a hook costs no forwarding frame (accepting and
+    closing pay them once per client)."""
 
     accept_client: Callable[[Any, Any], None]  # ListenerOwner: ClientLife.accept
 
     def __init__(self, server: Server) -> None:
         self.name = server.name
-        self.output_callbacks = server._output_callbacks
-        self.count = server._count  # type: ignore[method-assign]
+        self.output_callbacks = server.config.output_callbacks
+        self.count = server._counters.count  # type: ignore[method-assign]
         self.report_error = server._report_error  # type: ignore[method-assign]
-        # closed: set by the server once its ClientLife exists (ClientLife.connection_closed)
-        # accept_client: set by the server once its ClientLife exists (ClientLife.accept)
-        self.full = server._full
+        # closed, accept_client: set by the server once its ClientLife exists
         self.listener_failed = server._listener_failed
         # ShedderOwner (shedding.py)
         self.connections = server._connections
-        self.at_capacity = server._at_capacity
         self.listening_sockets = server._listening_sockets
+
+    def full(self) -> bool:
+        """ListenerOwner: replaced per listener by the admission's check (set_full_check)."""
+        return False
 
 
 def serve_forever(handler: Callable[[Connection], Any] | None = None, **options: Any) -> None:
     """``Server(handler, **options).serve_forever()``; see ``help(greensrv.Server)``."""
     Server(handler, **options).serve_forever()
-
-
-def _socket_from_fd(fd: int) -> Any:
-    return socket.socket(fileno=fd)

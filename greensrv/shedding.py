@@ -10,7 +10,8 @@ making the least progress, and closes them, each with a ``ConnectionShedError`` 
 accept again, and the server fills up again: the watch starts over. It does nothing while the
 backlog is empty, so it costs nothing below capacity.
 
-Ownership: the shedder belongs to the server, which it reaches only through a
+Ownership: the shedder belongs to the server's admission (``admission.py``), which it asks
+whether the server is at capacity; it reaches the rest of the server only through a
 :class:`ShedderOwner` (the server's hooks); it only watches the listening sockets (never accepts
 or closes them) and closes connections through ``Connection.shed``.
 """
@@ -21,18 +22,18 @@ import logging
 import socket
 import struct
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gevent.hub import get_hub
 
 from .errors import ConnectionShedError
-from .options import check_seconds
-from .overload import DEFAULT_RECORD_MIN_RATE, ShedPolicy, describe
+from .overload import ShedPolicy, describe
 
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["Shedder", "ShedderOwner", "accept_queue_length", "make_shedder"]
+__all__ = ["Shedder", "ShedderOwner", "accept_queue_length"]
 
 log = logging.getLogger("greensrv")
 
@@ -64,26 +65,11 @@ class ShedderOwner(Protocol):
     #: header or in its TLS handshake is not in it, so it is never shed).
     connections: dict[int, Connection]
 
-    def at_capacity(self) -> int | None:
-        """The concurrency limit while the server is full at it and not stopping, else None."""
-
     def listening_sockets(self) -> list[Any]:
         """The sockets the listeners accept on."""
 
     def count(self, key: str) -> None:
         """A statistics counter went up by one ("closed_shed")."""
-
-
-def make_shedder(owner: ShedderOwner, shedding: Any, shed_min_age: Any,
-                 record_min_rate: float | None) -> Shedder | None:
-    """The server's shedder, or None under ``shedding=False``; checks both options by name."""
-    if not isinstance(shedding, bool):
-        raise TypeError(f"shedding must be True or False, not {type(shedding).__name__}")
-    check_seconds("shed_min_age", shed_min_age)
-    if not shedding:
-        return None
-    return Shedder(owner, ShedPolicy(float(shed_min_age),
-                                     record_min_rate or DEFAULT_RECORD_MIN_RATE))
 
 
 class Shedder:
@@ -104,9 +90,13 @@ class Shedder:
     #: in statistics and reported to client_error; the log only says that it happens).
     log_interval = 60.0
 
-    def __init__(self, owner: ShedderOwner, policy: ShedPolicy) -> None:
+    def __init__(self, owner: ShedderOwner, policy: ShedPolicy,
+                 at_capacity: Callable[[], int | None]) -> None:
         self.owner = owner
         self.policy = policy
+        #: The concurrency limit while the server is full at it and not stopping, else None
+        #: (the server's admission answers).
+        self.at_capacity = at_capacity
         self._loop: Any = None  # the hub's, taken when first armed (never before a fork)
         self._watchers: dict[int, Any] = {}
         self._timer: Any = None
@@ -118,7 +108,7 @@ class Shedder:
     def arm(self) -> None:
         """The server is full: watch the listening sockets for clients waiting (idempotent)."""
         owner = self.owner
-        if self._armed or self._timer is not None or not owner.at_capacity():
+        if self._armed or self._timer is not None or not self.at_capacity():
             return
         self._armed = True
         if self._loop is None:
@@ -159,7 +149,7 @@ class Shedder:
         """Hub callback: a listening socket is readable while the server is full."""
         self._stop_watching()
         owner = self.owner
-        concurrency = owner.at_capacity()
+        concurrency = self.at_capacity()
         if not concurrency:
             return
         waiting = 0
@@ -209,5 +199,5 @@ class Shedder:
         if self._timer is not None:
             self._timer.close()
             self._timer = None
-        if self.owner.at_capacity():
+        if self.at_capacity():
             self.arm()

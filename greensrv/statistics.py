@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-__all__ = ["ErrorLogLimiter", "Statistics"]
+__all__ = ["Counters", "ErrorLogLimiter", "Statistics"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,43 @@ class Statistics:
     proxy_rejected: int  #: closed for a missing, bad or untrusted PROXY header
     proxy_untrusted: int  #: of those, from a peer outside proxy_trusted
     proxy_timeouts: int  #: of those, whose header took longer than proxy_timeout
+
+
+class Counters:
+    """A server's running counts, one named field each, starting at 0.
+
+    Its parts count through :meth:`count` (``ConnectionHooks.count``) or by adding to a field;
+    either way a misspelt name is an ``AttributeError``, never a count that silently stays 0.
+    """
+
+    __slots__ = ("accepted", "refused_pre_connect", "refused_per_ip", "client_errors",
+                 "tls_failures", "closed_idle", "closed_record_timeout", "closed_output_limit",
+                 "closed_shed", "closed_filter_error", "accept_capacity_errors",
+                 "listener_errors", "proxy_rejected", "proxy_untrusted", "proxy_timeouts")
+
+    accepted: int  #: sockets accepted, including those refused right after
+    refused_pre_connect: int  #: dropped by client_pre_connect
+    refused_per_ip: int  #: dropped by max_connections_per_ip
+    client_errors: int
+    tls_failures: int
+    closed_idle: int
+    closed_record_timeout: int
+    closed_output_limit: int
+    closed_shed: int
+    closed_filter_error: int
+    accept_capacity_errors: int
+    listener_errors: int
+    proxy_rejected: int
+    proxy_untrusted: int
+    proxy_timeouts: int
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def count(self, key: str) -> None:
+        """Add one to the field named ``key``; ``AttributeError`` if there is none."""
+        setattr(self, key, getattr(self, key) + 1)
 
 
 class ErrorLogLimiter:

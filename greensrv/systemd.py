@@ -17,10 +17,9 @@ import logging
 import os
 import socket
 import time
-from typing import Any
 
-__all__ = ["SD_LISTEN_FDS_START", "listen_sockets", "notify", "passed_sockets",
-           "watchdog_interval"]
+__all__ = ["SD_LISTEN_FDS_START", "listen_sockets", "notify", "notify_socket", "passed_sockets",
+           "reloading_lines", "watchdog_interval"]
 
 log = logging.getLogger("greensrv")
 
@@ -77,6 +76,11 @@ def listen_sockets(name: str | None) -> list[int]:
     return fds
 
 
+def notify_socket() -> str | None:
+    """Where notifications go (``NOTIFY_SOCKET``), or None when not run by systemd."""
+    return os.environ.get("NOTIFY_SOCKET") or None
+
+
 def notify(*lines: str) -> bool:
     """Send ``lines`` (e.g. ``"READY=1"``) as one datagram to ``NOTIFY_SOCKET``; True if sent."""
     address = os.environ.get("NOTIFY_SOCKET")
@@ -113,33 +117,3 @@ def watchdog_interval() -> float | None:
     if usec <= 0 or pid != os.getpid():
         return None
     return usec / 2e6
-
-
-class SingleProcessNotifier:
-    """READY, STATUS and WATCHDOG for a server running without workers (``stop()`` sends
-    STOPPING itself).
-
-    The watchdog ping is a timer in the server's own hub, so a hub blocked by a handler that
-    never yields stops the pings and systemd restarts the service, as it should.
-    """
-
-    def __init__(self, server: Any) -> None:
-        self._timer: Any = None
-        if not os.environ.get("NOTIFY_SOCKET"):
-            return
-        notify("READY=1", f"STATUS={server.name}: serving on {_addresses(server)}")
-        interval = watchdog_interval()
-        if interval is not None:
-            import gevent  # only the single-process server, which runs a hub anyway
-
-            self._timer = gevent.get_hub().loop.timer(interval, interval)
-            self._timer.start(notify, "WATCHDOG=1")
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.close()
-            self._timer = None
-
-
-def _addresses(server: Any) -> str:
-    return ", ".join(str(a) for a in server.addresses)

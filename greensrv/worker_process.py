@@ -12,28 +12,32 @@ import os
 import random
 import signal
 import struct
-import sys
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gevent
 import gevent.os
 from gevent.monkey import get_original
 
-from . import listeners
+from .logfiles import reopen_log_files
+from .process import flush_standard_streams, ignore_signals
 
 if TYPE_CHECKING:
     import mmap
 
-    from .server import Server
-    from .workers import Master
-
-__all__ = ["flush_standard_streams", "heartbeat_interval", "run_worker"]
+__all__ = ["MASTER_SIGNALS", "WORKER_BOOT_ERROR", "WorkerServer", "flush_standard_streams",
+           "heartbeat_interval", "run_worker"]
 
 log = logging.getLogger("greensrv")
 
 _signal = get_original("signal", "signal")
 
+#: Signals the master acts on; workers ignore them (they take orders over their control pipe).
+MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU,
+                  signal.SIGUSR1)
+#: A worker's exit status when it could not boot (gunicorn uses the same number).
+WORKER_BOOT_ERROR = 3
 #: The most seconds between two heartbeats; a quarter of worker_timeout when that is shorter,
 #: so a healthy worker is never mistaken for a blocked one.
 HEARTBEAT_INTERVAL = 1.0
@@ -41,27 +45,39 @@ HEARTBEAT_INTERVAL = 1.0
 MASTER_ONLY_ENVIRONMENT = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
-def run_worker(master: Master, generation: int, control: int, status: int,
-               heartbeat: mmap.mmap) -> int:
-    """Boot, serve until told to stop (or the master is gone), stop gracefully; the exit code."""
-    from .workers import MASTER_SIGNALS, SHARED_SOCKET_MAX_ACCEPT, WORKER_BOOT_ERROR
+class WorkerServer(Protocol):
+    """What a worker runs: made in the worker, over the sockets its master opened."""
 
-    for signum in MASTER_SIGNALS:
-        _signal(signum, signal.SIG_IGN)  # orders come over the control pipe, from the master
+    def start(self) -> None:
+        """Begin serving; any exception is the worker's boot error."""
+
+    def stop(self) -> None:
+        """The graceful stop (the master's order, or the master is gone)."""
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Block until stopped."""
+
+
+def run_worker(make_server: Callable[[Callable[[], None]], WorkerServer], worker_timeout: float,
+               control: int, status: int, heartbeat: mmap.mmap,
+               setup: Callable[[], None] | None = None) -> int:
+    """Boot, serve until told to stop (or the master is gone), stop gracefully; the exit code.
+
+    ``setup`` runs first (e.g. switching to an unprivileged user), then ``make_server``, here,
+    after the fork and on a fresh hub: what either raises, or what the server's ``start()``
+    raises, is reported to the master as this worker's boot error. ``make_server`` is given
+    the function that asks the master to replace this worker (its connection limit reached).
+    """
+    ignore_signals(MASTER_SIGNALS, _signal)  # orders come over the control pipe
     _signal(signal.SIGCHLD, signal.SIG_DFL)
     for key in MASTER_ONLY_ENVIRONMENT:
         os.environ.pop(key, None)
     _fresh_hub()
     random.seed()  # fork copied the master's random state; each worker draws its own
     try:
-        server = master.server
-        if master.factory is not None and generation > 1:
-            server = master.factory()  # a reload: the application as it is on disk now
-        server.workers = None  # in this process it is the ordinary single-process server
-        assert master.sockets is not None
-        server.set_listen(master.sockets.worker_entries())
-        if not server.reuse_port:
-            listeners.Listener.max_accept = SHARED_SOCKET_MAX_ACCEPT
+        if setup is not None:
+            setup()
+        server = make_server(lambda: _send(status, "recycle"))
         server.start()
     except BaseException as exc:
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
@@ -69,8 +85,7 @@ def run_worker(master: Master, generation: int, control: int, status: int,
         _send(status, f"error {detail}")
         return WORKER_BOOT_ERROR
     _send(status, "ready")
-    interval = heartbeat_interval(server.worker_timeout)
-    beat = gevent.get_hub().loop.timer(0.0, interval)
+    beat = gevent.get_hub().loop.timer(0.0, heartbeat_interval(worker_timeout))
     beat.start(_beat, heartbeat)
     try:
         orders = gevent.spawn(_stop_when_told, control, server)
@@ -81,16 +96,6 @@ def run_worker(master: Master, generation: int, control: int, status: int,
         logging.shutdown()  # flush the log and what the application printed: the worker
         flush_standard_streams()  # ends with os._exit, which flushes nothing
     return 0
-
-
-def flush_standard_streams() -> None:
-    """Write out what ``sys.stdout`` and ``sys.stderr`` hold (before a fork or ``os._exit``)."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except (OSError, ValueError):
-            pass
 
 
 def heartbeat_interval(worker_timeout: float) -> float:
@@ -113,10 +118,12 @@ def _beat(heartbeat: Any) -> None:
     struct.pack_into("d", heartbeat, 0, time.monotonic())
 
 
-def _stop_when_told(control: int, server: Server) -> None:
+def _stop_when_told(control: int, server: WorkerServer) -> None:
     gevent.os.make_nonblocking(control)
     while True:
         data = gevent.os.nb_read(control, 64)
+        if b"reopen" in data:  # the master got SIGUSR1
+            reopen_log_files()
         if not data or b"stop" in data:  # no data: the master is gone, stop all the same
             server.stop()
             return

@@ -1,13 +1,16 @@
 """The master: binds the listeners once, forks workers, supervises them, reloads them.
 
-A worker is an ordinary single-process :class:`~greensrv.Server` over the listening sockets it
-inherited (or, with ``reuse_port``, its own ``SO_REUSEPORT`` sockets). The master knows nothing
+The master runs anything with the small :class:`Servable` protocol defined here (gunicorn's
+``Arbiter`` knows only ``app.cfg`` and ``app.wsgi()``): a few settings, and ``for_worker(sockets)``
+giving, in each forked worker, something to start and stop over the listening sockets the master
+opened (or, with ``reuse_port``, the worker's own ``SO_REUSEPORT`` sockets). A ``Server`` is one;
+the master never imports it and never changes the object it is given. The master knows nothing
 of connections; it talks to each worker over two pipes and one shared word:
 
 - *control* (master → worker): ``stop`` asks for the §3 graceful stop; end of file (the master
-  died) means the same. Workers ignore TERM, INT, HUP, TTIN and TTOU from anyone, so a signal to
-  the whole process group (systemd's stop, a terminal's Ctrl-C) reaches only the master, which
-  stops every worker gracefully itself.
+  died) means the same; ``reopen`` reopens the log files (the master got SIGUSR1). Workers ignore
+  TERM, INT, HUP, TTIN, TTOU and USR1 from anyone, so a signal to the whole process group
+  (systemd's stop, a terminal's Ctrl-C, logrotate) reaches only the master, which passes it on.
 - *status* (worker → master): ``ready`` once it accepts, or ``error MESSAGE`` if it failed to boot.
 - *heartbeat*: a double in shared memory that a timer in the worker's hub refreshes; a hub
   blocked for longer than ``worker_timeout`` stops refreshing it and the master kills the worker.
@@ -16,11 +19,18 @@ The master never runs a gevent hub: it is plain blocking code (the unpatched ``s
 ``fork`` and ``waitpid``, even if the application monkey-patched them), so a worker starts with
 no greenlet of the master's. Signal handlers only record the signal; the loop acts on it.
 
+Code: the master holds one loaded application per generation (the server it was given, then
+what ``factory`` builds in the master at each HUP) and forks every worker of a generation from
+it, so a crash replacement, a TTIN worker or a hung worker's replacement runs the code of its
+generation, never an unreloaded edit on disk; a generation imports once, not once per worker.
+
 Resource handling: the master owns the listening sockets (closed when it stops, unix socket files
 unlinked) and each worker's pipes and heartbeat (closed when the worker is reaped). Error
 handling: a worker that dies is logged and replaced, with a capped exponential backoff when it
-keeps dying young; a worker that fails while booting makes the master stop and raise
-:class:`WorkerBootError`, except during a reload, which is abandoned and the old workers serve on.
+keeps dying young. A worker that fails while booting at the very first start makes the master
+stop and raise :class:`WorkerBootError`; later (a crash replacement, TTIN) the failure is a young
+death like any other, retried with the backoff; during a reload it abandons the reload and the
+old workers serve on.
 """
 
 from __future__ import annotations
@@ -28,25 +38,44 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import random
 import signal
+import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from gevent.monkey import get_original
 
 from . import systemd
+from .addresses import ListenSpec
 from .errors import WorkerBootError
+from .logfiles import file_handlers, reopen_log_files
 from .master_sockets import MasterSockets
-from .worker_process import flush_standard_streams, heartbeat_interval, run_worker
+from .process import flush_standard_streams
+from .worker_process import (
+    MASTER_SIGNALS,
+    WORKER_BOOT_ERROR,
+    WorkerServer,
+    heartbeat_interval,
+    run_worker,
+)
 
-if TYPE_CHECKING:
-    from .server import Server
 
-__all__ = ["Master", "WorkerBootError"]
+class WorkerIdentity(Protocol):
+    """Who the workers run as (``greensrv.credentials.Credentials``)."""
+
+    def apply(self) -> None:
+        """In a worker, before its server starts."""
+
+    def give(self, path: str) -> None:
+        """Let the workers reopen the file at ``path``."""
+
+
+__all__ = ["MASTER_SIGNALS", "WORKER_BOOT_ERROR", "Master", "Servable", "WorkerBootError"]
 
 log = logging.getLogger("greensrv")
 
@@ -55,10 +84,6 @@ _fork = get_original("os", "fork")
 _waitpid = get_original("os", "waitpid")
 _signal = get_original("signal", "signal")
 
-#: Signals the master acts on; workers ignore them (they take orders over their control pipe).
-MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
-#: A worker's exit status when it could not boot (gunicorn uses the same number).
-WORKER_BOOT_ERROR = 3
 #: First delay before replacing a worker that died young again; doubles per further death.
 RESPAWN_BACKOFF_INITIAL = 0.1
 #: Cap of that delay: a crash loop costs at most one fork and one log line per 30 s, and a
@@ -77,6 +102,50 @@ TICK = 0.5
 SHARED_SOCKET_MAX_ACCEPT = 1
 
 
+class Servable(Protocol):
+    """What the master runs: its settings, and a server for each worker it forks."""
+
+    @property
+    def name(self) -> str:
+        """For the master's log and systemd's STATUS line."""
+
+    @property
+    def workers(self) -> int | None:
+        """How many workers to run (None: one)."""
+
+    @property
+    def listen_specs(self) -> Sequence[ListenSpec]:
+        """Where to listen; the master opens each once."""
+
+    @property
+    def reuse_port(self) -> bool:
+        """Each worker opens its own SO_REUSEPORT socket per TCP address."""
+
+    @property
+    def worker_timeout(self) -> float:
+        """Seconds a worker's hub may stay blocked before it is killed and replaced."""
+
+    @property
+    def backlog(self) -> int:
+        """Clients the kernel queues per listening socket until one is accepted."""
+
+    @property
+    def shutdown_timeout(self) -> float:
+        """Seconds a worker's graceful stop lets connections finish by themselves."""
+
+    @property
+    def stop_grace(self) -> float:
+        """Seconds past that a worker's stop may still take to flush and close."""
+
+    def for_worker(self, sockets: list[socket.socket], max_accept: int | None = None,
+                   accept_limit: int | None = None,
+                   at_limit: Callable[[], None] | None = None) -> WorkerServer:
+        """Called in a forked worker: a server over ``sockets`` (the worker owns them), that
+        accepts at most ``max_accept`` clients per wake-up (None: its default). With
+        ``accept_limit``, once it has accepted that many clients it calls ``at_limit`` (and,
+        on shared sockets, stops accepting: its replacement and the others take over)."""
+
+
 @dataclass
 class Worker:
     """The master's view of one worker process."""
@@ -89,6 +158,7 @@ class Worker:
     started: float
     ready: bool = False
     stop_sent: bool = False
+    recycle: bool = False  # it reached its connection limit: replace it
     error: str | None = None
     inbox: bytes = b""
     blocked_for: float | None = field(default=None)
@@ -104,22 +174,32 @@ class Worker:
 
 
 class Master:
-    """Runs ``server`` as ``server.workers`` forked workers until TERM or INT; see the module.
+    """Runs ``app`` as ``app.workers`` forked workers until TERM or INT; see the module.
 
-    ``factory``, when given, builds a fresh server in each worker forked by a reload (the
-    command line re-imports the application with it); without it a reload forks new workers of
-    the same server object.
+    ``factory``, when given, builds the next generation's :class:`Servable` in the master when
+    a reload begins (the command line re-imports the application with it; an exception abandons
+    the reload); without it a reload forks new workers of the same object. ``credentials``: the
+    identity workers switch to before serving. ``recycle``: ``(N, J)``, a worker that has
+    accepted N plus a random 0..J connections is replaced as a reload replaces it.
     """
 
-    def __init__(self, server: Server, factory: Callable[[], Server] | None = None) -> None:
-        self.server = server
+    def __init__(self, app: Servable, factory: Callable[[], Servable] | None = None, *,
+                 credentials: WorkerIdentity | None = None,
+                 recycle: tuple[int, int] | None = None) -> None:
+        self.app = app
         self.factory = factory
-        self.name = server.name
-        self.target: int = server.workers or 1
-        self.worker_timeout = server.worker_timeout
+        self.credentials = credentials
+        self.recycle = recycle
+        #: (the worker being recycled, its replacement's PID) while one is.
+        self._recycling: tuple[Worker, int] | None = None
+        self.name = app.name
+        self.target: int = app.workers or 1
+        self.worker_timeout = app.worker_timeout
         self.workers: dict[int, Worker] = {}
         self.generation = 1
         self._reload_generation: int | None = None
+        #: The server each live generation's workers are forked from (see the module).
+        self._loaded: dict[int, Servable] = {1: app}
         self._reload_again = False
         self._signals: list[int] = []
         self._failures = 0
@@ -143,7 +223,7 @@ class Master:
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError(f"{self.name}: a server with workers must be run from the main "
                                "thread: its master handles the process's signals")
-        self.sockets = MasterSockets(self.server.listen_specs, self.server.reuse_port)
+        self.sockets = MasterSockets(self.app.listen_specs, self.app.reuse_port, self.app.backlog)
         self.addresses = self.sockets.addresses
         previous = self._install_signals()
         try:
@@ -177,6 +257,7 @@ class Master:
             self._check_heartbeats(now)
             self._advance_reload()
             self._spawn_missing(now)
+            self._advance_recycle(now)
             self._announce_ready()
         self._ping_watchdog(now)
         return True
@@ -242,6 +323,15 @@ class Master:
             log.info("%s: master ignores %s while stopping", self.name, name)
         elif signum == signal.SIGHUP:
             self._begin_reload()
+        elif signum == signal.SIGUSR1:
+            reopen_log_files()
+            if self.credentials is not None:  # the workers reopen them as themselves
+                for handler in file_handlers():
+                    self.credentials.give(handler.baseFilename)
+            log.info("%s: SIGUSR1: reopening log files (the master's and its workers')",
+                     self.name)
+            for worker in self.workers.values():
+                worker.tell(b"reopen\n")
         elif signum == signal.SIGTTIN:
             self.target += 1
             log.info("%s: SIGTTIN: now %d worker(s)", self.name, self.target)
@@ -263,7 +353,8 @@ class Master:
         return [w for w in self.workers.values()
                 if w.generation == generation and not w.stop_sent]
 
-    def _spawn(self, generation: int) -> None:
+    def _spawn(self, generation: int) -> int:
+        server = self._loaded[generation]
         control_r, control_w = os.pipe()
         status_r, status_w = os.pipe()
         heartbeat = mmap.mmap(-1, 8)
@@ -276,7 +367,9 @@ class Master:
                 os.close(control_w)
                 os.close(status_r)
                 self._close_in_worker()
-                code = run_worker(self, generation, control_r, status_w, heartbeat)
+                setup = self.credentials.apply if self.credentials is not None else None
+                code = run_worker(self._worker_server(server), self.worker_timeout,
+                                  control_r, status_w, heartbeat, setup=setup)
             except BaseException:
                 log.exception("%s: worker %d failed", self.name, os.getpid())
             finally:
@@ -287,6 +380,22 @@ class Master:
         self.workers[pid] = Worker(pid, generation, control_w, status_r, heartbeat,
                                    time.monotonic())
         log.info("%s: master forked worker %d (generation %d)", self.name, pid, generation)
+        return pid
+
+    def _worker_server(self, app: Servable) -> Callable[[Callable[[], None]], WorkerServer]:
+        """What a worker runs, made in the worker (its errors are its boot error): ``app`` is
+        its generation's, loaded in the master; ``at_limit`` asks for its replacement."""
+        def make(at_limit: Callable[[], None]) -> WorkerServer:
+            assert self.sockets is not None
+            shared = not self.sockets.reuse_port
+            limit = None
+            if self.recycle is not None:
+                connections, jitter = self.recycle
+                limit = connections + random.randint(0, jitter)  # drawn in the worker
+            return app.for_worker(self.sockets.worker_sockets(),
+                                  max_accept=SHARED_SOCKET_MAX_ACCEPT if shared else None,
+                                  accept_limit=limit, at_limit=at_limit)
+        return make
 
     def _close_in_worker(self) -> None:
         """In a fresh worker: drop what belongs to the master and to the other workers."""
@@ -323,6 +432,10 @@ class Master:
                          worker.generation)
             elif message.startswith("error "):
                 worker.error = message[6:]
+            elif message == "recycle" and not worker.recycle:
+                worker.recycle = True
+                log.info("%s: worker %d reached its connection limit: replacing it", self.name,
+                         worker.pid)
 
     def _announce_ready(self) -> None:
         if self._announced_ready:
@@ -345,11 +458,22 @@ class Master:
             self._reload_again = True
             log.info("%s: SIGHUP during a reload: another reload follows this one", self.name)
             return
-        self._reload_generation = self.generation + 1
-        log.info("%s: SIGHUP: reloading: forking %d worker(s) of generation %d", self.name,
-                 self.target, self._reload_generation)
+        new = self.generation + 1
+        log.info("%s: SIGHUP: reloading: loading generation %d", self.name, new)
         systemd.notify(*systemd.reloading_lines(),
-                       f"STATUS={self.name}: reloading (generation {self._reload_generation})")
+                       f"STATUS={self.name}: reloading (generation {new})")
+        server = self._loaded[self.generation]
+        if self.factory is not None:
+            try:
+                server = self.factory()
+            except Exception as exc:
+                log.debug("%s: generation %d failed to load", self.name, new, exc_info=True)
+                self._reload_generation = new
+                self._abandon_reload(" ".join(f"{type(exc).__name__}: {exc}".split()))
+                return
+        self._loaded[new] = server
+        self._reload_generation = new
+        log.info("%s: forking %d worker(s) of generation %d", self.name, self.target, new)
 
     def _advance_reload(self) -> None:
         new = self._reload_generation
@@ -361,6 +485,8 @@ class Master:
         old = [w for w in self.workers.values() if w.generation < new and not w.stop_sent]
         for worker in old:
             self._stop_worker(worker)
+        self._loaded = {new: self._loaded[new]}  # the old code is no longer forked from
+        self._recycling = None  # the reload replaced it too
         self.generation, self._reload_generation = new, None
         self._failures, self._respawn_at = 0, 0.0
         log.info("%s: reload done: generation %d accepting (workers %s); stopping %s",
@@ -376,10 +502,33 @@ class Master:
                   self.generation, error)
         for worker in self._serving(new):
             self._stop_worker(worker)
+        self._loaded.pop(new, None)  # type: ignore[arg-type]
         self._reload_generation = None
         self._reload_again = False
         systemd.notify("READY=1", f"STATUS={self.name}: reload failed ({error}); "
                        f"generation {self.generation} still serving")
+
+    # -- recycling -----------------------------------------------------------------------------
+    def _advance_recycle(self, now: float) -> None:
+        """One worker at a time: fork its replacement; once that accepts, stop the old one
+        gracefully (a reload's guarantees, for one worker)."""
+        if self._reload_generation is not None:
+            return
+        if self._recycling is not None:
+            old, new_pid = self._recycling
+            new = self.workers.get(new_pid)
+            if new is None:  # the replacement died: try again after the backoff
+                self._recycling = None
+            elif new.ready:
+                self._recycling = None
+                if old.pid in self.workers and not old.stop_sent:
+                    log.info("%s: worker %d replaced by %d", self.name, old.pid, new_pid)
+                    self._stop_worker(old)
+            return
+        waiting = [w for w in self._serving(self.generation) if w.recycle]
+        if waiting and now >= self._respawn_at:
+            old = min(waiting, key=lambda w: w.started)
+            self._recycling = (old, self._spawn(self.generation))
 
     # -- stopping workers ----------------------------------------------------------------------
     def _stop_worker(self, worker: Worker) -> None:
@@ -394,8 +543,8 @@ class Master:
                 self._stop_worker(worker)
 
     def _begin_stop(self) -> None:
-        server = self.server
-        self._stop_deadline = (time.monotonic() + server.shutdown_timeout + server.stop_grace
+        app = self.app
+        self._stop_deadline = (time.monotonic() + app.shutdown_timeout + app.stop_grace
                                + STOP_MARGIN)
         systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
         if self.sockets is not None:
@@ -444,15 +593,11 @@ class Master:
             self._read_status(worker.status)  # a last "error ..." may still be in the pipe
         self._forget(worker)
         how = _describe_status(status)
-        if worker.stop_sent:
-            if worker.blocked_for is None:
-                log.info("%s: worker %d %s after its graceful stop", self.name, worker.pid, how)
-            else:
-                log.warning("%s: worker %d %s during its graceful stop, after being blocked "
-                            "for %.1f s", self.name, worker.pid, how, worker.blocked_for)
-            return
         if worker.error is not None:
             self._boot_failed(worker, worker.error)
+            return
+        if worker.stop_sent:
+            self._log_stopped(worker, how, status)
             return
         extra = (f" after being blocked for {worker.blocked_for:.1f} s"
                  if worker.blocked_for is not None else "")
@@ -460,6 +605,20 @@ class Master:
         if worker.generation == self._reload_generation and not worker.ready:
             self._abandon_reload(f"worker {worker.pid} {how} while booting")
             return
+        self._back_off(worker)
+
+    def _log_stopped(self, worker: Worker, how: str, status: int) -> None:
+        if self._killed_all and os.WIFSIGNALED(status):
+            log.warning("%s: worker %d %s: still running at the stop deadline", self.name,
+                        worker.pid, how)
+        elif worker.blocked_for is not None:
+            log.warning("%s: worker %d %s during its graceful stop, after being blocked "
+                        "for %.1f s", self.name, worker.pid, how, worker.blocked_for)
+        else:
+            log.info("%s: worker %d %s after its graceful stop", self.name, worker.pid, how)
+
+    def _back_off(self, worker: Worker) -> None:
+        """A worker of the current generation died: its replacement waits if they die young."""
         now = time.monotonic()
         self._failures = self._failures + 1 if now - worker.started < STABLE_UPTIME else 1
         delay = respawn_delay(self._failures)
@@ -469,13 +628,18 @@ class Master:
         self._respawn_at = now + delay
 
     def _boot_failed(self, worker: Worker, error: str) -> None:
-        if worker.generation == self._reload_generation:
+        if self._stop_deadline is not None or worker.stop_sent:
+            log.error("%s: worker %d failed to boot: %s", self.name, worker.pid, error)
+        elif worker.generation == self._reload_generation:
             self._abandon_reload(f"worker {worker.pid} failed to boot: {error}")
-            return
-        log.error("%s: worker %d failed to boot: %s", self.name, worker.pid, error)
-        if self._boot_error is None and self._stop_deadline is None:
+        elif not self._announced_ready:  # the very first start: exit rather than crash-loop
+            log.error("%s: worker %d failed to boot: %s", self.name, worker.pid, error)
             self._boot_error = f"worker failed to boot: {error}"
             self._begin_stop()
+        else:  # the service is up: a replacement that cannot boot yet is retried
+            log.error("%s: worker %d failed to boot: %s; retrying", self.name, worker.pid,
+                      error)
+            self._back_off(worker)
 
     def _forget(self, worker: Worker) -> None:
         self.workers.pop(worker.pid, None)
@@ -484,6 +648,7 @@ class Master:
             os.close(worker.status)
             worker.status = -1
         worker.heartbeat.close()
+
 
 def respawn_delay(failures: int) -> float:
     """Seconds before the next worker after ``failures`` workers in a row died young: the first

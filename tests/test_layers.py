@@ -20,34 +20,35 @@ PACKAGE = Path(greensrv.__file__).parent
 #: Lowest first. Each module's layer; every module of the package must be listed.
 LAYERS: dict[str, int] = {
     # 0: pure: no socket, ssl or gevent (the purity tests check those imports)
-    "errors": 0, "filters": 0, "options": 0, "limits": 0, "output_queue": 0, "proxy": 0,
-    "proxy_tlv": 0, "proxy_address": 0, "connection_state": 0, "statistics": 0, "backoff": 0,
-    "overload": 0,
+    "errors": 0, "filters": 0, "defaults": 0, "options": 0, "limits": 0, "output_queue": 0,
+    "proxy": 0, "proxy_tlv": 0, "proxy_address": 0, "connection_state": 0, "statistics": 0,
+    "backoff": 0, "overload": 0, "_version": 0,
+    # 0: the process's small parts: log files reopened on USR1, the PID file, the workers' user
+    "logfiles": 0, "pidfile": 0, "credentials": 0,
     # 0: swaps a compiled twin into a filter module at its import (docs/compiled.md)
     "_accelerate": 0,
-    # 1: byte transports and TLS wrapping
-    "transport": 1, "tls": 1, "systemd": 1,
+    # 1: OS sockets and TLS: byte transports, systemd, opening addresses, reading a PROXY
+    # header; the configuration, which parses listen entries and PROXY settings with them
+    "transport": 1, "tls": 1, "systemd": 1, "addresses": 1, "proxy_io": 1, "config": 1,
     # 2: the connection: a socket joined to filters, needing no server (its parts first)
     "connection_fields": 2, "connection_input": 2, "connection_output": 2, "connection": 2,
-    # 3: the per-client life and the listeners
-    "client_life": 3, "listeners": 3, "master_sockets": 3, "startup": 3, "proxy_io": 3,
-    # 3: shedding at capacity: watches the listening sockets, closes connections
-    "shedding": 3,
+    # 3: shedding, admission, the per-client life, the listeners, running a process
+    "shedding": 3, "admission": 3, "client_life": 3, "listeners": 3, "process": 3,
     # 3: the client side's life before its connection exists (connect, PROXY header, TLS)
     "dial": 3,
-    # 4: the server, and beside it the reconnecting client
-    "server": 4, "client": 4,
-    # 5: the master and its workers (they run servers), then the command line
-    "workers": 5, "worker_process": 5, "cli": 6, "__main__": 6,
+    # 4: the master and its workers, over a protocol of their own (they never import the server)
+    "worker_process": 4, "master_sockets": 4, "workers": 4,
+    # 5: the server (it hands the process to the master), and beside it the reconnecting client
+    "server": 5, "client": 5,
+    # 6: the command line: its settings (flags, the config file), the application it loads,
+    # the --reload watcher
+    "cli": 6, "__main__": 6, "flags": 6, "command_settings": 6, "application": 6, "reloader": 6,
     # 7: the package's public face; test helpers start servers and clients as a user would
     "__init__": 7, "testing": 7,
 }
 
-#: Upward imports allowed, with the reason (each is made at call time, inside a function).
-ALLOWED_UPWARD = {
-    ("server", "workers"): "serve_forever() with workers= hands the whole process to the master "
-                           "(API.md 7.1); the master runs ordinary servers in its workers",
-}
+#: Upward imports allowed, with the reason: none.
+ALLOWED_UPWARD: dict[tuple[str, str], str] = {}
 
 #: Private names of other code that a module may use, with the reason.
 ALLOWED_PRIVATE = {

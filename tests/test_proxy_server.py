@@ -273,7 +273,7 @@ def test_trusted_accepts_addresses_networks_ipv6_and_one_string():
     assert settings.trusts(("::ffff:10.1.2.3", 1, 0, 0))  # IPv4-mapped on a dual-stack socket
     assert not settings.trusts(("127.0.0.1", 1))
     assert proxy_settings("v1", "10.0.0.0/8", 1).trusts(("10.9.9.9", 1))
-    default = Server(lambda conn: None, proxy_protocol="v2")._proxy
+    default = Server(lambda conn: None, proxy_protocol="v2").config.proxy
     assert default.trusts(("127.0.0.5", 1)) and default.trusts(("::1", 1, 0, 0))
     assert not default.trusts(("10.0.0.1", 1))
 

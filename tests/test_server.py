@@ -1461,10 +1461,10 @@ def test_a_forced_stop_closes_the_socket_of_a_client_whose_greenlet_never_ran(ma
     accepted = gevent.socket.socket(fileno=raw.detach())
     try:
         server._life.accept(accepted, address)  # what a listener does, in the hub
-        assert len(server._clients) == 1 and server._per_ip == {"127.0.0.1": 1}
+        assert len(server._clients) == 1 and server._admission.per_ip() == {"127.0.0.1": 1}
         server._force_close()  # no switch in between: the greenlet never started
         assert accepted.fileno() == -1, "the never-started client's socket was left open"
-        assert not server._clients and server._per_ip == {}
+        assert not server._clients and server._admission.per_ip() == {}
         assert server._life.all_ended.is_set()
     finally:
         client.close()

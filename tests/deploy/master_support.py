@@ -215,3 +215,60 @@ def alive(pid: int) -> bool:
         return False
     return True
 
+
+class LoadClients:
+    """Threads that connect, send three lines, read three replies and close, in a loop.
+
+    Every outcome is recorded: the replies (with when each request was made and how long it
+    took) and every error by kind. Nothing is retried, so a refused or reset connection shows.
+    """
+
+    def __init__(self, address, clients: int = 6) -> None:
+        self.address = address
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.replies: list[tuple[float, float, str, int, str]] = []  # start, latency, ver, pid
+        self.errors: list[str] = []
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(clients)]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self, index: int) -> None:
+        n = 0
+        while not self.stop.is_set():
+            lines = [f"c{index}-{n + k}" for k in range(3)]
+            n += 3
+            began = time.monotonic()
+            try:
+                with socket.create_connection(self.address, timeout=READ_TIMEOUT) as sock:
+                    sock.sendall("".join(f"{line}\r\n" for line in lines).encode())
+                    buffer = bytearray()
+                    got = [read_line(sock, buffer) for _ in lines]
+            except (OSError, EOFError) as exc:
+                with self.lock:
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            latency = time.monotonic() - began
+            with self.lock:
+                for line, reply in zip(lines, got, strict=True):
+                    version, pid, echoed = reply.split()
+                    if echoed != line:
+                        self.errors.append(f"sent {line!r}, got {reply!r}")
+                    self.replies.append((began, latency, version, int(pid), echoed))
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.replies)
+
+    def wait_for_more(self, more: int, timeout: float = DEADLINE) -> None:
+        target = self.count() + more
+        deadline = time.monotonic() + timeout
+        while self.count() < target:
+            assert time.monotonic() < deadline, f"load stalled: {self.errors[:5]}"
+            time.sleep(0.01)  # poll interval, not synchronisation
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=READ_TIMEOUT + 5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import struct
@@ -127,6 +128,8 @@ def test_single_process_server_notifies_ready_watchdog_and_stopping(start, app_d
                    WATCHDOG_USEC="200000")
     server.wait_log("listening on")
     ready = notifications.wait("READY=1")
+    status = field(notifications.messages[ready][1], "STATUS") or ""
+    assert re.search(r"serving on 127\.0\.0\.1:\d+$", status), status  # as the master says it
     notifications.wait("WATCHDOG=1", after=ready)
     server.signal(signal.SIGTERM)
     notifications.wait("STOPPING=1", after=ready)
