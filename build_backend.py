@@ -26,7 +26,8 @@ HERE = Path(__file__).resolve().parent
 
 #: Where a source distribution keeps the generated C, one ``<module>.c`` per extension.
 GENERATED = HERE / "generated-c"
-#: ``{"greensrv.filters._c_line": "<sha256 of its inputs>", ...}``, written with the C.
+#: ``{"greensrv.filters._c_line": {"source": "greensrv/filters/line.py", "inputs": "<sha256>"},
+#: ...}``: what each C file was generated from (:func:`inputs_hash`), written with the C.
 INDEX = GENERATED / "index.json"
 #: The Cython version the C needs at least (also the requirement when regenerating it).
 CYTHON = "Cython>=3.0"
@@ -53,7 +54,11 @@ def shipped_c(module: str, source: str) -> Path | None:
     entry = _index().get(module)
     if entry is None or entry["source"] != source or not path.is_file():
         return None
-    return path if entry["inputs"] == inputs_hash(source) else None
+    try:
+        current = inputs_hash(source)
+    except OSError:  # the source (or a .pxd) is gone: nothing to be current with
+        return None
+    return path if entry["inputs"] == current else None
 
 
 def all_shipped_c_current() -> bool:

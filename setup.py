@@ -107,20 +107,21 @@ class BuildAccelerators(build_ext):
         self._failed: list[tuple[str, Exception]] = []
         if not self.extensions:
             return  # a pure build (PURE_BUILD): its one warning line is already out
-        reason = self._why_pure()
-        if reason is None:
+        reasons = [reason] if (reason := self._why_pure()) else []
+        if not reasons:
             try:
-                reason = self._find_sources()
+                if (dropped := self._find_sources()) is not None:
+                    reasons.append(dropped)
                 if self.extensions:
                     super().run()
             except Exception as exc:  # a Cython error, a compiler that cannot even start ...
-                reason = f"building the extensions failed: {_short(exc)}"
-        if reason is None and self._failed:
+                reasons.append(f"building the extensions failed: {_short(exc)}")
+        if self._failed:
             names = ", ".join(name.rpartition(".")[2] for name, _ in self._failed)
-            reason = f"{names} did not compile: {_short(self._failed[0][1])}"
-        if reason is not None:
+            reasons.append(f"{names} did not compile: {_short(self._failed[0][1])}")
+        if reasons:
             sys.stderr.write(f"WARNING: greensrv installs the pure-Python modules instead of "
-                             f"the compiled ones (slower): {reason}\n")
+                             f"the compiled ones (slower): {'; '.join(reasons)}\n")
 
     def _find_sources(self) -> str | None:
         """Point each extension at its C: the shipped C when it is current with the source
