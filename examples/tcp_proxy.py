@@ -26,7 +26,6 @@ import ipaddress
 import itertools
 import logging
 import os
-import socket
 import struct
 from typing import Any
 
@@ -111,8 +110,9 @@ class Balancer:
 def pump(source: greensrv.Connection, sink: greensrv.Connection) -> None:
     """Copy ``source``'s bytes to ``sink`` with backpressure; pass its end on as a FIN.
 
-    ``closing`` on either side means its peer is gone (a write failed, or a reset): then both
-    sides are closed, so the other direction ends too.
+    ``closing`` on the sink means its peer is gone (a write failed, or a reset): then both
+    sides are closed, so the other direction ends too. Otherwise the end of ``source`` becomes
+    ``sink.write_eof()``: a half-close, after which the other direction goes on.
     """
     for chunk in source:
         sink.put(chunk)
@@ -120,15 +120,11 @@ def pump(source: greensrv.Connection, sink: greensrv.Connection) -> None:
             sink.flush()  # stop reading source until sink's peer has taken the bytes
         if sink.closing:
             break
-    sink.flush()
-    if sink.closing or source.closing:
+    if sink.closing:
         source.close()
         sink.close()
         return
-    try:
-        sink.socket.shutdown(socket.SHUT_WR)  # half-close: the other direction goes on
-    except OSError:
-        sink.close()
+    sink.write_eof()  # what is queued, then FIN; sink closes by itself at its peer's EOF
 
 
 def parse_upstream(text: str) -> tuple[str, int]:

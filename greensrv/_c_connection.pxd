@@ -12,8 +12,5 @@ cdef extern from "Python.h":
 cdef inline bint _is_ascii(str text) noexcept:
     return PyUnicode_IS_ASCII(text)
 
-cdef inline bint _iterates_itself() noexcept:
-    return True
-
 cdef class Connection(OutputSide):
     cpdef get(self, timeout=*)

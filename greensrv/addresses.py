@@ -21,6 +21,7 @@ already opened are closed before the error is raised.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import socket
 import stat
@@ -31,9 +32,14 @@ from typing import Any
 from . import systemd
 from .defaults import DEFAULT_BACKLOG
 from .errors import StartupError
+from .options import check_seconds
 
-__all__ = ["ListenSpec", "OpenSocket", "bound_address", "format_address", "open_listening",
-           "parse_listen", "parse_listen_entries", "reuse_port_socket"]
+__all__ = ["ListenSpec", "OpenSocket", "bound_address", "check_defer_accept", "format_address",
+           "open_listening", "parse_listen", "parse_listen_entries", "reuse_port_socket",
+           "set_defer_accept", "split_host_port"]
+
+_TCP_DEFER_ACCEPT = getattr(socket, "TCP_DEFER_ACCEPT", None)
+_TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
 @dataclass(frozen=True)
@@ -87,16 +93,27 @@ def parse_listen(entry: Any) -> ListenSpec:
             return ListenSpec("fd", int(entry[3:]))
         except ValueError:
             raise ValueError(f"listen: {entry!r}: expected 'fd:N' with a number") from None
-    host, sep, port = entry.rpartition(":")
-    if sep and port.isdigit() and int(port) > 65535:
-        raise ValueError(f"listen: {entry!r}: port {port} is out of range (0 to 65535)")
-    if not sep or not port.isdigit():
+    hostport = split_host_port(entry, "listen")
+    if hostport is None:
         raise ValueError(f"listen: cannot parse {entry!r}; expected {_FORMS}")
+    return ListenSpec("tcp", hostport)
+
+
+def split_host_port(entry: str, option: str) -> tuple[str, int] | None:
+    """``"host:port"`` or ``"[v6]:port"`` as ``(host, port)``, None if it has no port; the
+    TCP form that ``listen`` and a client's ``address`` share. ``ValueError`` naming
+    ``option`` and ``entry`` for a port out of range or an IPv6 address without brackets."""
+    host, sep, port = entry.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    if int(port) > 65535:
+        raise ValueError(f"{option}: {entry!r}: port {port} is out of range (0 to 65535)")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
-        raise ValueError(f"listen: {entry!r}: put an IPv6 address in brackets, '[{host}]:{port}'")
-    return ListenSpec("tcp", (host, int(port)))
+        raise ValueError(f"{option}: {entry!r}: put an IPv6 address in brackets, "
+                         f"'[{host}]:{port}'")
+    return host, int(port)
 
 
 def parse_listen_entries(listen: Any) -> tuple[ListenSpec, ...]:
@@ -246,6 +263,36 @@ def reuse_port_socket(like: socket.socket | None, host: str = "", port: int = 0,
         sock.close()
         raise
     return sock
+
+
+def check_defer_accept(value: Any, specs: Iterable[ListenSpec]) -> float | None:
+    """``defer_accept`` checked against the ``listen`` entries: None (off) or seconds.
+
+    A ValueError names it where it cannot apply: a unix socket, a system without
+    ``TCP_DEFER_ACCEPT`` (it is Linux's)."""
+    if value is None:
+        return None
+    check_seconds("defer_accept", value, positive=True)
+    if _TCP_DEFER_ACCEPT is None:
+        raise ValueError("defer_accept needs TCP_DEFER_ACCEPT, which this system lacks "
+                         "(it is Linux's); leave defer_accept=None here")
+    for spec in specs:
+        if spec.kind == "unix":
+            raise ValueError(f"defer_accept applies to TCP listening sockets only, and "
+                             f"'{spec}' is a unix socket")
+    return float(value)
+
+
+def set_defer_accept(sockets: Iterable[Any], seconds: float) -> None:
+    """``TCP_DEFER_ACCEPT`` on each listening socket: the kernel queues a connection for accept
+    only once its first bytes have arrived, waiting up to about ``seconds`` (whole seconds,
+    rounded up; docs/overload.md says what Linux does then). A ValueError names the option for
+    a socket that is not TCP (an inherited unix socket)."""
+    for sock in sockets:
+        if sock.family not in _TCP_FAMILIES:
+            raise ValueError(f"defer_accept applies to TCP listening sockets only, and "
+                             f"{format_address(bound_address(sock))} is a unix socket")
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_DEFER_ACCEPT, max(1, math.ceil(seconds)))
 
 
 def _resolve(host: str, port: int) -> tuple[int, Any]:

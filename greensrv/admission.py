@@ -15,9 +15,11 @@ while one is set.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from .error_log import PER_IP_REFUSAL, client_log
 from .overload import ShedPolicy
 from .shedding import Shedder, ShedderOwner
 from .statistics import Counters
@@ -54,7 +56,8 @@ class Admission:
 
     def __init__(self, concurrency: int, max_per_ip: int | None, counters: Counters,
                  shed_policy: ShedPolicy | None = None,
-                 shed_owner: ShedderOwner | None = None) -> None:
+                 shed_owner: ShedderOwner | None = None, name: str = "greensrv") -> None:
+        self.name = name  #: the server's, for the log
         self.concurrency = concurrency
         self.max_per_ip = max_per_ip
         self.counters = counters
@@ -78,6 +81,8 @@ class Admission:
         n = self._per_ip.get(ip, 0)
         if n >= self.max_per_ip:
             self.counters.refused_per_ip += 1
+            client_log.event(PER_IP_REFUSAL, ip, logging.INFO, "%s: refused %s: "
+                             "max_connections_per_ip=%d reached", self.name, ip, n)
             return False
         self._per_ip[ip] = n + 1
         return True

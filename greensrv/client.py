@@ -18,7 +18,7 @@ import gevent
 from gevent.event import Event
 
 from .backoff import Backoff
-from .connection import Connection
+from .connection import Connection, finish
 from .dial import (
     Address,
     ClientHooks,
@@ -279,7 +279,7 @@ class Client:
             if error is not None:
                 conn.error = None
                 self._report_error(conn, error)
-            conn.finish(None)
+            finish(conn, None)
         finally:
             conn.close()
             self._up.clear()

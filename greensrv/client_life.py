@@ -27,7 +27,7 @@ from gevent.event import Event
 from ._accelerate import accelerate
 from .admission import Admission
 from .config import ServerConfig
-from .connection import Connection, ConnectionHooks
+from .connection import Connection, ConnectionHooks, attach, finish
 from .errors import FilterError, TLSError
 from .proxy import ProxyHeader
 from .proxy_io import client_address, receive_proxy_header
@@ -186,7 +186,7 @@ class ClientLife:
             conn.proxy = header
             if not self._handshake(conn):
                 return
-            conn.attach()
+            attach(conn)
             self.connections[conn.id] = conn
             connected = True
             # client_connected, then the handler or client_input per record, errors reported:
@@ -206,7 +206,7 @@ class ClientLife:
             if error is not None:
                 conn.error = None
                 hooks.report_error(conn, error)
-            conn.finish(self.admission.grace_deadline)
+            finish(conn, self.admission.grace_deadline)
         finally:
             self._end(accepted, others, conn, claimed, connected)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from .addresses import ListenSpec, parse_listen_entries
+from .addresses import ListenSpec, check_defer_accept, parse_listen_entries
 from .defaults import (
     DEFAULT_BACKLOG,
     DEFAULT_CONCURRENCY,
@@ -33,6 +33,7 @@ from .defaults import (
     DEFAULT_RECORD_MIN_RATE,
     DEFAULT_RECORD_TIMEOUT,
     DEFAULT_SHED_MIN_AGE,
+    DEFAULT_SHED_PROVEN_IDLE,
     DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_WORKER_TIMEOUT,
 )
@@ -58,6 +59,7 @@ OPTION_DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "handshake_timeout": DEFAULT_HANDSHAKE_TIMEOUT, "record_timeout": DEFAULT_RECORD_TIMEOUT,
     "record_min_rate": DEFAULT_RECORD_MIN_RATE, "record_grace": DEFAULT_RECORD_GRACE,
     "record_start_timeout": None, "shedding": True, "shed_min_age": DEFAULT_SHED_MIN_AGE,
+    "shed_proven_idle": DEFAULT_SHED_PROVEN_IDLE, "defer_accept": None,
     "max_connections_per_ip": None, "proxy_protocol": None,
     "proxy_trusted": DEFAULT_PROXY_TRUSTED, "proxy_timeout": DEFAULT_PROXY_TIMEOUT,
     "name": DEFAULT_NAME, "workers": None, "reuse_port": False,
@@ -101,6 +103,8 @@ class ServerConfig:
     shed_policy: ShedPolicy | None
     name: str
     listen: tuple[ListenSpec, ...]
+    #: Seconds of TCP_DEFER_ACCEPT on the listening sockets, or None (off).
+    defer_accept: float | None
     workers: int | None
     reuse_port: bool
     worker_timeout: float
@@ -139,7 +143,10 @@ class ServerConfig:
             raise TypeError(f"ssl_context must be an ssl.SSLContext, "
                             f"not {type(ssl_context).__name__}")
         proxy = proxy_settings(o["proxy_protocol"], o["proxy_trusted"], o["proxy_timeout"])
-        shed_policy = _shed_policy(o["shedding"], o["shed_min_age"], limits.record_min_rate)
+        listen = _listen(o["listen"], o["host"], o["port"])
+        defer_accept = check_defer_accept(o["defer_accept"], listen)
+        shed_policy = _shed_policy(o["shedding"], o["shed_min_age"], o["shed_proven_idle"],
+                                   limits.record_min_rate, deferred=defer_accept is not None)
         if o["workers"] is not None:
             check_int("workers", o["workers"], minimum=1)
         check_seconds("worker_timeout", o["worker_timeout"], positive=True)
@@ -158,7 +165,7 @@ class ServerConfig:
             shutdown_timeout=float(o["shutdown_timeout"]),
             max_connections_per_ip=o["max_connections_per_ip"], ssl_context=ssl_context,
             proxy=proxy, shed_policy=shed_policy, name=o["name"],
-            listen=_listen(o["listen"], o["host"], o["port"]), workers=o["workers"],
+            listen=listen, defer_accept=defer_accept, workers=o["workers"],
             reuse_port=bool(o["reuse_port"]), worker_timeout=float(o["worker_timeout"]),
             backlog=o["backlog"])
 
@@ -189,14 +196,19 @@ def _filters(filter: Any, input_filter: Any,
     return filter_factory(filter if filter is not None else Line(), "filter"), None
 
 
-def _shed_policy(shedding: Any, shed_min_age: Any,
-                 record_min_rate: float | None) -> ShedPolicy | None:
+def _shed_policy(shedding: Any, shed_min_age: Any, shed_proven_idle: Any,
+                 record_min_rate: float | None, deferred: bool) -> ShedPolicy | None:
+    """The shedding policy. ``deferred``: the listening sockets have ``defer_accept``, so a
+    connection that reaches the server without a byte has been silent for the whole deferral
+    already, and ``shed_min_age`` does not spare it again."""
     if not isinstance(shedding, bool):
         raise TypeError(f"shedding must be True or False, not {type(shedding).__name__}")
     check_seconds("shed_min_age", shed_min_age)
+    check_seconds("shed_proven_idle", shed_proven_idle)
     if not shedding:
         return None
-    return ShedPolicy(float(shed_min_age), record_min_rate or DEFAULT_RECORD_MIN_RATE)
+    return ShedPolicy(0.0 if deferred else float(shed_min_age),
+                      record_min_rate or DEFAULT_RECORD_MIN_RATE, float(shed_proven_idle))
 
 
 def _listen(listen: Any, host: Any, port: Any) -> tuple[ListenSpec, ...]:

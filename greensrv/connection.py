@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from .proxy import ProxyHeader
     from .server import Server
 
-__all__ = ["Connection", "ConnectionHooks"]
+__all__ = ["Connection", "ConnectionHooks", "attach", "finish", "stop_input"]
 
 
 _monotonic = time.monotonic
@@ -73,13 +73,11 @@ _NOTHING: Any = _Nothing()
 # compiled, the .pxd's inline _is_ascii (CPython's PyUnicode_IS_ASCII, one flag read instead of
 # a method call) takes the name. gevent binds its compiled helpers the same way.
 globals()["_is_ascii"] = str.isascii
-# Whether a Connection iterates itself (__iter__): False as Python; compiled, the .pxd's inline
-# _iterates_itself (True) takes the name, as _is_ascii's does.
-globals()["_iterates_itself"] = (lambda: False)
 
 
 class ConnectionHooks:
-    """What a Connection reports to whoever made it. The defaults do nothing (a client).
+    """What a Connection reports to whoever made it, and which side that maker is on. The
+    defaults do nothing (a server-side connection with no owner).
 
     The server supplies one that counts statistics, reports to ``client_error`` and runs
     ``client_flushed``/``client_high``/``client_low``; a client supplies its own. A Connection
@@ -90,6 +88,13 @@ class ConnectionHooks:
     #: queued output written), "high" (queued output rose past high_mark), "low" (back below
     #: low_mark). A missing key costs nothing.
     output_callbacks: Mapping[str, Callable[[Connection], Any]] = MappingProxyType({})
+
+    #: True when the connection's peer is a server (``greensrv.connect``, ``Client``):
+    #: ``start_tls`` then handshakes as a TLS client, and messages call the peer "the server".
+    client_side = False
+
+    #: The host name a client-side ``start_tls`` checks by default: the name connected to.
+    server_hostname: str | None = None
 
     def count(self, key: str) -> None:
         """A statistics counter went up by one, e.g. "closed_idle" or "tls_failures"."""
@@ -106,26 +111,37 @@ NO_HOOKS = ConnectionHooks()
 
 
 class Connection(OutputSide):
-    """One client: records in through ``get()``, records out through ``put()``.
+    """One connection, either side: records in through ``get()``, records out through ``put()``.
 
-    The server makes one per client and passes it to the handler and every callback; the
-    connection owns the socket and closes it. See ``docs/lifecycle.md`` for who calls what and
-    when, and ``docs/backpressure.md`` for the watermarks.
+    A server makes one per accepted client and passes it to the handler and every callback;
+    ``greensrv.connect`` (and ``greensrv.Client``) make one per connection to a server. Both
+    sides have the same API (docs/api.md): ``get``, ``for record in conn``, ``put``, ``flush``,
+    ``shutdown``, ``write_eof``, ``close``, ``start_tls``, ``set_filter``. The connection owns
+    the socket and closes it. See ``docs/lifecycle.md`` for who calls what and when,
+    ``docs/backpressure.md`` for the watermarks and ``docs/client.md`` for the client side.
 
-    Attributes (set by the server, read-only to the application except ``data``):
+    Attributes (set by its maker, read-only to the application except ``data``):
       data            a dict for the application's per-client state (POE's HEAP)
-      id              an int unique within the server, in accept order
-      server          the :class:`~greensrv.Server`: ``conn.server.connections`` are all live
-                      connections, for a broadcast
-      remote_address  the peer's address as accepted: ``(ip, port)``, or a unix path
+      id              an int unique within the server (within the process for a client)
+      server          the :class:`~greensrv.Server` of a server-side connection
+                      (``conn.server.connections`` are all live connections, for a
+                      broadcast); None on a client-side one
+      remote_address  the peer's address: ``(ip, port)``, or a unix path; behind a PROXY
+                      header, the client's address the header names
       remote_ip, remote_port   its parts (``None`` for a unix peer)
-      local_address   the server's end, as ``socket.getsockname()`` gives it
+      local_address   this end, as ``socket.getsockname()`` gives it (behind a PROXY header,
+                      the address the client connected to)
+      proxy           the ``greensrv.proxy.ProxyHeader`` the connection began with, or None
+                      (a server without ``proxy_protocol``, and every client-side connection)
       socket          the raw socket (TLS-wrapped under ``ssl_context``); reading or writing
                       it directly bypasses the filters and the output queue
       input_filter, output_filter   the filters in use (the same object for ``filter=``),
                       after any ``set_filter``
       buffered        bytes of output queued and not yet taken by the kernel
-      closing         true from the moment ``shutdown()`` or ``close()`` is called
+      bytes_in, bytes_out   bytes read from and taken by the socket so far
+      peer_certificate  the peer's verified TLS certificate, or None
+      closing         true from the moment ``shutdown()``, ``write_eof()`` or ``close()`` is
+                      called
       closed          true once the socket is closed
     """
 
@@ -170,6 +186,7 @@ class Connection(OutputSide):
         self._event_glet: Any = None
         self._eof_records: deque[Any] | None = None  # records the filter gave at EOF
         self._state = ConnectionState()
+        self._linger: Any = None  # the timer that ends a shutdown() nobody finishes
         self._first_read = True
         self._discarded = 0  # input bytes thrown away while closing (bounded by drain_limit)
         #: A deferred error (socket error, record timeout, slow reader) that ended this
@@ -183,8 +200,8 @@ class Connection(OutputSide):
         self._bytes_in = 0
         self._bytes_out = 0
 
-    def attach(self) -> None:
-        """Start using the socket for I/O; the owner calls it once, after any TLS handshake."""
+    def _attach(self) -> None:
+        """Start using the socket for I/O; the maker calls it once, after any TLS handshake."""
         self._transport = make_transport(self.socket)
         self._rw = self._loop.io(self.socket.fileno(), 1)
 
@@ -285,27 +302,11 @@ class Connection(OutputSide):
             return self._get_slow(timeout, parsed=True)
         return self._get_slow(timeout)
 
-    def __iter__(self) -> Iterator[Any]:
-        """``for record in conn``: records until EOF. Compiled, the connection is its own
-        iterator (``__next__`` in C: no generator object, and no generator frame on the stack of
-        a parked handler); as Python, a generator, whose resume costs far less per record than
-        a call of ``__next__``."""
-        if _iterates_itself():  # type: ignore[name-defined]  # noqa: F821
-            return self
-        return self._records()
-
-    def _records(self) -> Iterator[Any]:
-        """``__iter__``'s generator when running as Python; the same steps as ``__next__``."""
-        high = self._high
-        while True:
-            ready = self._in.take_ready()
-            while ready and self._queued <= high:
-                yield ready.pop()
-            try:
-                record = self.get()
-            except EOFError:
-                return
-            yield record
+    def __iter__(self) -> Connection:
+        """``for record in conn``: records until EOF. The connection is its own iterator, in the
+        compiled build and as Python alike (no generator object, and no generator frame on the
+        stack of a parked handler); ``next(conn)`` is ``get()`` that ends with StopIteration."""
+        return self
 
     def __next__(self) -> Any:
         # The per-record path of every handler-style server: records the filter parsed in bulk
@@ -326,10 +327,10 @@ class Connection(OutputSide):
         if glet is not None:
             glet.switch(WAKE)
 
-    def stop_input(self) -> None:
+    def _stop_input(self) -> None:
         """No more reading: a waiting get() returns the records already parsed, then EOF.
 
-        The owner calls it to end input of a live connection (``Server.stop()``)."""
+        The maker calls it to end input of a live connection (``Server.stop()``)."""
         state = self._state
         if state.input is READING or state.input is PEER_CLOSED:
             state.stop_input()
@@ -361,7 +362,7 @@ class Connection(OutputSide):
             return
         if record is _NOTHING:  # put() with no record: put(*[])
             return
-        before = self.queue_records(record, more)
+        before = self._queue_records(record, more)
         if self._queued >= self._busy_mark:
             self._put_a_lot(before)
         elif self._flush_cb is None and not self._writing:
@@ -387,14 +388,38 @@ class Connection(OutputSide):
     def shutdown(self) -> None:
         """Close gracefully: no more input, queued output flushed, then FIN.
 
-        Returns at once; ``put()`` discards from now on. The server drains unread input for up to
-        ``drain_timeout`` seconds after FIN and closes the socket when the handler has ended.
+        Returns at once; ``put()`` discards from now on. After the FIN, input that still comes
+        is read and discarded for up to ``drain_timeout`` seconds (so the peer gets its data,
+        not a reset), and the connection closes by itself: at the peer's EOF, or at the end of
+        that time, even if nobody reads it and its handler goes on (a peer that reads nothing
+        gets ``flush_timeout`` for the queued output first). To go on reading the replies
+        after your last request, use :meth:`write_eof` instead.
         """
         if self._state.output is not OPEN:
             return
         self._state.begin_closing()
-        self.end_output()
-        self.stop_input()
+        self._end_output()
+        self._stop_input()
+        if self._transport is None:
+            return  # not attached yet: the maker finishes it
+        limits = self._limits
+        if self._queued:
+            self._start_linger(limits.flush_timeout + limits.drain_timeout)
+        else:
+            self._send_fin()
+            self._start_linger(limits.drain_timeout)
+
+    def write_eof(self) -> None:
+        """Half-close: queued output is flushed, then FIN; input goes on.
+
+        Records keep coming (``for reply in conn`` reads every reply) until the peer's EOF,
+        after which the connection closes by itself. ``put()`` discards from now on.
+        asyncio's ``write_eof``, trio's ``send_eof``.
+        """
+        if self._state.output is not OPEN:
+            return
+        self._state.begin_closing()
+        self._end_output()
         if self._transport is not None and not self._queued:
             self._send_fin()
 
@@ -406,7 +431,10 @@ class Connection(OutputSide):
         state.closed()
         if state.input is READING or state.input is PEER_CLOSED:
             state.stop_input()
-        self.discard()
+        self._discard()
+        if self._linger is not None:
+            self._linger.close()
+            self._linger = None
         if self._rw is not None:
             self._rw.stop()
             self._stop_writing()
@@ -423,8 +451,8 @@ class Connection(OutputSide):
             pass
         self._hooks.closed(self)
 
-    def finish(self, deadline: float | None) -> None:
-        """Graceful end in the owner's greenlet: flush, FIN, drain unread input, close.
+    def _finish(self, deadline: float | None) -> None:
+        """Graceful end in the maker's greenlet: flush, FIN, drain unread input, close.
 
         ``deadline`` (a ``time.monotonic()`` value, or None) caps ``limits.flush_timeout`` and
         ``limits.drain_timeout``: a stopping server passes the end of its grace.
@@ -439,8 +467,8 @@ class Connection(OutputSide):
             return
         if state.output is OPEN:
             state.begin_closing()
-        self.end_output()
-        self.stop_input()
+        self._end_output()
+        self._stop_input()
         now = _monotonic()
         limits = self._limits
         limit = now + limits.flush_timeout
@@ -480,36 +508,55 @@ class Connection(OutputSide):
             return None
         return cert
 
-    def start_tls(self, context: Any, handshake_timeout: float | None = None) -> None:
+    def start_tls(self, context: Any, server_hostname: str | None = None, *,
+                  handshake_timeout: float | None = None) -> None:
         """Upgrade this plain connection to TLS mid-stream (STARTTLS), in the caller's greenlet.
 
-        Queued output (the "go ahead" reply) is flushed in plaintext first. Input the client
-        sent after its STARTTLS command but before the handshake is refused with TLSError:
-        acting on it would let a man in the middle inject commands (CVE-2011-0411).
-        Raises TLSError when the handshake fails or takes longer than ``handshake_timeout``
-        (default: the server's).
+        A server-side connection handshakes as the TLS server; a client-side one (from
+        ``greensrv.connect`` or a ``Client``) as the TLS client, checking the server's
+        certificate against ``server_hostname`` (default: the host name connected to) when
+        the context checks host names, as ``ssl.create_default_context()`` does.
+        Queued output (the STARTTLS command, or the server's "go ahead" reply) is flushed in
+        plaintext first. Input the peer sent after that but before the handshake is refused
+        with TLSError: acting on it would let a man in the middle inject commands
+        (CVE-2011-0411). Raises TLSError when the handshake fails or takes longer than
+        ``handshake_timeout`` (default: the limits').
         """
-        from .tls import wrap_server_socket
+        from .addresses import format_address
+        from .tls import describe_client_handshake_failure, wrap_client_socket, wrap_server_socket
 
         if self._transport is None or self._transport.is_tls:
             raise TLSError(f"{self!r} already uses TLS")
         if self._state.output is not OPEN:
             raise TLSError(f"{self!r} is closing")
+        if server_hostname is not None and not isinstance(server_hostname, str):
+            raise TypeError(f"start_tls: server_hostname must be a str, not "
+                            f"{type(server_hostname).__name__}")
         self.flush(self._limits.handshake_timeout)
         leftover = self._in.pending_size()
+        hooks = self._hooks
+        peer = "server" if hooks.client_side else "client"
         if leftover:
-            raise TLSError(f"client {self.remote_address!r} sent {leftover} bytes after its "
-                           "STARTTLS command, before the TLS handshake; refusing them "
-                           "(STARTTLS command injection)")
+            after = "its go-ahead" if hooks.client_side else "its STARTTLS command"
+            raise TLSError(f"{peer} {self.remote_address!r} sent {leftover} bytes after {after}, "
+                           "before the TLS handshake; refusing them (STARTTLS command injection)")
         if handshake_timeout is None:
             handshake_timeout = self._limits.handshake_timeout
-        tls_sock = wrap_server_socket(self.socket, context)
+        if hooks.client_side:
+            tls_sock = wrap_client_socket(self.socket, context,
+                                          server_hostname or hooks.server_hostname,
+                                          format_address(self.remote_address))
+        else:
+            tls_sock = wrap_server_socket(self.socket, context)
         self.socket = tls_sock
         tls_sock.settimeout(handshake_timeout)
         try:
             tls_sock.do_handshake()
         except Exception as exc:
-            self._hooks.count("tls_failures")
+            hooks.count("tls_failures")
+            if hooks.client_side:
+                raise TLSError(describe_client_handshake_failure(
+                    format_address(self.remote_address), exc)) from None
             raise TLSError(describe_handshake_failure(self.remote_address, exc)) from None
         self._transport = make_transport(tls_sock)
 
@@ -527,13 +574,38 @@ class Connection(OutputSide):
         # Taken, not copied: the old filter forgets these bytes (and its parsed records, which
         # also ends __iter__'s pass over them), so using it again never parses them twice.
         leftover = old.take_pending()
+        if self._hooks.client_side:
+            new_filter.use_on_client()
         self._in = new_filter
         if leftover:
             new_filter.receive(leftover)
 
     def set_output_filter(self, new_filter: Filter) -> None:
         """Encode records put from now on with ``new_filter``."""
-        self.switch_output_filter(new_filter, more_to_come=self._state.output is OPEN)
+        if self._hooks.client_side:
+            new_filter.use_on_client()
+        self._switch_output_filter(new_filter, more_to_come=self._state.output is OPEN)
+
+
+# -- the makers' surface ---------------------------------------------------------------------
+# What the server's per-client life, the Server and greensrv.connect/Client call on a
+# connection they made. Functions, not methods, so that the Connection class (help(), dir(),
+# the application's code) shows the application's API alone.
+
+def attach(conn: Connection) -> None:
+    """Start ``conn``'s I/O on its socket; its maker calls it once, after any TLS handshake."""
+    conn._attach()
+
+
+def finish(conn: Connection, deadline: float | None) -> None:
+    """End ``conn`` gracefully in its maker's greenlet: flush, FIN, drain, close (the maker's
+    step once the handler has returned). ``deadline`` (monotonic) caps the flush and drain."""
+    conn._finish(deadline)
+
+
+def stop_input(conn: Connection) -> None:
+    """End ``conn``'s input: a waiting ``get()`` returns the records parsed, then EOF."""
+    conn._stop_input()
 
 
 accelerate(globals(), "greensrv._c_connection", requires=("greensrv.connection_output",))

@@ -11,6 +11,7 @@ cdef class ConnectionFields(OutputQueue):
     cdef public Filter _in
     cdef public ConnectionState _state
     cdef public object _hooks, _limits, _hub, _loop, _transport, _rw, _ww, _waiting
+    cdef public object _linger
     cdef public object _flush_cb, _flush_event, _events, _event_glet, _eof_records
     cdef public object _partial_since, _read_wait_since
     cdef public bint _writing, _first_read

@@ -42,7 +42,7 @@ class ConnectionFields(OutputQueue):
         "__weakref__", "_accepted_at", "_bytes_in", "_bytes_out", "_read_wait_since", "_state",
         "_discarded", "_eof_records", "_first_read",
         "error", "_events", "_event_glet", "_flush_cb", "_flush_event", "_hooks",
-        "_hub", "_idle_spent", "_in", "_limits",
+        "_hub", "_idle_spent", "_in", "_limits", "_linger",
         "_loop", "_partial_since", "_last_recv", "_rw", "_transport", "_waiting", "_writing", "_ww",
         "_data", "id", "proxy", "remote_address", "remote_ip",
         "remote_port", "server", "socket",
@@ -54,6 +54,7 @@ class ConnectionFields(OutputQueue):
         error: BaseException | None
         _hooks: Any  # a ConnectionHooks
         _limits: Limits
+        _linger: Any
         _state: ConnectionState
         _in: Filter
         _transport: Any
@@ -80,10 +81,11 @@ class ConnectionFields(OutputQueue):
 
         def _wake(self) -> None: ...
         def _write_watcher(self) -> Any: ...
-        def stop_input(self) -> None: ...
+        def _stop_input(self) -> None: ...
         def close(self) -> None: ...
         def flush(self, timeout: float | None = None) -> None: ...
         def _flush(self) -> None: ...
+        def _start_linger(self, seconds: float) -> None: ...
 
 
 accelerate(globals(), "greensrv._c_connection_fields",

@@ -8,7 +8,7 @@ steps ``get()`` takes when no record is parsed yet:
 read one chunk (``_read_more``/``_recv``), or wait for input under the ``get()`` deadline,
 ``idle_timeout`` and the record clock (``_wait_readable``: ``record_timeout``,
 ``record_min_rate`` after ``record_grace``, ``record_start_timeout``; ``greensrv.overload``), or
-for output to drain below ``low_mark`` (``_wait_for_drain``). ``overload_progress`` and ``shed``
+for output to drain below ``low_mark`` (``_wait_for_drain``). ``_overload_progress`` and ``_shed``
 are what the server's shedder asks of a connection at capacity (``docs/overload.md``).
 """
 
@@ -22,13 +22,13 @@ from gevent import getcurrent
 
 from ._accelerate import accelerate
 from .connection_fields import READY, RECV_SIZE, TIMEOUT, WAKE, ConnectionFields
-from .connection_state import PEER_CLOSED, READING, STOPPED
+from .connection_state import FIN_SENT, PEER_CLOSED, READING, STOPPED
 from .errors import ConnectionShedError, RecordTimeoutError
 from .filters.base import NEED_DATA
 from .overload import Progress
 from .transport import PEER_GONE_ERRNOS
 
-__all__ = ["InputSide"]
+__all__ = ["InputSide", "overload_progress", "shed"]
 
 _monotonic = time.monotonic
 
@@ -92,7 +92,8 @@ class InputSide(ConnectionFields):
             if self._eof_records:
                 return self._eof_records.popleft()
             if self._state.input is not READING:
-                raise EOFError("no more input from this client")
+                raise EOFError("no more input from the server" if self._hooks.client_side
+                               else "no more input from this client")
             self._read_more(deadline)
             just_read = True
 
@@ -151,6 +152,8 @@ class InputSide(ConnectionFields):
             records = self._in.feed_eof()
             if records:
                 self._eof_records = deque(records)
+            if state.output is FIN_SENT:
+                self.close()  # both directions have ended (write_eof): nothing is left to do
 
     def _wait_readable(self, deadline: float | None) -> str:
         """Wait for input, honouring the get() deadline, idle_timeout and record_timeout."""
@@ -190,7 +193,7 @@ class InputSide(ConnectionFields):
             return reason
         if idle_timeout is not None and self._idle_spent >= idle_timeout - 1e-3:
             self._hooks.count("closed_idle")
-            self.stop_input()
+            self._stop_input()
             return WAKE
         if record_left is not None and _monotonic() >= now + record_left - 1e-3:
             self._record_overdue(pending)
@@ -212,18 +215,20 @@ class InputSide(ConnectionFields):
             else:
                 why = clock.overdue_reason(self._partial_since, pending, _monotonic())
             self.error = RecordTimeoutError(f"peer {self.remote_address!r} {why}")
-        self.stop_input()
+        self._stop_input()
 
-    def overload_progress(self) -> Progress:
+    def _overload_progress(self) -> Progress:
         """This connection as shedding sees it (``greensrv.overload.ShedPolicy``): waiting for
-        input since when (None while its handler does anything else), and its unfinished
-        record. For the server's shedder; not part of the application's API."""
+        input since when (None while its handler does anything else), its unfinished record,
+        and whether it has completed one (bytes received beyond the unfinished record went out
+        as records). For the server's shedder; not part of the application's API."""
         since = self._partial_since
         waiting = self._read_wait_since if self._state.input is READING else None
-        return Progress(self._accepted_at, waiting, since,
-                        self._in.pending_size() if since is not None else 0)
+        pending = self._in.pending_size()
+        return Progress(self._accepted_at, waiting, since, pending if since is not None else 0,
+                        self._bytes_in > pending)
 
-    def shed(self, error: ConnectionShedError) -> None:
+    def _shed(self, error: ConnectionShedError) -> None:
         """Close now to make room at capacity (the server's shedder calls it): the handler's
         get() sees EOF, and ``error`` reaches client_error once the handler has ended."""
         if self.error is None:
@@ -242,6 +247,18 @@ class InputSide(ConnectionFields):
                                    "(reading paused by backpressure)")
         if self._partial_since is not None:  # the client could not send while we did not read
             self._partial_since = _monotonic()
+
+
+# -- what the server's shedder calls on a connection (functions: not the application's API) ---
+
+def overload_progress(conn: InputSide) -> Progress:
+    """``conn`` as shedding sees it (``greensrv.overload.ShedPolicy``)."""
+    return conn._overload_progress()
+
+
+def shed(conn: InputSide, error: ConnectionShedError) -> None:
+    """Close ``conn`` now to make room at capacity; ``error`` reaches client_error."""
+    conn._shed(error)
 
 
 accelerate(globals(), "greensrv._c_connection_input", requires=("greensrv.connection_fields",))

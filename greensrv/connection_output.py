@@ -6,8 +6,9 @@ compiled build can make each a C type, docs/compiled.md). The queue itself (byte
 watermark crossings) is the sans-IO ``OutputQueue``; these are the steps that act on it: send
 what the socket takes (``_flush``), let the write watcher send the rest, run
 ``client_flushed``/``client_high``/``client_low`` in the connection's own greenlet
-(``_output_event``), shut a slow reader down (``_too_slow``), and read and discard input while
-closing (``_discard_input``, ``_drain``).
+(``_output_event``), shut a slow reader down (``_too_slow``), read and discard input while
+closing (``_discard_input``, ``_drain``), and end a ``shutdown()`` that nobody finishes
+(``_start_linger``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import gevent
 from ._accelerate import accelerate
 from .connection_fields import READY, RECV_SIZE
 from .connection_input import InputSide
-from .connection_state import CLOSED, CLOSING, OPEN, READING, STOPPED
+from .connection_state import CLOSED, CLOSING, DONE, FIN_SENT, OPEN, PEER_CLOSED, READING, STOPPED
 from .errors import SlowClientError
 from .output_queue import EMPTIED, FELL_TO_LOW, OVER_LIMIT, ROSE_ABOVE_HIGH
 from .transport import PEER_GONE_ERRNOS
@@ -41,7 +42,7 @@ class OutputSide(InputSide):
 
     def _put_a_lot(self, before: int) -> None:
         """put() past min(high_mark, INLINE_SEND_THRESHOLD): watermark, limit, inline send."""
-        crossed = self.crossed_after_put(before)
+        crossed = self._crossed_after_put(before)
         if crossed & ROSE_ABOVE_HIGH:
             self._output_event("high")
         if crossed & OVER_LIMIT:
@@ -65,7 +66,7 @@ class OutputSide(InputSide):
             return
         before = self._queued
         try:
-            crossed = self.send_queued(self._transport.send)
+            crossed = self._send_queued(self._transport.send)
         except OSError as exc:
             self._write_failed(exc)
             return
@@ -105,17 +106,35 @@ class OutputSide(InputSide):
         """The peer cannot take output any more: drop it and end the connection's input."""
         if exc.errno not in PEER_GONE_ERRNOS and self.error is None:
             self.error = exc
-        self.discard()
+        self._discard()
         if self._state.output is OPEN:
             self._state.begin_closing()
         self._stop_writing()
         if self._flush_event is not None:
             self._flush_event.set()
-        self.stop_input()
+        self._stop_input()
 
     def _send_fin(self) -> None:
-        self._state.fin_sent()
+        state = self._state
+        state.fin_sent()
         self._transport.shutdown_write()
+        if state.input is PEER_CLOSED or state.input is DONE:
+            self.close()  # the peer's EOF came first: both directions have ended
+        elif self._linger is not None:
+            self._start_linger(self._limits.drain_timeout)  # the drain after FIN begins
+
+    def _start_linger(self, seconds: float) -> None:
+        """shutdown() on its own: close by ourselves within ``seconds``, reading and dropping
+        input meanwhile so that the peer's EOF closes at once (a handler or a client may never
+        call get() again, and a client-side connection has nobody to finish it)."""
+        if self._state.output is CLOSED:
+            return
+        if self._linger is not None:
+            self._linger.close()
+        self._linger = self._loop.timer(seconds)
+        self._linger.start(self.close)
+        if self._waiting is None:  # else a reader is parked on _rw: it leaves at once, EOF
+            self._rw.start(self._discard_input)
 
     def _output_event(self, kind: str) -> None:
         """Run client_flushed/high/low in this connection's own greenlet, never in the hub."""
@@ -161,6 +180,9 @@ class OutputSide(InputSide):
         state = self._state
         if not data and (state.input is READING or state.input is STOPPED):
             state.peer_closed()
+            if state.output is FIN_SENT:
+                self.close()  # shutdown() and the peer's EOF: both directions have ended
+                return
         if not data or self._discarded >= self._limits.drain_limit:
             self._rw.stop()
 

@@ -81,6 +81,12 @@ DEFAULT_DRAIN_LIMIT = 1 << 20
 #: longer would slow the turnover against clients that connect and say nothing
 #: (concurrency / shed_min_age a second: 1,000 for 100 slots).
 DEFAULT_SHED_MIN_AGE = 0.1
+#: Seconds a proven connection (one that has completed a record) may wait idle between records
+#: before shedding may take it, and then only when no unproven connection qualifies: Apache's
+#: default KeepAliveTimeout. A client that has answered for itself is worth keeping across a
+#: pause of a few seconds (a keep-alive client between requests, a person typing); one idle
+#: longer holds a slot a waiting client could use.
+DEFAULT_SHED_PROVEN_IDLE = 5.0
 
 # -- PROXY protocol ---------------------------------------------------------------------------
 

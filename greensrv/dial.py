@@ -19,15 +19,16 @@ from types import MappingProxyType
 from typing import Any
 
 import gevent.socket
-import gevent.ssl
 
-from .connection import Connection, ConnectionHooks
+from .addresses import format_address, split_host_port
+from .connection import Connection, ConnectionHooks, attach
 from .errors import TLSError
 from .filters import Filter, Line
 from .limits import Limits
 from .options import check_seconds
+from .tls import describe_client_handshake_failure, wrap_client_socket
 
-__all__ = ["ClientHooks", "connect", "describe_address"]
+__all__ = ["ClientHooks", "connect", "connect_as", "describe_address"]
 
 log = logging.getLogger("greensrv")
 
@@ -39,36 +40,45 @@ PreConnect = Callable[[Any, Any], Any]
 
 
 def describe_address(address: Address) -> str:
-    """``host:port``, ``[v6]:port`` or ``unix:/path``, for messages."""
-    if isinstance(address, tuple):
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(address)
+    """A client's address for messages: a string as the user wrote it, a tuple as
+    ``host:port`` or ``[v6]:port``."""
+    return address if isinstance(address, str) else format_address(address)
 
 
 def _parse_address(address: Address) -> tuple[str | None, tuple[str, int] | None]:
     """(unix path, None) or (None, (host, port)); TypeError/ValueError naming the address."""
-    if isinstance(address, str) and address.startswith("unix:"):
-        path = address[5:]
-        if not path:
-            raise ValueError(f"address {address!r}: no path after 'unix:'")
-        return path, None
+    if isinstance(address, str):
+        if address.startswith("unix:"):
+            path = address[5:]
+            if not path:
+                raise ValueError(f"address {address!r}: no path after 'unix:'")
+            return path, None
+        hostport = split_host_port(address, "address")
+        if hostport is None:
+            raise ValueError(f"address: cannot parse {address!r}; expected 'host:port', "
+                             "'[v6]:port', 'unix:/path' or a (host, port) tuple")
+        address = hostport
     if (isinstance(address, tuple) and len(address) == 2 and isinstance(address[0], str)
             and isinstance(address[1], int) and not isinstance(address[1], bool)):
         if not 0 < address[1] < 65536:
             raise ValueError(f"address {address!r}: port must be 1-65535")
         return None, (address[0], address[1])
-    raise TypeError(f"address must be (host, port) or 'unix:/path', not {address!r}")
+    raise TypeError(f"address must be (host, port), 'host:port' or 'unix:/path', "
+                    f"not {address!r}")
 
 
 class ClientHooks(ConnectionHooks):
     """What a client-side Connection reports: counters kept here, errors of output callbacks
     to ``on_error`` (a Client's ``server_error``) or the log, output callbacks as given."""
 
+    client_side = True
+
     def __init__(self, output_callbacks: Mapping[str, Callable[[Connection], Any]] | None = None,
-                 on_error: Callable[[Connection, BaseException], Any] | None = None) -> None:
+                 on_error: Callable[[Connection, BaseException], Any] | None = None,
+                 server_hostname: str | None = None) -> None:
         self.output_callbacks = MappingProxyType(dict(output_callbacks or {}))
         self.on_error = on_error
+        self.server_hostname = server_hostname
         self.counters: dict[str, int] = {}
 
     def count(self, key: str) -> None:
@@ -121,27 +131,9 @@ def _open_socket(path: str | None, hostport: tuple[str, int] | None, where: str,
     return sock
 
 
-def _describe_tls_failure(where: str, exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = f"certificate verification failed: {exc.verify_message or text}"
-    elif "WRONG_VERSION_NUMBER" in text or "RECORD_LAYER" in text:
-        reason = f"the server does not speak TLS: {text}"
-    elif isinstance(exc, ssl.SSLEOFError | ConnectionError) or "EOF" in text:
-        reason = f"the server closed the connection during the handshake ({text})"
-    else:
-        reason = text
-    return f"TLS handshake with {where} failed: {reason}"
-
-
 def _start_tls(sock: Any, context: ssl.SSLContext, server_hostname: str | None, where: str,
                timeout: float | None) -> Any:
-    if context.check_hostname and not server_hostname:
-        raise TLSError(f"TLS to {where}: the context checks host names, so server_hostname "
-                       "is needed (or set check_hostname=False on the context)")
-    tls = gevent.ssl.SSLSocket(sock=sock, server_side=False, server_hostname=server_hostname,
-                               do_handshake_on_connect=False, suppress_ragged_eofs=True,
-                               _context=context)
+    tls = wrap_client_socket(sock, context, server_hostname, where)
     tls.settimeout(timeout)
     try:
         tls.do_handshake()
@@ -150,7 +142,7 @@ def _start_tls(sock: Any, context: ssl.SSLContext, server_hostname: str | None, 
         if isinstance(exc, socket.timeout | TimeoutError) or "timed out" in str(exc):
             raise TimeoutError(f"TLS handshake with {where} timed out: the server sent no "
                                "complete handshake in time") from None
-        raise TLSError(_describe_tls_failure(where, exc)) from None
+        raise TLSError(describe_client_handshake_failure(where, exc)) from None
     return tls
 
 
@@ -167,10 +159,16 @@ def open_connection(address: Address, *, in_filter: Filter, out_filter: Filter,
                     timeout: float | None, ssl_context: ssl.SSLContext | None,
                     server_hostname: str | None, source_address: Any, proxy_header: Any,
                     limits: Limits, hooks: ConnectionHooks,
-                    pre_connect: PreConnect | None = None) -> Connection:
+                    pre_connect: PreConnect | None = None,
+                    connection_class: type[Connection] = Connection) -> Connection:
     """Connect, PROXY header, ``pre_connect``, TLS: a ready Connection (see :func:`connect`)."""
     path, hostport = _parse_address(address)
-    where = describe_address(address)
+    in_filter.use_on_client()
+    if out_filter is not in_filter:
+        out_filter.use_on_client()
+    where = format_address(f"unix:{path}" if path is not None else hostport)
+    if isinstance(hooks, ClientHooks) and hostport is not None:
+        hooks.server_hostname = server_hostname or hostport[0]
     if timeout is not None:
         check_seconds("timeout", timeout, positive=True)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -194,8 +192,8 @@ def open_connection(address: Address, *, in_filter: Filter, out_filter: Filter,
                 server_hostname = hostport[0]
             sock = _start_tls(sock, ssl_context, server_hostname, where, _remaining(deadline))
         sock.settimeout(None)
-        conn = Connection(sock, peer, next(_ids), in_filter, out_filter, limits, hooks)
-        conn.attach()
+        conn = connection_class(sock, peer, next(_ids), in_filter, out_filter, limits, hooks)
+        attach(conn)
         return conn
     except OSError as exc:  # TimeoutError too; TLSError is no OSError and names the address
         sock.close()
@@ -212,9 +210,10 @@ def connect(address: Address, *, filter: Filter | None = None,
             proxy_header: Any = None, **limits: Any) -> Connection:
     """Connect to ``address`` and return a ``Connection``, the class a server's handler gets.
 
-    ``address`` is ``(host, port)`` or ``"unix:/path"``. ``filter`` (default ``Line()``), or
-    ``input_filter`` and ``output_filter`` together, frame the records; the instances given
-    are used themselves, not cloned (a ``Client`` clones them per connection). ``timeout``
+    ``address`` is ``(host, port)``, ``"host:port"``, ``"[v6]:port"`` or ``"unix:/path"``.
+    ``filter`` (default ``Line()``), or ``input_filter`` and ``output_filter`` together,
+    frame the records; the instances given are used themselves, not cloned (a ``Client``
+    clones them per connection); a ``Resp`` sends commands (``Filter.use_on_client``). ``timeout``
     bounds the connect and the TLS handshake together. With ``ssl_context``, TLS is used and
     the certificate's name is checked against ``server_hostname`` (default: the host) when the
     context checks host names, as ``ssl.create_default_context()`` does. ``source_address``
@@ -228,12 +227,27 @@ def connect(address: Address, *, filter: Filter | None = None,
     naming the address. The connection is a context manager that closes it; ``shutdown()``
     ends it gracefully; nothing is reported to a callback (``get()`` raises).
     """
+    return connect_as(Connection, address, filter=filter, input_filter=input_filter,
+                      output_filter=output_filter, timeout=timeout, ssl_context=ssl_context,
+                      server_hostname=server_hostname, source_address=source_address,
+                      proxy_header=proxy_header, **limits)
+
+
+def connect_as(connection_class: type[Connection], address: Address, *,
+               filter: Filter | None = None, input_filter: Filter | None = None,
+               output_filter: Filter | None = None, timeout: float | None = None,
+               ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None,
+               source_address: Any = None, proxy_header: Any = None,
+               **limits: Any) -> Connection:
+    """:func:`connect`, making an instance of ``connection_class`` (a subclass of
+    ``Connection``, e.g. ``greensrv.testing``'s, whose ``get`` has a default timeout)."""
     in_filter, out_filter = pick_filters(filter, input_filter, output_filter)
     checked = make_limits(limits)
     return open_connection(address, in_filter=in_filter, out_filter=out_filter, timeout=timeout,
                            ssl_context=ssl_context, server_hostname=server_hostname,
                            source_address=source_address, proxy_header=proxy_header,
-                           limits=checked, hooks=ClientHooks())
+                           limits=checked, hooks=ClientHooks(),
+                           connection_class=connection_class)
 
 
 #: The keyword arguments ``connect`` and ``Client`` pass on as limits: the fields of Limits.

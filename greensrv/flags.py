@@ -178,6 +178,12 @@ FLAGS: tuple[Flag, ...] = (
          "connections making the least progress (docs/overload.md)", switch_value=False),
     Flag("--shed-min-age", "shed_min_age", seconds, "a connection silent for less than this is "
          "never shed (default 0.1)", _S),
+    Flag("--shed-proven-idle", "shed_proven_idle", seconds, "a connection that has completed a "
+         "record is shed only once idle this long, and only when no other qualifies "
+         "(default 5)", _S),
+    Flag("--defer-accept", "defer_accept", or_none(positive_seconds), "TCP_DEFER_ACCEPT: a "
+         "client reaches a worker only once it has sent data; only for protocols where the "
+         "client speaks first (default none; docs/overload.md)", _S),
     Flag("--high-mark", "high_mark", integer(1), "queued output bytes that pause reading "
          "(default 524288)", "BYTES"),
     Flag("--low-mark", "low_mark", integer(0), "queued output bytes below which reading "

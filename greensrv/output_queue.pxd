@@ -11,9 +11,9 @@ cdef class OutputQueue:
     cdef public str _lit
     cdef public Py_ssize_t _lit_len, _queued, _high, _low, _output_limit, _busy_mark
 
-    cpdef Py_ssize_t queue_text(self, str record) except -1
-    cpdef Py_ssize_t queue_records(self, record, tuple more) except -1
-    cpdef Py_ssize_t crossed_after_put(self, Py_ssize_t before) except -1
-    cpdef encode_text(self)
-    cpdef bytearray outgoing(self)
-    cpdef Py_ssize_t send_queued(self, send) except -1
+    cpdef Py_ssize_t _queue_text(self, str record) except -1
+    cpdef Py_ssize_t _queue_records(self, record, tuple more) except -1
+    cpdef Py_ssize_t _crossed_after_put(self, Py_ssize_t before) except -1
+    cpdef _encode_text(self)
+    cpdef bytearray _outgoing(self)
+    cpdef Py_ssize_t _send_queued(self, send) except -1

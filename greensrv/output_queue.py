@@ -78,7 +78,7 @@ class OutputQueue:
         return self._out
 
     # -- queuing -------------------------------------------------------------------------------
-    def queue_text(self, record: str) -> int:
+    def _queue_text(self, record: str) -> int:
         """Queue one ASCII ``str`` record for the lazy path; returns the crossings.
 
         Only when ``_lazy`` is not None (the connection inlines this for speed).
@@ -88,15 +88,15 @@ class OutputQueue:
         lazy.append(record)
         size = len(record) + self._lit_len
         queued = self._queued = self._queued + size
-        return self.crossed_after_put(queued - size) if queued >= self._busy_mark else 0
+        return self._crossed_after_put(queued - size) if queued >= self._busy_mark else 0
 
-    def queue_records(self, record: Any, more: tuple[Any, ...]) -> int:
+    def _queue_records(self, record: Any, more: tuple[Any, ...]) -> int:
         """Encode ``record`` (and ``more``) through the output filter and queue the bytes.
 
-        Returns the queue size before, for :meth:`crossed_after_put`. The filter's errors
+        Returns the queue size before, for :meth:`_crossed_after_put`. The filter's errors
         (``TypeError``/``ValueError``) propagate with nothing queued.
         """
-        self.encode_text()
+        self._encode_text()
         out = self._out
         data = out.encode_many((record, *more)) if more else out.encode(record)
         self._outbuf += data
@@ -104,9 +104,9 @@ class OutputQueue:
         self._queued = before + len(data)
         return before
 
-    def crossed_after_put(self, before: int) -> int:
+    def _crossed_after_put(self, before: int) -> int:
         """The crossings of a put that grew the queue from ``before`` bytes to ``_queued``."""
-        self.encode_text()
+        self._encode_text()
         after = self._queued
         crossed = 0
         if after > self._high >= before:
@@ -115,7 +115,7 @@ class OutputQueue:
             crossed |= OVER_LIMIT
         return crossed
 
-    def encode_text(self) -> None:
+    def _encode_text(self) -> None:
         """Encode the queued text records into the byte buffer, in one join."""
         lazy = self._lazy
         if lazy:
@@ -124,12 +124,12 @@ class OutputQueue:
             lazy.clear()
 
     # -- sending -------------------------------------------------------------------------------
-    def outgoing(self) -> bytearray:
+    def _outgoing(self) -> bytearray:
         """The bytes to send now: everything queued, text encoded (what a send would pass)."""
-        self.encode_text()
+        self._encode_text()
         return self._outbuf
 
-    def send_queued(self, send: Callable[[bytearray], int]) -> int:
+    def _send_queued(self, send: Callable[[bytearray], int]) -> int:
         """Offer everything queued to ``send`` (it returns how many bytes it took, and does no
         waiting); remove what it took and return the crossings. The queue does no I/O itself:
         the connection passes its transport's non-blocking ``send``, a test a plain function.
@@ -152,13 +152,13 @@ class OutputQueue:
         return crossed
 
     # -- filters and the end -------------------------------------------------------------------
-    def switch_output_filter(self, new_filter: Filter, more_to_come: bool) -> None:
+    def _switch_output_filter(self, new_filter: Filter, more_to_come: bool) -> None:
         """Encode records queued from now on with ``new_filter``; queued ones keep the old one.
 
         ``more_to_come``: False once the output has ended (closing), so the lazy text path
         stays off and the connection keeps dropping what is put.
         """
-        self.encode_text()
+        self._encode_text()
         self._out = new_filter
         if more_to_come:
             self._use_output_filter(new_filter)
@@ -172,12 +172,12 @@ class OutputQueue:
             self._lit = lit
             self._lit_len = len(lit)
 
-    def end_output(self) -> None:
+    def _end_output(self) -> None:
         """Closing gracefully: what is queued is still sent; records put from now on are not."""
-        self.encode_text()
+        self._encode_text()
         self._lazy = None
 
-    def discard(self) -> None:
+    def _discard(self) -> None:
         """Closing at once, or the peer is gone: drop everything queued and end the output."""
         self._outbuf.clear()
         self._lazy = None

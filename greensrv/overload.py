@@ -26,14 +26,24 @@ from .defaults import (
     DEFAULT_RECORD_MIN_RATE,
     DEFAULT_RECORD_TIMEOUT,
     DEFAULT_SHED_MIN_AGE,
+    DEFAULT_SHED_PROVEN_IDLE,
 )
 
-__all__ = ["IDLE", "SLOW_RECORD", "Progress", "RecordClock", "ShedPolicy", "Victim", "describe"]
+__all__ = ["IDLE", "IDLE_PROVEN", "SLOW_RECORD", "Progress", "RecordClock", "ShedPolicy", "Victim",
+           "describe"]
 
-#: Why a connection was chosen: it is between records, waiting for input.
+#: Why a connection was chosen: it has sent nothing since it was accepted.
 IDLE = "idle"
 #: Why a connection was chosen: its unfinished record arrives slower than the minimum rate.
 SLOW_RECORD = "slow record"
+#: Why a connection was chosen: it completed records before, and has been idle between records
+#: longer than ``ShedPolicy.proven_idle`` while no unproven connection qualified.
+IDLE_PROVEN = "idle proven"
+
+#: The order in which reasons are taken (lower first): what a connection has proven about
+#: itself counts before how long it stalled.
+_RANK = {IDLE: 0, SLOW_RECORD: 1}
+_RANK_PROVEN = {SLOW_RECORD: 2, IDLE_PROVEN: 3}
 
 
 @dataclass(frozen=True)
@@ -89,12 +99,15 @@ class Progress:
     ``waiting_since`` is when it began waiting for input, None while its handler does anything
     else (work, a database call, waiting for its output to drain): such a connection is never
     shed. ``record_started`` is the first byte of its unfinished record, None between records.
+    ``proven``: it has completed at least one record (its input filter has taken bytes out as
+    records), the evidence that it is a real client.
     """
 
     accepted: float
     waiting_since: float | None
     record_started: float | None = None
     record_bytes: int = 0
+    proven: bool = False
 
 
 K = TypeVar("K")
@@ -111,30 +124,38 @@ class Victim(Generic[K]):
 
 @dataclass(frozen=True)
 class ShedPolicy:
-    """Whom to close when full and clients wait: the oldest least-progress connections first.
+    """Whom to close when full and clients wait: unproven connections first, oldest stall first.
 
-    A connection qualifies when it waits for input and either has had no unfinished record for
-    ``min_age`` seconds (idle: it has not spoken since it was accepted, or since its last
-    record), or receives its unfinished record slower than ``min_rate`` counted from the
-    record's first byte (no grace: at capacity the grace is what waiting clients pay for; a
-    record of ``n`` bytes is spared ``n / min_rate`` seconds, its own evidence of being slow).
-    It never qualifies while its handler does anything but wait for input. So a connection
-    accepted a moment ago is spared: ``min_age`` if it has said nothing, until it falls behind
-    the rate if it has begun a record. Among those that qualify, the one that stopped making
-    progress first goes first: an idle one since it began waiting, a slow record since its first
-    byte; ties go to the connection accepted first.
+    A connection qualifies only while it waits for input (never while its handler does anything
+    else), and then:
+
+    - unproven (no record completed yet) and silent since it was accepted, for ``min_age``
+      seconds (``IDLE``);
+    - with an unfinished record arriving slower than ``min_rate`` counted from its first byte
+      (``SLOW_RECORD``; no grace: at capacity the grace is what waiting clients pay for; a
+      record of ``n`` bytes is spared ``n / min_rate`` seconds, its own evidence);
+    - proven and idle between records for ``proven_idle`` seconds (``IDLE_PROVEN``), and only
+      while no unproven connection qualifies.
+
+    Rank: unproven silent, then unproven slow records, then proven slow records, then proven
+    idle; within a rank, the one that stopped making progress first (an idle one since it began
+    waiting, a slow record since its first byte); ties go to the connection accepted first.
     """
 
     min_age: float = DEFAULT_SHED_MIN_AGE
     min_rate: float = DEFAULT_RECORD_MIN_RATE
+    proven_idle: float = DEFAULT_SHED_PROVEN_IDLE
 
     def judge(self, progress: Progress, now: float) -> tuple[str, float] | None:
-        """``(reason, stalled_since)`` when this connection may be shed now, else None."""
+        """``(reason, stalled_since)`` when this connection may be shed now, else None (a proven
+        idle one is judged on its own: ``choose`` takes it only when no unproven qualifies)."""
         waiting = progress.waiting_since
         if waiting is None:
             return None
         started = progress.record_started
         if started is None:
+            if progress.proven:
+                return (IDLE_PROVEN, waiting) if now - waiting >= self.proven_idle else None
             return (IDLE, waiting) if now - waiting >= self.min_age else None
         if progress.record_bytes < (now - started) * self.min_rate:
             return SLOW_RECORD, started
@@ -142,17 +163,22 @@ class ShedPolicy:
 
     def choose(self, candidates: Iterable[tuple[K, Progress]], now: float,
                n: int) -> list[Victim[K]]:
-        """At most ``n`` victims, the oldest least-progress first."""
+        """At most ``n`` victims, in rank order (see the class docstring)."""
         if n <= 0:
             return []
         ranked = []
+        unproven = False
         for order, (key, progress) in enumerate(candidates):
             verdict = self.judge(progress, now)
             if verdict is not None:
                 reason, since = verdict
-                ranked.append((since, progress.accepted, order, reason, key))
+                rank = (_RANK_PROVEN if progress.proven else _RANK)[reason]
+                unproven = unproven or rank < 2
+                ranked.append((rank, since, progress.accepted, order, reason, key))
+        if unproven:  # a proven idle connection goes only when no unproven one qualifies
+            ranked = [entry for entry in ranked if entry[0] != 3]
         return [Victim(key, reason, since)
-                for since, _, _, reason, key in heapq.nsmallest(n, ranked)]
+                for _, since, _, _, reason, key in heapq.nsmallest(n, ranked)]
 
     def next_eligible(self, candidates: Iterable[Progress], now: float) -> float | None:
         """Seconds until one of these may qualify (idle not yet long enough, or a record not yet
@@ -163,11 +189,11 @@ class ShedPolicy:
             if waiting is None:
                 continue  # busy in its handler: waiting for it to qualify is pointless
             if started is None:
-                when = waiting + self.min_age
+                when = waiting + (self.proven_idle if progress.proven else self.min_age)
             else:
                 when = started + progress.record_bytes / self.min_rate
             if when <= now:
-                continue  # qualifies already, or is busy in its handler: waiting changes nothing
+                continue  # qualifies already: waiting changes nothing
             if soonest is None or when - now < soonest:
                 soonest = when - now
         return soonest
@@ -180,6 +206,9 @@ def describe(victim: Victim[K], policy: ShedPolicy) -> str:
     if victim.reason == SLOW_RECORD:
         why = (f"its unfinished record arrives slower than {policy.min_rate:g} bytes/s "
                "(record_min_rate)")
+    elif victim.reason == IDLE_PROVEN:
+        why = (f"it was idle between records for more than {policy.proven_idle:g} s and no "
+               "connection that never completed a record could go instead")
     else:
-        why = "it was idle, waiting for input, longer than the others"
+        why = "it has sent nothing since it was accepted"
     return f"shed at capacity to make room for clients waiting to connect: {why}"

@@ -26,6 +26,7 @@ from typing import Any
 
 from .addresses import format_address
 from .defaults import DEFAULT_PROXY_TIMEOUT, DEFAULT_PROXY_TRUSTED
+from .error_log import PROXY_REFUSAL, client_log
 from .options import check_seconds
 from .proxy import ProxyHeader, ProxyHeaderParser, ProxyProtocolError, parse_whole_header
 
@@ -134,8 +135,9 @@ def receive_proxy_header(sock: Any, peer: Any, settings: ProxySettings, name: st
     if not settings.trusts(peer):
         count("proxy_rejected")
         count("proxy_untrusted")
-        log.info("%s: refused %s: not in proxy_trusted, and proxy_protocol needs a trusted "
-                 "proxy", name, _describe(peer))
+        client_log.event(PROXY_REFUSAL, _ip(peer), logging.INFO, "%s: refused %s: not in "
+                         "proxy_trusted, and proxy_protocol needs a trusted proxy", name,
+                         _describe(peer))
         return None
     try:
         header = read_proxy_header(sock, settings)
@@ -148,7 +150,8 @@ def receive_proxy_header(sock: Any, peer: Any, settings: ProxySettings, name: st
             reason = str(exc)
         else:
             reason = f"{exc.strerror or exc} before its PROXY header was complete"
-        log.info("%s: refused %s: %s", name, _describe(peer), reason)
+        client_log.event(PROXY_REFUSAL, _ip(peer), logging.INFO, "%s: refused %s: %s", name,
+                         _describe(peer), reason)
         return None
     if header.command == "LOCAL":
         log.debug("%s: PROXY LOCAL (a health check) from %s", name, _describe(peer))
@@ -222,6 +225,11 @@ def _discard(sock: Any, n: int) -> None:
         if not got:
             raise ProxyProtocolError("connection closed in the middle of its PROXY header")
         n -= got
+
+
+def _ip(peer: Any) -> Any:
+    """The peer's address without its port, as the log limiter counts distinct peers."""
+    return peer[0] if isinstance(peer, tuple) else peer
 
 
 def _describe(peer: Any) -> str:

@@ -28,11 +28,11 @@ from gevent import getcurrent
 from gevent.event import Event
 
 from . import systemd
-from .addresses import ListenSpec, OpenSocket, format_address, open_listening
+from .addresses import ListenSpec, OpenSocket, format_address, open_listening, set_defer_accept
 from .admission import Admission
 from .client_life import ClientLife
 from .config import ServerConfig
-from .connection import Connection, ConnectionHooks
+from .connection import Connection, ConnectionHooks, stop_input
 from .defaults import (
     DEFAULT_BACKLOG,
     DEFAULT_CONCURRENCY,
@@ -47,35 +47,35 @@ from .defaults import (
     DEFAULT_RECORD_MIN_RATE,
     DEFAULT_RECORD_TIMEOUT,
     DEFAULT_SHED_MIN_AGE,
+    DEFAULT_SHED_PROVEN_IDLE,
     DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_STOP_GRACE,
     DEFAULT_WORKER_TIMEOUT,
 )
+from .error_log import client_log
 from .errors import GreensrvError
 from .filters import Filter
 from .listeners import Listener
 from .options import check_int
 from .process import brief_startup_errors, default_logging, serve_in_this_process
-from .statistics import Counters, ErrorLogLimiter, Statistics
+from .statistics import Counters, Statistics
 from .workers import Master
 
 __all__ = ["Server", "serve_forever"]
 
 log = logging.getLogger("greensrv")
 
-_error_log_limiter = ErrorLogLimiter(log)
-
 
 def _default_client_error(conn: Connection, exc: BaseException) -> None:
-    """Log it; identical messages past a burst are counted, not each logged.
+    """Log it, a few of each kind a minute (``error_log.ErrorLogLimiter``); the rest counted.
 
     A client's misbehaviour (greensrv's own errors: bad framing, TLS failure, timeouts, slow
     reader) is a one-line warning, since its traceback would only show greensrv's internals; any
     other exception is a bug in the application and is logged with its traceback.
     """
     name = conn.server.name if conn.server is not None else "greensrv"
-    _error_log_limiter.log(f"{name}: error on {conn!r}: %s", exc,
-                           with_traceback=not isinstance(exc, GreensrvError))
+    client_log.log(f"{name}: error on {conn!r}: %s", exc,
+                   with_traceback=not isinstance(exc, GreensrvError), peer=conn.remote_ip)
 
 
 def _default_error(server: Server, exc: BaseException) -> None:
@@ -143,7 +143,10 @@ class Server:
                                 (None: off); record_start_timeout=None bounds the first byte
       shedding=True             at concurrency with clients waiting, close the connections
                                 making the least progress (``docs/overload.md``); one silent
-                                for less than shed_min_age=0.1 s is spared
+                                for less than shed_min_age=0.1 s is spared, one that has
+                                completed a record until idle for shed_proven_idle=5 s
+      defer_accept=None         seconds: TCP_DEFER_ACCEPT, a TCP client reaches the server only
+                                once it has sent something (not for server-speaks-first)
       max_connections_per_ip=None   live connections per client IP
       ssl_context=None          TLS on every connection; handshake_timeout=10 bounds it
       name="greensrv"           used in logs and repr (POE's Alias)
@@ -205,6 +208,8 @@ class Server:
         record_start_timeout: float | None = None,
         shedding: bool = True,
         shed_min_age: float = DEFAULT_SHED_MIN_AGE,
+        shed_proven_idle: float = DEFAULT_SHED_PROVEN_IDLE,
+        defer_accept: float | None = None,
         max_connections_per_ip: int | None = None,
         proxy_protocol: str | None = None,
         proxy_trusted: Iterable[Any] = DEFAULT_PROXY_TRUSTED,
@@ -240,7 +245,8 @@ class Server:
         self._counters = Counters()
         self._hooks = _ServerHooks(self)
         self._admission = Admission(config.concurrency, config.max_connections_per_ip,
-                                    self._counters, config.shed_policy, self._hooks)
+                                    self._counters, config.shed_policy, self._hooks,
+                                    config.name)
         self._life = ClientLife(config, self._hooks, self._admission, self._connections,
                                 self._counters, self)
         #: Each client's greenlet from accept until its end (ClientLife.spawn): what counts
@@ -258,6 +264,7 @@ class Server:
     shutdown_timeout: float = _Option()  # type: ignore[assignment]
     ssl_context: Any = _Option()
     max_connections_per_ip: int | None = _Option()  # type: ignore[assignment]
+    defer_accept: float | None = _Option()  # type: ignore[assignment]
     client_shutdown_on_error: bool = _Option()  # type: ignore[assignment]
     #: The bounds every connection of this server enforces, checked once.
     limits = _Option()
@@ -356,6 +363,13 @@ class Server:
             if self._started and not self._closed and not self._admission.stopping:
                 return
             raise RuntimeError("a stopped server cannot be started again")
+        if self.defer_accept is not None:
+            try:
+                set_defer_accept([each.sock for each in sockets], self.defer_accept)
+            except ValueError:  # an inherited unix socket: the sockets were given to us
+                for each in sockets:
+                    each.sock.close()
+                raise
         self._listeners = [Listener(each.sock, self._hooks, each.unix_path, max_accept)
                            for each in sockets]
         self._started = True
@@ -455,7 +469,7 @@ class Server:
             if left:
                 admission.set_grace_deadline(time.monotonic() + self.stop_grace)
                 for conn in list(self._connections.values()):
-                    conn.stop_input()
+                    stop_input(conn)
                 # Connections bound their own flush and drain by the same deadline; the margin
                 # lets one that uses all of it end by itself rather than be counted as forced.
                 self._life.all_ended.wait(self.stop_grace + 0.25)
@@ -464,6 +478,7 @@ class Server:
             # A second SIGINT may have forced the close while we waited above.
             forced = self._forced
             left = max(left, forced)
+            client_log.flush()  # what was counted and not yet summarised, before the last line
             log.info("%s: stopped in %.2f s; %d connection(s) ended by the shutdown, "
                      "%d forced closed", self.name, time.monotonic() - start, left, forced)
         finally:

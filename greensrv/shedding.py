@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gevent.hub import get_hub
 
+from .connection_input import overload_progress, shed
 from .errors import ConnectionShedError
 from .overload import ShedPolicy, describe
 
@@ -164,7 +165,7 @@ class Shedder:
             return
         now = time.monotonic()
         policy = self.policy
-        candidates = [(conn, conn.overload_progress()) for conn in live.values()
+        candidates = [(conn, overload_progress(conn)) for conn in live.values()
                       if not conn.closing]
         victims = policy.choose(candidates, now, wanted)
         if not victims:
@@ -185,7 +186,7 @@ class Shedder:
             message = messages.get(victim.reason)
             if message is None:
                 message = messages[victim.reason] = describe(victim, policy)
-            conn.shed(ConnectionShedError(message, victim.reason, now - victim.stalled_since))
+            shed(conn, ConnectionShedError(message, victim.reason, now - victim.stalled_since))
             self._pending.append(conn)
         # The victims' greenlets end on the next loop iteration; the listeners then accept,
         # fill the server again and arm() is called anew.

@@ -1,12 +1,10 @@
-"""Operator-facing numbers: the statistics snapshot and a log limiter for error storms."""
+"""Operator-facing numbers: the statistics snapshot and the running counters behind it."""
 
 from __future__ import annotations
 
-import logging
-import time
 from dataclasses import dataclass
 
-__all__ = ["Counters", "ErrorLogLimiter", "Statistics"]
+__all__ = ["Counters", "Statistics"]
 
 
 @dataclass(frozen=True)
@@ -70,58 +68,3 @@ class Counters:
     def count(self, key: str) -> None:
         """Add one to the field named ``key``; ``AttributeError`` if there is none."""
         setattr(self, key, getattr(self, key) + 1)
-
-
-class ErrorLogLimiter:
-    """Logs each distinct message at most ``burst`` times per ``period`` seconds.
-
-    A storm of identical handler exceptions then costs a few log lines and one summary per period
-    instead of unbounded log volume; distinct messages are never hidden by each other.
-    """
-
-    #: Identical messages logged in full per period before the rest are only counted.
-    burst = 5
-    #: Seconds after which a message's count starts again (and suppressed ones are summarised).
-    period = 60.0
-    #: Distinct messages remembered; older ones are forgotten past this, bounding memory.
-    max_keys = 1024
-
-    def __init__(self, logger: logging.Logger) -> None:
-        self.logger = logger
-        self._seen: dict[str, list[float]] = {}  # key -> [period start, count]
-        self._last_sweep = time.monotonic()
-
-    def log(self, prefix: str, exc: BaseException, with_traceback: bool = True) -> None:
-        key = f"{type(exc).__qualname__}: {exc}"
-        now = time.monotonic()
-        if now - self._last_sweep >= self.period:
-            self._sweep(now)
-        entry = self._seen.get(key)
-        if entry is None or now - entry[0] >= self.period:
-            if entry is not None:
-                self._summarise(key, entry, now)
-            if len(self._seen) >= self.max_keys:
-                self._sweep(now, everything=True)
-            entry = self._seen[key] = [now, 0]
-        entry[1] += 1
-        if entry[1] <= self.burst:
-            if with_traceback:
-                self.logger.error(prefix, exc, exc_info=(type(exc), exc, exc.__traceback__))
-            else:
-                self.logger.warning(prefix, exc)
-        elif entry[1] == self.burst + 1:
-            self.logger.error("%s (repeated; further copies within %.0f s are counted, "
-                              "not logged)", key, self.period)
-
-    def _sweep(self, now: float, everything: bool = False) -> None:
-        """Summarise and forget the messages whose period has ended (or all of them)."""
-        self._last_sweep = now
-        for key, entry in list(self._seen.items()):
-            if everything or now - entry[0] >= self.period:
-                self._summarise(key, entry, now)
-                del self._seen[key]
-
-    def _summarise(self, key: str, entry: list[float], now: float) -> None:
-        if entry[1] > self.burst:
-            self.logger.error("%d more like this were not logged in the last %.0f s: %s",
-                              entry[1] - self.burst, now - entry[0], key)

@@ -1,60 +1,131 @@
 """Helpers for testing code built on greensrv; safe to import in any test suite.
 
-:func:`serving` runs a server on a free loopback port for the length of a ``with`` block and
-stops it quickly; :func:`connect` opens a client connection to it that cooperates with the
-server's greenlets (a stdlib ``socket`` would block the hub, and the server with it: see
-``docs/testing.md``). :func:`check_filter` proves a filter, built-in or your own, frames
-correctly under any chunking of the wire: the property every server relies on, since TCP
-delivers bytes in whatever pieces the network chooses.
+:func:`serving` runs a server on a free loopback port for the length of a ``with`` block, stops
+it quickly, and raises there what the handler or a callback raised; :func:`connect` opens a
+client connection to it that cooperates with the server's greenlets (a stdlib ``socket`` would
+block the hub, and the server with it: see ``docs/testing.md``), and whose reads give up after
+:data:`READ_TIMEOUT` with a message rather than waiting for pytest-timeout.
+:func:`check_filter` proves a filter, built-in or your own, frames correctly under any chunking
+of the wire: the property every server relies on, since TCP delivers bytes in whatever pieces
+the network chooses.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from .connection import Connection
-from .dial import connect as _connect
+from .dial import connect_as
 from .errors import FilterError
 from .filters.base import Filter, pull_records
 from .server import Server
 
-__all__ = ["check_filter", "connect", "serving"]
+__all__ = ["CONNECT_TIMEOUT", "READ_TIMEOUT", "TestConnection", "check_filter", "connect",
+           "serving"]
 
 #: Seconds a test's connect may take: far above a loopback connect, so reaching it means the
 #: server is not listening, and the test fails instead of hanging.
 CONNECT_TIMEOUT = 5.0
+#: Seconds a test's ``get()`` (or ``for record in conn``) waits by default: far above any
+#: loopback reply, and far below pytest-timeout, so a forgotten reply fails with a message.
+READ_TIMEOUT = 10.0
+
+#: The options of a Server whose callables serving() watches for exceptions.
+_APPLICATION_CALLBACKS = ("client_input", "client_connected", "client_disconnected",
+                          "client_flushed", "client_high", "client_low")
 
 
 @contextmanager
 def serving(handler: Callable[[Connection], Any] | None = None, *, stop_timeout: float = 0.0,
-            **options: Any) -> Iterator[Server]:
+            reraise: bool = True, **options: Any) -> Iterator[Server]:
     """``with serving(handler, **options) as server:`` a started ``Server`` on 127.0.0.1 and a
     port the OS picks (``server.address``), stopped at the end of the block.
 
     ``stop_timeout`` (default 0) is what ``stop()`` lets live connections finish by
     themselves: 0 ends them at once (each still gets a short grace to flush what it queued),
     so a test never waits ``shutdown_timeout`` for a client it forgot to close.
+
+    An exception that escapes the handler or a callback (``client_input``,
+    ``client_connected``...) is reported as the server always does (``client_error``), and the
+    first one is raised again when the block ends, after the stop: the test fails with the
+    handler's own traceback instead of a mere ``EOFError`` on its client. An exception raised
+    in the block itself wins. ``reraise=False`` turns this off, for a test about errors.
     """
     options.setdefault("host", "127.0.0.1")
     options.setdefault("port", 0)
+    errors: list[Exception] = []
+    if reraise:
+        if handler is not None:
+            handler = _watched(handler, errors)
+        for name in _APPLICATION_CALLBACKS:
+            if callable(options.get(name)):
+                options[name] = _watched(options[name], errors)
     server = Server(handler, **options)
     server.start()
     try:
         yield server
     finally:
         server.stop(timeout=stop_timeout)
+    if errors:
+        first = errors[0]
+        if len(errors) > 1 and hasattr(first, "add_note"):  # Python 3.11+
+            first.add_note(f"(and {len(errors) - 1} more exception(s) in the handler or "
+                           "callbacks; the server's log has each)")
+        raise first
 
 
-def connect(target: Server | Any, **options: Any) -> Connection:
-    """``greensrv.connect`` to a ``Server`` (its first address) or an address, with
-    ``timeout`` defaulting to :data:`CONNECT_TIMEOUT`. Use it as a context manager."""
+def _watched(function: Callable[..., Any], errors: list[Exception]) -> Callable[..., Any]:
+    """``function``, recording in ``errors`` what it raises (then raising it on)."""
+
+    @functools.wraps(function)
+    def watched(*args: Any) -> Any:
+        try:
+            return function(*args)
+        except Exception as exc:
+            errors.append(exc)
+            raise
+
+    return watched
+
+
+class TestConnection(Connection):
+    """The Connection :func:`connect` returns: ``get()`` without a timeout waits at most
+    ``read_timeout`` seconds (None: forever), then raises ``TimeoutError`` saying so."""
+
+    __slots__ = ("read_timeout",)
+    __test__ = False  # not a pytest test class, whatever its name
+    read_timeout: float | None
+
+    def get(self, timeout: float | None = None) -> Any:
+        if timeout is not None or self.read_timeout is None:
+            return Connection.get(self, timeout)
+        try:
+            return Connection.get(self, self.read_timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"no record from the server within {self.read_timeout:g} s: the reply the "
+                "test waits for never came (greensrv.testing.connect's read_timeout; pass "
+                "get(timeout=...) or read_timeout=None to wait longer)") from None
+
+
+def connect(target: Server | Any, *, read_timeout: float | None = READ_TIMEOUT,
+            **options: Any) -> TestConnection:
+    """``greensrv.connect`` to a ``Server`` (its first address) or an address (a path is a
+    unix socket's), with
+    ``timeout`` defaulting to :data:`CONNECT_TIMEOUT`, and ``get()``'s default timeout to
+    ``read_timeout`` (:data:`READ_TIMEOUT`; None waits forever). Use it as a context
+    manager."""
     address = target.address if isinstance(target, Server) else target
-    if isinstance(address, str) and not address.startswith("unix:"):
+    if isinstance(address, str) and (isinstance(target, Server) or address.startswith("/")):
         address = "unix:" + address  # a server's unix address is its path
     options.setdefault("timeout", CONNECT_TIMEOUT)
-    return _connect(address, **options)
+    conn = connect_as(TestConnection, address, **options)
+    assert isinstance(conn, TestConnection)
+    conn.read_timeout = read_timeout
+    return conn
 
 
 def _flags(f: Filter) -> tuple[bool, bool]:

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import ssl
 from typing import Any
 
 import gevent.ssl
 
-__all__ = ["load_cert_chain", "server_context", "wrap_server_socket"]
+from .errors import TLSError
+
+__all__ = ["describe_client_handshake_failure", "load_cert_chain", "server_context",
+           "wrap_client_socket", "wrap_server_socket"]
 
 
 def server_context(certfile: str, keyfile: str | None = None, *, cafile: str | None = None,
@@ -72,3 +76,34 @@ def wrap_server_socket(sock: Any, context: ssl.SSLContext) -> Any:
     """
     return gevent.ssl.SSLSocket(sock=sock, server_side=True, do_handshake_on_connect=False,
                                 suppress_ragged_eofs=True, _context=context)
+
+
+def wrap_client_socket(sock: Any, context: ssl.SSLContext, server_hostname: str | None,
+                       where: str) -> Any:
+    """Wrap a connected socket for a client handshake (not done yet) with ``server_hostname``.
+
+    TLSError naming ``where`` (the address) when the context checks host names and no name
+    is given: the check would fail anyway, with a less helpful message.
+    """
+    if context.check_hostname and not server_hostname:
+        raise TLSError(f"TLS to {where}: the context checks host names, so server_hostname "
+                       "is needed (or set check_hostname=False on the context)")
+    return gevent.ssl.SSLSocket(sock=sock, server_side=False, server_hostname=server_hostname,
+                                do_handshake_on_connect=False, suppress_ragged_eofs=True,
+                                _context=context)
+
+
+def describe_client_handshake_failure(where: str, exc: BaseException) -> str:
+    """A message a person understands for a failed client handshake with ``where``."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = f"certificate verification failed: {exc.verify_message or text}"
+    elif isinstance(exc, socket.timeout | TimeoutError) or "timed out" in text:
+        reason = "the server sent no complete handshake in time"
+    elif "WRONG_VERSION_NUMBER" in text or "RECORD_LAYER" in text:
+        reason = f"the server does not speak TLS: {text}"
+    elif isinstance(exc, ssl.SSLEOFError | ConnectionError) or "EOF" in text:
+        reason = f"the server closed the connection during the handshake ({text})"
+    else:
+        reason = text
+    return f"TLS handshake with {where} failed: {reason}"

@@ -18,6 +18,7 @@ import greenlet
 import pytest
 
 import greensrv
+from greensrv.error_log import client_log
 
 #: Seconds a client read may wait before the test fails: far above any loopback round trip.
 CLIENT_TIMEOUT = 5.0
@@ -33,6 +34,15 @@ def _live_greenlets() -> list[greenlet.greenlet]:
     return [g for g in gc.get_objects()
             if isinstance(g, greenlet.greenlet) and not isinstance(g, infrastructure)
             and g and not g.dead and g.parent is not None]
+
+
+@pytest.fixture(autouse=True)
+def fresh_error_log():
+    """Each test starts with the process's error log limiter counting afresh (its counts are
+    per process: one test's refusals must not silence the next test's first ones)."""
+    client_log.flush()
+    yield
+    client_log.flush()
 
 
 @pytest.fixture

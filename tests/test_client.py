@@ -85,9 +85,9 @@ def test_set_filter_mid_stream_and_shutdown_reaches_eof(no_leaks):
         conn = connect(server)
         conn.put("resp please")
         conn.set_filter(Resp())
-        conn.put([1, 2], b"x")
-        assert [conn.get(timeout=WAIT), conn.get(timeout=WAIT)] == [[b"got", [1, 2]],
-                                                                  [b"got", b"x"]]
+        conn.put([1, 2], b"x")  # on a client, Resp sends commands: arrays of bulk strings
+        assert [conn.get(timeout=WAIT), conn.get(timeout=WAIT)] == [[b"got", [b"1", b"2"]],
+                                                                  [b"got", [b"x"]]]
         conn.shutdown()  # FIN after the queued output: the server's loop ends, then its side
         with pytest.raises(EOFError):
             conn.get(timeout=WAIT)
@@ -185,7 +185,8 @@ class TestErrorsNameTheAddress:
             release.set()
 
     @pytest.mark.parametrize("address, what", [
-        ("127.0.0.1:80", "address must be"), (("127.0.0.1", 0), "port must be 1-65535"),
+        (42, "address must be"),
+        ("127.0.0.1", "cannot parse"), (("127.0.0.1", 0), "port must be 1-65535"),
         ("unix:", "no path")])
     def test_bad_address(self, address, what):
         with pytest.raises((TypeError, ValueError), match=what):

@@ -1,4 +1,4 @@
-"""``greensrv.Connection`` (API.md §4) as a handler sees it, over real loopback sockets.
+"""``greensrv.Connection`` (docs/api.md) as a handler sees it, over real loopback sockets.
 
 Handlers report what they saw through gevent ``Event``/``AsyncResult``/``Queue`` objects; the
 test (in the main greenlet) drives a gevent client and waits on those, always with a bound.

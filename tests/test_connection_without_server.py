@@ -14,7 +14,7 @@ import pytest
 from gevent.event import Event
 from support import WAIT, wait_for
 
-from greensrv.connection import Connection, ConnectionHooks
+from greensrv.connection import Connection, ConnectionHooks, attach, finish, stop_input
 from greensrv.errors import RecordTimeoutError
 from greensrv.filters import Line
 from greensrv.limits import Limits
@@ -59,7 +59,7 @@ def make(pair, hooks=None, **limits):
     ours, _, address = pair
     f = Line()
     conn = Connection(ours, address, 1, f, f, Limits(**limits), hooks or ConnectionHooks())
-    conn.attach()
+    attach(conn)
     return conn
 
 
@@ -124,7 +124,7 @@ def test_finish_flushes_sends_fin_and_closes(pair):
     conn = make(pair, hooks)
     _, peer, _ = pair
     conn.put("bye")
-    conn.finish(None)
+    finish(conn, None)
     assert conn.closed and hooks.closed_conns == [conn]
     data = b""
     while chunk := peer.recv(100):
@@ -136,7 +136,7 @@ def test_stop_input_ends_a_waiting_get_with_eof(pair):
     conn = make(pair)
     reader = gevent.spawn(conn.get)
     gevent.idle()
-    conn.stop_input()
+    stop_input(conn)
     with pytest.raises(EOFError):
         reader.get(timeout=WAIT)
     conn.close()

@@ -30,6 +30,9 @@ LAYERS: dict[str, int] = {
     # 1: OS sockets and TLS: byte transports, systemd, opening addresses, reading a PROXY
     # header; the configuration, which parses listen entries and PROXY settings with them
     "transport": 1, "tls": 1, "systemd": 1, "addresses": 1, "proxy_io": 1, "config": 1,
+    # 1: the default error log, which PROXY refusals use too (a gevent timer writes each
+    # minute's summary)
+    "error_log": 1,
     # 2: the connection: a socket joined to filters, needing no server (its parts first)
     "connection_fields": 2, "connection_input": 2, "connection_output": 2, "connection": 2,
     # 3: shedding, admission, the per-client life, the listeners, running a process

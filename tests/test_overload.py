@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from greensrv.overload import IDLE, SLOW_RECORD, Progress, RecordClock, ShedPolicy, describe
+from greensrv.overload import (
+    IDLE,
+    IDLE_PROVEN,
+    SLOW_RECORD,
+    Progress,
+    RecordClock,
+    ShedPolicy,
+    describe,
+)
 
 
 class TestRecordClock:
@@ -45,9 +53,9 @@ class TestRecordClock:
 
 
 def waiting(accepted: float, since: float, started: float | None = None,
-            got: int = 0) -> Progress:
+            got: int = 0, proven: bool = False) -> Progress:
     return Progress(accepted=accepted, waiting_since=since, record_started=started,
-                    record_bytes=got)
+                    record_bytes=got, proven=proven)
 
 
 class TestShedPolicy:
@@ -83,18 +91,41 @@ class TestShedPolicy:
         assert self.policy.judge(idle, now=100.0) == (IDLE, 50.0)
         assert self.policy.judge(drip, now=100.0) == (SLOW_RECORD, 95.0)
 
-    def test_oldest_least_progress_first_ties_to_the_first_accepted(self):
+    def test_silent_first_then_slow_records_oldest_first_ties_to_the_first_accepted(self):
         candidates = [
-            ("idle since 60", waiting(accepted=10.0, since=60.0)),
+            ("silent since 60", waiting(accepted=10.0, since=60.0)),
             ("dripping since 40", waiting(accepted=30.0, since=99.0, started=40.0, got=3)),
             ("busy", Progress(accepted=0.0, waiting_since=None)),
-            ("idle since 60, accepted first", waiting(accepted=5.0, since=60.0)),
-            ("idle since 90", waiting(accepted=1.0, since=90.0)),
+            ("silent since 60, accepted first", waiting(accepted=5.0, since=60.0)),
+            ("silent since 90", waiting(accepted=1.0, since=90.0)),
         ]
-        chosen = self.policy.choose(candidates, now=100.0, n=3)
-        assert [v.key for v in chosen] == ["dripping since 40", "idle since 60, accepted first",
-                                           "idle since 60"]
-        assert [v.reason for v in chosen] == [SLOW_RECORD, IDLE, IDLE]
+        chosen = self.policy.choose(candidates, now=100.0, n=4)
+        assert [v.key for v in chosen] == ["silent since 60, accepted first", "silent since 60",
+                                           "silent since 90", "dripping since 40"]
+        assert [v.reason for v in chosen] == [IDLE, IDLE, IDLE, SLOW_RECORD]
+
+    def test_a_proven_connection_between_records_is_kept_for_proven_idle(self):
+        keep_alive = waiting(accepted=0.0, since=99.0, proven=True)  # answered 1 s ago
+        assert self.policy.judge(keep_alive, now=100.0) is None
+        assert self.policy.next_eligible([keep_alive], now=100.0) == pytest.approx(
+            self.policy.proven_idle - 1.0)
+        assert self.policy.judge(keep_alive, now=99.0 + self.policy.proven_idle) == (
+            IDLE_PROVEN, 99.0)
+
+    def test_a_proven_idle_connection_goes_only_when_no_unproven_one_qualifies(self):
+        long_idle = ("proven, idle 60 s", waiting(accepted=0.0, since=40.0, proven=True))
+        silent = ("silent 1 s", waiting(accepted=99.0, since=99.0))
+        assert [v.key for v in self.policy.choose([long_idle, silent], 100.0, 2)] == [
+            "silent 1 s"]
+        assert [v.key for v in self.policy.choose([long_idle], 100.0, 2)] == [
+            "proven, idle 60 s"]
+
+    def test_proven_slow_records_rank_after_every_unproven_one(self):
+        proven_drip = ("proven drip", waiting(0.0, 99.0, started=10.0, got=1, proven=True))
+        new_drip = ("new drip", waiting(98.0, 99.0, started=99.0, got=1))
+        silent = ("silent", waiting(99.0, 99.5))
+        chosen = self.policy.choose([proven_drip, new_drip, silent], 100.0, 3)
+        assert [v.key for v in chosen] == ["silent", "new drip", "proven drip"]
 
     def test_never_more_than_asked(self):
         many = [(i, waiting(accepted=0.0, since=float(i))) for i in range(50)]
@@ -107,3 +138,5 @@ class TestShedPolicy:
         assert describe(a, self.policy).startswith("shed at capacity")
         drip = self.policy.choose([("d", waiting(0.0, 99.0, started=90.0, got=1))], 100.0, 1)[0]
         assert "500 bytes/s" in describe(drip, self.policy)
+        kept = self.policy.choose([("k", waiting(0.0, 1.0, proven=True))], 100.0, 1)[0]
+        assert "idle between records" in describe(kept, self.policy)

@@ -1,4 +1,4 @@
-"""The server object and its options (API.md §1–§3, §6), over real loopback sockets.
+"""The server object and its options (docs/api.md), over real loopback sockets.
 
 Every wait is bounded and event-driven: a test waits on a gevent ``Event``/``AsyncResult``, on a
 reply, or on a *barrier* (a round trip through a separate probe server, which guarantees the hub

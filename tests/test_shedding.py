@@ -29,10 +29,20 @@ def echo(conn):
     (dict(record_start_timeout=0), "record_start_timeout"),
     (dict(shedding="yes"), "shedding"),
     (dict(shed_min_age=-0.1), "shed_min_age"),
+    (dict(shed_proven_idle="long"), "shed_proven_idle"),
+    (dict(defer_accept=0), "defer_accept"),
+    (dict(defer_accept=1, listen="unix:/tmp/greensrv-never-bound.sock"), "defer_accept"),
 ])
 def test_bad_overload_options_fail_at_construction_naming_the_option(options, name):
     with pytest.raises((TypeError, ValueError), match=name):
         greensrv.Server(echo, **options)
+
+
+def until(condition, what: str, timeout: float = WAIT) -> None:
+    """Poll ``condition`` until true, failing with ``what`` at the deadline."""
+    with gevent.Timeout(timeout, AssertionError(f"timed out waiting for {what}")):
+        while not condition():
+            gevent.sleep(0.01)  # poll interval
 
 
 def errors_queue() -> tuple[Queue, dict]:
@@ -98,26 +108,61 @@ def test_record_start_timeout_cuts_a_client_that_never_speaks(make_server, conne
     assert silent.read_all() == b""
 
 
-def test_at_capacity_the_longest_idle_connection_makes_room(make_server, connect):
+def test_at_capacity_a_silent_connection_makes_room_and_a_proven_one_stays(make_server,
+                                                                             connect):
     errors, options = errors_queue()
     server = make_server(echo, concurrency=2, shed_min_age=0, **options)
-    oldest = connect(server.address)
-    oldest.send(b"first\n")
-    assert oldest.readline() == b"first\r\n"  # now idle, waiting for input
-    newer = connect(server.address)
-    newer.send(b"second\n")
-    assert newer.readline() == b"second\r\n"
+    proven = connect(server.address)
+    proven.send(b"first\n")
+    assert proven.readline() == b"first\r\n"  # now idle between records, waiting for input
+    silent = connect(server.address)
+    until(lambda: server.statistics().live_connections == 2, "the silent client's accept")
     waiting = connect(server.address)  # the server is full: this one waits in the backlog
     waiting.send(b"let me in\n")
     assert waiting.readline() == b"let me in\r\n"
-    assert oldest.read_all() == b""  # shed
+    assert silent.read_all() == b""  # shed
     exc = wait_for(errors, "the shed connection's client_error")
     assert isinstance(exc, ConnectionShedError)
     assert exc.reason == "idle" and exc.stalled_for > 0
-    assert str(exc).startswith("shed at capacity")
-    newer.send(b"still here\n")
-    assert newer.readline() == b"still here\r\n"
+    assert str(exc).startswith("shed at capacity") and "sent nothing" in str(exc)
+    proven.send(b"still here\n")  # idle longer than the silent one, but proven: kept
+    assert proven.readline() == b"still here\r\n"
     assert server.statistics().closed_shed == 1
+
+
+def test_never_more_are_shed_than_clients_wait(make_server, connect, barrier):
+    errors, options = errors_queue()
+    server = make_server(echo, concurrency=3, shed_min_age=0, **options)
+    silent = [connect(server.address) for _ in range(3)]  # all qualify at once
+    until(lambda: server.statistics().live_connections == 3, "the silent clients' accept")
+    waiting = connect(server.address)
+    waiting.send(b"let me in\n")
+    assert waiting.readline() == b"let me in\r\n"
+    barrier()  # the hub has run full loop iterations since: a second shed would have happened
+    assert server.statistics().closed_shed == 1
+    assert server.statistics().live_connections == 3  # two silent ones kept, and the new one
+    assert isinstance(wait_for(errors, "the shed connection's client_error"),
+                      ConnectionShedError)
+    assert errors.empty()
+    assert silent[0].read_all() == b""  # the oldest silent one went
+    for n, client in enumerate(silent[1:]):  # the others are still served
+        client.send(b"still here %d\n" % n)
+        assert client.readline() == b"still here %d\r\n" % n
+
+
+def test_a_proven_connection_idle_past_shed_proven_idle_makes_room(make_server, connect):
+    errors, options = errors_queue()
+    server = make_server(echo, concurrency=1, shed_min_age=0, shed_proven_idle=0.2, **options)
+    proven = connect(server.address)
+    proven.send(b"first\n")
+    assert proven.readline() == b"first\r\n"
+    waiting = connect(server.address)  # waits until the proven one has been idle 0.2 s
+    waiting.send(b"let me in\n")
+    assert waiting.readline() == b"let me in\r\n"
+    assert proven.read_all() == b""
+    exc = wait_for(errors, "the shed connection's client_error")
+    assert exc.reason == "idle proven" and exc.stalled_for >= 0.2
+    assert "idle between records for more than 0.2 s" in str(exc)
 
 
 def test_a_connection_busy_in_its_handler_is_never_shed(make_server, connect):
@@ -186,7 +231,8 @@ def test_shedding_works_on_a_unix_listener_one_client_per_readiness(make_server,
                                                                       tmp_path):
     errors, options = errors_queue()
     path = str(tmp_path / "shed.sock")
-    server = make_server(echo, listen=f"unix:{path}", concurrency=1, shed_min_age=0, **options)
+    server = make_server(echo, listen=f"unix:{path}", concurrency=1, shed_min_age=0,
+                         shed_proven_idle=0, **options)
     idle = connect(path)
     idle.send(b"one\n")
     assert idle.readline() == b"one\r\n"
@@ -201,7 +247,8 @@ def test_a_connection_still_waiting_for_its_proxy_header_is_never_shed(make_serv
     """It is not yet among the server's connections (proxy_timeout bounds it instead): at
     capacity the idle proxied connection is shed, and the silent one is served afterwards."""
     errors, options = errors_queue()
-    server = make_server(echo, concurrency=2, shed_min_age=0, proxy_protocol="v1", **options)
+    server = make_server(echo, concurrency=2, shed_min_age=0, shed_proven_idle=0,
+                         proxy_protocol="v1", **options)
     header = b"PROXY TCP4 192.0.2.1 192.0.2.2 1111 2222\r\n"
     # The silent one is accepted first: were it a candidate, it would be the oldest idle one.
     silent = connect(server.address)  # holds a slot, still waiting for its PROXY header
@@ -222,7 +269,8 @@ def test_a_connection_still_waiting_for_its_proxy_header_is_never_shed(make_serv
 def test_shedding_starts_when_set_concurrency_gives_an_unlimited_server_a_limit(make_server,
                                                                                  connect):
     errors, options = errors_queue()
-    server = make_server(echo, shed_min_age=0, **options)  # concurrency=-1: nothing to shed
+    # concurrency=-1: nothing to shed
+    server = make_server(echo, shed_min_age=0, shed_proven_idle=0, **options)
     idle = connect(server.address)
     idle.send(b"first\n")
     assert idle.readline() == b"first\r\n"

@@ -16,6 +16,7 @@ cdef class Resp(Filter):
     cdef public Py_ssize_t _fast_from, _max_array, _max_bulk, _max_depth, _max_line
     cdef public Py_ssize_t _max_message, _need, _pos, _scan
     cdef public int _protocol  # 2 or 3 (resp3.check_protocol)
+    cdef public bint _client  # every record put is a command
 
     cpdef next_record(self)
     cpdef feed(self, data)

@@ -207,6 +207,11 @@ class Filter:
         """
         return None
 
+    def use_on_client(self) -> None:
+        """Called by ``greensrv.connect`` and ``Client`` on their filters before first use: a
+        filter whose output differs on the client's side (``Resp``: every record is a command)
+        switches to it. The default changes nothing; ``clone()`` keeps the choice."""
+
     # -- lifecycle ---------------------------------------------------------------------------
     def clone(self) -> Filter:
         """Return a fresh filter with the same settings and empty buffers."""

@@ -40,9 +40,15 @@ sets as ``frozenset``). Every aggregate (array, map, set, push, attribute) obeys
 
 A request from a real client (``redis-cli``, ``redis-benchmark``, redis-py) is an array of bulk
 strings, so a server sees ``[b"SET", b"key", b"value"]``; an inline command typed into telnet
-(split on spaces and tabs, without Redis's quoting rules) gives the same shape. To send a request
-yourself, encode a list of ``bytes`` (a list of ``str`` would be simple strings, which Redis
-refuses in a request).
+(split on spaces and tabs, without Redis's quoting rules) gives the same shape.
+
+On a client (``greensrv.connect`` and ``Client`` call :meth:`Resp.use_on_client`, or
+``Resp(client=True)``), every record put is a command, sent as Redis wants a request: an array
+of bulk strings. A list or tuple holds the command's words, each ``bytes`` (or
+``bytearray``/``memoryview``), ``str`` (UTF-8) or a number (``int``, ``float``: its decimal text,
+as redis-py sends it); a lone ``str`` or ``bytes`` is a one-word command (``"PING"``). Anything
+else (a nested list, a ``dict``, ``None``, a ``bool``) is a ``TypeError`` naming it. Replies are
+decoded as the table says.
 
 Parsing is incremental: an array's elements already parsed are kept while the rest arrives,
 a bulk string's payload is not looked at until all of it is there, and a line is never searched
@@ -117,9 +123,9 @@ _FAST_ARRAY = {b"*%d" % i: i for i in range(1, 256)}
 class Resp(Filter):
     """RESP2 values both ways; inline commands accepted on input. See the module docstring."""
 
-    __slots__ = ("_bends", "_bregion", "_btoks", "_fast_from", "_max_array", "_max_bulk",
-                 "_max_depth", "_max_line", "_max_message", "_need", "_pos", "_protocol", "_scan",
-                 "_stack")
+    __slots__ = ("_bends", "_bregion", "_btoks", "_client", "_fast_from", "_max_array",
+                 "_max_bulk", "_max_depth", "_max_line", "_max_message", "_need", "_pos",
+                 "_protocol", "_scan", "_stack")
 
     def __init__(
         self,
@@ -129,8 +135,10 @@ class Resp(Filter):
         max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
         max_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
         protocol: int = 2,
+        client: bool = False,
     ) -> None:
         super().__init__()
+        self._client = bool(client)  # every record put is a command (see use_on_client)
         (self._max_bulk, self._max_array, self._max_depth, self._max_line,
          self._max_message) = check_limits(max_bulk_length, max_array_length, max_depth,
                                            max_line_length, max_message_length)
@@ -540,7 +548,17 @@ class Resp(Filter):
     def protocol(self, value: int) -> None:
         self._protocol = check_protocol(value)
 
+    @property
+    def client(self) -> bool:
+        """True on a client: every record put is a command (an array of bulk strings)."""
+        return self._client
+
+    def use_on_client(self) -> None:
+        self._client = True
+
     def encode(self, record: Any) -> bytes:
+        if self._client:
+            return self._command(record)
         t = type(record)
         if t is bytes:
             return b"$%d\r\n%b\r\n" % (len(record), record)
@@ -567,6 +585,34 @@ class Resp(Filter):
             return self.encode(_base_type(record))
         raise TypeError(f"Resp.encode cannot encode {type(record).__name__}")
 
+    def _command(self, record: Any) -> bytes:
+        """A client's record as a request: an array of bulk strings (see the module docstring)."""
+        if isinstance(record, (list, tuple)):
+            words = record
+        elif isinstance(record, (str, bytes)):
+            words = (record,)
+        else:
+            raise TypeError(f"Resp on a client sends commands: a list or tuple of words, or one "
+                            f"str or bytes, not {type(record).__name__}")
+        parts = [b"*%d\r\n" % len(words)]
+        for word in words:
+            t = type(word)
+            if t is bytes:
+                data = word
+            elif t is str:
+                data = word.encode("utf-8", "surrogateescape")
+            elif isinstance(word, (bytes, bytearray, memoryview)):
+                data = bytes(word)
+            elif isinstance(word, str):
+                data = str(word).encode("utf-8", "surrogateescape")
+            elif isinstance(word, (int, float)) and not isinstance(word, bool):
+                data = repr(float(word) if isinstance(word, float) else int(word)).encode()
+            else:
+                raise TypeError(f"a Redis command's words are bytes, str, int or float, not "
+                                f"{type(word).__name__} ({word!r})")
+            parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+        return b"".join(parts)
+
     def _forget_input(self) -> None:
         # The parse state Filter._forget_input cannot reach in the compiled build (C fields).
         self._pos = self._need = self._scan = self._fast_from = 0
@@ -578,10 +624,12 @@ class Resp(Filter):
 
     def clone(self) -> Resp:
         return Resp(self._max_bulk, self._max_array, self._max_depth, self._max_line,
-                    self._max_message, self._protocol)
+                    self._max_message, self._protocol, self._client)
 
     def __repr__(self) -> str:
-        return "Resp()" if self._protocol == 2 else "Resp(protocol=3)"
+        options = ([] if self._protocol == 2 else ["protocol=3"]) + (
+            ["client=True"] if self._client else [])
+        return f"Resp({', '.join(options)})"
 
 
 def _base_type(record: Any) -> Any:

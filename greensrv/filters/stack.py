@@ -147,6 +147,10 @@ class Stack(Filter):
             items = layer.encode_list(items)
         return list(items)
 
+    def use_on_client(self) -> None:
+        for layer in self._layers:
+            layer.use_on_client()
+
     def clone(self) -> Stack:
         return Stack(*[layer.clone() for layer in self._layers])
 

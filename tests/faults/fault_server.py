@@ -13,7 +13,9 @@ SIGTERM stops it gracefully too (``serve_forever``). Logs go to stderr (the test
 file and counts lines). Apps: ``echo`` (POE-style echo), ``crash`` (``client_input`` raising
 ``ValueError`` on lines starting with ``crash``, echoing the rest), ``die`` (a handler that
 raises on its first line). With ``"report_errors": false`` the server's default ``client_error``
-(the rate-limited log) is used instead of the counting one.
+(the rate-limited log) is used instead of the counting one. ``"tls": [CERT, KEY]`` serves TLS;
+``"also": {...}`` runs a second, plaintext server of the same app with those options in the same
+process (its port is ``port2`` in the ready line, its statistics ``also`` in ``stats``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import greenlet
 from gevent.fileobject import FileObjectPosix
 
 import greensrv
+from greensrv.tls import server_context
 
 #: Messages kept per error type for the test to check (the rest are only counted).
 KEEP_MESSAGES = 5
@@ -61,19 +64,26 @@ def main() -> None:
         raise ValueError("handler died on its first line")
 
     app = spec.get("app", "echo")
-    options = dict(spec.get("options", {}))
-    if spec.get("report_errors", True):
-        options["client_error"] = client_error
-    if app == "echo":
-        server = greensrv.Server(client_input=echo_input, **options)
-    elif app == "crash":
-        server = greensrv.Server(client_input=crash_input, **options)
-    elif app == "die":
-        server = greensrv.Server(die, **options)
-    else:
+
+    def make(options: dict) -> greensrv.Server:
+        if spec.get("report_errors", True):
+            options["client_error"] = client_error
+        if app == "echo":
+            return greensrv.Server(client_input=echo_input, **options)
+        if app == "crash":
+            return greensrv.Server(client_input=crash_input, **options)
+        if app == "die":
+            return greensrv.Server(die, **options)
         raise SystemExit(f"unknown app {app!r}")
 
+    options = dict(spec.get("options", {}))
+    if spec.get("tls"):
+        options["ssl_context"] = server_context(*spec["tls"])
+    server = make(options)
     server.start()
+    also = make(dict(spec["also"])) if "also" in spec else None
+    if also is not None:
+        also.start()
     nofile = spec.get("nofile")
     if nofile:
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
@@ -89,6 +99,8 @@ def main() -> None:
             command = raw.decode().strip()
             if command == "stats":
                 stats = dataclasses.asdict(server.statistics())
+                if also is not None:
+                    stats["also"] = dataclasses.asdict(also.statistics())
                 stats["errors"] = {k: {"count": v[0], "messages": v[1]}
                                    for k, v in errors.items()}
                 stats["connections"] = len(server.connections)
@@ -100,12 +112,17 @@ def main() -> None:
                     stats["fds"] = None
                 say({"event": "stats", **stats})
             elif command == "stop":
+                if also is not None:
+                    also.stop()
                 gevent.spawn(server.stop)
                 return
+        if also is not None:
+            also.stop()
         server.stop()  # stdin closed: the test is gone
 
     gevent.spawn(commands)
-    say({"event": "ready", "port": server.address[1], "pid": _pid()})
+    say({"event": "ready", "port": server.address[1], "pid": _pid(),
+         "port2": also.address[1] if also is not None else None})
     server.serve_forever()
     say({"event": "stopped"})
 

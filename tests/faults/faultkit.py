@@ -80,6 +80,28 @@ def busy_cpu_seconds() -> float:
     return busy / _CLK_TCK
 
 
+class OthersShare:
+    """The share of this machine's CPU that others took during a measured window: the host's
+    steal, or the busy time beyond that of ``pids``, this process and ``extra_cpu`` (a child's
+    own CPU seconds, reported by it), whichever is larger. A latency window that missed its
+    budget while others took a tenth or more is measured again rather than failed."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = [*pids, os.getpid()]
+        self.wall, self.steal = time.monotonic(), host_steal_seconds()
+        self.busy, self.ours = busy_cpu_seconds(), self._our_cpu()
+
+    def _our_cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def share(self, extra_cpu: float = 0.0) -> float:
+        wall = time.monotonic() - self.wall
+        steal = host_steal_seconds() - self.steal
+        ours = self._our_cpu() - self.ours + extra_cpu
+        others = max(busy_cpu_seconds() - self.busy - ours, steal)
+        return others / (wall * (os.cpu_count() or 1))
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size now (statm, in pages)."""
     with open(f"/proc/{pid}/statm") as f:
@@ -160,11 +182,18 @@ class ServerProcess:
         self.pid = self.proc.pid
         self._replies: gevent.queue.Queue = gevent.queue.Queue()
         self.port: int | None = None
+        self.port2: int | None = None
         self._reader = None
         if managed:
             self._reader = gevent.spawn(self._read_stdout)
             ready = self._reply("ready")
             self.port = ready["port"]
+            self.port2 = ready.get("port2")  # the second server's ("also" in the spec), if any
+
+    @property
+    def answers_commands(self) -> bool:
+        """True for fault_server.py (``stats``, ``stop``); False for a command or an example."""
+        return self._reader is not None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -189,6 +218,13 @@ class ServerProcess:
         self.proc.stdin.write(b"stats\n")
         self.proc.stdin.flush()
         return self._reply("stats")
+
+    def stop(self) -> int:
+        """A graceful ``stop()``; the process's exit status once it has ended."""
+        self.proc.stdin.write(b"stop\n")
+        self.proc.stdin.flush()
+        self._reply("stopped")
+        return self.proc.wait(timeout=DEADLINE)
 
     def log(self) -> str:
         self._log.flush()
@@ -323,6 +359,38 @@ def poll(predicate, what: str, timeout: float = DEADLINE, interval: float = 0.01
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         gevent.sleep(interval)  # poll interval
+
+
+def start_attack(address, dripping: int, seconds: float, sources: int = 0, pause: float = 1.0,
+                 silent: int = 0) -> gevent.subprocess.Popen:
+    """``slowloris_attack.py`` against ``address`` in its own process, once every attacker has
+    begun: ``dripping`` connections sending a byte a second and ``silent`` ones sending
+    nothing, for ``seconds``; read its figures with :func:`attack_result`."""
+    proc = gevent.subprocess.Popen(
+        [sys.executable, str(HERE / "slowloris_attack.py"), *map(str, address), str(dripping),
+         str(seconds), str(sources), str(pause), str(silent)], stdout=gevent.subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"started\n"
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        raise
+    return proc
+
+
+def attack_result(proc: gevent.subprocess.Popen) -> dict:
+    """The attacker's last line (it has ended, or is killed): held, refused, connects, cpu (its
+    own CPU time: gevent may already have reaped it, so /proc cannot tell)."""
+    try:
+        result = json.loads(proc.stdout.readline())
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    return dict(result)
 
 
 MB = 1024 * 1024

