@@ -60,8 +60,10 @@ def guide_pages() -> list[str]:
 def reference_pages() -> list[str]:
     """docs/api.md (the hand-kept reference) when it exists, then the generated pages."""
     hand_kept = ["docs/api"] if (DOCS / "api.md").exists() else []
-    generated = sorted(f"docs/reference/{p.stem}" for p in (DOCS / "reference").glob("*.md"))
-    return [*hand_kept, *generated]
+    first = ["greensrv", "filters", "testing"]  # the package, then its modules
+    names = sorted((p.stem for p in (DOCS / "reference").glob("*.md")),
+                   key=lambda name: (first.index(name) if name in first else len(first), name))
+    return [*hand_kept, *(f"docs/reference/{name}" for name in names)]
 
 
 def toctree(caption: str, pages: list[str]) -> str:
