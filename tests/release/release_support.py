@@ -36,7 +36,7 @@ def pythons() -> dict[str, str]:
     versions = VERSIONS if wanted == "all" else [v.strip() for v in wanted.split(",")]
     found = {}
     for version in versions:
-        path = shutil.which(f"python{version}")
+        path = shutil.which(f"python{version}")  # not a peer: the Pythons asked for, if any
         if path and subprocess.run([path, "-c", ""], capture_output=True).returncode == 0:
             found[version] = path
     return found
