@@ -158,7 +158,7 @@ def test_without_a_compiler_the_build_succeeds_as_pure_python_with_one_warning(
         tmp_path, env, expected):
     need_program("cc", "gcc")  # without a compiler there is nothing to break
     pytest.importorskip("Cython", reason="Cython is not installed (the build is pure anyway)")
-    for name in ("setup.py", "pyproject.toml", "MANIFEST.in", "README.md"):
+    for name in ("setup.py", "build_backend.py", "pyproject.toml", "MANIFEST.in", "README.md"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(PACKAGE, tmp_path / "greensrv",
                     ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.sha256", "*.c"))
