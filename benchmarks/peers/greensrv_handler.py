@@ -35,7 +35,7 @@ def main():
     if "--admin" in sys.argv:
         options["admin"] = "127.0.0.1:0"
     if "--access-log" in sys.argv:
-        from greensrv.log_files import route_access_log
+        from greensrv.access_log import route_access_log
 
         route_access_log(os.devnull)
         options["access_log"] = True
