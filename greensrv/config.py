@@ -47,7 +47,7 @@ from .options import check_int, check_seconds, filter_factory
 from .overload import ShedPolicy
 from .proxy_io import ProxySettings, proxy_settings
 
-__all__ = ["OPTION_DEFAULTS", "ServerConfig"]
+__all__ = ["OPTION_DEFAULTS", "Option", "ServerConfig"]
 
 #: Every ``Server`` option and its default (``handler`` included): what ``from_options`` fills
 #: in for an option not given, and the names ``replace`` accepts.
@@ -241,3 +241,22 @@ def _listen(listen: Any, host: Any, port: Any) -> tuple[ListenSpec, ...]:
             raise ValueError(f"port must be at most 65535, not {port}")
     return (ListenSpec("tcp", (host if host is not None else DEFAULT_HOST,
                                port if port is not None else DEFAULT_PORT)),)
+
+
+class Option:
+    """An attribute of an object with a ``config`` that reads one of its checked options
+    (``server.name``, or a dotted path: ``Option("limits.high_mark")``); read-only."""
+
+    def __init__(self, path: str = "") -> None:
+        self.path = path
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.path = self.path or name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.config
+        for part in self.path.split("."):
+            value = getattr(value, part)
+        return value

@@ -34,8 +34,8 @@ from .addresses import format_address
 from .errors import StartupError
 from .logfiles import reopen_log_files
 
-__all__ = ["Notifier", "Runnable", "StopSignals", "brief_startup_errors", "default_logging",
-           "flush_standard_streams", "ignore_signals", "serve_in_this_process"]
+__all__ = ["Notifier", "Runnable", "StopSignals", "brief_startup_errors",
+           "default_logging", "flush_standard_streams", "ignore_signals", "serve_in_this_process"]
 
 log = logging.getLogger("greensrv")
 

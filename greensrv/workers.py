@@ -7,10 +7,11 @@ opened (or, with ``reuse_port``, the worker's own ``SO_REUSEPORT`` sockets). A `
 the master never imports it and never changes the object it is given. The master knows nothing
 of connections; it talks to each worker over two pipes and one shared word:
 
-- *control* (master → worker): ``stop`` asks for the §3 graceful stop; end of file (the master
-  died) means the same; ``reopen`` reopens the log files (the master got SIGUSR1). Workers ignore
-  TERM, INT, HUP, TTIN, TTOU and USR1 from anyone, so a signal to the whole process group
-  (systemd's stop, a terminal's Ctrl-C, logrotate) reaches only the master, which passes it on.
+- *control* (master → worker): ``stop`` asks for the graceful stop (``Server.stop``); end of
+  file (the master died) means the same; ``reopen`` reopens the log files (the master got
+  SIGUSR1). Workers ignore TERM, INT, HUP, TTIN, TTOU and USR1 from anyone, so a signal to the
+  whole process group (systemd's stop, a terminal's Ctrl-C, logrotate) reaches only the master,
+  which passes it on.
 - *status* (worker → master): ``ready`` once it accepts, or ``error MESSAGE`` if it failed to boot.
 - *heartbeat*: a double in shared memory that a timer in the worker's hub refreshes; a hub
   blocked for longer than ``worker_timeout`` stops refreshing it and the master kills the worker.
@@ -36,48 +37,40 @@ old workers serve on.
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 import random
 import select
 import signal
-import socket
-import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from gevent.monkey import get_original
 
 from . import systemd
-from .addresses import ListenSpec
 from .errors import WorkerBootError
 from .logfiles import file_handlers, reopen_log_files
 from .master_ops import MasterOperations
 from .master_sockets import MasterSockets
 from .process import flush_standard_streams
+from .servable import Servable, WorkerIdentity, WorkerServer
 from .worker_process import (
     MASTER_SIGNALS,
+    RESPAWN_BACKOFF_MAX,
+    STABLE_UPTIME,
     WORKER_BOOT_ERROR,
-    WorkerServer,
+    Worker,
+    describe_status,
     heartbeat_interval,
+    kill_quietly,
+    new_heartbeat,
+    respawn_delay,
     run_worker,
 )
 
-
-class WorkerIdentity(Protocol):
-    """Who the workers run as (``greensrv.credentials.Credentials``)."""
-
-    def apply(self) -> None:
-        """In a worker, before its server starts."""
-
-    def give(self, path: str) -> None:
-        """Let the workers reopen the file at ``path``."""
-
-
-__all__ = ["MASTER_SIGNALS", "WORKER_BOOT_ERROR", "Master", "Servable", "WorkerBootError"]
+__all__ = ["MASTER_SIGNALS", "RESPAWN_BACKOFF_MAX", "WORKER_BOOT_ERROR", "Master", "Servable",
+           "WorkerBootError", "respawn_delay"]
 
 log = logging.getLogger("greensrv")
 
@@ -86,13 +79,6 @@ _fork = get_original("os", "fork")
 _waitpid = get_original("os", "waitpid")
 _signal = get_original("signal", "signal")
 
-#: First delay before replacing a worker that died young again; doubles per further death.
-RESPAWN_BACKOFF_INITIAL = 0.1
-#: Cap of that delay: a crash loop costs at most one fork and one log line per 30 s, and a
-#: fixed problem is picked up within 30 s (a HUP reload starts new workers at once anyway).
-RESPAWN_BACKOFF_MAX = 30.0
-#: A worker that lived this long before dying is not "dying young": the backoff starts over.
-STABLE_UPTIME = 10.0
 #: Seconds past shutdown_timeout and the server's stop grace that the master waits for workers
 #: to exit before it kills them: room for the final flush and the process exit itself.
 STOP_MARGIN = 5.0
@@ -102,93 +88,6 @@ TICK = 0.5
 #: woken by each new connection; accepting one at a time lets the others take their share of a
 #: burst instead of the first one awake taking 64 (see docs/benchmarks.md for the measurement).
 SHARED_SOCKET_MAX_ACCEPT = 1
-
-
-class Servable(Protocol):
-    """What the master runs: its settings, and a server for each worker it forks."""
-
-    @property
-    def name(self) -> str:
-        """For the master's log and systemd's STATUS line."""
-
-    @property
-    def workers(self) -> int | None:
-        """How many workers to run (None: one)."""
-
-    @property
-    def listen_specs(self) -> Sequence[ListenSpec]:
-        """Where to listen; the master opens each once."""
-
-    @property
-    def reuse_port(self) -> bool:
-        """Each worker opens its own SO_REUSEPORT socket per TCP address."""
-
-    @property
-    def worker_timeout(self) -> float:
-        """Seconds a worker's hub may stay blocked before it is killed and replaced."""
-
-    @property
-    def backlog(self) -> int:
-        """Clients the kernel queues per listening socket until one is accepted."""
-
-    @property
-    def shutdown_timeout(self) -> float:
-        """Seconds a worker's graceful stop lets connections finish by themselves."""
-
-    @property
-    def stop_grace(self) -> float:
-        """Seconds past that a worker's stop may still take to flush and close."""
-
-    @property
-    def concurrency(self) -> int:
-        """Each worker's connection limit (-1: none), for the agent's weight."""
-
-    @property
-    def admin(self) -> str | None:
-        """The admin endpoint's address (docs/operations.md), or None."""
-
-    @property
-    def agent(self) -> str | None:
-        """The HAProxy agent port's address, or None."""
-
-    @property
-    def drain_delay(self) -> float:
-        """Seconds of not-ready-but-serving between TERM/INT and the workers' stop."""
-
-    def for_worker(self, sockets: list[socket.socket], max_accept: int | None = None,
-                   accept_limit: int | None = None,
-                   at_limit: Callable[[], None] | None = None) -> WorkerServer:
-        """Called in a forked worker: a server over ``sockets`` (the worker owns them), that
-        accepts at most ``max_accept`` clients per wake-up (None: its default). With
-        ``accept_limit``, once it has accepted that many clients it calls ``at_limit`` (and,
-        on shared sockets, stops accepting: its replacement and the others take over)."""
-
-
-@dataclass
-class Worker:
-    """The master's view of one worker process."""
-
-    pid: int
-    generation: int
-    control: int  # write end of the master → worker pipe
-    status: int  # read end of the worker → master pipe; -1 once at EOF
-    heartbeat: mmap.mmap
-    started: float
-    ready: bool = False
-    stop_sent: bool = False
-    recycle: bool = False  # it reached its connection limit: replace it
-    error: str | None = None
-    inbox: bytes = b""
-    blocked_for: float | None = field(default=None)
-
-    def beat_age(self, now: float) -> float:
-        return now - struct.unpack_from("d", self.heartbeat)[0]
-
-    def tell(self, message: bytes) -> None:
-        try:
-            os.write(self.control, message)
-        except OSError:
-            pass  # the worker is gone; reaping will tell
 
 
 class Master:
@@ -412,8 +311,7 @@ class Master:
         server = self._loaded[generation]
         control_r, control_w = os.pipe()
         status_r, status_w = os.pipe()
-        heartbeat = mmap.mmap(-1, 8)
-        struct.pack_into("d", heartbeat, 0, time.monotonic())
+        heartbeat = new_heartbeat()
         flush_standard_streams()  # else the worker would write the master's buffered output too
         pid = _fork()
         if pid == 0:  # the worker: never returns into the master's code
@@ -616,7 +514,7 @@ class Master:
     def _kill_all(self) -> None:
         self._killed_all = True
         for pid in self.workers:
-            _kill(pid, signal.SIGKILL)
+            kill_quietly(pid, signal.SIGKILL)
 
     # -- supervision ---------------------------------------------------------------------------
     def _check_heartbeats(self, now: float) -> None:
@@ -626,7 +524,7 @@ class Master:
                 worker.blocked_for = age
                 log.error("%s: worker %d blocked for %.1f s (worker_timeout %.1f s): killing "
                           "and replacing it", self.name, worker.pid, age, self.worker_timeout)
-                _kill(worker.pid, signal.SIGKILL)
+                kill_quietly(worker.pid, signal.SIGKILL)
 
     def _ping_watchdog(self, now: float) -> None:
         if self._watchdog is None or now < self._next_watchdog:
@@ -654,7 +552,7 @@ class Master:
             if worker.status < 0 or not self._read_status(worker.status):
                 break
         self._forget(worker)
-        how = _describe_status(status)
+        how = describe_status(status)
         if worker.error is not None:
             self._boot_failed(worker, worker.error)
             return
@@ -712,24 +610,3 @@ class Master:
             os.close(worker.status)
             worker.status = -1
         worker.heartbeat.close()
-
-
-def respawn_delay(failures: int) -> float:
-    """Seconds before the next worker after ``failures`` workers in a row died young: the first
-    is replaced at once, then 0.1 s doubling up to ``RESPAWN_BACKOFF_MAX``."""
-    if failures <= 1:
-        return 0.0
-    return min(RESPAWN_BACKOFF_MAX, RESPAWN_BACKOFF_INITIAL * 2 ** min(failures - 2, 30))
-
-
-def _describe_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exited with status {os.waitstatus_to_exitcode(status)}"
-
-
-def _kill(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass

@@ -6,8 +6,8 @@ from __future__ import annotations
 import gevent
 import gevent.socket
 import pytest
+from helpers import WAIT
 from prometheus_client import Counter
-from support import WAIT
 
 import greensrv
 from greensrv.admin import MAX_REQUEST_BYTES

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import need_program
+from helpers import need_program
 
 import greensrv
 

@@ -9,7 +9,7 @@ import logging
 import gevent
 import pytest
 from gevent.queue import Queue
-from support import WAIT
+from helpers import WAIT
 
 import greensrv
 from greensrv import ProxyHeader

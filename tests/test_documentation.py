@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import need_program
 from redis_server import free_port
-from support import need_program
 
 import greensrv
 

@@ -179,7 +179,7 @@ def test_a_second_int_forces_the_stop(start):
 def test_tls_options_serve_tls(start, app_dir):
     import ssl
 
-    from support import self_signed_certificate
+    from helpers import self_signed_certificate
 
     cert, key = self_signed_certificate(app_dir)
     master = start("app:handler", "-b", "127.0.0.1:0", "--certfile", str(cert),

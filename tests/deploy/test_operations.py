@@ -17,8 +17,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import need_program
 from master_support import DEADLINE, ask, read_line
-from support import need_program
 
 from greensrv.admin import CLIENT_TIMEOUT
 

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import free_port, need_program
 from master_support import DEADLINE, READ_TIMEOUT, ask, greensrv_argv, process_env, read_line
-from support import need_program
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="systemd's protocols are Linux-only")
@@ -203,11 +203,6 @@ def handler(conn):
         conn.put(f"{os.environ.get('LISTEN_FDS', '-')} {os.getpid()} {line}")
 '''
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

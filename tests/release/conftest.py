@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from helpers import need_program
 from release_support import DIST, JOBS, ROOT, TIMES, VERSIONS, offline_env, pythons, run
-from support import need_program
 
 
 @dataclass

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from check_install import compiled_sources
+from helpers import need_program
 from release_support import ROOT, offline_env, pythons, run
-from support import need_program
 
 pytestmark = pytest.mark.release
 

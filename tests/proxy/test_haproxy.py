@@ -20,12 +20,11 @@ import gevent.subprocess
 import pytest
 from gevent.event import Event
 from gevent.queue import Queue
-from support import WAIT, need_program, wait_for
-from test_tls import read_line
+from helpers import WAIT, free_port, need_program, read_line, wait_for
 
 from greensrv import ProxyHeader
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "proxy.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "proxy.md"
 DOCUMENTED = re.search(r"```haproxy\n(.*?)```", DOC.read_text(), flags=re.S).group(1)
 V1_BACKEND = """
 frontend app_v1
@@ -36,11 +35,6 @@ backend greensrv_v1
     server app1 {server} send-proxy check inter 2s
 """
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class HAProxy:
