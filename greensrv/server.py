@@ -179,6 +179,8 @@ class Server:
     Use: ``serve_forever()`` (blocks; SIGINT/SIGTERM stop it gracefully), or ``start()`` and
     later ``stop()``, or ``with Server(...) as server:`` which starts it and stops it on exit.
     From a handler, ``conn.server`` is this object: ``conn.server.connections`` for broadcasts.
+    ``connections`` holds this process's clients only: under workers each has its own, so a
+    broadcast meant for every client goes through a shared store (examples/chat_cluster.py).
     """
 
     #: Seconds ``stop()`` gives connections still running after ``shutdown_timeout`` to see
@@ -347,7 +349,9 @@ class Server:
 
     @property
     def connections(self) -> list[Connection]:
-        """The live connections, from just before client_connected until after disconnected."""
+        """The live connections, from just before client_connected until after disconnected.
+
+        Per process: under ``--workers`` each worker sees only its own clients."""
         return list(self._connections.values())
 
     def statistics(self) -> Statistics:
