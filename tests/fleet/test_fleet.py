@@ -7,6 +7,7 @@ with ``-s`` to see them) for docs/fleet.md.
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -66,7 +67,7 @@ def test_a_rolling_deploy_under_load_loses_nothing(nodes, haproxy):
     drain_seen: dict[str, float] = {}
     deploy_began = time.monotonic()
     for node in nodes:
-        node.master.signal(15)  # TERM: drain, then the graceful stop
+        node.master.signal(signal.SIGTERM)  # drain, then the graceful stop
         drain_seen[node.name] = poll(
             f"HAProxy to see {node.name} drain",
             lambda node=node: proxy.servers()[node.name]["status"].startswith(("DRAIN", "DOWN"))
