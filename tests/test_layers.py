@@ -48,8 +48,10 @@ LAYERS: dict[str, int] = {
     # its connection exists (dial)
     "shedding": 3, "admission": 3, "client_life": 3, "shutdown": 3, "listeners": 3,
     "process": 3, "operations": 3, "lifecycle": 3, "dial": 3,
-    # 4: the master and its workers, over a protocol of their own (they never import the server)
+    # 4: the master and its workers, over a protocol of their own (they never import the server):
+    # its sockets, operations, signal inbox and generations (reloads, recycling)
     "servable": 4, "worker_process": 4, "master_sockets": 4, "workers": 4, "master_ops": 4,
+    "master_signals": 4, "generations": 4,
     # 5: the server (it hands the process to the master), and beside it the reconnecting client
     "server": 5, "client": 5,
     # 6: the command line: its settings (flags, the config file), the application it loads,
