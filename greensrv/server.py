@@ -2,9 +2,10 @@
 
 The server checks its options once (``config.py``), opens its listening sockets
 (``addresses.py``), lets clients in through its admission (``admission.py``) and hands each one
-to the per-client life (``client_life.py``); ``serve_forever()`` runs it as this process's only
-server (``process.py``) or, with ``workers``, under a master (``workers.py``) that forks workers
-each running it over the sockets the master opened.
+to the per-client life (``client_life.py``); its start, drain and stop are ``lifecycle.py``'s.
+``serve_forever()`` runs it as this process's only server (``process.py``) or, with
+``workers``, under a master (``workers.py``) that forks workers each running it over the
+sockets the master opened.
 
 Resource handling: the server owns its listening sockets (closed by ``stop()``) and every
 client greenlet (in one set from accept to end, waited for or killed by ``stop()``). Each client's
@@ -19,16 +20,11 @@ retried with backoff and never stop the server.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import gevent
-from gevent import getcurrent
-from gevent.event import Event
-
-from . import defaults, systemd
-from .addresses import ListenSpec, OpenSocket, format_address, open_listening, set_defer_accept
+from . import defaults
+from .addresses import ListenSpec, format_address
 from .admission import Admission
 from .client_life import ClientLife
 from .config import Option, ServerConfig
@@ -37,9 +33,8 @@ from .connection_ends import ConnectionEnds
 from .connection_hooks import ServerHooks
 from .error_log import log_client_error, log_listener_error
 from .filters import Filter
+from .lifecycle import Lifecycle, RunningServer
 from .listeners import Listener
-from .metrics import encode_report, snapshot_of
-from .operations import ServerOperations
 from .options import check_int
 from .process import brief_startup_errors, default_logging, serve_in_this_process
 from .shutdown import Shutdown
@@ -200,11 +195,7 @@ class Server:
         config = self.config
         self._on_client_error = config.client_error or log_client_error
         self._on_error = config.error or log_listener_error
-        self._listeners: list[Listener] = []
         self._connections: dict[int, Connection] = {}
-        self._started = False
-        self._closed = False
-        self._stopped = Event()
         self._counters = Counters()
         self._hooks = ServerHooks(config.name, config.output_callbacks, self._counters.count,
                                   self._report_error, self._listener_failed, self._connections,
@@ -220,16 +211,13 @@ class Server:
         self._shutdown = Shutdown(config.name, self._admission, self._life, self._connections)
         self._hooks.closed = self._life.connection_closed  # type: ignore[method-assign]
         self._hooks.accept_client = self._life.accept
-        #: Counts how clients ended (metrics) and writes the connection log; None when neither
-        #: is asked for, so a client's end costs nothing more.
-        self._ends = (ConnectionEnds(config.access_log_format)
-                      if config.admin is not None or config.access_log_format else None)
-        self._life.ends = self._ends
-        #: The admin endpoint and agent port, when this process owns them (start() makes them;
-        #: a worker's master owns its own).
-        self._operations: ServerOperations | None = None
-        self._stop_requested = False  # stop() was called: draining (drain_delay), or stopping
-        self._skip_drain = Event()
+        # Counts how clients ended (metrics) and writes the connection log; None when neither
+        # is asked for, so a client's end costs nothing more.
+        ends = (ConnectionEnds(config.access_log_format)
+                if config.admin is not None or config.access_log_format else None)
+        self._life.ends = ends
+        #: Its listeners, start, drain and stop, and its operations (``lifecycle.py``).
+        self._lifecycle = Lifecycle(self, self._hooks, self._admission, self._shutdown, ends)
 
     # -- the options, read as attributes -------------------------------------------------------
     name: str = Option()  # type: ignore[assignment]
@@ -271,27 +259,28 @@ class Server:
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         """Block until ``stop()`` has finished; False if ``timeout`` seconds passed first."""
-        return bool(self._stopped.wait(timeout))
+        return bool(self._lifecycle.stopped.wait(timeout))
 
     @property
     def started(self) -> bool:
         """True once listening, until stopped."""
-        return self._started and not self._closed
+        return self._lifecycle.started and not self._lifecycle.closed
 
     @property
     def closed(self) -> bool:
         """True once ``stop()`` has finished."""
-        return self._closed
+        return self._lifecycle.closed
 
     @property
     def address(self) -> Any:
         """The first bound address, e.g. ``("127.0.0.1", 40123)``."""
-        return self.addresses[0] if self._listeners else None
+        addresses = self._lifecycle.addresses
+        return addresses[0] if addresses else None
 
     @property
     def addresses(self) -> list[Any]:
         """Every bound address: ``(host, port)`` for TCP (IPv6 too), the path for unix."""
-        return [listener.address_repr for listener in self._listeners]
+        return self._lifecycle.addresses
 
     @property
     def connections(self) -> list[Connection]:
@@ -310,10 +299,11 @@ class Server:
             bytes_out=self._life.bytes_out_closed + sum(conn.bytes_out for conn in live))
 
     def _listening_sockets(self) -> list[Any]:
-        return [listener.socket for listener in self._listeners]
+        return [listener.socket for listener in self._lifecycle.listeners]
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "listening" if self._started else "new"
+        lifecycle = self._lifecycle
+        state = "closed" if lifecycle.closed else "listening" if lifecycle.started else "new"
         where = " ".join(format_address(a) for a in self.addresses) or "-"
         return f"<Server {self.name!r} {state} {where} live={len(self._clients)}>"
 
@@ -323,51 +313,7 @@ class Server:
         if self.workers is not None:
             raise TypeError("start() cannot run a server with workers set: a master owns the "
                             "whole process; call serve_forever()")
-        if not self._may_start():
-            return
-        sockets = open_listening(self.config.listen, reuse_port=self.reuse_port,
-                                 backlog=self.backlog)
-        config = self.config
-        if config.admin is not None or config.agent is not None:
-            try:
-                self._operations = ServerOperations(self, self._ends, config.admin,
-                                                    config.agent)
-            except BaseException:
-                for each in sockets:
-                    each.sock.close()
-                raise
-        self._start(sockets)
-        if self._operations is not None:
-            self._operations.phase = "serving"
-
-    def _may_start(self) -> bool:
-        """False if started already; RuntimeError once a stop has begun."""
-        if self._stop_requested or self._closed:
-            raise RuntimeError("a stopped server cannot be started again")
-        return not self._started
-
-    def _start(self, sockets: list[OpenSocket], max_accept: int | None = None) -> None:
-        """Serve on ``sockets`` (now the server's, closed by ``stop()``)."""
-        if self._ends is not None:
-            self._ends.pid = os.getpid()  # this process serves (a worker: not its master's)
-        if self.defer_accept is not None:
-            try:
-                set_defer_accept([each.sock for each in sockets], self.defer_accept)
-            except ValueError:  # an inherited unix socket: the sockets were given to us
-                for each in sockets:
-                    each.sock.close()
-                raise
-        self._listeners = [Listener(each.sock, self._hooks, each.unix_path, max_accept)
-                           for each in sockets]
-        self._started = True
-        self._admission.attach(self._listeners)
-        for listener in self._listeners:
-            listener.start()
-        self._admission.update()  # paused at once under concurrency=0
-        log.info("%s: listening on %s", self.name,
-                 ", ".join(format_address(a) for a in self.addresses))
-        if self.config.started is not None:
-            self.config.started(self)
+        self._lifecycle.start()
 
     def serve_forever(self) -> None:
         """Start if needed and block until stopped.
@@ -386,20 +332,17 @@ class Server:
             with default_logging(with_pid=True), brief_startup_errors():
                 Master(self).run()
             return
-        serve_in_this_process(_Running(self))
+        serve_in_this_process(RunningServer(self._lifecycle))
 
     def for_worker(self, sockets: Sequence[Any], max_accept: int | None = None,
                    accept_limit: int | None = None,
-                   at_limit: Callable[[], None] | None = None) -> _Running:
+                   at_limit: Callable[[], None] | None = None) -> RunningServer:
         """This server as one worker of a master runs it (``servable.Servable``): over
         ``sockets`` the master opened, accepting at most ``max_accept`` clients per wake-up;
-        ``accept_limit`` and ``at_limit``: see :meth:`_Running.count_accepts`. The server's
-        options are left as they are; its ``start()`` serves on those sockets."""
-        running = _Running(self, [OpenSocket(sock, ListenSpec("socket", sock))
-                                  for sock in sockets], max_accept)
-        if accept_limit is not None and at_limit is not None:
-            running.count_accepts(accept_limit, at_limit)
-        return running
+        ``accept_limit`` and ``at_limit``: see :meth:`RunningServer.count_accepts`. The
+        server's options are left as they are; its ``start()`` serves on those sockets."""
+        return RunningServer.for_worker(self._lifecycle, sockets, max_accept, accept_limit,
+                                        at_limit)
 
     def __enter__(self) -> Server:
         """``with Server(...) as server:`` starts it (unless started) and stops it on exit."""
@@ -423,37 +366,7 @@ class Server:
         Idempotent. From a connection's own greenlet it returns at once and the shutdown goes on
         in another greenlet (it cannot wait for the greenlet that called it).
         """
-        self._request_stop(timeout, drain=True)
-
-    def _request_stop(self, timeout: float | None, drain: bool) -> None:
-        """stop(); ``drain``: first drain_delay's drain (a worker's master drained already)."""
-        if self._stop_requested:
-            if getcurrent() not in self._clients:
-                self._stopped.wait()
-            return
-        self._stop_requested = True
-        if getcurrent() in self._clients:
-            gevent.spawn(self._stop, timeout, drain)
-            return
-        self._stop(timeout, drain)
-
-    def _stop(self, timeout: float | None, drain: bool) -> None:
-        ops = self._operations
-        try:
-            if drain and self.drain_delay > 0 and self._started and not self._closed:
-                self._shutdown.drain(self.drain_delay, ops, self._skip_drain)
-            self._admission.begin_stop()  # a client accepted from now on is refused
-            if ops is not None:
-                ops.phase = "stopping"
-            systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
-            self._shutdown.run(self._listeners,
-                               self.shutdown_timeout if timeout is None else float(timeout),
-                               self.stop_grace)
-        finally:
-            if ops is not None:
-                ops.close()
-            self._closed = True
-            self._stopped.set()
+        self._lifecycle.request_stop(timeout, drain=True)
 
     # -- what the listeners and connections report ---------------------------------------------
     def _listener_failed(self, listener: Listener, exc: OSError) -> None:
@@ -470,84 +383,6 @@ class Server:
             self._on_client_error(conn, exc)
         except Exception:
             log.exception("%s: client_error callback failed on %r", self.name, conn)
-
-
-class _Running:
-    """The server as a process runs it (``process.Runnable``) and as a worker runs it
-    (``worker_process.WorkerServer``): over the sockets it opens itself, or over a master's."""
-
-    def __init__(self, server: Server, sockets: list[OpenSocket] | None = None,
-                 max_accept: int | None = None) -> None:
-        self.server = server
-        self.name = server.name
-        self._sockets = sockets
-        self._max_accept = max_accept
-
-    @property
-    def addresses(self) -> list[Any]:
-        return self.server.addresses
-
-    @property
-    def stopping(self) -> bool:
-        return self.server._stop_requested
-
-    @property
-    def draining(self) -> bool:
-        return self.server._stop_requested and not self.server._admission.stopping
-
-    @property
-    def live(self) -> int:
-        return len(self.server._clients)
-
-    def start(self) -> None:
-        if self._sockets is None:
-            self.server.start()
-        elif self.server._may_start():
-            self.server._start(self._sockets, self._max_accept)
-
-    def stop(self, timeout: float | None = None) -> None:
-        # A worker's master drained (readiness, the agent) before telling it to stop.
-        self.server._request_stop(timeout, drain=self._sockets is None)
-
-    def force_stop(self) -> None:
-        """A second SIGINT: skip the rest of a drain, or close every client now."""
-        if self.draining:
-            self.server._skip_drain.set()
-        else:
-            self.server._shutdown.force()
-
-    def metrics_report(self) -> bytes | None:
-        """What a worker tells its master for /metrics (None when no admin endpoint)."""
-        server = self.server
-        if server.admin is None and server.agent is None:  # the agent's weight needs them too
-            return None
-        return encode_report(snapshot_of(server.statistics(), server._ends))
-
-    def wait_stopped(self, timeout: float | None = None) -> bool:
-        return self.server.wait_stopped(timeout)
-
-    def count_accepts(self, limit: int, at_limit: Callable[[], None]) -> None:
-        """After ``limit`` accepted clients, call ``at_limit`` (the worker asks its master for a
-        replacement: ``--max-worker-connections``). On a shared socket the server then stops
-        accepting, so the other workers (or its replacement) take the next clients, which wait
-        in the backlog meanwhile, never refused; its own ``SO_REUSEPORT`` socket keeps accepting
-        until the master stops it, since closing it resets what is queued there. Only such a
-        worker pays the count: one more call per accepted client."""
-        server = self.server
-        hooks = server._hooks
-        accept = hooks.accept_client
-        left = limit
-
-        def counted(sock: Any, address: Any) -> None:
-            nonlocal left
-            accept(sock, address)
-            left -= 1
-            if left == 0:
-                if not server.reuse_port:
-                    server.set_concurrency(0)
-                at_limit()
-
-        hooks.accept_client = counted  # before start(): each listener takes it then
 
 
 def serve_forever(handler: Callable[[Connection], Any] | None = None, **options: Any) -> None:

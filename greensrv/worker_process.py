@@ -85,16 +85,17 @@ class Worker:
     def beat_age(self, now: float) -> float:
         return now - struct.unpack_from("d", self.heartbeat)[0]
 
-    def receive(self) -> list[str]:
-        """The whole messages its status pipe holds now (none at EOF, which closes it)."""
+    def receive(self) -> list[str] | None:
+        """The whole messages its status pipe holds now; None when there was nothing to read
+        (at EOF, which closes the pipe)."""
         try:
-            data = os.read(self.status, 4096)
+            data = os.read(self.status, 65536)
         except BlockingIOError:
-            return []
+            return None
         if not data:
             os.close(self.status)
             self.status = -1
-            return []
+            return None
         self.inbox += data
         *lines, self.inbox = self.inbox.split(b"\n")
         return [line.decode("utf-8", "replace") for line in lines]
@@ -113,16 +114,17 @@ class Worker:
         except OSError:
             pass  # the worker is gone; reaping will tell
 
+    def stop(self) -> None:
+        """Ask for its graceful stop; from now on it no longer counts as serving."""
+        self.stop_sent = True
+        self.tell(b"stop\n")
+
 
 def new_heartbeat() -> mmap.mmap:
     """A worker's heartbeat: a double in memory shared across the fork, starting now."""
     heartbeat = mmap.mmap(-1, 8)
     _beat(heartbeat)
     return heartbeat
-
-    def metrics_report(self) -> bytes | None:
-        """A ``metrics {json}`` line for the master's /metrics and agent, or None (no admin
-        endpoint or agent port: nothing to report)."""
 
 
 def run_worker(make_server: Callable[[Callable[[], None]], WorkerServer], worker_timeout: float,

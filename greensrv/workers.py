@@ -1,29 +1,20 @@
 """The master: binds the listeners once, forks workers, supervises them, reloads them.
 
-The master runs anything with the small :class:`Servable` protocol defined here (gunicorn's
-``Arbiter`` knows only ``app.cfg`` and ``app.wsgi()``): a few settings, and ``for_worker(sockets)``
-giving, in each forked worker, something to start and stop over the listening sockets the master
-opened (or, with ``reuse_port``, the worker's own ``SO_REUSEPORT`` sockets). A ``Server`` is one;
-the master never imports it and never changes the object it is given. The master knows nothing
-of connections; it talks to each worker over two pipes and one shared word:
+The master runs anything with the small :class:`~greensrv.servable.Servable` protocol
+(gunicorn's ``Arbiter`` knows only ``app.cfg`` and ``app.wsgi()``): a few settings, and
+``for_worker(sockets)`` giving, in each forked worker, something to start and stop over the
+listening sockets the master opened (or, with ``reuse_port``, the worker's own ``SO_REUSEPORT``
+sockets). A ``Server`` is one; the master never imports it and never changes the object it is
+given. It knows nothing of connections: it talks to each worker over two pipes and one shared
+word (``worker_process.py`` describes them), and workers ignore the signals it acts on, so a
+signal to the whole process group (systemd's stop, a terminal's Ctrl-C, logrotate) reaches only
+the master, which passes it on. Which code each worker runs, and how a reload or a recycled
+worker is replaced without refusing a client, is ``generations.py``'s.
 
-- *control* (master → worker): ``stop`` asks for the graceful stop (``Server.stop``); end of
-  file (the master died) means the same; ``reopen`` reopens the log files (the master got
-  SIGUSR1). Workers ignore TERM, INT, HUP, TTIN, TTOU and USR1 from anyone, so a signal to the
-  whole process group (systemd's stop, a terminal's Ctrl-C, logrotate) reaches only the master,
-  which passes it on.
-- *status* (worker → master): ``ready`` once it accepts, or ``error MESSAGE`` if it failed to boot.
-- *heartbeat*: a double in shared memory that a timer in the worker's hub refreshes; a hub
-  blocked for longer than ``worker_timeout`` stops refreshing it and the master kills the worker.
-
-The master never runs a gevent hub: it is plain blocking code (the unpatched ``select``,
+The master never runs a gevent hub: it is plain blocking code (the unpatched ``poll``,
 ``fork`` and ``waitpid``, even if the application monkey-patched them), so a worker starts with
-no greenlet of the master's. Signal handlers only record the signal; the loop acts on it.
-
-Code: the master holds one loaded application per generation (the server it was given, then
-what ``factory`` builds in the master at each HUP) and forks every worker of a generation from
-it, so a crash replacement, a TTIN worker or a hung worker's replacement runs the code of its
-generation, never an unreloaded edit on disk; a generation imports once, not once per worker.
+no greenlet of the master's. Signal handlers only record the signal (``master_signals.py``);
+the loop acts on it.
 
 Resource handling: the master owns the listening sockets (closed when it stops, unix socket files
 unlinked) and each worker's pipes and heartbeat (closed when the worker is reaped). Error
@@ -38,20 +29,20 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import select
 import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from gevent.monkey import get_original
 
 from . import systemd
 from .errors import WorkerBootError
+from .generations import Generations
 from .logfiles import file_handlers, reopen_log_files
 from .master_ops import MasterOperations
+from .master_signals import SignalInbox
 from .master_sockets import MasterSockets
 from .process import flush_standard_streams
 from .servable import Servable, WorkerIdentity, WorkerServer
@@ -77,7 +68,6 @@ log = logging.getLogger("greensrv")
 _poll = get_original("select", "poll")
 _fork = get_original("os", "fork")
 _waitpid = get_original("os", "waitpid")
-_signal = get_original("signal", "signal")
 
 #: Seconds past shutdown_timeout and the server's stop grace that the master waits for workers
 #: to exit before it kills them: room for the final flush and the process exit itself.
@@ -104,21 +94,16 @@ class Master:
                  credentials: WorkerIdentity | None = None,
                  recycle: tuple[int, int] | None = None) -> None:
         self.app = app
-        self.factory = factory
         self.credentials = credentials
-        self.recycle = recycle
-        #: (the worker being recycled, its replacement's PID) while one is.
-        self._recycling: tuple[Worker, int] | None = None
         self.name = app.name
         self.target: int = app.workers or 1
         self.worker_timeout = app.worker_timeout
         self.workers: dict[int, Worker] = {}
-        self.generation = 1
-        self._reload_generation: int | None = None
-        #: The server each live generation's workers are forked from (see the module).
-        self._loaded: dict[int, Servable] = {1: app}
-        self._reload_again = False
-        self._signals: list[int] = []
+        #: Which code each worker is forked from; reloads and recycling.
+        self.generations = Generations(self.name, app, factory, recycle, self.workers,
+                                       self._spawn, self._reloaded)
+        #: Signals recorded by their handlers, acted on by the loop.
+        self._inbox = SignalInbox((*MASTER_SIGNALS, signal.SIGCHLD))
         self._failures = 0
         self._respawn_at = 0.0
         self._stop_deadline: float | None = None
@@ -132,7 +117,6 @@ class Master:
         self._beat_stale = 2 * heartbeat_interval(self.worker_timeout)
         self._watchdog = systemd.watchdog_interval()
         self._next_watchdog = 0.0
-        self._wake_r = self._wake_w = -1
         #: The admin endpoint and agent port (if asked for), the metrics book, the drain:
         #: made by run(), which binds the endpoint.
         self.ops: MasterOperations
@@ -150,14 +134,14 @@ class Master:
         except BaseException:
             self.sockets.close()
             raise
-        previous = self._install_signals()
+        self._inbox.install()
         try:
             log.info("%s: master %d serving %s with %d worker(s)", self.name, os.getpid(),
                      ", ".join(self.addresses), self.target)
             while self._step():
                 self._wait()
         finally:
-            self._restore_signals(previous)
+            self._inbox.restore()
             self.sockets.close()
             self.ops.close()
             for worker in list(self.workers.values()):
@@ -168,7 +152,7 @@ class Master:
 
     def _step(self) -> bool:
         """One turn of the loop; False once stopped and every worker is gone."""
-        for signum in self._take_signals():
+        for signum in self._inbox.take():
             self._on_signal(signum)
         self._reap()
         now = time.monotonic()
@@ -183,16 +167,18 @@ class Master:
                 self._kill_all()
         else:
             self._check_heartbeats(now)
-            self._advance_reload()
+            self.generations.advance_reload(self.target)
             self._spawn_missing(now)
-            self._advance_recycle(now)
+            self.generations.advance_recycle(now >= self._respawn_at)
             self._announce_ready()
         self._ping_watchdog(now)
         return True
 
     def _wait(self) -> None:
         poller = _poll()  # not select(): the admin endpoint's clients may push fds past 1024
-        for fd in [self._wake_r, self.ops.fileno(), *(w.status for w in self.workers.values())]:
+        wake = self._inbox.wake_fd
+        by_status = {w.status: w for w in self.workers.values() if w.status >= 0}
+        for fd in [wake, self.ops.fileno(), *by_status]:
             if fd >= 0:
                 poller.register(fd, select.POLLIN)
         try:
@@ -201,15 +187,10 @@ class Master:
             return
         self.ops.step()  # what its clients sent, and their deadlines (a no-op without them)
         for fd, _ in readable:
-            if fd == self.ops.fileno():
-                continue
-            if fd == self._wake_r:
-                try:
-                    os.read(fd, 4096)
-                except BlockingIOError:
-                    pass
-            else:
-                self._read_status(fd)
+            if fd == wake:
+                self._inbox.drain()
+            elif fd in by_status:
+                self._read_status(by_status[fd])
 
     def _nap(self) -> float:
         nap = TICK
@@ -226,33 +207,9 @@ class Master:
         return "serving" if self._announced_ready else "starting"
 
     def _serving_count(self) -> int:
-        return len(self._serving(self.generation))
+        return len(self.generations.serving())
 
     # -- signals -------------------------------------------------------------------------------
-    def _install_signals(self) -> dict[int, Any]:
-        self._wake_r, self._wake_w = os.pipe()
-        for fd in (self._wake_r, self._wake_w):
-            os.set_blocking(fd, False)
-        previous: dict[int, Any] = {sig: _signal(sig, self._record_signal)
-                                    for sig in MASTER_SIGNALS}
-        previous[signal.SIGCHLD] = _signal(signal.SIGCHLD, self._record_signal)
-        previous[-1] = signal.set_wakeup_fd(self._wake_w)
-        return previous
-
-    def _restore_signals(self, previous: dict[int, Any]) -> None:
-        signal.set_wakeup_fd(previous.pop(-1))
-        for sig, handler in previous.items():
-            _signal(sig, handler if handler is not None else signal.SIG_DFL)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-
-    def _record_signal(self, signum: int, frame: Any) -> None:
-        self._signals.append(signum)  # only recorded: the loop acts on it
-
-    def _take_signals(self) -> list[int]:
-        taken, self._signals = self._signals, []
-        return taken
-
     def _on_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
             return  # _reap runs on every turn
@@ -276,7 +233,7 @@ class Master:
         elif self._stop_deadline is not None:
             log.info("%s: master ignores %s while stopping", self.name, name)
         elif signum == signal.SIGHUP:
-            self._begin_reload()
+            self.generations.begin_reload(self.target)
         elif signum == signal.SIGUSR1:
             reopen_log_files()
             if self.credentials is not None:  # the workers reopen them as themselves
@@ -297,18 +254,15 @@ class Master:
 
     # -- starting workers ----------------------------------------------------------------------
     def _spawn_missing(self, now: float) -> None:
-        for generation in {self.generation, self._reload_generation} - {None}:
-            while len(self._serving(generation)) < self.target:
-                if generation == self.generation and now < self._respawn_at:
+        generations = self.generations
+        for generation in generations.live():
+            while len(generations.serving(generation)) < self.target:
+                if generation == generations.current and now < self._respawn_at:
                     return
-                self._spawn(generation)  # type: ignore[arg-type]
-
-    def _serving(self, generation: int | None) -> list[Worker]:
-        return [w for w in self.workers.values()
-                if w.generation == generation and not w.stop_sent]
+                self._spawn(generation)
 
     def _spawn(self, generation: int) -> int:
-        server = self._loaded[generation]
+        server = self.generations.app(generation)
         control_r, control_w = os.pipe()
         status_r, status_w = os.pipe()
         heartbeat = new_heartbeat()
@@ -341,46 +295,27 @@ class Master:
         def make(at_limit: Callable[[], None]) -> WorkerServer:
             assert self.sockets is not None
             shared = not self.sockets.reuse_port
-            limit = None
-            if self.recycle is not None:
-                connections, jitter = self.recycle
-                limit = connections + random.randint(0, jitter)  # drawn in the worker
             return app.for_worker(self.sockets.worker_sockets(),
                                   max_accept=SHARED_SOCKET_MAX_ACCEPT if shared else None,
-                                  accept_limit=limit, at_limit=at_limit)
+                                  accept_limit=self.generations.accept_limit(),
+                                  at_limit=at_limit)
         return make
 
     def _close_in_worker(self) -> None:
         """In a fresh worker: drop what belongs to the master and to the other workers."""
-        signal.set_wakeup_fd(-1)
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+        self._inbox.close_in_child()
         self.ops.close_in_worker()
         for other in self.workers.values():
-            os.close(other.control)
-            if other.status >= 0:
-                os.close(other.status)
-            other.heartbeat.close()
-        self.workers = {}
+            other.close()
+        self.workers.clear()
 
     # -- what workers say ----------------------------------------------------------------------
-    def _read_status(self, fd: int) -> bool:
-        """Read what a worker said; False when there was nothing more to read."""
-        worker = next((w for w in self.workers.values() if w.status == fd), None)
-        if worker is None:
+    def _read_status(self, worker: Worker) -> bool:
+        """Act on what ``worker`` said; False when there was nothing more to read."""
+        messages = worker.receive()
+        if messages is None:
             return False
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return False
-        if not data:
-            os.close(fd)
-            worker.status = -1
-            return False
-        worker.inbox += data
-        while b"\n" in worker.inbox:
-            line, worker.inbox = worker.inbox.split(b"\n", 1)
-            message = line.decode("utf-8", "replace")
+        for message in messages:
             if message.startswith("metrics "):
                 self.ops.reported(worker.pid, message[8:])
             elif message == "ready":
@@ -398,7 +333,7 @@ class Master:
     def _announce_ready(self) -> None:
         if self._announced_ready:
             return
-        ready = [w for w in self._serving(self.generation) if w.ready]
+        ready = [w for w in self.generations.serving() if w.ready]
         if len(ready) >= self.target:
             self._announced_ready = True
             log.info("%s: master %d ready: %d worker(s) accepting", self.name, os.getpid(),
@@ -406,100 +341,23 @@ class Master:
             systemd.notify("READY=1", self._status_line())
 
     def _status_line(self) -> str:
-        pids = sorted(w.pid for w in self._serving(self.generation))
+        pids = sorted(w.pid for w in self.generations.serving())
         return (f"STATUS={self.name}: {len(pids)} worker(s) on {', '.join(self.addresses)} "
-                f"(generation {self.generation}, pids {' '.join(map(str, pids))})")
+                f"(generation {self.generations.current}, pids {' '.join(map(str, pids))})")
 
-    # -- reload --------------------------------------------------------------------------------
-    def _begin_reload(self) -> None:
-        if self._reload_generation is not None:
-            self._reload_again = True
-            log.info("%s: SIGHUP during a reload: another reload follows this one", self.name)
-            return
-        new = self.generation + 1
-        log.info("%s: SIGHUP: reloading: loading generation %d", self.name, new)
-        systemd.notify(*systemd.reloading_lines(),
-                       f"STATUS={self.name}: reloading (generation {new})")
-        server = self._loaded[self.generation]
-        if self.factory is not None:
-            try:
-                server = self.factory()
-            except Exception as exc:
-                log.debug("%s: generation %d failed to load", self.name, new, exc_info=True)
-                self._reload_generation = new
-                self._abandon_reload(" ".join(f"{type(exc).__name__}: {exc}".split()))
-                return
-        self._loaded[new] = server
-        self._reload_generation = new
-        log.info("%s: forking %d worker(s) of generation %d", self.name, self.target, new)
-
-    def _advance_reload(self) -> None:
-        new = self._reload_generation
-        if new is None:
-            return
-        ready = [w for w in self._serving(new) if w.ready]
-        if len(ready) < self.target:
-            return
-        old = [w for w in self.workers.values() if w.generation < new and not w.stop_sent]
-        for worker in old:
-            self._stop_worker(worker)
-        self._loaded = {new: self._loaded[new]}  # the old code is no longer forked from
-        self._recycling = None  # the reload replaced it too
-        self.generation, self._reload_generation = new, None
+    def _reloaded(self) -> None:
+        """A reload is done: the new generation starts with a clean backoff."""
         self._failures, self._respawn_at = 0, 0.0
-        log.info("%s: reload done: generation %d accepting (workers %s); stopping %s",
-                 self.name, new, sorted(w.pid for w in ready), sorted(w.pid for w in old))
         systemd.notify("READY=1", self._status_line())
         self.ops.book.reloads += 1
-        if self._reload_again:
-            self._reload_again = False
-            self._begin_reload()
-
-    def _abandon_reload(self, error: str) -> None:
-        new = self._reload_generation
-        log.error("%s: reload abandoned, generation %d keeps serving: %s", self.name,
-                  self.generation, error)
-        for worker in self._serving(new):
-            self._stop_worker(worker)
-        self._loaded.pop(new, None)  # type: ignore[arg-type]
-        self._reload_generation = None
-        self._reload_again = False
-        systemd.notify("READY=1", f"STATUS={self.name}: reload failed ({error}); "
-                       f"generation {self.generation} still serving")
-
-    # -- recycling -----------------------------------------------------------------------------
-    def _advance_recycle(self, now: float) -> None:
-        """One worker at a time: fork its replacement; once that accepts, stop the old one
-        gracefully (a reload's guarantees, for one worker)."""
-        if self._reload_generation is not None:
-            return
-        if self._recycling is not None:
-            old, new_pid = self._recycling
-            new = self.workers.get(new_pid)
-            if new is None:  # the replacement died: try again after the backoff
-                self._recycling = None
-            elif new.ready:
-                self._recycling = None
-                if old.pid in self.workers and not old.stop_sent:
-                    log.info("%s: worker %d replaced by %d", self.name, old.pid, new_pid)
-                    self._stop_worker(old)
-            return
-        waiting = [w for w in self._serving(self.generation) if w.recycle]
-        if waiting and now >= self._respawn_at:
-            old = min(waiting, key=lambda w: w.started)
-            self._recycling = (old, self._spawn(self.generation))
 
     # -- stopping workers ----------------------------------------------------------------------
-    def _stop_worker(self, worker: Worker) -> None:
-        worker.stop_sent = True
-        worker.tell(b"stop\n")
-
     def _retire_extra(self) -> None:
-        for generation in (self.generation, self._reload_generation):
-            serving = sorted(self._serving(generation), key=lambda w: w.started)
+        for generation in self.generations.live():
+            serving = sorted(self.generations.serving(generation), key=lambda w: w.started)
             for worker in serving[:max(len(serving) - self.target, 0)]:
                 log.info("%s: retiring worker %d", self.name, worker.pid)
-                self._stop_worker(worker)
+                worker.stop()
 
     def _begin_stop(self) -> None:
         app = self.app
@@ -509,7 +367,7 @@ class Master:
         if self.sockets is not None:
             self.sockets.close()  # with the workers' copies closed too, new clients are refused
         for worker in self.workers.values():
-            self._stop_worker(worker)
+            worker.stop()
 
     def _kill_all(self) -> None:
         self._killed_all = True
@@ -549,7 +407,7 @@ class Master:
 
     def _worker_ended(self, worker: Worker, status: int) -> None:
         for _ in range(64):  # a last "error ..." or metrics report may still be in the pipe
-            if worker.status < 0 or not self._read_status(worker.status):
+            if worker.status < 0 or not self._read_status(worker):
                 break
         self._forget(worker)
         how = describe_status(status)
@@ -563,8 +421,8 @@ class Master:
                  if worker.blocked_for is not None else "")
         log.warning("%s: worker %d %s%s; replacing it", self.name, worker.pid, how, extra)
         self.ops.book.worker_restarts += 1
-        if worker.generation == self._reload_generation and not worker.ready:
-            self._abandon_reload(f"worker {worker.pid} {how} while booting")
+        if worker.generation == self.generations.loading and not worker.ready:
+            self.generations.abandon_reload(f"worker {worker.pid} {how} while booting")
             return
         self._back_off(worker)
 
@@ -591,8 +449,8 @@ class Master:
     def _boot_failed(self, worker: Worker, error: str) -> None:
         if self._stop_deadline is not None or worker.stop_sent:
             log.error("%s: worker %d failed to boot: %s", self.name, worker.pid, error)
-        elif worker.generation == self._reload_generation:
-            self._abandon_reload(f"worker {worker.pid} failed to boot: {error}")
+        elif worker.generation == self.generations.loading:
+            self.generations.abandon_reload(f"worker {worker.pid} failed to boot: {error}")
         elif not self._announced_ready:  # the very first start: exit rather than crash-loop
             log.error("%s: worker %d failed to boot: %s", self.name, worker.pid, error)
             self._boot_error = f"worker failed to boot: {error}"
@@ -605,8 +463,4 @@ class Master:
     def _forget(self, worker: Worker) -> None:
         self.workers.pop(worker.pid, None)
         self.ops.worker_gone(worker.pid)
-        os.close(worker.control)
-        if worker.status >= 0:
-            os.close(worker.status)
-            worker.status = -1
-        worker.heartbeat.close()
+        worker.close()

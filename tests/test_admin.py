@@ -50,7 +50,7 @@ def agent(address) -> bytes:
 def ops_server(make_server):
     def make(handler=echo, **options):
         server = make_server(handler, admin="127.0.0.1:0", agent="127.0.0.1:0", **options)
-        addresses = server._operations.endpoint.addresses
+        addresses = server._lifecycle.operations.endpoint.addresses
         return server, addresses["admin"], addresses["agent"]
     return make
 
@@ -107,7 +107,7 @@ def test_agent_weight_is_the_free_share_of_capacity(ops_server, connect):
 def test_drain_delay_turns_not_ready_and_keeps_serving_then_stops(connect):
     server = greensrv.Server(echo, admin="127.0.0.1:0", agent="127.0.0.1:0", drain_delay=0.6)
     server.start()
-    addresses = server._operations.endpoint.addresses
+    addresses = server._lifecycle.operations.endpoint.addresses
     live = connect(server.address)
     stopping = gevent.spawn(server.stop)
     with gevent.Timeout(WAIT):

@@ -43,12 +43,15 @@ LAYERS: dict[str, int] = {
     # 2: the connection: a socket joined to filters, needing no server (its parts first)
     "connection_fields": 2, "connection_input": 2, "connection_output": 2, "connection": 2,
     # 3: shedding, admission, the per-client life, the stop's phases, the listeners, running a
-    # process; a single server's operations, driven by its hub; the client side's life before
+    # process; a single server's operations, driven by its hub; the server's start, drain and
+    # stop, and what the process and a worker drive (lifecycle); the client side's life before
     # its connection exists (dial)
     "shedding": 3, "admission": 3, "client_life": 3, "shutdown": 3, "listeners": 3,
-    "process": 3, "operations": 3, "dial": 3,
-    # 4: the master and its workers, over a protocol of their own (they never import the server)
+    "process": 3, "operations": 3, "lifecycle": 3, "dial": 3,
+    # 4: the master and its workers, over a protocol of their own (they never import the server):
+    # its sockets, operations, signal inbox and generations (reloads, recycling)
     "servable": 4, "worker_process": 4, "master_sockets": 4, "workers": 4, "master_ops": 4,
+    "master_signals": 4, "generations": 4,
     # 5: the server (it hands the process to the master), and beside it the reconnecting client
     "server": 5, "client": 5,
     # 6: the command line: its settings (flags, the config file), the application it loads,
@@ -249,7 +252,7 @@ def test_the_master_and_its_workers_never_import_the_server():
         for name in graph[todo.pop()] - reachable:
             reachable.add(name)
             todo.append(name)
-    assert not reachable & {"server", "client_life", "cli", "__init__", "testing"}
+    assert not reachable & {"server", "lifecycle", "client_life", "cli", "__init__", "testing"}
 
 
 @pytest.mark.parametrize("name", PURE)

@@ -44,6 +44,31 @@ def handler(conn):
         conn.put(f"{VERSION} {os.getpid()} {line}")
 '''
 
+#: An application whose `started` fails while the file "db-down" exists in its directory, as
+#: one that connects to its database at start does while the database is unreachable; while
+#: "hold" exists it is slow to start instead (a reload stays in progress until it is removed).
+FLAKY = '''\
+import os
+import time
+import greensrv
+
+
+def connect(server):
+    deadline = time.monotonic() + 30
+    while os.path.exists("hold") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if os.path.exists("db-down"):
+        raise ConnectionError("database unreachable")
+
+
+def handler(conn):
+    for line in conn:
+        conn.put(f"flaky {os.getpid()} {line}")
+
+
+server = greensrv.Server(handler, port=0, started=connect)
+'''
+
 
 def process_env(app_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from master_support import APP, DEADLINE, READ_TIMEOUT, LoadClients, read_line
+from master_support import APP, DEADLINE, FLAKY, READ_TIMEOUT, LoadClients, read_line
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and signals")
 
@@ -93,3 +93,45 @@ def test_recycling_replaces_workers_without_refusing_or_resetting_anyone(start):
     assert "reached its connection limit" in master.log()
     master.signal(signal.SIGTERM)
     assert master.wait_exit() == 0
+
+
+def test_a_hup_during_a_reload_starts_another_reload_once_it_is_done(start, app_dir):
+    (app_dir / "flaky.py").write_text(FLAKY)
+    master = start("flaky:server", "-w", "1")
+    address = master.wait_ready()
+    (app_dir / "hold").write_text("")
+    mark = master.mark()
+    master.signal(signal.SIGHUP)
+    master.wait_log(r"forking 1 worker\(s\) of generation 2", after=mark)
+    master.signal(signal.SIGHUP)
+    master.wait_log(r"SIGHUP during a reload: another reload follows this one", after=mark)
+    (app_dir / "hold").unlink()
+    master.wait_log(r"reload done: generation 2 accepting", after=mark)
+    master.wait_log(r"reload done: generation 3 accepting", after=mark)
+    (worker,) = master.wait_workers(1)
+    with socket.create_connection(address, timeout=READ_TIMEOUT) as sock:
+        sock.sendall(b"after\r\n")
+        assert read_line(sock) == f"flaky {worker} after"
+    assert "generation 4" not in master.log()
+    assert master.stop() == 0
+
+
+def test_a_new_worker_that_fails_to_boot_abandons_the_reload(start, app_dir):
+    (app_dir / "flaky.py").write_text(FLAKY)
+    master = start("flaky:server", "-w", "1")
+    address = master.wait_ready()
+    (old,) = master.wait_workers(1)
+    (app_dir / "db-down").write_text("")
+    mark = master.mark()
+    master.signal(signal.SIGHUP)
+    master.wait_log(r"reload abandoned, generation 1 keeps serving: worker \d+ failed to boot: "
+                    r"ConnectionError: database unreachable", after=mark)
+    assert master.wait_workers(1) == {old}
+    with socket.create_connection(address, timeout=READ_TIMEOUT) as sock:
+        sock.sendall(b"still\r\n")
+        assert read_line(sock) == f"flaky {old} still"
+    (app_dir / "db-down").unlink()
+    mark = master.mark()
+    master.signal(signal.SIGHUP)  # the next reload is not held back by the abandoned one
+    master.wait_log(r"reload done: generation 2 accepting", after=mark)
+    assert master.stop() == 0

@@ -15,29 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from master_support import APP, DEADLINE, READ_TIMEOUT, ask, read_line
+from master_support import APP, DEADLINE, FLAKY, READ_TIMEOUT, ask, read_line
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and signals")
-
-#: An application whose `started` fails while the file "db-down" exists in its directory, as
-#: one that connects to its database at start does while the database is unreachable.
-FLAKY = '''\
-import os
-import greensrv
-
-
-def connect(server):
-    if os.path.exists("db-down"):
-        raise ConnectionError("database unreachable")
-
-
-def handler(conn):
-    for line in conn:
-        conn.put(f"flaky {os.getpid()} {line}")
-
-
-server = greensrv.Server(handler, port=0, started=connect)
-'''
 
 
 def versions_by_worker(master, address, want: set[int]) -> dict[int, str]:
