@@ -210,7 +210,7 @@ FLAGS: tuple[Flag, ...] = (
          "/readyz over HTTP here (needs greensrv[metrics]; default none; docs/operations.md)",
          "HOST:PORT", group="operations"),
     Flag("--agent-bind", "agent", or_none(text), "answer HAProxy's agent-check here: "
-         "'up ready N%%' (free capacity) or 'drain' (default none)", "HOST:PORT",
+         "'up N%% ready' (free capacity) or 'drain' (default none)", "HOST:PORT",
          group="operations"),
     Flag("--drain-delay", "drain_delay", seconds, "on TERM/INT, stay not ready but serving "
          "this long before the graceful stop (default 0)", _S, group="operations"),

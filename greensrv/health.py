@@ -32,15 +32,16 @@ def agent_line(phase: str, live: int, capacity: int | None) -> str:
     weight stays at 100 %. With a capacity the weight is its free share (at least 1 %) and
     ``maxconn:N`` tells HAProxy the capacity itself. ``drain`` while not serving.
 
-    ``ready`` comes with ``up``: HAProxy keeps a server that its agent once put in DRAIN
+    ``ready`` comes last (HAProxy reads the words in any order; the line starts as the plain
+    ``up N%`` a reader expects): HAProxy keeps a server that its agent once put in DRAIN
     drained until the agent says ``ready``, so without it a node restarted after a drain (a
     rolling deploy) would never get a new client again.
     """
     if phase != "serving":
         return "drain"
     if capacity is None:
-        return "up ready 100%"
+        return "up 100% ready"
     if capacity <= 0:
-        return f"up ready {MIN_WEIGHT_PERCENT}%"
+        return f"up {MIN_WEIGHT_PERCENT}% ready"
     free = max(capacity - live, 0) * 100 // capacity
-    return f"up ready {max(free, MIN_WEIGHT_PERCENT)}% maxconn:{capacity}"
+    return f"up {max(free, MIN_WEIGHT_PERCENT)}% maxconn:{capacity} ready"

@@ -110,7 +110,7 @@ class Server:
 
     Operations (``docs/operations.md``), served by the process that owns the listeners:
       admin="HOST:PORT"         HTTP: /metrics (Prometheus), /livez, /readyz
-      agent="HOST:PORT"         HAProxy's agent-check: "up ready N%" (free share) or "drain"
+      agent="HOST:PORT"         HAProxy's agent-check: "up N% ready" (free share) or "drain"
       drain_delay=0             seconds of not-ready-but-serving before a stop begins
       access_log=False          one line per ended connection to the "greensrv.access" logger,
                                 in access_log_format="text" or "json"
