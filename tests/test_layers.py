@@ -22,7 +22,7 @@ LAYERS: dict[str, int] = {
     # 0: pure: no socket, ssl or gevent (the purity tests check those imports)
     "errors": 0, "filters": 0, "defaults": 0, "options": 0, "limits": 0, "output_queue": 0,
     "proxy": 0, "proxy_tlv": 0, "proxy_address": 0, "connection_state": 0, "statistics": 0,
-    "backoff": 0, "overload": 0, "_version": 0,
+    "backoff": 0, "overload": 0, "input_clock": 0, "_version": 0,
     # 0: the process's small parts: log files reopened on USR1, the PID file, the workers' user
     "logfiles": 0, "pidfile": 0, "credentials": 0,
     # 0: swaps a compiled twin into a filter module at its import (docs/compiled.md)
@@ -34,7 +34,7 @@ LAYERS: dict[str, int] = {
     # minute's summary)
     "error_log": 1,
     # 2: the connection: a socket joined to filters, needing no server (its parts first)
-    "connection_fields": 2, "connection_input": 2, "connection_output": 2, "connection": 2,
+    "connection": 2,
     # 3: shedding, admission, the per-client life, the listeners, running a process
     "shedding": 3, "admission": 3, "client_life": 3, "listeners": 3, "process": 3,
     # 3: the client side's life before its connection exists (connect, PROXY header, TLS)

@@ -1,0 +1,114 @@
+"""InputClock: when a connection's input has waited too long, and its progress (sans-IO).
+
+It holds the times the input limits are measured from: idle time spent waiting
+(``idle_timeout``), when the unfinished record began arriving (``record_timeout``,
+``record_min_rate`` after ``record_grace``: ``greensrv.overload.RecordClock``), when the
+connection was accepted (``record_start_timeout``), and the bytes received. Before a wait the
+connection asks :meth:`InputClock.limit` how long it may wait; after a wait that timed out,
+:meth:`InputClock.expired` says which limit ran out (:data:`IDLE`, :data:`RECORD`, or 0 when
+none has: the get() deadline, or a timer that fired early). :meth:`InputClock.progress` is what
+the server's shedder reads (``docs/overload.md``). Times are ``time.monotonic()`` values the
+connection passes in: no clock, socket or gevent import, so it is tested without either.
+"""
+
+from __future__ import annotations
+
+from ._accelerate import accelerate
+from .limits import Limits
+from .overload import Progress
+
+__all__ = ["IDLE", "RECORD", "InputClock"]
+
+#: What :meth:`InputClock.expired` reports: idle_timeout ran out…
+IDLE = 1
+#: …or the record clock did (record_timeout, record_min_rate, record_start_timeout).
+RECORD = 2
+
+#: Timers may fire this early (libev counts from the loop's cached time): a limit this close
+#: counts as reached.
+SLACK = 1e-3
+
+
+class InputClock:
+    """The input deadlines of one connection, and what the shedder reads of its progress."""
+
+    __slots__ = ("_idle_timeout", "_record", "_record_due", "accepted_at", "bytes_in",
+                 "idle_spent", "last_recv", "partial_since", "waiting_since")
+
+    def __init__(self, limits: Limits, now: float) -> None:
+        self._idle_timeout = limits.idle_timeout
+        self._record = limits.record_clock
+        self._record_due: float | None = None  # when the record clock runs out (set by limit())
+        self.accepted_at = now
+        self.bytes_in = 0  # bytes received so far
+        self.idle_spent = 0.0  # seconds waited for input since the last bytes came
+        self.last_recv = 0.0  # when the last bytes came
+        self.partial_since: float | None = None  # when the unfinished record began arriving
+        self.waiting_since: float | None = None  # set while the connection waits for input
+
+    def received(self, size: int, now: float) -> None:
+        """``size`` bytes arrived at ``now``."""
+        self.idle_spent = 0.0
+        self.last_recv = now
+        self.bytes_in += size
+
+    def limit(self, now: float, pending: int) -> float | None:
+        """Seconds the connection may wait for input from ``now`` before idle_timeout or the
+        record clock runs out (None: neither applies), with ``pending`` bytes of an unfinished
+        record buffered; starts that record's clock when it has just begun."""
+        left = None
+        if self._idle_timeout is not None:
+            left = self._idle_timeout - self.idle_spent
+        record = self._record
+        due = None
+        if pending and record.active:
+            if self.partial_since is None:
+                self.partial_since = self.last_recv
+            due = record.deadline(self.partial_since, pending)
+        else:
+            self.partial_since = None
+            if record.start_timeout is not None and not self.bytes_in:
+                due = self.accepted_at + record.start_timeout
+        self._record_due = due
+        if due is not None and (left is None or due - now < left):
+            left = due - now
+        return left
+
+    def waited(self, start: float, now: float) -> None:
+        """The connection waited for input from ``start`` to ``now``: idle time, if counted."""
+        if self._idle_timeout is not None:
+            self.idle_spent += now - start
+
+    def expired(self, now: float) -> int:
+        """After a wait that timed out: :data:`IDLE`, :data:`RECORD`, or 0 (no limit reached)."""
+        if self._idle_timeout is not None and self.idle_spent >= self._idle_timeout - SLACK:
+            return IDLE
+        due = self._record_due
+        if due is not None and now >= due - SLACK:
+            return RECORD
+        return 0
+
+    def overdue_reason(self, pending: int, now: float) -> str:
+        """Why the record clock ran out, for the error that ends the connection."""
+        if self.partial_since is None:
+            return (f"sent nothing within record_start_timeout={self._record.start_timeout:g} s "
+                    "of connecting")
+        return self._record.overdue_reason(self.partial_since, pending, now)
+
+    def drained(self, now: float) -> None:
+        """Reading was paused by backpressure until ``now``: the client could not send
+        meanwhile, so its unfinished record's clock starts again."""
+        if self.partial_since is not None:
+            self.partial_since = now
+
+    def progress(self, reading: bool, pending: int) -> Progress:
+        """The connection as shedding sees it (``greensrv.overload.ShedPolicy``): waiting for
+        input since when (None while its handler does anything else, or input has ended), its
+        unfinished record, and whether it has completed one (bytes received beyond the
+        unfinished record went out as records)."""
+        since = self.partial_since
+        return Progress(self.accepted_at, self.waiting_since if reading else None, since,
+                        pending if since is not None else 0, self.bytes_in > pending)
+
+
+accelerate(globals(), "greensrv._c_input_clock")
