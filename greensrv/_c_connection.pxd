@@ -34,7 +34,7 @@ cdef class Connection:
     cdef object _flush_cb, _flush_event, _events, _event_glet, _eof_records, _data
     cdef bint _writing, _first_read
     cdef Py_ssize_t _discarded, _bytes_out
-    cdef public object error, id, proxy, remote_address, remote_ip, remote_port, server, socket
+    cdef public object error, id, proxy, remote_address, server, socket
 
     cdef _attach(self)
     cdef _write_watcher(self)

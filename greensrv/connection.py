@@ -168,7 +168,7 @@ class Connection:
                  "_events", "_first_read", "_flush_cb", "_flush_event", "_hooks", "_hub", "_in",
                  "_limits", "_linger", "_loop", "_queue", "_rw", "_state", "_transport",
                  "_waiting", "_writing", "_ww", "_bytes_out", "error", "id", "proxy",
-                 "remote_address", "remote_ip", "remote_port", "server", "socket")
+                 "remote_address", "server", "socket")
 
     def __init__(self, sock: Any, address: Any, conn_id: int, in_filter: Filter,
                  out_filter: Filter, limits: Limits, hooks: ConnectionHooks = NO_HOOKS,
@@ -185,11 +185,6 @@ class Connection:
         #: The PROXY header this connection began with (``greensrv.proxy.ProxyHeader``), or
         #: None when the server does not use the PROXY protocol.
         self.proxy: ProxyHeader | None = None
-        if isinstance(address, tuple):
-            self.remote_ip: str | None = address[0]
-            self.remote_port: int | None = address[1]
-        else:  # a unix socket peer has a path (often empty), not an IP
-            self.remote_ip = self.remote_port = None
         self._in = in_filter
         self._queue = OutputQueue(out_filter, limits)
         # The hub of the thread that made it, which alone may run its I/O: looked up once here,
@@ -215,7 +210,7 @@ class Connection:
         #: A deferred error (socket error, record timeout, slow reader) that ended this
         #: connection; the owner reports it once, then sets this back to None.
         self.error: BaseException | None = None
-        self._clock = InputClock(limits, _monotonic())
+        self._clock = InputClock(_monotonic())
         self._bytes_out = 0
 
     def _attach(self) -> None:
@@ -241,6 +236,18 @@ class Connection:
             return self.socket.getsockname()
         except OSError:
             return None
+
+    @property
+    def remote_ip(self) -> str | None:
+        """The peer's IP address (None for a unix socket peer, which has a path)."""
+        address = self.remote_address
+        return address[0] if isinstance(address, tuple) else None
+
+    @property
+    def remote_port(self) -> int | None:
+        """The peer's port (None for a unix socket peer)."""
+        address = self.remote_address
+        return address[1] if isinstance(address, tuple) else None
 
     @property
     def data(self) -> dict[str, Any]:
@@ -489,7 +496,7 @@ class Connection:
         clock = self._clock
         now = _monotonic()
         pending = self._in.pending_size()
-        timeout = clock.limit(now, pending)
+        timeout = clock.limit(self._limits, now, pending)
         if deadline is not None and (timeout is None or deadline - now < timeout):
             timeout = deadline - now
         if timeout is not None and timeout <= 0:
@@ -501,7 +508,7 @@ class Connection:
             clock.waited(now, _monotonic())
         if reason is not TIMEOUT:
             return reason
-        expired = clock.expired(_monotonic())
+        expired = clock.expired(self._limits, _monotonic(), pending)
         if expired == IDLE:
             self._hooks.count("closed_idle")
             self._stop_input()
@@ -509,7 +516,7 @@ class Connection:
         if expired == RECORD:
             self._hooks.count("closed_record_timeout")
             if self.error is None:
-                why = clock.overdue_reason(pending, _monotonic())
+                why = clock.overdue_reason(self._limits, pending, _monotonic())
                 self.error = RecordTimeoutError(f"peer {self.remote_address!r} {why}")
             self._stop_input()
             return WAKE

@@ -8,7 +8,8 @@ connection asks :meth:`InputClock.limit` how long it may wait; after a wait that
 :meth:`InputClock.expired` says which limit ran out (:data:`IDLE`, :data:`RECORD`, or 0 when
 none has: the get() deadline, or a timer that fired early). :meth:`InputClock.progress` is what
 the server's shedder reads (``docs/overload.md``). Times are ``time.monotonic()`` values the
-connection passes in: no clock, socket or gevent import, so it is tested without either.
+connection passes in, with its ``Limits`` (not kept: each field is 8 bytes of every connection):
+no clock, socket or gevent import, so it is tested without either.
 """
 
 from __future__ import annotations
@@ -32,13 +33,10 @@ SLACK = 1e-3
 class InputClock:
     """The input deadlines of one connection, and what the shedder reads of its progress."""
 
-    __slots__ = ("_idle_timeout", "_record", "_record_due", "accepted_at", "bytes_in",
-                 "idle_spent", "last_recv", "partial_since", "waiting_since")
+    __slots__ = ("accepted_at", "bytes_in", "idle_spent", "last_recv", "partial_since",
+                 "waiting_since")
 
-    def __init__(self, limits: Limits, now: float) -> None:
-        self._idle_timeout = limits.idle_timeout
-        self._record = limits.record_clock
-        self._record_due: float | None = None  # when the record clock runs out (set by limit())
+    def __init__(self, now: float) -> None:
         self.accepted_at = now
         self.bytes_in = 0  # bytes received so far
         self.idle_spent = 0.0  # seconds waited for input since the last bytes came
@@ -52,48 +50,54 @@ class InputClock:
         self.last_recv = now
         self.bytes_in += size
 
-    def limit(self, now: float, pending: int) -> float | None:
+    def limit(self, limits: Limits, now: float, pending: int) -> float | None:
         """Seconds the connection may wait for input from ``now`` before idle_timeout or the
         record clock runs out (None: neither applies), with ``pending`` bytes of an unfinished
-        record buffered; starts that record's clock when it has just begun."""
+        record buffered; starts that record's clock when it has just begun, ends it when no
+        record is unfinished."""
         left = None
-        if self._idle_timeout is not None:
-            left = self._idle_timeout - self.idle_spent
-        record = self._record
-        due = None
-        if pending and record.active:
-            if self.partial_since is None:
-                self.partial_since = self.last_recv
-            due = record.deadline(self.partial_since, pending)
-        else:
+        if limits.idle_timeout is not None:
+            left = limits.idle_timeout - self.idle_spent
+        if not pending:
             self.partial_since = None
-            if record.start_timeout is not None and not self.bytes_in:
-                due = self.accepted_at + record.start_timeout
-        self._record_due = due
+        elif self.partial_since is None and limits.record_clock.active:
+            self.partial_since = self.last_recv
+        due = self._record_due(limits, pending)
         if due is not None and (left is None or due - now < left):
             left = due - now
         return left
 
-    def waited(self, start: float, now: float) -> None:
-        """The connection waited for input from ``start`` to ``now``: idle time, if counted."""
-        if self._idle_timeout is not None:
-            self.idle_spent += now - start
+    def _record_due(self, limits: Limits, pending: int) -> float | None:
+        """When the record clock runs out: for the unfinished record, or before the first byte."""
+        record = limits.record_clock
+        if pending and record.active:
+            assert self.partial_since is not None  # set by limit()
+            return record.deadline(self.partial_since, pending)
+        if record.start_timeout is not None and not self.bytes_in:
+            return self.accepted_at + record.start_timeout
+        return None
 
-    def expired(self, now: float) -> int:
-        """After a wait that timed out: :data:`IDLE`, :data:`RECORD`, or 0 (no limit reached)."""
-        if self._idle_timeout is not None and self.idle_spent >= self._idle_timeout - SLACK:
+    def waited(self, start: float, now: float) -> None:
+        """The connection waited for input from ``start`` to ``now`` (idle time)."""
+        self.idle_spent += now - start
+
+    def expired(self, limits: Limits, now: float, pending: int) -> int:
+        """After a wait that timed out (``pending`` as given to :meth:`limit` before it):
+        :data:`IDLE`, :data:`RECORD`, or 0 (no limit reached)."""
+        if limits.idle_timeout is not None and self.idle_spent >= limits.idle_timeout - SLACK:
             return IDLE
-        due = self._record_due
+        due = self._record_due(limits, pending)
         if due is not None and now >= due - SLACK:
             return RECORD
         return 0
 
-    def overdue_reason(self, pending: int, now: float) -> str:
+    def overdue_reason(self, limits: Limits, pending: int, now: float) -> str:
         """Why the record clock ran out, for the error that ends the connection."""
+        record = limits.record_clock
         if self.partial_since is None:
-            return (f"sent nothing within record_start_timeout={self._record.start_timeout:g} s "
+            return (f"sent nothing within record_start_timeout={record.start_timeout:g} s "
                     "of connecting")
-        return self._record.overdue_reason(self.partial_since, pending, now)
+        return record.overdue_reason(self.partial_since, pending, now)
 
     def drained(self, now: float) -> None:
         """Reading was paused by backpressure until ``now``: the client could not send
