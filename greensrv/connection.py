@@ -505,7 +505,8 @@ class Connection:
             watcher = self._write_watcher() if self._transport.wants_write else self._rw
             clock.waiting_since = now  # _wait sets it back to None
             reason = self._wait(watcher, timeout)
-            clock.waited(now, _monotonic())
+            if self._limits.idle_timeout is not None:
+                clock.waited(now, _monotonic())
         if reason is not TIMEOUT:
             return reason
         expired = clock.expired(self._limits, _monotonic(), pending)

@@ -58,11 +58,16 @@ class InputClock:
         left = None
         if limits.idle_timeout is not None:
             left = limits.idle_timeout - self.idle_spent
-        if not pending:
+        record = limits.record_clock
+        due = None
+        if pending and record.active:  # _record_due, inlined: this runs at every wait
+            if self.partial_since is None:
+                self.partial_since = self.last_recv
+            due = record.deadline(self.partial_since, pending)
+        else:
             self.partial_since = None
-        elif self.partial_since is None and limits.record_clock.active:
-            self.partial_since = self.last_recv
-        due = self._record_due(limits, pending)
+            if record.start_timeout is not None and not self.bytes_in:
+                due = self.accepted_at + record.start_timeout
         if due is not None and (left is None or due - now < left):
             left = due - now
         return left
@@ -78,7 +83,8 @@ class InputClock:
         return None
 
     def waited(self, start: float, now: float) -> None:
-        """The connection waited for input from ``start`` to ``now`` (idle time)."""
+        """The connection waited for input from ``start`` to ``now``: idle time (the connection
+        tells only when idle_timeout is set)."""
         self.idle_spent += now - start
 
     def expired(self, limits: Limits, now: float, pending: int) -> int:
