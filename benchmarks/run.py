@@ -96,6 +96,10 @@ PEER_LIST = [
     Peer("greensrv_handler", "greensrv handler", _py("greensrv_handler.py"), ("greensrv",)),
     Peer("greensrv_callback", "greensrv client_input", _py("greensrv_callback.py"),
          ("greensrv",)),
+    Peer("greensrv_handler_admin", "greensrv handler, admin endpoint on",
+         _py("greensrv_handler.py", "--admin"), ("greensrv",)),
+    Peer("greensrv_handler_ops", "greensrv handler, admin endpoint and connection log on",
+         _py("greensrv_handler.py", "--admin", "--access-log"), ("greensrv",)),
 ]
 PEERS_BY_NAME = {p.name: p for p in PEER_LIST}
 

@@ -71,5 +71,7 @@ cdef class Connection:
 cpdef attach(Connection conn)
 cpdef finish(Connection conn, deadline)
 cpdef stop_input(Connection conn)
+cpdef str how_input_ended(Connection conn)
+cpdef double accepted_at(Connection conn) except? -1
 cpdef overload_progress(Connection conn)
 cpdef shed(Connection conn, error)

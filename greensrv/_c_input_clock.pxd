@@ -12,6 +12,7 @@ cdef class InputClock:
     cdef _record_due(self, limits, Py_ssize_t pending)
     cpdef waited(self, double start, double now)
     cpdef int expired(self, limits, double now, Py_ssize_t pending) except -1
+    cpdef bint idle_ran_out(self, limits) except -1
     cpdef str overdue_reason(self, limits, Py_ssize_t pending, double now)
     cpdef drained(self, double now)
     cpdef progress(self, bint reading, Py_ssize_t pending)

@@ -22,6 +22,7 @@ from typing import Any
 from .command_settings import CommandError
 from .config import ServerConfig
 from .defaults import DEFAULT_BIND, DEFAULT_WORKERS
+from .metrics import register_collectors, registered_collectors, unregister_collectors
 from .server import Server
 
 __all__ = ["Application", "build_server", "load_target", "option_value"]
@@ -107,10 +108,14 @@ class Application:
         self.given = given
         self._in_their_words = in_their_words
         before = set(sys.modules)
+        registered = registered_collectors()
         self.server = build_server(load_target(spec), given, in_their_words)
         self.root = application_root(spec)
         self.modules = [name for name in set(sys.modules) - before
                         if _is_under(sys.modules[name], self.root)]
+        #: The application's prometheus_client metrics: a reload's fresh import makes new ones
+        #: under the same names, so these leave the default registry first.
+        self.collectors = registered_collectors() - registered
 
     def reload(self) -> Server:
         """The application as it is on disk now (called in the master by a HUP). If it does
@@ -119,6 +124,8 @@ class Application:
         kept = {name: sys.modules.pop(name) for name in self.modules if name in sys.modules}
         importlib.invalidate_caches()
         before = set(sys.modules)
+        unregister_collectors(self.collectors)
+        registered = registered_collectors()
         try:
             server = build_server(load_target(self.spec), self.given, self._in_their_words)
         except BaseException:
@@ -126,7 +133,10 @@ class Application:
                 if _is_under(sys.modules[name], self.root):
                     del sys.modules[name]
             sys.modules.update(kept)
+            unregister_collectors(registered_collectors() - registered)
+            register_collectors(self.collectors)
             raise
+        self.collectors = registered_collectors() - registered
         self.modules = list({*kept, *(name for name in set(sys.modules) - before
                                       if _is_under(sys.modules[name], self.root))})
         return server

@@ -20,11 +20,13 @@ from typing import Any, NoReturn
 
 from . import _accelerate
 from ._version import __version__
+from .access_log import route_access_log
 from .application import Application, option_value
 from .command_settings import CommandError, Settings, format_value, resolve
 from .credentials import Credentials
 from .errors import GreensrvError
 from .flags import FLAGS, Flag
+from .metrics import require_metrics_libraries, setup_multiprocess
 from .pidfile import PidFile, PidFileBusy
 from .reloader import Reloader
 from .server import Server
@@ -39,6 +41,8 @@ LOG_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(message)s"
 #: Settings that only mean something with --proxy-protocol.
 PROXY_DEPENDENT = ("proxy_allow_from", "proxy_timeout")
 _GROUPS = {"TLS": "TLS", "PROXY": "PROXY protocol (behind HAProxy, nginx, a load balancer)",
+           "operations": "operations: metrics, health, HAProxy's agent, the connection log "
+                         "(docs/operations.md)",
            "process": "the master and its workers"}
 
 
@@ -115,6 +119,8 @@ def server_options(settings: Settings) -> dict[str, Any]:
     given = settings.server_options()
     if "listen" in given:
         given["listen"] = list(given["listen"])
+    if settings.get("access_log") is not None:
+        given["access_log"] = True  # to the file or stdout the command routes it to
     certfile = settings.get("certfile")
     if certfile is not None:
         given["ssl_context"] = _tls_context(settings)
@@ -156,6 +162,8 @@ def load(args: argparse.Namespace) -> tuple[Settings, Application]:
     for directory in (os.getcwd(), settings.get("app_dir")):
         if directory is not None and directory not in sys.path:
             sys.path.insert(0, directory)  # --app-dir ends up first, then the current directory
+    if settings.get("admin_bind") is not None:
+        _prepare_metrics(settings.origin("admin_bind"))
     application = Application(args.app, server_options(settings), settings.in_their_words)
     for key in PROXY_DEPENDENT:
         if key in settings.values and application.server.options.get("proxy_protocol") is None:
@@ -219,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(check_config(settings, application.server) + "\n")
             return 0
         _configure_logging(level, settings.get("log_file"))
+        if settings.get("access_log") is not None:
+            _route_access_log(settings)
         return _run(settings, application, credentials)
     except (CommandError, GreensrvError, OSError, ValueError, PidFileBusy) as exc:
         if debug:
@@ -241,9 +251,30 @@ def _configure_logging(level: str, log_file: str | None) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT, handlers=[handler])
 
 
+def _prepare_metrics(origin: str) -> None:
+    """Before the application is imported: prometheus_client's multiprocess mode, so that
+    its metrics made at import time are summed over the workers (docs/operations.md)."""
+    try:
+        require_metrics_libraries(origin)
+    except ImportError as exc:
+        raise CommandError(str(exc)) from exc
+    setup_multiprocess()
+
+
+def _route_access_log(settings: Settings) -> None:
+    target = settings.get("access_log")
+    try:
+        route_access_log(target)
+    except OSError as exc:
+        raise CommandError(f"{settings.origin('access_log')} {target}: "
+                           f"{exc.strerror or exc}") from None
+
+
 def _run(settings: Settings, application: Application, credentials: Credentials | None) -> int:
     if credentials is not None and settings.get("log_file"):
         credentials.give(settings.get("log_file"))
+    if credentials is not None and settings.get("access_log") not in (None, "-"):
+        credentials.give(settings.get("access_log"))
     recycle = None
     if settings.get("max_worker_connections") is not None:
         recycle = (settings.get("max_worker_connections"),

@@ -18,6 +18,7 @@ the hooks and end this client alone.
 from __future__ import annotations
 
 import logging
+import time
 from itertools import count
 from typing import Any
 
@@ -27,7 +28,8 @@ from gevent.event import Event
 from ._accelerate import accelerate
 from .admission import Admission
 from .config import ServerConfig
-from .connection import Connection, ConnectionHooks, attach, finish
+from .connection import Connection, ConnectionHooks, accepted_at, attach, finish, how_input_ended
+from .connection_ends import ConnectionEnds, error_word
 from .errors import FilterError, TLSError
 from .proxy import ProxyHeader
 from .proxy_io import client_address, receive_proxy_header
@@ -38,6 +40,8 @@ from .transport import close_quietly, describe_handshake_failure, is_tls_socket
 __all__ = ["ClientLife"]
 
 log = logging.getLogger("greensrv")
+
+_monotonic = time.monotonic
 
 
 class ClientGreenlet(Greenlet):
@@ -100,6 +104,8 @@ class ClientLife:
         #: the live ones).
         self.bytes_in_closed = 0
         self.bytes_out_closed = 0
+        #: Told how each client ended (metrics, the connection log); None costs nothing more.
+        self.ends: ConnectionEnds | None = None
 
     def connection_closed(self, conn: Connection) -> None:
         """``ConnectionHooks.closed`` for the server's connections (compiled: no Python frame
@@ -114,13 +120,25 @@ class ClientLife:
         self.counters.accepted += 1
         admission = self.admission
         if admission.stopping:  # accepted as the stop began, before the listeners closed
-            close_quietly(sock)
+            self._refused_at_accept(sock, address, "stopped")
             return
         if (self.claimed_at_accept and isinstance(address, tuple)
                 and not admission.claim_ip(address[0])):
-            close_quietly(sock)
+            self._refused_at_accept(sock, address, "refused")
             return
         self.spawn(sock, address)  # the life releases the IP and may resume accepting
+
+    def _refused_at_accept(self, sock: Any, address: Any, word: str) -> None:
+        ends = self.ends
+        if ends is not None:
+            local = None
+            if ends.log_format is not None:
+                try:
+                    local = sock.getsockname()
+                except OSError:
+                    pass
+            ends.ended(word, address, local, None, _monotonic(), 0, 0)
+        close_quietly(sock)
 
     def spawn(self, sock: Any, address: Any) -> None:
         """Start the life of an accepted socket in a new greenlet, counted in ``greenlets``."""
@@ -160,19 +178,31 @@ class ClientLife:
         claimed: str | None = None
         if self.claimed_at_accept and isinstance(address, tuple):
             claimed = address[0]
+        # How it ended, for self.ends: set where it is known, else asked of the connection.
+        ends = self.ends
+        ending: Any = (None if ends is None else
+                       _Ending(_monotonic(), address, accepted, ends.log_format is not None))
         try:
             if self.proxy is not None:  # the PROXY header comes before everything else
                 header = receive_proxy_header(sock, address, self.proxy, self.name, hooks.count)
                 if header is None:
+                    if ending is not None:
+                        ending.word = "refused"
                     return
                 address = client_address(header, address)
+                if ending is not None:
+                    ending.client = address
                 if self.claims_ip and isinstance(address, tuple):
                     if not self.admission.claim_ip(address[0]):
+                        if ending is not None:
+                            ending.word = "refused"
                         return
                     claimed = address[0]
             if self.pre_connect is not None:
                 sock = self._pre_connect(sock, address)
                 if sock is None:
+                    if ending is not None:
+                        ending.word = "refused"
                     hooks.count("refused_pre_connect")
                     return
                 others = [sock] if others is None else [*others, sock]
@@ -184,7 +214,11 @@ class ClientLife:
             conn = Connection(sock, address, next(self.ids), in_filter, out_filter, self.limits,
                               hooks, server=self.server)
             conn.proxy = header
+            if ending is not None and ending.logged:
+                ending.local = conn.local_address  # for the log, before the socket can close
             if not self._handshake(conn):
+                if ending is not None:
+                    ending.word = "error"
                 return
             attach(conn)
             self.connections[conn.id] = conn
@@ -201,20 +235,26 @@ class ClientLife:
             except Exception as exc:
                 if isinstance(exc, FilterError):
                     hooks.count("closed_filter_error")
+                if ending is not None:
+                    ending.word = "error"
                 hooks.report_error(conn, exc)
             error = conn.error
+            if ending is not None and ending.word is None:
+                ending.word = self._end_word(conn, error)
             if error is not None:
                 conn.error = None
                 hooks.report_error(conn, error)
             finish(conn, self.admission.grace_deadline)
         finally:
-            self._end(accepted, others, conn, claimed, connected)
+            self._end(accepted, others, conn, claimed, connected, ending)
 
     def _end(self, accepted: Any, others: list[Any] | None, conn: Connection | None,
-             claimed: str | None, connected: bool) -> None:
+             claimed: str | None, connected: bool, ending: Any) -> None:
         """serve()'s finally, in a frame of its own: serve's stays small, and a parked client
         greenlet saves its stack, serve's frame included, for as long as it waits."""
         try:
+            if ending is not None:
+                self._tell_ends(ending, conn)
             if claimed is not None:
                 self.admission.release_ip(claimed)
             closed = None
@@ -237,6 +277,37 @@ class ClientLife:
                     del self.connections[conn.id]
         finally:
             self._ended(getcurrent())  # the last step: it may resume accepting
+
+    def _end_word(self, conn: Connection, error: BaseException | None) -> str:
+        """How a connection whose handler (or client_input loop) returned ended, asked before
+        its graceful finish (which reads to the peer's EOF); ``error``: its deferred error."""
+        if error is not None:
+            return error_word(error)
+        how = how_input_ended(conn)
+        if how == "idle":
+            return "timeout"  # idle_timeout ended it (not an error: nothing was reported)
+        if how == "peer":
+            return "closed"
+        return "stopped" if self.admission.stopping else "done"
+
+    def _tell_ends(self, ending: _Ending, conn: Connection | None) -> None:
+        """Report the end (before close: the local address is still there to read)."""
+        ends = self.ends
+        assert ends is not None
+        word = ending.word
+        if word is None:  # killed (a forced stop) or an exception out of greensrv itself
+            word = "stopped" if self.admission.stopping else "error"
+        if conn is not None:
+            ends.ended(word, conn.remote_address, ending.local, conn.id, accepted_at(conn),
+                       conn.bytes_in, conn.bytes_out)
+            return
+        local = None
+        if ending.logged:
+            try:
+                local = ending.socket.getsockname()
+            except OSError:
+                pass
+        ends.ended(word, ending.client, local, None, ending.started, 0, 0)
 
     def _pre_connect(self, sock: Any, address: Any) -> Any:
         """client_pre_connect's socket (the same, another, or None to refuse the client)."""
@@ -276,6 +347,20 @@ class ClientLife:
                 if shutdown_on_error:
                     raise
                 report_error(conn, exc)
+
+
+class _Ending:
+    """What a client's life knows of its end before a Connection exists (or to override it)."""
+
+    __slots__ = ("client", "local", "logged", "socket", "started", "word")
+
+    def __init__(self, started: float, client: Any, sock: Any, logged: bool) -> None:
+        self.started = started
+        self.client = client
+        self.socket = sock
+        self.logged = logged  # the connection log is on: it wants the local address
+        self.local: Any = None
+        self.word: str | None = None
 
 
 def _handshake_done(sock: Any) -> bool:

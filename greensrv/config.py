@@ -17,9 +17,13 @@ from types import MappingProxyType
 from typing import Any
 
 from .addresses import ListenSpec, check_defer_accept, parse_listen_entries
+from .admin import check_ops_addresses
+from .connection_ends import LOG_FORMATS
 from .defaults import (
+    DEFAULT_ACCESS_LOG_FORMAT,
     DEFAULT_BACKLOG,
     DEFAULT_CONCURRENCY,
+    DEFAULT_DRAIN_DELAY,
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_HIGH_MARK,
     DEFAULT_HOST,
@@ -43,7 +47,7 @@ from .options import check_int, check_seconds, filter_factory
 from .overload import ShedPolicy
 from .proxy_io import ProxySettings, proxy_settings
 
-__all__ = ["OPTION_DEFAULTS", "ServerConfig"]
+__all__ = ["OPTION_DEFAULTS", "Option", "ServerConfig"]
 
 #: Every ``Server`` option and its default (``handler`` included): what ``from_options`` fills
 #: in for an option not given, and the names ``replace`` accepts.
@@ -63,7 +67,9 @@ OPTION_DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "max_connections_per_ip": None, "proxy_protocol": None,
     "proxy_trusted": DEFAULT_PROXY_TRUSTED, "proxy_timeout": DEFAULT_PROXY_TIMEOUT,
     "name": DEFAULT_NAME, "workers": None, "reuse_port": False,
-    "worker_timeout": DEFAULT_WORKER_TIMEOUT, "backlog": DEFAULT_BACKLOG,
+    "worker_timeout": DEFAULT_WORKER_TIMEOUT, "backlog": DEFAULT_BACKLOG, "admin": None,
+    "agent": None, "drain_delay": DEFAULT_DRAIN_DELAY, "access_log": False,
+    "access_log_format": DEFAULT_ACCESS_LOG_FORMAT,
 })
 
 #: The callbacks, each checked to be callable (``handler`` and ``client_input`` are too).
@@ -108,6 +114,12 @@ class ServerConfig:
     workers: int | None
     reuse_port: bool
     worker_timeout: float
+    #: Operations (docs/operations.md): the admin endpoint's and the agent port's "HOST:PORT".
+    admin: str | None
+    agent: str | None
+    drain_delay: float
+    #: The connection log's format, or None when it is off.
+    access_log_format: str | None
     backlog: int
 
     @classmethod
@@ -150,6 +162,11 @@ class ServerConfig:
         if o["workers"] is not None:
             check_int("workers", o["workers"], minimum=1)
         check_seconds("worker_timeout", o["worker_timeout"], positive=True)
+        admin, agent = check_ops_addresses(o["admin"], o["agent"])
+        check_seconds("drain_delay", o["drain_delay"])
+        if o["access_log_format"] not in LOG_FORMATS:
+            raise ValueError(f"access_log_format must be one of {', '.join(LOG_FORMATS)}, "
+                             f"not {o['access_log_format']!r}")
         check_int("backlog", o["backlog"], minimum=1)
         return cls(
             options=MappingProxyType(given), handler=handler, client_input=client_input,
@@ -167,7 +184,9 @@ class ServerConfig:
             proxy=proxy, shed_policy=shed_policy, name=o["name"],
             listen=listen, defer_accept=defer_accept, workers=o["workers"],
             reuse_port=bool(o["reuse_port"]), worker_timeout=float(o["worker_timeout"]),
-            backlog=o["backlog"])
+            backlog=o["backlog"], admin=admin, agent=agent,
+            drain_delay=float(o["drain_delay"]),
+            access_log_format=o["access_log_format"] if o["access_log"] else None)
 
     def replace(self, **changes: Any) -> ServerConfig:
         """The same options with ``changes`` applied, all checked again.
@@ -222,3 +241,22 @@ def _listen(listen: Any, host: Any, port: Any) -> tuple[ListenSpec, ...]:
             raise ValueError(f"port must be at most 65535, not {port}")
     return (ListenSpec("tcp", (host if host is not None else DEFAULT_HOST,
                                port if port is not None else DEFAULT_PORT)),)
+
+
+class Option:
+    """An attribute of an object with a ``config`` that reads one of its checked options
+    (``server.name``, or a dotted path: ``Option("limits.high_mark")``); read-only."""
+
+    def __init__(self, path: str = "") -> None:
+        self.path = path
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.path = self.path or name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.config
+        for part in self.path.split("."):
+            value = getattr(value, part)
+        return value

@@ -32,8 +32,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from gevent import getcurrent, spawn
@@ -41,6 +40,7 @@ from gevent.event import Event
 from gevent.hub import get_hub
 
 from ._accelerate import accelerate
+from .connection_hooks import NO_HOOKS, ConnectionHooks
 from .connection_state import (
     CLOSED,
     CLOSING,
@@ -64,8 +64,8 @@ if TYPE_CHECKING:
     from .proxy import ProxyHeader
     from .server import Server
 
-__all__ = ["Connection", "ConnectionHooks", "attach", "finish", "overload_progress", "shed",
-           "stop_input"]
+__all__ = ["Connection", "ConnectionHooks", "accepted_at", "attach", "finish", "how_input_ended",
+           "overload_progress", "shed", "stop_input"]
 
 _monotonic = time.monotonic
 
@@ -92,41 +92,6 @@ _NOTHING: Any = _Nothing()
 # compiled, the .pxd's inline _is_ascii (CPython's PyUnicode_IS_ASCII, one flag read instead of
 # a method call) takes the name. gevent binds its compiled helpers the same way.
 globals()["_is_ascii"] = str.isascii
-
-
-class ConnectionHooks:
-    """What a Connection reports to whoever made it, and which side that maker is on. The
-    defaults do nothing (a server-side connection with no owner).
-
-    The server supplies one that counts statistics, reports to ``client_error`` and runs
-    ``client_flushed``/``client_high``/``client_low``; a client supplies its own. A Connection
-    never calls its owner in any other way.
-    """
-
-    #: Callbacks run in the connection's own greenlet on output events, by key: "flushed" (all
-    #: queued output written), "high" (queued output rose past high_mark), "low" (back below
-    #: low_mark). A missing key costs nothing.
-    output_callbacks: Mapping[str, Callable[[Connection], Any]] = MappingProxyType({})
-
-    #: True when the connection's peer is a server (``greensrv.connect``, ``Client``):
-    #: ``start_tls`` then handshakes as a TLS client, and messages call the peer "the server".
-    client_side = False
-
-    #: The host name a client-side ``start_tls`` checks by default: the name connected to.
-    server_hostname: str | None = None
-
-    def count(self, key: str) -> None:
-        """A statistics counter went up by one, e.g. "closed_idle" or "tls_failures"."""
-
-    def report_error(self, conn: Connection, exc: BaseException) -> None:
-        """An output callback raised ``exc``; the server sends it to ``client_error``."""
-
-    def closed(self, conn: Connection) -> None:
-        """``conn``'s socket was closed; called exactly once, from ``close()``."""
-
-
-#: Hooks that do nothing, for a Connection whose maker wants no reports.
-NO_HOOKS = ConnectionHooks()
 
 
 class Connection:
@@ -983,6 +948,19 @@ def finish(conn: Connection, deadline: float | None) -> None:
 def stop_input(conn: Connection) -> None:
     """End ``conn``'s input: a waiting ``get()`` returns the records parsed, then EOF."""
     conn._stop_input()
+
+
+def how_input_ended(conn: Connection) -> str:
+    """What ended ``conn``'s input, for the connection log: "idle" (idle_timeout ran out),
+    "peer" (the peer closed first), or "" (anything else, or not ended)."""
+    if conn._clock.idle_ran_out(conn._limits):
+        return "idle"
+    return "peer" if conn._state.peer_eof else ""
+
+
+def accepted_at(conn: Connection) -> float:
+    """When ``conn`` was made (``time.monotonic()``), for the duration its end reports."""
+    return conn._clock.accepted_at
 
 
 def overload_progress(conn: Connection) -> Progress:

@@ -105,6 +105,14 @@ DEFAULT_PROXY_TRUSTED = ("127.0.0.0/8", "::1/128")
 #: and replaces it: gunicorn's 30 s, long enough for a slow import or a big synchronous job.
 DEFAULT_WORKER_TIMEOUT = 30.0
 
+# -- operations (docs/operations.md) ---------------------------------------------------------
+
+#: Seconds of draining (not ready, still serving) before a stop: none unless asked, since only
+#: a balancer or an orchestrator that reads readiness gains from it.
+DEFAULT_DRAIN_DELAY = 0.0
+#: The connection log's format: one line a person reads; "json" for a log pipeline.
+DEFAULT_ACCESS_LOG_FORMAT = "text"
+
 # -- the command ------------------------------------------------------------------------------
 
 #: Where a handler function listens when no ``--bind`` is given: loopback only (exposing a

@@ -26,7 +26,8 @@ from .errors import (
 )
 
 __all__ = ["MALFORMED", "PER_IP_REFUSAL", "PROXY_REFUSAL", "SHED", "TLS_FAILURE",
-           "ErrorLogLimiter", "client_log", "error_kind"]
+           "ErrorLogLimiter", "client_log", "error_kind", "log_client_error",
+           "log_listener_error"]
 
 #: The kinds of client misbehaviour the default error log limits (``ErrorLogLimiter``).
 TLS_FAILURE = "TLS handshake failure"
@@ -163,3 +164,22 @@ def _later(delay: float, callback: Any, *args: Any) -> Any:
 #: The default ``client_error``'s log and the refusals' (PROXY, per-IP), one per process: an
 #: attack on several servers in one process still costs a few lines per kind and minute.
 client_log = ErrorLogLimiter(logging.getLogger("greensrv"))
+
+
+def log_client_error(conn: Any, exc: BaseException) -> None:
+    """The default ``client_error``: a few of each kind a minute (:class:`ErrorLogLimiter`),
+    the rest counted.
+
+    A client's misbehaviour (greensrv's own errors: bad framing, TLS failure, timeouts, slow
+    reader) is a one-line warning, since its traceback would only show greensrv's internals; any
+    other exception is a bug in the application and is logged with its traceback.
+    """
+    name = conn.server.name if conn.server is not None else "greensrv"
+    client_log.log(f"{name}: error on {conn!r}: %s", exc,
+                   with_traceback=not isinstance(exc, GreensrvError), peer=conn.remote_ip)
+
+
+def log_listener_error(server: Any, exc: BaseException) -> None:
+    """The default ``error``: a listener's fatal error, logged with its traceback."""
+    logging.getLogger("greensrv").error("%s: listener error: %s", server.name, exc,
+                                        exc_info=(type(exc), exc, exc.__traceback__))

@@ -206,6 +206,17 @@ FLAGS: tuple[Flag, ...] = (
          "header (default loopback); needs --proxy-protocol", "CIDR[,CIDR...]", group="PROXY"),
     Flag("--proxy-timeout", "proxy_timeout", positive_seconds, "most seconds to receive the "
          "whole PROXY header (default 5)", _S, group="PROXY"),
+    Flag("--admin-bind", "admin", or_none(text), "serve /metrics (Prometheus), /livez and "
+         "/readyz over HTTP here (needs greensrv[metrics]; default none; docs/operations.md)",
+         "HOST:PORT", group="operations"),
+    Flag("--agent-bind", "agent", or_none(text), "answer HAProxy's agent-check here: 'up N%%' "
+         "(free capacity) or 'drain' (default none)", "HOST:PORT", group="operations"),
+    Flag("--drain-delay", "drain_delay", seconds, "on TERM/INT, stay not ready but serving "
+         "this long before the graceful stop (default 0)", _S, group="operations"),
+    Flag("--access-log", None, text, "one line per ended connection to FILE (reopened on "
+         "SIGUSR1) or standard output (-)", "FILE|-", group="operations"),
+    Flag("--access-log-format", "access_log_format", choice("text", "json"), "the connection "
+         "log's format: text (the default) or json", "FORMAT", group="operations"),
     Flag("--max-worker-connections", None, integer(1), "replace a worker gracefully once it "
          "has accepted N connections (for leaks; default never)", "N", group="process"),
     Flag("--max-worker-connections-jitter", None, integer(0), "add a random 0..J to "

@@ -90,12 +90,16 @@ class InputClock:
     def expired(self, limits: Limits, now: float, pending: int) -> int:
         """After a wait that timed out (``pending`` as given to :meth:`limit` before it):
         :data:`IDLE`, :data:`RECORD`, or 0 (no limit reached)."""
-        if limits.idle_timeout is not None and self.idle_spent >= limits.idle_timeout - SLACK:
+        if self.idle_ran_out(limits):
             return IDLE
         due = self._record_due(limits, pending)
         if due is not None and now >= due - SLACK:
             return RECORD
         return 0
+
+    def idle_ran_out(self, limits: Limits) -> bool:
+        """Has the connection waited idle_timeout for input since its last bytes?"""
+        return limits.idle_timeout is not None and self.idle_spent >= limits.idle_timeout - SLACK
 
     def overdue_reason(self, limits: Limits, pending: int, now: float) -> str:
         """Why the record clock ran out, for the error that ends the connection."""

@@ -34,8 +34,8 @@ from .addresses import format_address
 from .errors import StartupError
 from .logfiles import reopen_log_files
 
-__all__ = ["Notifier", "Runnable", "StopSignals", "brief_startup_errors", "default_logging",
-           "flush_standard_streams", "ignore_signals", "serve_in_this_process"]
+__all__ = ["Notifier", "Runnable", "StopSignals", "brief_startup_errors",
+           "default_logging", "flush_standard_streams", "ignore_signals", "serve_in_this_process"]
 
 log = logging.getLogger("greensrv")
 
@@ -58,6 +58,10 @@ class Runnable(Protocol):
     @property
     def stopping(self) -> bool:
         """True once a stop has begun."""
+
+    @property
+    def draining(self) -> bool:
+        """True while a stop waits out its drain_delay (serving on, not ready)."""
 
     @property
     def live(self) -> int:
@@ -216,6 +220,14 @@ class StopSignals:
         if signum == signal.SIGUSR1:
             reopen_log_files()
             log.info("%s: SIGUSR1: reopening log files", target.name)
+            return
+        if target.stopping and target.draining:
+            if signum == signal.SIGINT:
+                log.warning("%s: second SIGINT: skipping the rest of drain_delay", target.name)
+                gevent.spawn(target.force_stop)
+            else:
+                log.warning("%s: %s again: draining, then stopping gracefully; SIGINT (Ctrl-C) "
+                            "skips the drain", target.name, name)
             return
         if target.stopping:
             if signum == signal.SIGINT:

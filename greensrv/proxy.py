@@ -21,15 +21,17 @@ from typing import Any
 from .errors import ProxyProtocolError
 from .filters.base import NEED_DATA
 from .proxy_address import (
-    UNIX_PATH_LENGTH,
+    FAMILIES,
+    IPV4_TEXT,
+    TRANSPORTS,
     ipv6_text,
-    pack_addresses,
     pack_ipv6,
     parse_v1_ipv4,
     parse_v1_ipv6,
     parse_v1_port,
-    unix_path,
+    unpack_addresses,
 )
+from .proxy_encode import V2_FIXED_LENGTH, V2_SIGNATURE, encode_v1, encode_v2
 from .proxy_tlv import (
     PP2_CLIENT_CERT_CONN,
     PP2_CLIENT_CERT_SESS,
@@ -70,9 +72,6 @@ V1_PREFIX = b"PROXY "
 #: The longest v1 line the specification allows, CRLF included ("PROXY UNKNOWN" with two
 #: full IPv6 addresses and ports); anything longer without a CRLF is not a v1 header.
 V1_MAX_LENGTH = 107
-V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
-#: Signature, version/command, family/transport and the 16-bit length.
-V2_FIXED_LENGTH = 16
 #: Most bytes of a v2 address block plus TLVs accepted (the length field allows 65535). Real
 #: proxies send well under 1 KiB (HAProxy's largest: a UNIX address block, ALPN, a 255-byte
 #: authority, a 128-byte unique id and the SSL TLV); 4 KiB leaves room for cloud balancers'
@@ -81,11 +80,8 @@ DEFAULT_MAX_V2_LENGTH = 4096
 
 _ALL_VERSIONS = frozenset({1, 2})
 _COMMANDS = {0: "LOCAL", 1: "PROXY"}
-_FAMILIES = {0: "UNSPEC", 1: "INET", 2: "INET6", 3: "UNIX"}
-_TRANSPORTS = {0: "UNSPEC", 1: "STREAM", 2: "DGRAM"}
 #: Bytes of the v2 address block per family: two addresses and, for IP, two ports.
 _ADDRESS_LENGTH = {"UNSPEC": 0, "INET": 12, "INET6": 36, "UNIX": 216}
-_IPV4_TEXT = "%d.%d.%d.%d"
 _OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = rb"(" + _OCTET + rb"(?:\." + _OCTET + rb"){3})"
 _PORT = rb"(0|[1-9][0-9]{0,4})"
@@ -138,9 +134,9 @@ class ProxyHeader:
             raise ValueError(f"ProxyHeader family {self.family!r} does not match its addresses "
                              f"({family})")
         object.__setattr__(self, "family", family)
-        if self.transport not in _TRANSPORTS.values():
+        if self.transport not in TRANSPORTS.values():
             raise ValueError(f"ProxyHeader transport must be one of "
-                             f"{sorted(_TRANSPORTS.values())}, not {self.transport!r}")
+                             f"{sorted(TRANSPORTS.values())}, not {self.transport!r}")
         if self.source is not None and self.transport == "UNSPEC":
             raise ValueError("ProxyHeader addresses need a transport, STREAM or DGRAM")
         object.__setattr__(self, "tlvs", MappingProxyType(dict(self.tlvs)))
@@ -185,9 +181,9 @@ class ProxyHeader:
         """
         version = self.version if version is None else version
         if version == 1:
-            return _encode_v1(self)
+            return encode_v1(self)
         if version == 2:
-            return _encode_v2(self)
+            return encode_v2(self)
         raise ValueError(f"PROXY protocol version must be 1 or 2, not {version!r}")
 
 
@@ -356,18 +352,18 @@ class ProxyHeaderParser:
         if ver_cmd & 0xF not in _COMMANDS:
             raise ProxyProtocolError(f"PROXY v2 command {ver_cmd & 0xF} is neither LOCAL (0) "
                                      f"nor PROXY (1)")
-        if fam_proto >> 4 not in _FAMILIES:
+        if fam_proto >> 4 not in FAMILIES:
             raise ProxyProtocolError(f"PROXY v2 address family {fam_proto >> 4} is not one of "
                                      f"UNSPEC, INET, INET6, UNIX (0-3)")
-        if fam_proto & 0xF not in _TRANSPORTS:
+        if fam_proto & 0xF not in TRANSPORTS:
             raise ProxyProtocolError(f"PROXY v2 transport {fam_proto & 0xF} is not one of "
                                      f"UNSPEC, STREAM, DGRAM (0-2)")
         if length > self.max_v2_length:
             raise ProxyProtocolError(f"PROXY v2 header of {length} bytes after its first 16 "
                                      f"exceeds max_v2_length={self.max_v2_length}")
-        needed = _ADDRESS_LENGTH[_FAMILIES[fam_proto >> 4]]
+        needed = _ADDRESS_LENGTH[FAMILIES[fam_proto >> 4]]
         if length < needed:
-            raise ProxyProtocolError(f"PROXY v2 {_FAMILIES[fam_proto >> 4]} address block "
+            raise ProxyProtocolError(f"PROXY v2 {FAMILIES[fam_proto >> 4]} address block "
                                      f"needs {needed} bytes but the length field says {length}")
         self._end = V2_FIXED_LENGTH + length
 
@@ -413,8 +409,8 @@ def parse_whole_header(data: bytes | bytearray, versions: frozenset[int],
             return None
         if fam_proto == _INET_STREAM and length >= 12:
             _, _, _, _, a, b, c, d, e, f, g, h, sport, dport = _V2_INET.unpack_from(data)
-            source: Address = (_IPV4_TEXT % (a, b, c, d), sport)
-            destination: Address = (_IPV4_TEXT % (e, f, g, h), dport)
+            source: Address = (IPV4_TEXT % (a, b, c, d), sport)
+            destination: Address = (IPV4_TEXT % (e, f, g, h), dport)
             family, address_length = "INET", 12
         elif fam_proto == _INET6_STREAM and length >= 36 and len(data) >= 52:
             sport, dport = _V2_INET6.unpack_from(data)[4:]
@@ -474,12 +470,12 @@ def _parse_v2(header: bytes) -> ProxyHeader:
     """A whole v2 header whose first 16 bytes were already checked."""
     ver_cmd, fam_proto = header[12], header[13]
     command = _COMMANDS[ver_cmd & 0xF]
-    family, transport = _FAMILIES[fam_proto >> 4], _TRANSPORTS[fam_proto & 0xF]
+    family, transport = FAMILIES[fam_proto >> 4], TRANSPORTS[fam_proto & 0xF]
     body = header[V2_FIXED_LENGTH:]
     address_length = _ADDRESS_LENGTH[family]
     source = destination = None
     if command == "PROXY" and transport != "UNSPEC" and family != "UNSPEC":
-        source, destination = _unpack_addresses(family, body[:address_length])
+        source, destination = unpack_addresses(family, body[:address_length])
     else:  # the specification: ignore the address block (LOCAL, or nothing to say)
         family = "UNSPEC"
     return _new_header(2, command, source, destination,
@@ -499,55 +495,3 @@ def _v2_tlvs(header: bytes, body: bytes, address_length: int) -> Mapping[int, by
             raise ProxyProtocolError(f"PROXY v2 CRC32C mismatch: header says 0x{expected:08x}, "
                                      f"its bytes give 0x{actual:08x}")
     return MappingProxyType(tlvs) if tlvs else _NO_TLVS
-
-
-def _unpack_addresses(family: str, block: bytes) -> tuple[Address, Address]:
-    if family == "UNIX":
-        return (unix_path(block[:UNIX_PATH_LENGTH]), unix_path(block[UNIX_PATH_LENGTH:]))
-    if family == "INET":
-        src_port, dst_port = struct.unpack_from("!HH", block, 8)
-        return (_IPV4_TEXT % tuple(block[:4]), src_port), (_IPV4_TEXT % tuple(block[4:8]),
-                                                           dst_port)
-    src_port, dst_port = struct.unpack_from("!HH", block, 32)
-    return (ipv6_text(block[:16]), src_port), (ipv6_text(block[16:32]), dst_port)
-
-
-# -- encoding ----------------------------------------------------------------------------------
-def _encode_v1(header: ProxyHeader) -> bytes:
-    if header.tlvs:
-        raise ValueError("a PROXY v1 header cannot carry TLVs; encode it as version 2")
-    if header.command == "LOCAL" or header.source is None or header.family == "UNSPEC":
-        return b"PROXY UNKNOWN\r\n"
-    if header.family == "UNIX" or header.transport != "STREAM":
-        raise ValueError(f"a PROXY v1 header carries TCP only, not {header.family} "
-                         f"{header.transport}; encode it as version 2")
-    assert isinstance(header.source, tuple) and isinstance(header.destination, tuple)
-    protocol = "TCP4" if header.family == "INET" else "TCP6"
-    (src, sport), (dst, dport) = header.source, header.destination
-    return f"PROXY {protocol} {src} {dst} {sport} {dport}\r\n".encode("ascii")
-
-
-def _encode_v2(header: ProxyHeader) -> bytes:
-    families = {v: k for k, v in _FAMILIES.items()}
-    transports = {v: k for k, v in _TRANSPORTS.items()}
-    family = header.family
-    body = bytearray()
-    if header.source is not None and family != "UNSPEC":
-        body += pack_addresses(family, header.source, header.destination)
-    crc_at = -1
-    for kind, value in header.tlvs.items():
-        if not 0 <= kind <= 0xFF:
-            raise ValueError(f"TLV type {kind} is not a byte")
-        if kind == PP2_TYPE_CRC32C:
-            crc_at, value = len(body) + 3, b"\0\0\0\0"
-        body += struct.pack("!BH", kind, len(value)) + bytes(value)
-    if len(body) > 0xFFFF:
-        raise ValueError(f"PROXY v2 header body of {len(body)} bytes exceeds 65535")
-    command = 1 if header.command == "PROXY" else 0
-    wire = bytearray(V2_SIGNATURE + struct.pack(
-        "!BBH", 0x20 | command, families[family] << 4 | transports[header.transport],
-        len(body)) + body)
-    if crc_at >= 0:
-        offset = V2_FIXED_LENGTH + crc_at
-        wire[offset:offset + 4] = crc32c(wire).to_bytes(4, "big")
-    return bytes(wire)

@@ -13,11 +13,16 @@ from typing import Any
 from .errors import ProxyProtocolError
 from .proxy_tlv import show_bytes
 
-__all__ = ["UNIX_PATH_LENGTH", "ipv6_text", "pack_addresses", "pack_ipv6", "parse_v1_ipv4",
-           "parse_v1_ipv6", "parse_v1_port", "unix_path"]
+__all__ = ["FAMILIES", "IPV4_TEXT", "TRANSPORTS", "UNIX_PATH_LENGTH", "ipv6_text", "pack_addresses",
+           "pack_ipv6", "parse_v1_ipv4", "parse_v1_ipv6", "parse_v1_port", "unix_path",
+           "unpack_addresses"]
 
 #: Bytes of a sun_path in a v2 UNIX address block (Linux's size, which the spec adopts).
 UNIX_PATH_LENGTH = 108
+#: A v2 header's address families and transports by their 4-bit codes.
+FAMILIES = {0: "UNSPEC", 1: "INET", 2: "INET6", 3: "UNIX"}
+TRANSPORTS = {0: "UNSPEC", 1: "STREAM", 2: "DGRAM"}
+IPV4_TEXT = "%d.%d.%d.%d"
 _DIGITS = frozenset(b"0123456789")
 _HEX_OR_COLON = frozenset(b"0123456789abcdefABCDEF:")
 
@@ -119,3 +124,15 @@ def pack_addresses(family: str, source: Any, destination: Any) -> bytes:
     make = ipaddress.IPv4Address if family == "INET" else ipaddress.IPv6Address
     return (make(source[0]).packed + make(destination[0]).packed
             + struct.pack("!HH", source[1], destination[1]))
+
+
+def unpack_addresses(family: str, block: bytes) -> tuple[Any, Any]:
+    """A v2 address block's source and destination: ``(ip, port)`` pairs, or UNIX paths."""
+    if family == "UNIX":
+        return (unix_path(block[:UNIX_PATH_LENGTH]), unix_path(block[UNIX_PATH_LENGTH:]))
+    if family == "INET":
+        src_port, dst_port = struct.unpack_from("!HH", block, 8)
+        return ((IPV4_TEXT % tuple(block[:4]), src_port),
+                (IPV4_TEXT % tuple(block[4:8]), dst_port))
+    src_port, dst_port = struct.unpack_from("!HH", block, 32)
+    return (ipv6_text(block[:16]), src_port), (ipv6_text(block[16:32]), dst_port)

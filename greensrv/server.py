@@ -19,7 +19,7 @@ retried with backoff and never stop the server.
 from __future__ import annotations
 
 import logging
-import time
+import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -27,78 +27,28 @@ import gevent
 from gevent import getcurrent
 from gevent.event import Event
 
-from . import systemd
+from . import defaults, systemd
 from .addresses import ListenSpec, OpenSocket, format_address, open_listening, set_defer_accept
 from .admission import Admission
 from .client_life import ClientLife
-from .config import ServerConfig
-from .connection import Connection, ConnectionHooks, stop_input
-from .defaults import (
-    DEFAULT_BACKLOG,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_HIGH_MARK,
-    DEFAULT_LOW_MARK,
-    DEFAULT_NAME,
-    DEFAULT_OUTPUT_LIMIT,
-    DEFAULT_PROXY_TIMEOUT,
-    DEFAULT_PROXY_TRUSTED,
-    DEFAULT_RECORD_GRACE,
-    DEFAULT_RECORD_MIN_RATE,
-    DEFAULT_RECORD_TIMEOUT,
-    DEFAULT_SHED_MIN_AGE,
-    DEFAULT_SHED_PROVEN_IDLE,
-    DEFAULT_SHUTDOWN_TIMEOUT,
-    DEFAULT_STOP_GRACE,
-    DEFAULT_WORKER_TIMEOUT,
-)
-from .error_log import client_log
-from .errors import GreensrvError
+from .config import Option, ServerConfig
+from .connection import Connection
+from .connection_ends import ConnectionEnds
+from .connection_hooks import ServerHooks
+from .error_log import log_client_error, log_listener_error
 from .filters import Filter
 from .listeners import Listener
+from .metrics import encode_report, snapshot_of
+from .operations import ServerOperations
 from .options import check_int
 from .process import brief_startup_errors, default_logging, serve_in_this_process
+from .shutdown import Shutdown
 from .statistics import Counters, Statistics
 from .workers import Master
 
 __all__ = ["Server", "serve_forever"]
 
 log = logging.getLogger("greensrv")
-
-
-def _default_client_error(conn: Connection, exc: BaseException) -> None:
-    """Log it, a few of each kind a minute (``error_log.ErrorLogLimiter``); the rest counted.
-
-    A client's misbehaviour (greensrv's own errors: bad framing, TLS failure, timeouts, slow
-    reader) is a one-line warning, since its traceback would only show greensrv's internals; any
-    other exception is a bug in the application and is logged with its traceback.
-    """
-    name = conn.server.name if conn.server is not None else "greensrv"
-    client_log.log(f"{name}: error on {conn!r}: %s", exc,
-                   with_traceback=not isinstance(exc, GreensrvError), peer=conn.remote_ip)
-
-
-def _default_error(server: Server, exc: BaseException) -> None:
-    log.error("%s: listener error: %s", server.name, exc,
-              exc_info=(type(exc), exc, exc.__traceback__))
-
-
-class _Option:
-    """A server attribute that reads one of its checked options (``server.name``)."""
-
-    def __init__(self, path: str = "") -> None:
-        self.path = path
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.path = self.path or name
-
-    def __get__(self, server: Any, owner: type | None = None) -> Any:
-        if server is None:
-            return self
-        value = server.config
-        for part in self.path.split("."):
-            value = getattr(value, part)
-        return value
 
 
 class Server:
@@ -163,6 +113,13 @@ class Server:
       backlog=1024              clients the kernel queues per listening socket until accepted
                                 (capped by net.core.somaxconn)
 
+    Operations (``docs/operations.md``), served by the process that owns the listeners:
+      admin="HOST:PORT"         HTTP: /metrics (Prometheus), /livez, /readyz
+      agent="HOST:PORT"         HAProxy's agent-check: "up N%" (free capacity) or "drain"
+      drain_delay=0             seconds of not-ready-but-serving before a stop begins
+      access_log=False          one line per ended connection to the "greensrv.access" logger,
+                                in access_log_format="text" or "json"
+
     Use: ``serve_forever()`` (blocks; SIGINT/SIGTERM stop it gracefully), or ``start()`` and
     later ``stop()``, or ``with Server(...) as server:`` which starts it and stops it on exit.
     From a handler, ``conn.server`` is this object: ``conn.server.connections`` for broadcasts.
@@ -170,7 +127,7 @@ class Server:
 
     #: Seconds ``stop()`` gives connections still running after ``shutdown_timeout`` to see
     #: EOF, flush their queued output and end, before closing them and killing their greenlets.
-    stop_grace: float = DEFAULT_STOP_GRACE
+    stop_grace: float = defaults.DEFAULT_STOP_GRACE
 
     def __init__(
         self,
@@ -180,7 +137,7 @@ class Server:
         host: str | None = None,
         port: int | None = None,
         listen: Any = None,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int = defaults.DEFAULT_CONCURRENCY,
         filter: Filter | Callable[[], Filter] | None = None,
         input_filter: Filter | Callable[[], Filter] | None = None,
         output_filter: Filter | Callable[[], Filter] | None = None,
@@ -191,34 +148,39 @@ class Server:
         client_error: Callable[[Connection, BaseException], Any] | None = None,
         client_shutdown_on_error: bool = True,
         client_flushed: Callable[[Connection], Any] | None = None,
-        high_mark: int = DEFAULT_HIGH_MARK,
-        low_mark: int = DEFAULT_LOW_MARK,
+        high_mark: int = defaults.DEFAULT_HIGH_MARK,
+        low_mark: int = defaults.DEFAULT_LOW_MARK,
         client_high: Callable[[Connection], Any] | None = None,
         client_low: Callable[[Connection], Any] | None = None,
         started: Callable[[Server], Any] | None = None,
         error: Callable[[Server, BaseException], Any] | None = None,
-        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
-        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        shutdown_timeout: float = defaults.DEFAULT_SHUTDOWN_TIMEOUT,
+        output_limit: int = defaults.DEFAULT_OUTPUT_LIMIT,
         idle_timeout: float | None = None,
         ssl_context: Any = None,
-        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
-        record_timeout: float | None = DEFAULT_RECORD_TIMEOUT,
-        record_min_rate: float | None = DEFAULT_RECORD_MIN_RATE,
-        record_grace: float = DEFAULT_RECORD_GRACE,
+        handshake_timeout: float = defaults.DEFAULT_HANDSHAKE_TIMEOUT,
+        record_timeout: float | None = defaults.DEFAULT_RECORD_TIMEOUT,
+        record_min_rate: float | None = defaults.DEFAULT_RECORD_MIN_RATE,
+        record_grace: float = defaults.DEFAULT_RECORD_GRACE,
         record_start_timeout: float | None = None,
         shedding: bool = True,
-        shed_min_age: float = DEFAULT_SHED_MIN_AGE,
-        shed_proven_idle: float = DEFAULT_SHED_PROVEN_IDLE,
+        shed_min_age: float = defaults.DEFAULT_SHED_MIN_AGE,
+        shed_proven_idle: float = defaults.DEFAULT_SHED_PROVEN_IDLE,
         defer_accept: float | None = None,
         max_connections_per_ip: int | None = None,
         proxy_protocol: str | None = None,
-        proxy_trusted: Iterable[Any] = DEFAULT_PROXY_TRUSTED,
-        proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
-        name: str = DEFAULT_NAME,
+        proxy_trusted: Iterable[Any] = defaults.DEFAULT_PROXY_TRUSTED,
+        proxy_timeout: float = defaults.DEFAULT_PROXY_TIMEOUT,
+        name: str = defaults.DEFAULT_NAME,
         workers: int | None = None,
         reuse_port: bool = False,
-        worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
-        backlog: int = DEFAULT_BACKLOG,
+        worker_timeout: float = defaults.DEFAULT_WORKER_TIMEOUT,
+        backlog: int = defaults.DEFAULT_BACKLOG,
+        admin: str | None = None,
+        agent: str | None = None,
+        drain_delay: float = defaults.DEFAULT_DRAIN_DELAY,
+        access_log: bool = False,
+        access_log_format: str = defaults.DEFAULT_ACCESS_LOG_FORMAT,
     ) -> None:
         self.config = ServerConfig.from_options(
             {k: v for k, v in locals().items() if k not in ("self", "__class__")})
@@ -234,16 +196,17 @@ class Server:
 
     def _build(self) -> None:
         config = self.config
-        self._on_client_error = config.client_error or _default_client_error
-        self._on_error = config.error or _default_error
+        self._on_client_error = config.client_error or log_client_error
+        self._on_error = config.error or log_listener_error
         self._listeners: list[Listener] = []
         self._connections: dict[int, Connection] = {}
         self._started = False
         self._closed = False
-        self._forced = 0  # client greenlets the shutdown closed and killed
         self._stopped = Event()
         self._counters = Counters()
-        self._hooks = _ServerHooks(self)
+        self._hooks = ServerHooks(config.name, config.output_callbacks, self._counters.count,
+                                  self._report_error, self._listener_failed, self._connections,
+                                  self._listening_sockets)
         self._admission = Admission(config.concurrency, config.max_connections_per_ip,
                                     self._counters, config.shed_policy, self._hooks,
                                     config.name)
@@ -252,28 +215,42 @@ class Server:
         #: Each client's greenlet from accept until its end (ClientLife.spawn): what counts
         #: toward concurrency, what stop() waits for and what a forced stop kills.
         self._clients = self._admission.clients
+        self._shutdown = Shutdown(config.name, self._admission, self._life, self._connections)
         self._hooks.closed = self._life.connection_closed  # type: ignore[method-assign]
         self._hooks.accept_client = self._life.accept
+        #: Counts how clients ended (metrics) and writes the connection log; None when neither
+        #: is asked for, so a client's end costs nothing more.
+        self._ends = (ConnectionEnds(config.access_log_format)
+                      if config.admin is not None or config.access_log_format else None)
+        self._life.ends = self._ends
+        #: The admin endpoint and agent port, when this process owns them (start() makes them;
+        #: a worker's master owns its own).
+        self._operations: ServerOperations | None = None
+        self._stop_requested = False  # stop() was called: draining (drain_delay), or stopping
+        self._skip_drain = Event()
 
     # -- the options, read as attributes -------------------------------------------------------
-    name: str = _Option()  # type: ignore[assignment]
-    workers: int | None = _Option()  # type: ignore[assignment]
-    reuse_port: bool = _Option()  # type: ignore[assignment]
-    worker_timeout: float = _Option()  # type: ignore[assignment]
-    backlog: int = _Option()  # type: ignore[assignment]
-    shutdown_timeout: float = _Option()  # type: ignore[assignment]
-    ssl_context: Any = _Option()
-    max_connections_per_ip: int | None = _Option()  # type: ignore[assignment]
-    defer_accept: float | None = _Option()  # type: ignore[assignment]
-    client_shutdown_on_error: bool = _Option()  # type: ignore[assignment]
+    name: str = Option()  # type: ignore[assignment]
+    workers: int | None = Option()  # type: ignore[assignment]
+    reuse_port: bool = Option()  # type: ignore[assignment]
+    worker_timeout: float = Option()  # type: ignore[assignment]
+    backlog: int = Option()  # type: ignore[assignment]
+    shutdown_timeout: float = Option()  # type: ignore[assignment]
+    ssl_context: Any = Option()
+    max_connections_per_ip: int | None = Option()  # type: ignore[assignment]
+    defer_accept: float | None = Option()  # type: ignore[assignment]
+    admin: str | None = Option()  # type: ignore[assignment]
+    agent: str | None = Option()  # type: ignore[assignment]
+    drain_delay: float = Option()  # type: ignore[assignment]
+    client_shutdown_on_error: bool = Option()  # type: ignore[assignment]
     #: The bounds every connection of this server enforces, checked once.
-    limits = _Option()
-    high_mark: int = _Option("limits.high_mark")  # type: ignore[assignment]
-    low_mark: int = _Option("limits.low_mark")  # type: ignore[assignment]
-    output_limit: int = _Option("limits.output_limit")  # type: ignore[assignment]
-    idle_timeout: float | None = _Option("limits.idle_timeout")  # type: ignore[assignment]
-    handshake_timeout: float = _Option("limits.handshake_timeout")  # type: ignore[assignment]
-    record_timeout: float | None = _Option("limits.record_timeout")  # type: ignore[assignment]
+    limits = Option()
+    high_mark: int = Option("limits.high_mark")  # type: ignore[assignment]
+    low_mark: int = Option("limits.low_mark")  # type: ignore[assignment]
+    output_limit: int = Option("limits.output_limit")  # type: ignore[assignment]
+    idle_timeout: float | None = Option("limits.idle_timeout")  # type: ignore[assignment]
+    handshake_timeout: float = Option("limits.handshake_timeout")  # type: ignore[assignment]
+    record_timeout: float | None = Option("limits.record_timeout")  # type: ignore[assignment]
 
     @property
     def concurrency(self) -> int:
@@ -322,21 +299,11 @@ class Server:
     def statistics(self) -> Statistics:
         """A frozen snapshot of what the server is doing and why clients were dropped."""
         live = [c for c in self._connections.values() if not c.closed]  # closed: counted below
-        c = self._counters
-        return Statistics(
+        return self._counters.snapshot(
             accepting=self.started and not self._admission.full(),
             live_connections=len(self._clients), pool_free=self._admission.free(),
-            accepted=c.accepted, refused=c.refused_pre_connect + c.refused_per_ip,
-            refused_per_ip=c.refused_per_ip,
             bytes_in=self._life.bytes_in_closed + sum(conn.bytes_in for conn in live),
-            bytes_out=self._life.bytes_out_closed + sum(conn.bytes_out for conn in live),
-            client_errors=c.client_errors, tls_failures=c.tls_failures,
-            closed_idle=c.closed_idle, closed_record_timeout=c.closed_record_timeout,
-            closed_output_limit=c.closed_output_limit, closed_shed=c.closed_shed,
-            closed_filter_error=c.closed_filter_error,
-            accept_capacity_errors=c.accept_capacity_errors, listener_errors=c.listener_errors,
-            proxy_rejected=c.proxy_rejected, proxy_untrusted=c.proxy_untrusted,
-            proxy_timeouts=c.proxy_timeouts)
+            bytes_out=self._life.bytes_out_closed + sum(conn.bytes_out for conn in live))
 
     def _listening_sockets(self) -> list[Any]:
         return [listener.socket for listener in self._listeners]
@@ -352,17 +319,33 @@ class Server:
         if self.workers is not None:
             raise TypeError("start() cannot run a server with workers set: a master owns the "
                             "whole process; call serve_forever()")
-        self._start(open_listening(self.config.listen, reuse_port=self.reuse_port,
-                                   backlog=self.backlog))
+        if not self._may_start():
+            return
+        sockets = open_listening(self.config.listen, reuse_port=self.reuse_port,
+                                 backlog=self.backlog)
+        config = self.config
+        if config.admin is not None or config.agent is not None:
+            try:
+                self._operations = ServerOperations(self, self._ends, config.admin,
+                                                    config.agent)
+            except BaseException:
+                for each in sockets:
+                    each.sock.close()
+                raise
+        self._start(sockets)
+        if self._operations is not None:
+            self._operations.phase = "serving"
+
+    def _may_start(self) -> bool:
+        """False if started already; RuntimeError once a stop has begun."""
+        if self._stop_requested or self._closed:
+            raise RuntimeError("a stopped server cannot be started again")
+        return not self._started
 
     def _start(self, sockets: list[OpenSocket], max_accept: int | None = None) -> None:
         """Serve on ``sockets`` (now the server's, closed by ``stop()``)."""
-        if self._admission.stopping or self._closed or self._started:
-            for each in sockets:
-                each.sock.close()
-            if self._started and not self._closed and not self._admission.stopping:
-                return
-            raise RuntimeError("a stopped server cannot be started again")
+        if self._ends is not None:
+            self._ends.pid = os.getpid()  # this process serves (a worker: not its master's)
         if self.defer_accept is not None:
             try:
                 set_defer_accept([each.sock for each in sockets], self.defer_accept)
@@ -388,8 +371,8 @@ class Server:
         In the main thread, SIGTERM and SIGINT start a graceful ``stop()``; a second SIGINT
         (Ctrl-C) forces it, a second SIGTERM is logged and leaves the graceful stop running;
         SIGUSR1 reopens the log files (``greensrv.logfiles``). The previous signal handlers
-        are restored before returning. With ``workers`` set this
-        process becomes the master of that many forked workers (``docs/deploy.md``).
+        are restored before returning. With ``workers`` set this process becomes the master of
+        that many forked workers (``docs/deploy.md``).
 
         When the application has not configured :mod:`logging`, INFO and above go to stderr
         while it runs. A start-up error (an address in use...) raises :class:`StartupError`;
@@ -404,7 +387,7 @@ class Server:
     def for_worker(self, sockets: Sequence[Any], max_accept: int | None = None,
                    accept_limit: int | None = None,
                    at_limit: Callable[[], None] | None = None) -> _Running:
-        """This server as one worker of a master runs it (``workers.Servable``): over
+        """This server as one worker of a master runs it (``servable.Servable``): over
         ``sockets`` the master opened, accepting at most ``max_accept`` clients per wake-up;
         ``accept_limit`` and ``at_limit``: see :meth:`_Running.count_accepts`. The server's
         options are left as they are; its ``start()`` serves on those sockets."""
@@ -428,72 +411,45 @@ class Server:
         self._admission.set_concurrency(n)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Graceful shutdown in phases; see ``docs/lifecycle.md``.
-
-        1. Close every listener: new clients are refused.
-        2. Let live connections finish on their own for up to ``timeout`` seconds
-           (``None``: ``shutdown_timeout``).
-        3. End input on the rest (``get()`` returns the records already read, then EOF) and give
-           them ``stop_grace`` seconds to flush their replies and end.
-        4. Close what remains and kill its greenlets; log how many were forced.
+        """Graceful shutdown in phases (``docs/lifecycle.md``, ``shutdown.py``): the listeners
+        close at once; live connections get ``timeout`` seconds (None: ``shutdown_timeout``) to
+        finish by themselves, then the rest see EOF and get ``stop_grace`` seconds to flush
+        their replies; whatever remains is closed and its greenlet killed.
 
         Idempotent. From a connection's own greenlet it returns at once and the shutdown goes on
         in another greenlet (it cannot wait for the greenlet that called it).
         """
-        if self._admission.stopping:
+        self._request_stop(timeout, drain=True)
+
+    def _request_stop(self, timeout: float | None, drain: bool) -> None:
+        """stop(); ``drain``: first drain_delay's drain (a worker's master drained already)."""
+        if self._stop_requested:
             if getcurrent() not in self._clients:
                 self._stopped.wait()
             return
-        self._admission.begin_stop()  # a client accepted from now on is refused
-        systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
+        self._stop_requested = True
         if getcurrent() in self._clients:
-            gevent.spawn(self._stop, timeout)
+            gevent.spawn(self._stop, timeout, drain)
             return
-        self._stop(timeout)
+        self._stop(timeout, drain)
 
-    def _stop(self, timeout: float | None) -> None:
-        timeout = self.shutdown_timeout if timeout is None else float(timeout)
-        start = time.monotonic()
-        admission = self._admission
-        # Connections that end while we wait flush within what is left of the whole shutdown.
-        admission.set_grace_deadline(start + timeout + self.stop_grace)
+    def _stop(self, timeout: float | None, drain: bool) -> None:
+        ops = self._operations
         try:
-            admission.stop_shedding()
-            for listener in self._listeners:
-                listener.close()
-            if self._clients:
-                log.info("%s: stopping: %d connection(s) have %.1f s to finish",
-                         self.name, len(self._clients), timeout)
-            self._life.all_ended.wait(timeout)
-            left = len(self._clients)
-            if left:
-                admission.set_grace_deadline(time.monotonic() + self.stop_grace)
-                for conn in list(self._connections.values()):
-                    stop_input(conn)
-                # Connections bound their own flush and drain by the same deadline; the margin
-                # lets one that uses all of it end by itself rather than be counted as forced.
-                self._life.all_ended.wait(self.stop_grace + 0.25)
-            if self._clients:
-                self._force_close()
-            # A second SIGINT may have forced the close while we waited above.
-            forced = self._forced
-            left = max(left, forced)
-            client_log.flush()  # what was counted and not yet summarised, before the last line
-            log.info("%s: stopped in %.2f s; %d connection(s) ended by the shutdown, "
-                     "%d forced closed", self.name, time.monotonic() - start, left, forced)
+            if drain and self.drain_delay > 0 and self._started and not self._closed:
+                self._shutdown.drain(self.drain_delay, ops, self._skip_drain)
+            self._admission.begin_stop()  # a client accepted from now on is refused
+            if ops is not None:
+                ops.phase = "stopping"
+            systemd.notify("STOPPING=1", f"STATUS={self.name}: stopping")
+            self._shutdown.run(self._listeners,
+                               self.shutdown_timeout if timeout is None else float(timeout),
+                               self.stop_grace)
         finally:
+            if ops is not None:
+                ops.close()
             self._closed = True
             self._stopped.set()
-
-    def _force_close(self) -> None:
-        self._forced += len(self._clients)
-        for conn in list(self._connections.values()):
-            conn.close()
-        arguments = [(glet, glet.args) for glet in self._clients]  # a dead greenlet drops them
-        gevent.killall([glet for glet, _ in arguments], block=True, timeout=1.0)
-        for glet, (sock, address) in arguments:
-            if glet.dead and glet in self._clients:  # killed before it ran: its life never began
-                self._life.discard_unstarted(glet, sock, address)
 
     # -- what the listeners and connections report ---------------------------------------------
     def _listener_failed(self, listener: Listener, exc: OSError) -> None:
@@ -529,7 +485,11 @@ class _Running:
 
     @property
     def stopping(self) -> bool:
-        return self.server._admission.stopping
+        return self.server._stop_requested
+
+    @property
+    def draining(self) -> bool:
+        return self.server._stop_requested and not self.server._admission.stopping
 
     @property
     def live(self) -> int:
@@ -538,14 +498,26 @@ class _Running:
     def start(self) -> None:
         if self._sockets is None:
             self.server.start()
-        else:
+        elif self.server._may_start():
             self.server._start(self._sockets, self._max_accept)
 
     def stop(self, timeout: float | None = None) -> None:
-        self.server.stop(timeout)
+        # A worker's master drained (readiness, the agent) before telling it to stop.
+        self.server._request_stop(timeout, drain=self._sockets is None)
 
     def force_stop(self) -> None:
-        self.server._force_close()
+        """A second SIGINT: skip the rest of a drain, or close every client now."""
+        if self.draining:
+            self.server._skip_drain.set()
+        else:
+            self.server._shutdown.force()
+
+    def metrics_report(self) -> bytes | None:
+        """What a worker tells its master for /metrics (None when no admin endpoint)."""
+        server = self.server
+        if server.admin is None and server.agent is None:  # the agent's weight needs them too
+            return None
+        return encode_report(snapshot_of(server.statistics(), server._ends))
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self.server.wait_stopped(timeout)
@@ -572,32 +544,6 @@ class _Running:
                 at_limit()
 
         hooks.accept_client = counted  # before start(): each listener takes it then
-
-
-class _ServerHooks(ConnectionHooks):
-    """How a server's connections and listeners reach it: statistics, client_error, output
-    callbacks (ConnectionHooks); accepted sockets, the concurrency limit, listener errors
-    (listeners.ListenerOwner); the live connections and listening sockets
-    (shedding.ShedderOwner). Each hook is a bound method of the server, of its counters or of
-    its ClientLife, set per instance, so a hook costs no forwarding frame (accepting and
-    closing pay them once per client)."""
-
-    accept_client: Callable[[Any, Any], None]  # ListenerOwner: ClientLife.accept
-
-    def __init__(self, server: Server) -> None:
-        self.name = server.name
-        self.output_callbacks = server.config.output_callbacks
-        self.count = server._counters.count  # type: ignore[method-assign]
-        self.report_error = server._report_error  # type: ignore[method-assign]
-        # closed, accept_client: set by the server once its ClientLife exists
-        self.listener_failed = server._listener_failed
-        # ShedderOwner (shedding.py)
-        self.connections = server._connections
-        self.listening_sockets = server._listening_sockets
-
-    def full(self) -> bool:
-        """ListenerOwner: replaced per listener by the admission's check (set_full_check)."""
-        return False
 
 
 def serve_forever(handler: Callable[[Connection], Any] | None = None, **options: Any) -> None:

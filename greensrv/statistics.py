@@ -68,3 +68,12 @@ class Counters:
     def count(self, key: str) -> None:
         """Add one to the field named ``key``; ``AttributeError`` if there is none."""
         setattr(self, key, getattr(self, key) + 1)
+
+    def snapshot(self, *, accepting: bool, live_connections: int, pool_free: int | None,
+                 bytes_in: int, bytes_out: int) -> Statistics:
+        """These counts and the figures given, as one frozen :class:`Statistics`."""
+        counted = {name: getattr(self, name) for name in self.__slots__
+                   if name != "refused_pre_connect"}
+        return Statistics(accepting=accepting, live_connections=live_connections,
+                          pool_free=pool_free, bytes_in=bytes_in, bytes_out=bytes_out,
+                          refused=self.refused_pre_connect + self.refused_per_ip, **counted)

@@ -42,7 +42,8 @@ _APPLICATION_CALLBACKS = ("client_input", "client_connected", "client_disconnect
 def serving(handler: Callable[[Connection], Any] | None = None, *, stop_timeout: float = 0.0,
             reraise: bool = True, **options: Any) -> Iterator[Server]:
     """``with serving(handler, **options) as server:`` a started ``Server`` on 127.0.0.1 and a
-    port the OS picks (``server.address``), stopped at the end of the block.
+    port the OS picks (``server.address``) unless ``listen`` says where, stopped at the end of
+    the block.
 
     ``stop_timeout`` (default 0) is what ``stop()`` lets live connections finish by
     themselves: 0 ends them at once (each still gets a short grace to flush what it queued),
@@ -54,8 +55,9 @@ def serving(handler: Callable[[Connection], Any] | None = None, *, stop_timeout:
     handler's own traceback instead of a mere ``EOFError`` on its client. An exception raised
     in the block itself wins. ``reraise=False`` turns this off, for a test about errors.
     """
-    options.setdefault("host", "127.0.0.1")
-    options.setdefault("port", 0)
+    if options.get("listen") is None:
+        options.setdefault("host", "127.0.0.1")
+        options.setdefault("port", 0)
     errors: list[Exception] = []
     if reraise:
         if handler is not None:

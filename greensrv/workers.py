@@ -7,10 +7,11 @@ opened (or, with ``reuse_port``, the worker's own ``SO_REUSEPORT`` sockets). A `
 the master never imports it and never changes the object it is given. The master knows nothing
 of connections; it talks to each worker over two pipes and one shared word:
 
-- *control* (master → worker): ``stop`` asks for the §3 graceful stop; end of file (the master
-  died) means the same; ``reopen`` reopens the log files (the master got SIGUSR1). Workers ignore
-  TERM, INT, HUP, TTIN, TTOU and USR1 from anyone, so a signal to the whole process group
-  (systemd's stop, a terminal's Ctrl-C, logrotate) reaches only the master, which passes it on.
+- *control* (master → worker): ``stop`` asks for the graceful stop (``Server.stop``); end of
+  file (the master died) means the same; ``reopen`` reopens the log files (the master got
+  SIGUSR1). Workers ignore TERM, INT, HUP, TTIN, TTOU and USR1 from anyone, so a signal to the
+  whole process group (systemd's stop, a terminal's Ctrl-C, logrotate) reaches only the master,
+  which passes it on.
 - *status* (worker → master): ``ready`` once it accepts, or ``error MESSAGE`` if it failed to boot.
 - *heartbeat*: a double in shared memory that a timer in the worker's hub refreshes; a hub
   blocked for longer than ``worker_timeout`` stops refreshing it and the master kills the worker.
@@ -36,61 +37,48 @@ old workers serve on.
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 import random
+import select
 import signal
-import socket
-import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from gevent.monkey import get_original
 
 from . import systemd
-from .addresses import ListenSpec
 from .errors import WorkerBootError
 from .logfiles import file_handlers, reopen_log_files
+from .master_ops import MasterOperations
 from .master_sockets import MasterSockets
 from .process import flush_standard_streams
+from .servable import Servable, WorkerIdentity, WorkerServer
 from .worker_process import (
     MASTER_SIGNALS,
+    RESPAWN_BACKOFF_MAX,
+    STABLE_UPTIME,
     WORKER_BOOT_ERROR,
-    WorkerServer,
+    Worker,
+    describe_status,
     heartbeat_interval,
+    kill_quietly,
+    new_heartbeat,
+    respawn_delay,
     run_worker,
 )
 
-
-class WorkerIdentity(Protocol):
-    """Who the workers run as (``greensrv.credentials.Credentials``)."""
-
-    def apply(self) -> None:
-        """In a worker, before its server starts."""
-
-    def give(self, path: str) -> None:
-        """Let the workers reopen the file at ``path``."""
-
-
-__all__ = ["MASTER_SIGNALS", "WORKER_BOOT_ERROR", "Master", "Servable", "WorkerBootError"]
+__all__ = ["MASTER_SIGNALS", "RESPAWN_BACKOFF_MAX", "WORKER_BOOT_ERROR", "Master", "Servable",
+           "WorkerBootError", "respawn_delay"]
 
 log = logging.getLogger("greensrv")
 
-_select = get_original("select", "select")
+_poll = get_original("select", "poll")
 _fork = get_original("os", "fork")
 _waitpid = get_original("os", "waitpid")
 _signal = get_original("signal", "signal")
 
-#: First delay before replacing a worker that died young again; doubles per further death.
-RESPAWN_BACKOFF_INITIAL = 0.1
-#: Cap of that delay: a crash loop costs at most one fork and one log line per 30 s, and a
-#: fixed problem is picked up within 30 s (a HUP reload starts new workers at once anyway).
-RESPAWN_BACKOFF_MAX = 30.0
-#: A worker that lived this long before dying is not "dying young": the backoff starts over.
-STABLE_UPTIME = 10.0
 #: Seconds past shutdown_timeout and the server's stop grace that the master waits for workers
 #: to exit before it kills them: room for the final flush and the process exit itself.
 STOP_MARGIN = 5.0
@@ -100,77 +88,6 @@ TICK = 0.5
 #: woken by each new connection; accepting one at a time lets the others take their share of a
 #: burst instead of the first one awake taking 64 (see docs/benchmarks.md for the measurement).
 SHARED_SOCKET_MAX_ACCEPT = 1
-
-
-class Servable(Protocol):
-    """What the master runs: its settings, and a server for each worker it forks."""
-
-    @property
-    def name(self) -> str:
-        """For the master's log and systemd's STATUS line."""
-
-    @property
-    def workers(self) -> int | None:
-        """How many workers to run (None: one)."""
-
-    @property
-    def listen_specs(self) -> Sequence[ListenSpec]:
-        """Where to listen; the master opens each once."""
-
-    @property
-    def reuse_port(self) -> bool:
-        """Each worker opens its own SO_REUSEPORT socket per TCP address."""
-
-    @property
-    def worker_timeout(self) -> float:
-        """Seconds a worker's hub may stay blocked before it is killed and replaced."""
-
-    @property
-    def backlog(self) -> int:
-        """Clients the kernel queues per listening socket until one is accepted."""
-
-    @property
-    def shutdown_timeout(self) -> float:
-        """Seconds a worker's graceful stop lets connections finish by themselves."""
-
-    @property
-    def stop_grace(self) -> float:
-        """Seconds past that a worker's stop may still take to flush and close."""
-
-    def for_worker(self, sockets: list[socket.socket], max_accept: int | None = None,
-                   accept_limit: int | None = None,
-                   at_limit: Callable[[], None] | None = None) -> WorkerServer:
-        """Called in a forked worker: a server over ``sockets`` (the worker owns them), that
-        accepts at most ``max_accept`` clients per wake-up (None: its default). With
-        ``accept_limit``, once it has accepted that many clients it calls ``at_limit`` (and,
-        on shared sockets, stops accepting: its replacement and the others take over)."""
-
-
-@dataclass
-class Worker:
-    """The master's view of one worker process."""
-
-    pid: int
-    generation: int
-    control: int  # write end of the master → worker pipe
-    status: int  # read end of the worker → master pipe; -1 once at EOF
-    heartbeat: mmap.mmap
-    started: float
-    ready: bool = False
-    stop_sent: bool = False
-    recycle: bool = False  # it reached its connection limit: replace it
-    error: str | None = None
-    inbox: bytes = b""
-    blocked_for: float | None = field(default=None)
-
-    def beat_age(self, now: float) -> float:
-        return now - struct.unpack_from("d", self.heartbeat)[0]
-
-    def tell(self, message: bytes) -> None:
-        try:
-            os.write(self.control, message)
-        except OSError:
-            pass  # the worker is gone; reaping will tell
 
 
 class Master:
@@ -216,6 +133,9 @@ class Master:
         self._watchdog = systemd.watchdog_interval()
         self._next_watchdog = 0.0
         self._wake_r = self._wake_w = -1
+        #: The admin endpoint and agent port (if asked for), the metrics book, the drain:
+        #: made by run(), which binds the endpoint.
+        self.ops: MasterOperations
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -225,6 +145,11 @@ class Master:
                                "thread: its master handles the process's signals")
         self.sockets = MasterSockets(self.app.listen_specs, self.app.reuse_port, self.app.backlog)
         self.addresses = self.sockets.addresses
+        try:
+            self.ops = MasterOperations(self.app, self.phase, self._serving_count)
+        except BaseException:
+            self.sockets.close()
+            raise
         previous = self._install_signals()
         try:
             log.info("%s: master %d serving %s with %d worker(s)", self.name, os.getpid(),
@@ -234,6 +159,7 @@ class Master:
         finally:
             self._restore_signals(previous)
             self.sockets.close()
+            self.ops.close()
             for worker in list(self.workers.values()):
                 self._forget(worker)
         if self._boot_error is not None:
@@ -246,6 +172,8 @@ class Master:
             self._on_signal(signum)
         self._reap()
         now = time.monotonic()
+        if self._stop_deadline is None and self.ops.drain_over(now):
+            self._begin_stop()
         if self._stop_deadline is not None:
             if not self.workers:
                 return False
@@ -263,12 +191,18 @@ class Master:
         return True
 
     def _wait(self) -> None:
-        fds = [self._wake_r] + [w.status for w in self.workers.values() if w.status >= 0]
+        poller = _poll()  # not select(): the admin endpoint's clients may push fds past 1024
+        for fd in [self._wake_r, self.ops.fileno(), *(w.status for w in self.workers.values())]:
+            if fd >= 0:
+                poller.register(fd, select.POLLIN)
         try:
-            readable, _, _ = _select(fds, [], [], self._nap())
+            readable = poller.poll(self._nap() * 1000)
         except InterruptedError:
             return
-        for fd in readable:
+        self.ops.step()  # what its clients sent, and their deadlines (a no-op without them)
+        for fd, _ in readable:
+            if fd == self.ops.fileno():
+                continue
             if fd == self._wake_r:
                 try:
                     os.read(fd, 4096)
@@ -278,9 +212,21 @@ class Master:
                 self._read_status(fd)
 
     def _nap(self) -> float:
-        if self._watchdog is None:
-            return TICK
-        return min(TICK, max(0.0, self._next_watchdog - time.monotonic()))
+        nap = TICK
+        if self._watchdog is not None:
+            nap = min(nap, max(0.0, self._next_watchdog - time.monotonic()))
+        return min(nap, self.ops.timeout() or TICK)
+
+    def phase(self) -> str:
+        """Where the master is: starting, serving, draining or stopping (``greensrv.health``)."""
+        if self._stop_deadline is not None:
+            return "stopping"
+        if self.ops.drain_until is not None:
+            return "draining"
+        return "serving" if self._announced_ready else "starting"
+
+    def _serving_count(self) -> int:
+        return len(self._serving(self.generation))
 
     # -- signals -------------------------------------------------------------------------------
     def _install_signals(self) -> dict[int, Any]:
@@ -312,7 +258,15 @@ class Master:
             return  # _reap runs on every turn
         name = signal.Signals(signum).name
         if signum in (signal.SIGTERM, signal.SIGINT):
-            if self._stop_deadline is None:
+            if self.ops.drain_until is not None and self._stop_deadline is None:
+                if signum == signal.SIGINT:
+                    log.warning("%s: second SIGINT: skipping the rest of drain_delay", self.name)
+                    self._begin_stop()
+                else:
+                    log.info("%s: %s again: still draining, then stopping", self.name, name)
+            elif self._stop_deadline is None and self.app.drain_delay > 0:
+                self.ops.begin_drain(name, len(self.workers))
+            elif self._stop_deadline is None:
                 log.info("%s: master got %s: stopping %d worker(s) gracefully", self.name, name,
                          len(self.workers))
                 self._begin_stop()
@@ -357,8 +311,7 @@ class Master:
         server = self._loaded[generation]
         control_r, control_w = os.pipe()
         status_r, status_w = os.pipe()
-        heartbeat = mmap.mmap(-1, 8)
-        struct.pack_into("d", heartbeat, 0, time.monotonic())
+        heartbeat = new_heartbeat()
         flush_standard_streams()  # else the worker would write the master's buffered output too
         pid = _fork()
         if pid == 0:  # the worker: never returns into the master's code
@@ -402,6 +355,7 @@ class Master:
         signal.set_wakeup_fd(-1)
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
+        self.ops.close_in_worker()
         for other in self.workers.values():
             os.close(other.control)
             if other.status >= 0:
@@ -410,23 +364,26 @@ class Master:
         self.workers = {}
 
     # -- what workers say ----------------------------------------------------------------------
-    def _read_status(self, fd: int) -> None:
+    def _read_status(self, fd: int) -> bool:
+        """Read what a worker said; False when there was nothing more to read."""
         worker = next((w for w in self.workers.values() if w.status == fd), None)
         if worker is None:
-            return
+            return False
         try:
-            data = os.read(fd, 4096)
+            data = os.read(fd, 65536)
         except BlockingIOError:
-            return
+            return False
         if not data:
             os.close(fd)
             worker.status = -1
-            return
+            return False
         worker.inbox += data
         while b"\n" in worker.inbox:
             line, worker.inbox = worker.inbox.split(b"\n", 1)
             message = line.decode("utf-8", "replace")
-            if message == "ready":
+            if message.startswith("metrics "):
+                self.ops.reported(worker.pid, message[8:])
+            elif message == "ready":
                 worker.ready = True
                 log.info("%s: worker %d accepting (generation %d)", self.name, worker.pid,
                          worker.generation)
@@ -436,6 +393,7 @@ class Master:
                 worker.recycle = True
                 log.info("%s: worker %d reached its connection limit: replacing it", self.name,
                          worker.pid)
+        return True
 
     def _announce_ready(self) -> None:
         if self._announced_ready:
@@ -492,6 +450,7 @@ class Master:
         log.info("%s: reload done: generation %d accepting (workers %s); stopping %s",
                  self.name, new, sorted(w.pid for w in ready), sorted(w.pid for w in old))
         systemd.notify("READY=1", self._status_line())
+        self.ops.book.reloads += 1
         if self._reload_again:
             self._reload_again = False
             self._begin_reload()
@@ -555,7 +514,7 @@ class Master:
     def _kill_all(self) -> None:
         self._killed_all = True
         for pid in self.workers:
-            _kill(pid, signal.SIGKILL)
+            kill_quietly(pid, signal.SIGKILL)
 
     # -- supervision ---------------------------------------------------------------------------
     def _check_heartbeats(self, now: float) -> None:
@@ -565,7 +524,7 @@ class Master:
                 worker.blocked_for = age
                 log.error("%s: worker %d blocked for %.1f s (worker_timeout %.1f s): killing "
                           "and replacing it", self.name, worker.pid, age, self.worker_timeout)
-                _kill(worker.pid, signal.SIGKILL)
+                kill_quietly(worker.pid, signal.SIGKILL)
 
     def _ping_watchdog(self, now: float) -> None:
         if self._watchdog is None or now < self._next_watchdog:
@@ -589,10 +548,11 @@ class Master:
                 self._worker_ended(worker, status)
 
     def _worker_ended(self, worker: Worker, status: int) -> None:
-        if worker.status >= 0:
-            self._read_status(worker.status)  # a last "error ..." may still be in the pipe
+        for _ in range(64):  # a last "error ..." or metrics report may still be in the pipe
+            if worker.status < 0 or not self._read_status(worker.status):
+                break
         self._forget(worker)
-        how = _describe_status(status)
+        how = describe_status(status)
         if worker.error is not None:
             self._boot_failed(worker, worker.error)
             return
@@ -602,6 +562,7 @@ class Master:
         extra = (f" after being blocked for {worker.blocked_for:.1f} s"
                  if worker.blocked_for is not None else "")
         log.warning("%s: worker %d %s%s; replacing it", self.name, worker.pid, how, extra)
+        self.ops.book.worker_restarts += 1
         if worker.generation == self._reload_generation and not worker.ready:
             self._abandon_reload(f"worker {worker.pid} {how} while booting")
             return
@@ -643,29 +604,9 @@ class Master:
 
     def _forget(self, worker: Worker) -> None:
         self.workers.pop(worker.pid, None)
+        self.ops.worker_gone(worker.pid)
         os.close(worker.control)
         if worker.status >= 0:
             os.close(worker.status)
             worker.status = -1
         worker.heartbeat.close()
-
-
-def respawn_delay(failures: int) -> float:
-    """Seconds before the next worker after ``failures`` workers in a row died young: the first
-    is replaced at once, then 0.1 s doubling up to ``RESPAWN_BACKOFF_MAX``."""
-    if failures <= 1:
-        return 0.0
-    return min(RESPAWN_BACKOFF_MAX, RESPAWN_BACKOFF_INITIAL * 2 ** min(failures - 2, 30))
-
-
-def _describe_status(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exited with status {os.waitstatus_to_exitcode(status)}"
-
-
-def _kill(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass

@@ -6,6 +6,7 @@ test waits on a reply. Every wait is bounded: pytest-timeout ends a test that ha
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import socket
@@ -16,12 +17,10 @@ import gevent.socket
 import gevent.threadpool
 import greenlet
 import pytest
+from helpers import CLIENT_TIMEOUT, Client, echo, self_signed_certificate, signed_certificates
 
-import greensrv
 from greensrv.error_log import client_log
-
-#: Seconds a client read may wait before the test fails: far above any loopback round trip.
-CLIENT_TIMEOUT = 5.0
+from greensrv.testing import serving
 
 
 def _open_fds() -> set[int]:
@@ -76,82 +75,29 @@ def _fd_target(fd: int) -> str:
 
 @pytest.fixture
 def make_server(no_leaks):
-    """``make_server(handler=None, **options)``: a started server, stopped after the test."""
-    servers: list[greensrv.Server] = []
+    """``make_server(handler=None, **options)``: a started server (``greensrv.testing.serving``,
+    on 127.0.0.1 and a free port unless told otherwise), stopped after the test."""
+    with contextlib.ExitStack() as servers:
 
-    def make(handler=None, **options):
-        server = greensrv.Server(handler, **options)
-        server.start()
-        servers.append(server)
-        return server
+        def make(handler=None, **options):
+            return servers.enter_context(serving(handler, stop_timeout=1, reraise=False,
+                                                 **options))
 
-    yield make
-    for server in servers:
-        server.stop(timeout=1)
+        yield make
 
 
-class Client:
-    """A gevent TCP client with line helpers and bounded reads."""
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate it signed (paths)."""
+    return signed_certificates(tmp_path_factory.mktemp("pki"))
 
-    def __init__(self, address, timeout: float = CLIENT_TIMEOUT):
-        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
-        if isinstance(address, tuple) and ":" in address[0]:
-            family = socket.AF_INET6
-        self.sock = gevent.socket.socket(family, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(address)
-        self.buf = b""
 
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def recv_some(self) -> bytes:
-        if self.buf:
-            data, self.buf = self.buf, b""
-            return data
-        return self.sock.recv(65536)
-
-    def readline(self) -> bytes:
-        """One line with its terminator; b'' at EOF."""
-        while b"\n" not in self.buf:
-            data = self.sock.recv(65536)
-            if not data:
-                line, self.buf = self.buf, b""
-                return line
-            self.buf += data
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line + b"\n"
-
-    def read_exactly(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            data = self.sock.recv(65536)
-            if not data:
-                raise EOFError(f"EOF after {len(self.buf)} of {n} bytes")
-            self.buf += data
-        data, self.buf = self.buf[:n], self.buf[n:]
-        return data
-
-    def read_all(self) -> bytes:
-        """Everything until the server closes."""
-        chunks = [self.buf]
-        self.buf = b""
-        while True:
-            data = self.sock.recv(65536)
-            if not data:
-                return b"".join(chunks)
-            chunks.append(data)
-
-    def half_close(self) -> None:
-        self.sock.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """A self-signed certificate and its key for localhost and 127.0.0.1, as two paths (needs
+    the openssl CLI)."""
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    return str(cert), str(key)
 
 
 @pytest.fixture
@@ -169,11 +115,6 @@ def connect():
         client.close()
 
 
-def _echo(conn) -> None:
-    for line in conn:
-        conn.put(line)
-
-
 @pytest.fixture
 def barrier(connect):
     """``barrier()``: two round trips through a separate echo server.
@@ -182,18 +123,17 @@ def barrier(connect):
     acted, so any accept or read the server under test would do on already-ready sockets has
     happened by then.
     """
-    probe = greensrv.Server(_echo)
-    probe.start()
-    client = connect(probe.address)
+    with serving(echo, stop_timeout=1, reraise=False) as probe:
+        client = connect(probe.address)
 
-    def run():
-        for _ in range(2):
-            client.send(b"ping\n")
-            assert client.readline() == b"ping\r\n"
+        def run():
+            for _ in range(2):
+                client.send(b"ping\n")
+                assert client.readline() == b"ping\r\n"
 
-    yield run
-    client.close()
-    probe.stop(timeout=1)
+        yield run
+        client.close()
+
 
 @pytest.fixture
 def slow_client():

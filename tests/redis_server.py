@@ -9,13 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import WAIT, need_program
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from helpers import WAIT, free_port, need_program
 
 
 @pytest.fixture

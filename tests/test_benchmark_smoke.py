@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from support import need_program
+from helpers import need_program
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_examples import DEADLINE, EXAMPLES, PACKAGE_ROOT, Client, free_port
+from helpers import free_port
+from test_examples import DEADLINE, EXAMPLES, PACKAGE_ROOT, Client
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

@@ -4,14 +4,12 @@ checks; unix sockets; errors that name the address."""
 
 from __future__ import annotations
 
-import socket
 import ssl
 
 import gevent
 import pytest
 from gevent.event import AsyncResult, Event
-from support import WAIT, wait_for
-from test_tls import client_context, pki  # noqa: F401 - the module's CA fixture
+from helpers import WAIT, client_context, free_port, wait_for
 
 import greensrv
 from greensrv.filters import Line, Resp
@@ -23,12 +21,6 @@ def upper_echo(conn):
     for line in conn:
         conn.put(line.upper())
 
-
-def unused_port() -> int:
-    """A loopback port nobody listens on (bound, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_leaving_a_with_block_writes_what_was_put_before_closing(no_leaks):
@@ -165,7 +157,7 @@ def test_source_address(no_leaks):
 
 class TestErrorsNameTheAddress:
     def test_refused(self):
-        port = unused_port()
+        port = free_port()
         with pytest.raises(ConnectionRefusedError, match=f"127.0.0.1:{port}"):
             greensrv.connect(("127.0.0.1", port), timeout=WAIT)
 
@@ -203,19 +195,19 @@ class TestErrorsNameTheAddress:
 
 class TestTLS:
     @pytest.fixture
-    def tls_server(self, pki):  # noqa: F811 - the fixture imported above
+    def tls_server(self, pki):
         context = server_context(pki["server"], pki["server_key"])
         with serving(upper_echo, ssl_context=context) as server:
             yield server
 
-    def test_the_right_name_passes(self, tls_server, pki, no_leaks):  # noqa: F811
+    def test_the_right_name_passes(self, tls_server, pki, no_leaks):
         # The certificate is for IP 127.0.0.1, the host connected to: checked by default.
         with connect(tls_server, ssl_context=client_context(pki, with_cert=False)) as conn:
             conn.put("secret")
             assert conn.get(timeout=WAIT) == "SECRET"
             assert conn.socket.version() in ("TLSv1.2", "TLSv1.3")
 
-    def test_a_wrong_name_fails_clearly(self, tls_server, pki):  # noqa: F811
+    def test_a_wrong_name_fails_clearly(self, tls_server, pki):
         context = client_context(pki, with_cert=False)
         with pytest.raises(greensrv.TLSError) as info:
             connect(tls_server, ssl_context=context, server_hostname="example.com")

@@ -11,7 +11,7 @@ from collections import Counter
 import gevent.queue
 import pytest
 from gevent.queue import Queue
-from support import WAIT, wait_for
+from helpers import WAIT, free_port, wait_for
 
 import greensrv
 from greensrv import Backoff, Client
@@ -19,12 +19,6 @@ from greensrv.testing import serving
 
 #: Delays short enough for a test, without jitter so the sequence is known.
 QUICK = Backoff(initial=0.02, maximum=0.1, factor=2, jitter=0)
-
-
-def unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def greeter(conn):
@@ -120,7 +114,7 @@ def test_callbacks_once_each_and_retry_none_ends_after_the_first_disconnect(no_l
 
 def test_retry_none_and_a_refused_connect_ends_with_one_connect_error(no_leaks):
     rec = Recorder()
-    address = ("127.0.0.1", unused_port())
+    address = ("127.0.0.1", free_port())
     client = Client(address, **rec.options()).start()
     failed, exc = rec.next("connect_error")
     assert failed is client and isinstance(exc, ConnectionRefusedError)
@@ -133,7 +127,7 @@ def test_retry_none_and_a_refused_connect_ends_with_one_connect_error(no_leaks):
 
 def test_reconnects_with_backoff_to_a_server_that_starts_late(no_leaks):
     rec = Recorder()
-    port = unused_port()
+    port = free_port()
     client = Client(("127.0.0.1", port), retry=QUICK, **rec.options()).start()
     try:
         rec.next("connect_error")
@@ -223,7 +217,7 @@ def test_a_connection_that_lasted_resets_the_backoff(reset_after, reconnects_at_
     """The delays 0.01 s, then 10 s. A failed attempt uses the first; the server then appears,
     and is restarted once the connection ends. Reset (it lasted reset_after), the next delay
     is 0.01 s again; not reset, it is 10 s."""
-    port = unused_port()
+    port = free_port()
     servers = []
     connected = Queue()
 

@@ -13,9 +13,8 @@ import gevent
 import gevent.socket
 import pytest
 from gevent.event import AsyncResult, Event
-from redis_server import free_port, redis_server  # noqa: F401 - fixture
-from support import WAIT, need_program, wait_for
-from test_tls import client_context, pki  # noqa: F401 - the module's CA fixture
+from helpers import WAIT, client_context, free_port, need_program, wait_for
+from redis_server import redis_server  # noqa: F401 - fixture
 
 import greensrv
 from greensrv.filters import Resp, Stream
@@ -165,7 +164,7 @@ def test_client_takes_a_string_address(no_leaks):
 
 
 # -- STARTTLS from the client -----------------------------------------------------------------
-def starttls_server(pki):  # noqa: F811
+def starttls_server(pki):
     context = server_context(pki["server"], pki["server_key"])
 
     def handler(conn):
@@ -178,7 +177,7 @@ def starttls_server(pki):  # noqa: F811
     return handler
 
 
-def test_client_start_tls_against_a_greensrv_starttls_server(pki, no_leaks):  # noqa: F811
+def test_client_start_tls_against_a_greensrv_starttls_server(pki, no_leaks):
     with serving(starttls_server(pki)) as server, connect(server) as conn:
         conn.put("STARTTLS")
         assert conn.get(timeout=WAIT) == "220 go ahead"
@@ -188,7 +187,7 @@ def test_client_start_tls_against_a_greensrv_starttls_server(pki, no_leaks):  # 
         assert conn.get(timeout=WAIT) == "SECRET"
 
 
-def test_client_start_tls_checks_the_host_name(pki, no_leaks):  # noqa: F811
+def test_client_start_tls_checks_the_host_name(pki, no_leaks):
     # reraise=False: the server's handshake fails too (the client refuses its certificate)
     with serving(starttls_server(pki), reraise=False) as server, connect(server) as conn:
         conn.put("STARTTLS")
@@ -198,7 +197,7 @@ def test_client_start_tls_checks_the_host_name(pki, no_leaks):  # noqa: F811
                            server_hostname="wrong.example")
 
 
-def test_client_start_tls_against_openssl_s_server(pki, tmp_path, no_leaks):  # noqa: F811
+def test_client_start_tls_against_openssl_s_server(pki, tmp_path, no_leaks):
     openssl = need_program("openssl", "openssl")
     port = free_port()
     proc = subprocess.Popen(

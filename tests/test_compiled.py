@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import need_program
+from helpers import need_program
 
 import greensrv
 
@@ -25,7 +25,8 @@ PACKAGE = Path(greensrv.__file__).resolve().parent
 ACCELERATED = ("greensrv.filters.base", "greensrv.filters.splitters",
                "greensrv.filters._c_linesplit", "greensrv.filters.line", "greensrv.filters.resp",
                "greensrv.connection_state", "greensrv.input_clock", "greensrv.output_queue",
-               "greensrv.transport", "greensrv.connection", "greensrv.client_life")
+               "greensrv.transport", "greensrv.connection", "greensrv.connection_ends",
+               "greensrv.client_life")
 EXPECT_COMPILED = os.environ.get("GREENSRV_EXPECT_COMPILED") == "1"
 PURE = os.environ.get("GREENSRV_PURE_PYTHON", "") not in ("", "0")
 #: Bound for a child Python that imports greensrv (or runs Cython over three modules).
@@ -161,7 +162,8 @@ def test_filters_built_on_a_pure_base_class_stay_pure(tmp_path):
     # compiled.
     assert names.split(",") == ["greensrv.filters.splitters", "greensrv.filters._c_linesplit",
                                 "greensrv.connection_state", "greensrv.input_clock",
-                                "greensrv.transport", "greensrv.client_life"]
+                                "greensrv.transport", "greensrv.connection_ends",
+                                "greensrv.client_life"]
     assert (module, is_filter) == ("greensrv.filters.line", "True")
 
 
@@ -173,7 +175,7 @@ def test_without_a_compiler_the_build_succeeds_as_pure_python_with_one_warning(
         tmp_path, env, expected):
     need_program("cc", "gcc")  # without a compiler there is nothing to break
     pytest.importorskip("Cython", reason="Cython is not installed (the build is pure anyway)")
-    for name in ("setup.py", "pyproject.toml", "MANIFEST.in", "README.md"):
+    for name in ("setup.py", "build_backend.py", "pyproject.toml", "MANIFEST.in", "README.md"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(PACKAGE, tmp_path / "greensrv",
                     ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.sha256", "*.c"))

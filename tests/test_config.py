@@ -11,7 +11,6 @@ import greensrv
 from greensrv import defaults
 from greensrv.addresses import ListenSpec
 from greensrv.config import OPTION_DEFAULTS, ServerConfig
-from greensrv.statistics import Counters
 
 
 def handler(conn):
@@ -61,11 +60,3 @@ def test_the_server_is_made_again_from_a_replaced_configuration_without_changing
     assert (server.name, server.concurrency) == ("first", -1)
     assert (other.name, other.concurrency) == ("second", 2)
     assert other.options["handler"] is handler
-
-
-def test_a_misspelt_counter_is_an_error_not_a_silent_zero():
-    counters = Counters()
-    counters.count("closed_idle")
-    assert counters.closed_idle == 1 and counters.accepted == 0
-    with pytest.raises(AttributeError):
-        counters.count("closed_idel")

@@ -14,7 +14,7 @@ import pytest
 from gevent import getcurrent
 from gevent.event import AsyncResult, Event
 from gevent.queue import Queue
-from support import WAIT, recv_exactly, run_handler, small_send_buffer, wait_for
+from helpers import WAIT, recv_exactly, run_handler, small_send_buffer, wait_for
 
 import greensrv
 from greensrv.filters import Block, Line, Stream
@@ -23,16 +23,6 @@ from greensrv.filters import Block, Line, Stream
 def echo(conn):
     for line in conn:
         conn.put(line)
-
-
-
-
-
-
-
-
-
-
 
 
 # -- get(), EOF, timeouts, iteration -----------------------------------------------------------

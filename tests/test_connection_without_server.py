@@ -12,7 +12,7 @@ import gevent
 import gevent.socket
 import pytest
 from gevent.event import Event
-from support import WAIT, wait_for
+from helpers import WAIT, wait_for
 
 from greensrv.connection import Connection, ConnectionHooks, attach, finish, stop_input
 from greensrv.errors import RecordTimeoutError

@@ -10,7 +10,7 @@ import logging
 
 import gevent
 import pytest
-from support import WAIT
+from helpers import WAIT
 
 from greensrv.error_log import MALFORMED, PER_IP_REFUSAL, ErrorLogLimiter, error_kind
 from greensrv.errors import ConnectionShedError, FilterError, ProxyProtocolError, TLSError

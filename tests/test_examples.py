@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import need_program, self_signed_certificate
+from helpers import free_port, need_program
 
 import greensrv
 
@@ -38,12 +38,6 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 # -- helpers ----------------------------------------------------------------------------------
 
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Client:
@@ -200,12 +194,6 @@ def run_example(tmp_path: Path) -> Iterator[Callable[..., Example]]:
     yield start
     for example in started:
         example.cleanup()
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for ``localhost`` and 127.0.0.1 (needs the openssl CLI)."""
-    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 # -- every example ----------------------------------------------------------------------------
@@ -450,7 +438,7 @@ def test_delayed_start_keeps_early_clients_in_the_backlog_until_initialised(
 
 @pytest.mark.parametrize("mode", [(), ("--pre-connect",)], ids=["ssl_context", "pre_connect"])
 def test_tls_echo_over_a_verified_tls_connection(
-    run_example: Callable[..., Example], certificate: tuple[Path, Path], mode: tuple[str, ...],
+    run_example: Callable[..., Example], certificate: tuple[str, str], mode: tuple[str, ...],
 ) -> None:
     cert, key = certificate
     # No plain-TCP readiness probe: it would be a failed handshake in the log.
@@ -469,7 +457,7 @@ def test_tls_echo_over_a_verified_tls_connection(
 
 
 def test_tls_echo_with_openssl_s_client(
-    run_example: Callable[..., Example], certificate: tuple[Path, Path],
+    run_example: Callable[..., Example], certificate: tuple[str, str],
 ) -> None:
     cert, key = certificate
     server = run_example("tls_echo", "--cert", str(cert), "--key", str(key), ready=False)

@@ -12,7 +12,7 @@ import socket
 
 import pytest
 from gevent.event import Event
-from support import WAIT, run_handler, wait_for
+from helpers import WAIT, run_handler, wait_for
 
 from greensrv.filters import (
     Block,

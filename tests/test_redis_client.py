@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import WAIT
 from redis_server import redis_server  # noqa: F401 - fixture
-from support import WAIT
 
 import greensrv
 from greensrv.filters import Push, Resp, RespError

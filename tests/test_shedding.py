@@ -10,7 +10,7 @@ import gevent
 import pytest
 from gevent.event import Event
 from gevent.queue import Queue
-from support import WAIT, wait_for
+from helpers import WAIT, wait_for
 
 import greensrv
 from greensrv.errors import ConnectionShedError, RecordTimeoutError

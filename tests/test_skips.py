@@ -16,7 +16,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 
 NEEDS_A_MISSING_PROGRAM = """
-    from support import need_program
+    from helpers import need_program
 
     def test_uses_a_peer():
         need_program("greensrv-no-such-program", "greensrv-peer-package")
@@ -52,12 +52,15 @@ def test_a_missing_program_fails_under_greensrv_require_peers(tmp_path):
 
 
 def test_every_test_finds_its_outside_programs_through_need_program():
-    """``shutil.which`` plus ``pytest.skip`` would skip in CI too: use ``need_program``."""
+    """``shutil.which`` plus ``pytest.skip`` would skip in CI too: use ``need_program``.
+
+    A lookup that is not a peer the test needs (a line marked ``# not a peer: WHY``, such as
+    the release check asserting that no compiler is on a venv's PATH) is allowed."""
     offenders = []
     for path in sorted(TESTS.rglob("*.py")):
-        if path.name == "support.py":
+        if path.name == "helpers.py":
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            if re.search(r"\bwhich\(", line):
+            if re.search(r"\bwhich\(", line) and "# not a peer: " not in line:
                 offenders.append(f"{path.relative_to(TESTS)}:{number}: {line.strip()}")
-    assert not offenders, "find programs with support.need_program():\n" + "\n".join(offenders)
+    assert not offenders, "find programs with helpers.need_program():\n" + "\n".join(offenders)

@@ -19,8 +19,8 @@ from collections.abc import Callable
 import gevent
 import pytest
 from gevent.event import AsyncResult, Event
-from support import WAIT, wait_for
-from test_examples import Example, free_port, run_example  # noqa: F401 - fixture
+from helpers import WAIT, free_port, wait_for
+from test_examples import Example, run_example  # noqa: F401 - fixture
 
 import greensrv
 from greensrv.filters import Line, Stream

@@ -9,64 +9,27 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
+import sys
+import textwrap
+import time
 
 import gevent
 import gevent.socket
 import gevent.ssl
+import gevent.subprocess
 import pytest
 from gevent.event import AsyncResult, Event
-from support import need_program
+from helpers import client_context, echo, read_line, wait_for
 
 import greensrv
-from greensrv.tls import server_context
+from greensrv.tls import server_context, wrap_server_socket
 
 TIMEOUT = 5.0
-
-
-def _openssl(*args: str) -> None:
-    openssl = need_program("openssl", "openssl")
-    subprocess.run([openssl, *args], check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    """A CA and, signed by it, a server certificate for 127.0.0.1 and a client certificate."""
-    d = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-             "/CN=greensrv test CA", "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"))
-    for name, subject, ext in (("server", "/CN=localhost", "subjectAltName=IP:127.0.0.1"),
-                               ("client", "/CN=client-one", "extendedKeyUsage=clientAuth")):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
-                 "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"))
-        (d / f"{name}.ext").write_text(ext + "\n")
-        _openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.pem"),
-                 "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "1",
-                 "-extfile", str(d / f"{name}.ext"), "-out", str(d / f"{name}.pem"))
-    return {k: str(d / f"{k}.pem") for k in ("ca", "server", "client")} | {
-        "server_key": str(d / "server.key"), "client_key": str(d / "client.key")}
-
-
-def client_context(pki, with_cert: bool) -> ssl.SSLContext:
-    context = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.load_verify_locations(pki["ca"])
-    if with_cert:
-        context.load_cert_chain(pki["client"], pki["client_key"])
-    return context
 
 
 def tls_connect(address, context) -> ssl.SSLSocket:
     raw = gevent.socket.create_connection(address, timeout=TIMEOUT)
     return context.wrap_socket(raw, server_hostname="127.0.0.1")
-
-
-def read_line(sock) -> bytes:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(1)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def test_server_context_refuses_protocols_older_than_tls_1_2(pki):
@@ -250,3 +213,88 @@ def test_max_connections_per_ip_refuses_extra_clients_before_any_callback(make_s
     finally:
         for s in socks:
             s.close()
+
+
+# -- ssl_context, handshake timeout, TLS via client_pre_connect ---------------------------
+
+
+def _server_context(certificate):
+    cert, key = certificate
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+STDLIB_TLS_CLIENT = textwrap.dedent("""
+    import socket, ssl, sys
+    context = ssl.create_default_context(cafile=sys.argv[1])
+    with socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"hello tls\\nsecond\\n")
+            data = b""
+            while data.count(b"\\n") < 2:
+                chunk = tls.recv(1000)
+                if not chunk:
+                    break
+                data += chunk
+            print(repr(data), tls.version())
+""")
+
+
+def run_stdlib_tls_client(cert, address):
+    proc = gevent.subprocess.Popen([sys.executable, "-c", STDLIB_TLS_CLIENT, cert, address[0],
+                                    str(address[1])], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    return out
+
+
+@pytest.mark.parametrize("style", ["ssl_context", "client_pre_connect"])
+def test_tls_echo_with_the_stdlib_ssl_client(make_server, certificate, style):
+    context = _server_context(certificate)
+    if style == "ssl_context":
+        server = make_server(echo, ssl_context=context)
+    else:
+        server = make_server(
+            echo, client_pre_connect=lambda sock, address: wrap_server_socket(sock, context))
+    out = run_stdlib_tls_client(certificate[0], server.address)
+    assert out.startswith(repr(b"hello tls\r\nsecond\r\n")), out
+    assert "TLSv1." in out
+
+
+def test_tls_echo_in_process_with_cooperative_ssl(make_server, connect, certificate):
+    server = make_server(echo, ssl_context=_server_context(certificate))
+    client = connect(server.address)
+    context = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(certificate[0])
+    client.sock = context.wrap_socket(client.sock, server_hostname="localhost")
+    for word in (b"one", b"two"):
+        client.send(word + b"\n")
+        assert client.readline() == word + b"\r\n"
+    client.sock.shutdown(socket.SHUT_WR)
+
+
+def test_tls_handshake_timeout_drops_a_silent_client_with_tls_error(
+        make_server, connect, certificate):
+    errors = AsyncResult()
+    connected = []
+    server = make_server(echo, ssl_context=_server_context(certificate), handshake_timeout=0.3,
+                         client_error=lambda conn, exc: errors.set(exc),
+                         client_connected=connected.append)
+    client = connect(server.address)  # says nothing
+    start = time.monotonic()
+    exc = wait_for(errors, "client_error")
+    assert isinstance(exc, greensrv.TLSError)
+    assert time.monotonic() - start >= 0.25
+    assert client.read_all() == b""
+    assert connected == []
+
+
+def test_plaintext_client_on_a_tls_server_gets_tls_error(make_server, connect, certificate):
+    errors = AsyncResult()
+    server = make_server(echo, ssl_context=_server_context(certificate),
+                         client_error=lambda conn, exc: errors.set(exc))
+    client = connect(server.address)
+    client.send(b"GET / HTTP/1.0\r\n\r\n")
+    assert isinstance(wait_for(errors, "client_error"), greensrv.TLSError)

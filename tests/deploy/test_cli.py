@@ -115,11 +115,28 @@ def test_debug_log_level_shows_the_traceback_of_a_bad_import(app_dir):
     (("app:handler", "--workers", "two"), "--workers"),
     (("app:handler", "--proxy-protocol", "v3"), "--proxy-protocol"),
     ((), "MODULE:NAME"),
+    (("app:handler", "--admin-bind", "nonsense"), "--admin-bind='nonsense'"),
+    (("app:handler", "--agent-bind", "127.0.0.1:http"), "--agent-bind"),
+    (("app:handler", "--drain-delay", "-1"), "--drain-delay"),
+    (("app:handler", "--access-log-format", "xml"), "--access-log-format"),
+    (("app:handler", "--access-log", "/nonexistent/dir/access.log"),
+     "--access-log /nonexistent/dir/access.log: No such file or directory"),
 ])
 def test_bad_option_values_are_one_line_naming_the_option(app_dir, args, named):
     result = run_to_exit(app_dir, *args)
     assert result.returncode != 0
     assert named in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_admin_bind_without_the_metrics_extra_says_how_to_get_it(app_dir):
+    # h11 made unimportable, as on an installation without greensrv[metrics]
+    code = ("import sys; sys.modules['h11'] = None; from greensrv.cli import main; "
+            "sys.exit(main(['--admin-bind', '127.0.0.1:0', 'app:handler']))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=app_dir, env=process_env(app_dir),
+                            capture_output=True, text=True, timeout=DEADLINE)
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("greensrv: error: --admin-bind needs h11: "
+                                     "pip install 'greensrv[metrics]'")
 
 
 def test_an_address_in_use_is_one_line_naming_it(app_dir, start):
@@ -162,7 +179,7 @@ def test_a_second_int_forces_the_stop(start):
 def test_tls_options_serve_tls(start, app_dir):
     import ssl
 
-    from support import self_signed_certificate
+    from helpers import self_signed_certificate
 
     cert, key = self_signed_certificate(app_dir)
     master = start("app:handler", "-b", "127.0.0.1:0", "--certfile", str(cert),

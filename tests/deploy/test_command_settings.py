@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import need_program
 from master_support import DEADLINE, ask, greensrv_argv, process_env
-from support import need_program
 
 from greensrv.flags import FLAGS
 
@@ -125,11 +125,11 @@ def test_app_dir_is_searched_first(start, app_dir):
 
 
 #: Server options no flag can carry: code (callbacks, filters, the handler) and the forms that
-#: --bind and --certfile/--keyfile/--ca-certs stand for.
+#: --bind, --certfile/--keyfile/--ca-certs and --access-log PATH stand for.
 NOT_FLAGS = {"handler", "client_input", "host", "port", "filter", "input_filter", "output_filter",
              "client_pre_connect", "client_connected", "client_args", "client_disconnected",
              "client_error", "client_flushed", "client_high", "client_low", "started", "error",
-             "ssl_context"}
+             "ssl_context", "access_log"}
 
 
 def test_every_server_option_has_a_flag():

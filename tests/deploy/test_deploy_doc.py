@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import need_program
 from master_support import DEADLINE, greensrv_argv, process_env
-from support import need_program
 
 from greensrv.flags import FLAGS
 

@@ -77,7 +77,7 @@ def test_the_command_runs_each_examples_server(name, start, app_dir, upstream):
     if name == "tcp_proxy":
         env["TCP_PROXY_UPSTREAMS"] = f"{upstream[0]}:{upstream[1]}"
     if name == "tls_echo":
-        from support import self_signed_certificate
+        from helpers import self_signed_certificate
 
         cert, key = self_signed_certificate(app_dir)
         args += ["--certfile", str(cert), "--keyfile", str(key)]

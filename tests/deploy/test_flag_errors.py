@@ -76,7 +76,7 @@ def test_certfile_naming_a_directory_says_so(app_dir):
 
 
 def test_a_certificate_without_its_key_suggests_keyfile(app_dir):
-    from support import self_signed_certificate
+    from helpers import self_signed_certificate
 
     cert, _key = self_signed_certificate(app_dir)
     line = one_error_line(run_to_exit(app_dir, "app:handler", "--certfile", str(cert)))

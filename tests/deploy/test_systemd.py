@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import free_port, need_program
 from master_support import DEADLINE, READ_TIMEOUT, ask, greensrv_argv, process_env, read_line
-from support import need_program
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="systemd's protocols are Linux-only")
@@ -137,6 +137,39 @@ def test_single_process_server_notifies_ready_watchdog_and_stopping(start, app_d
     assert {pid for pid, *_ in notifications.messages} == {server.pid}
 
 
+def test_master_status_says_draining_before_it_stops(start, notifications):
+    master = start("app:handler", "-b", "127.0.0.1:0", "--drain-delay", "0.5",
+                   NOTIFY_SOCKET=notifications.name)
+    master.wait_ready()
+    ready = notifications.wait("READY=1")
+    master.signal(signal.SIGTERM)
+    stopping = notifications.wait("STOPPING=1", after=ready)
+    statuses = [field(lines, "STATUS") or "" for _, lines, _ in
+                notifications.messages[ready + 1:stopping]]
+    assert any("draining for 0.5 s" in status for status in statuses), statuses
+    assert master.wait_exit() == 0
+
+
+def test_single_process_usr1_reopens_and_drain_status(start, app_dir, notifications):
+    (app_dir / "single.py").write_text(
+        "import logging\n"
+        "import greensrv\n"
+        "from app import handler\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "greensrv.serve_forever(handler, port=0, drain_delay=0.5)\n")
+    server = start(argv=[sys.executable, "single.py"], NOTIFY_SOCKET=notifications.name)
+    server.wait_log("listening on")
+    ready = notifications.wait("READY=1")
+    server.signal(signal.SIGUSR1)  # logrotate's signal: reopen log files, keep serving
+    server.wait_log("SIGUSR1: reopening log files")
+    assert server.proc.poll() is None
+    server.signal(signal.SIGTERM)
+    draining = notifications.wait("STATUS=greensrv: draining for 0.5 s, then stopping",
+                                  after=ready)
+    notifications.wait("STOPPING=1", after=draining)
+    assert server.wait_exit() == 0
+
+
 def test_watchdog_pings_pause_while_a_worker_hub_is_blocked(start, notifications):
     master = start("app:handler", "-b", "127.0.0.1:0", "-w", "1", "--worker-timeout", "3",
                    NOTIFY_SOCKET=notifications.name, WATCHDOG_USEC="100000")
@@ -170,11 +203,6 @@ def handler(conn):
         conn.put(f"{os.environ.get('LISTEN_FDS', '-')} {os.getpid()} {line}")
 '''
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

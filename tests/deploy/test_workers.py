@@ -69,21 +69,128 @@ def test_a_master_runs_only_in_the_main_thread():
     assert errors and "main thread" in str(errors[0])
 
 
+def script(reply: str) -> str:
+    """A program serving ``server``, two workers, whose handler puts ``reply`` for each line."""
+    return ("import logging, os\n"
+            "import greensrv\n"
+            "logging.basicConfig(level=logging.INFO)\n"
+            "def handler(conn):\n"
+            "    for line in conn:\n"
+            f"        conn.put({reply})\n"
+            "server = greensrv.Server(handler, port=0, workers=2)\n"
+            "server.serve_forever()\n"
+            "print('returned', flush=True)\n")
+
+
 def test_serve_forever_with_workers_runs_a_master_of_forked_workers(start, app_dir):
-    (app_dir / "script.py").write_text(
-        "import logging, os\n"
-        "import greensrv\n"
-        "logging.basicConfig(level=logging.INFO)\n"
-        "def handler(conn):\n"
-        "    for line in conn:\n"
-        "        conn.put(f'script {os.getpid()} {line}')\n"
-        "greensrv.Server(handler, port=0, workers=2).serve_forever()\n"
-        "print('returned', flush=True)\n")
+    (app_dir / "script.py").write_text(script("f'script {os.getpid()} {line}'"))
     master = start(argv=[sys.executable, "script.py"])
     address = master.wait_ready()
     pids = pids_serving(address, 2)
     assert len(pids) == 2 and master.pid not in pids
     assert pids == master.workers()
+    assert master.stop() == 0
+
+
+#: A Servable that is not a greensrv Server: the master needs only its protocol. Each worker
+#: answers one line per connection with its PID, from a plain gevent accept loop.
+STUB_MASTER = """\
+import logging, os, sys
+import gevent, gevent.socket
+from gevent.event import Event
+from greensrv.addresses import ListenSpec
+from greensrv.workers import Master
+
+logging.basicConfig(level=logging.INFO)
+
+
+class StubWorker:
+    def __init__(self, sockets, max_accept):
+        self.listeners = [gevent.socket.socket(fileno=s.detach()) for s in sockets]
+        self.max_accept = max_accept
+        self.stopped = Event()
+
+    def start(self):
+        self.loops = [gevent.spawn(self.accept, listener) for listener in self.listeners]
+
+    def accept(self, listener):
+        while True:
+            sock, _ = listener.accept()
+            gevent.spawn(self.answer, sock)
+
+    def answer(self, sock):
+        with sock:
+            data = b""
+            while not data.endswith(b"\\n"):
+                chunk = sock.recv(100)
+                if not chunk:
+                    return
+                data += chunk
+            line = data.decode().strip()
+            sock.sendall(f"stub {os.getpid()} {line} {self.max_accept}\\r\\n".encode())
+
+    def stop(self):
+        gevent.killall(self.loops)
+        for listener in self.listeners:
+            listener.close()
+        self.stopped.set()
+
+    def wait_stopped(self, timeout=None):
+        return self.stopped.wait(timeout)
+
+    def metrics_report(self):
+        return None
+
+
+class StubApp:
+    name = "stub"
+    workers = 2
+    listen_specs = (ListenSpec("tcp", ("127.0.0.1", 0)),)
+    reuse_port = False
+    worker_timeout = 30.0
+    backlog = 1024
+    concurrency = -1
+    admin = agent = None
+    drain_delay = 0.0
+    shutdown_timeout = 1.0
+    stop_grace = 1.0
+
+    def for_worker(self, sockets, max_accept=None, accept_limit=None, at_limit=None):
+        return StubWorker(sockets, max_accept)
+
+
+Master(StubApp()).run()
+print("returned", flush=True)
+"""
+
+
+def test_the_master_runs_any_servable_not_only_a_server(start, app_dir):
+    """workers.Master needs only its Servable protocol: over a stub that is no Server, it binds
+    once, forks two workers that answer on the shared socket (one client per wake-up each),
+    and stops them gracefully on TERM."""
+    (app_dir / "stub_master.py").write_text(STUB_MASTER)
+    master = start(argv=[sys.executable, "stub_master.py"])
+    address = master.wait_ready()
+    seen = set()
+    for _ in range(200):
+        word, pid, line, max_accept = ask(address, "hello").split()
+        assert (word, line, max_accept) == ("stub", "hello", "1")
+        seen.add(int(pid))
+        if len(seen) == 2:
+            break
+    assert seen == master.workers() and master.pid not in seen
+    assert master.stop() == 0
+    assert "Traceback" not in master.log()
+
+
+def test_the_users_server_is_not_changed_by_running_it_with_workers(start, app_dir):
+    """The worker serves the very object the application made (so a handler may use it), with
+    its options as given: workers=2 and its own address, though it serves the master's socket."""
+    (app_dir / "script.py").write_text(
+        script("f'{conn.server is server} {server.workers} {server.options[\"port\"]}'"))
+    master = start(argv=[sys.executable, "script.py"])
+    address = master.wait_ready()
+    assert ask(address, "who") == "True 2 0"
     assert master.stop() == 0
 
 

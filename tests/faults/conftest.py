@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from faultkit import FIGURES, ServerProcess, build_loadgen
-from support import need_program, self_signed_certificate
+from helpers import need_program
 
 
 def pytest_collection_modifyitems(config, items):
@@ -55,8 +55,3 @@ def loadgen(tmp_path_factory):
     return build_loadgen(tmp_path_factory.mktemp("loadgen"), cc)
 
 
-@pytest.fixture(scope="session")
-def certificate(tmp_path_factory):
-    """A self-signed certificate for localhost/127.0.0.1 (needs the openssl CLI)."""
-    cert, key = self_signed_certificate(tmp_path_factory.mktemp("tls"))
-    return str(cert), str(key)

@@ -20,6 +20,7 @@ import gevent.queue
 import gevent.socket
 import gevent.subprocess
 import pytest
+from helpers import peak_rss_bytes, reset_peak_rss, rss_bytes
 
 import greensrv
 
@@ -37,7 +38,6 @@ DEADLINE = 20.0
 LONG = os.environ.get("GREENSRV_LONG_FAULTS") == "1"
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 # -- figures --------------------------------------------------------------------------------
 
@@ -100,27 +100,6 @@ class OthersShare:
         ours = self._our_cpu() - self.ours + extra_cpu
         others = max(busy_cpu_seconds() - self.busy - ours, steal)
         return others / (wall * (os.cpu_count() or 1))
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident set size now (statm, in pages)."""
-    with open(f"/proc/{pid}/statm") as f:
-        return int(f.read().split()[1]) * _PAGE
-
-
-def peak_rss_bytes(pid: int) -> int:
-    """VmHWM: the highest RSS since the process started or since :func:`reset_peak_rss`."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM in /proc/PID/status")
-
-
-def reset_peak_rss(pid: int) -> None:
-    """Make VmHWM start again from the current RSS (Linux: write 5 to clear_refs)."""
-    with open(f"/proc/{pid}/clear_refs", "w") as f:
-        f.write("5")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -261,12 +240,6 @@ class ServerProcess:
 
 
 # -- clients ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def client(address, *, source: str | None = None, timeout: float = DEADLINE,

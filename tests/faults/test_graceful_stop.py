@@ -17,7 +17,8 @@ import gevent
 import gevent.event
 import gevent.socket
 import pytest
-from faultkit import EXAMPLES, client, figure, free_port, poll
+from faultkit import EXAMPLES, client, figure, poll
+from helpers import free_port
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 

@@ -17,7 +17,7 @@ import pytest
 from faultkit import DEADLINE, MB, client, figure, poll
 
 import greensrv
-from greensrv.server import DEFAULT_OUTPUT_LIMIT
+from greensrv.defaults import DEFAULT_OUTPUT_LIMIT
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from helpers import need_program
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import need_program
 
 from greensrv.filters import Line
 from greensrv.filters.line import _LINESPLIT

@@ -18,6 +18,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import gevent
+import gevent.socket
+import gevent.ssl
+import gevent.subprocess
 import pytest
 
 import greensrv
@@ -330,3 +334,134 @@ def test_connection_docstring_describes_every_public_attribute():
               "closing", "closed"]
     undocumented = [name for name in public if f" {name}" not in doc]
     assert not undocumented, f"Connection's docstring does not describe {undocumented}"
+
+
+# -- serve_forever, signals, module-level serve_forever -----------------------------------
+
+
+SERVE_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    import greensrv
+
+    calls = []
+
+    def previous_term(signum, frame):
+        calls.append(signum)
+
+    signal.signal(signal.SIGTERM, previous_term)
+    previous_int = signal.getsignal(signal.SIGINT)
+
+    def handler(conn):
+        for line in conn:
+            if line == "big":
+                conn.put("ack", "z" * 1_000_000)
+            else:
+                conn.put(line)
+
+    def started(server):
+        print("ADDRESS", server.address[1], flush=True)
+
+    if sys.argv[1] == "module":
+        greensrv.serve_forever(handler, shutdown_timeout=0.2, started=started)
+        server = None
+    else:
+        server = greensrv.Server(handler, shutdown_timeout=0.2, started=started)
+        server.serve_forever()
+    # The previous handlers are back, in Python and in the OS: SIGTERM reaches previous_term
+    # (not the server, not SIG_DFL, which would kill us), SIGINT raises KeyboardInterrupt.
+    os.kill(os.getpid(), signal.SIGTERM)
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        interrupted = False
+    except KeyboardInterrupt:
+        interrupted = True
+    print("RETURNED", signal.getsignal(signal.SIGTERM) is previous_term,
+          signal.getsignal(signal.SIGINT) is previous_int, calls == [signal.SIGTERM],
+          interrupted, server is None or server.closed, flush=True)
+""")
+
+
+@pytest.mark.parametrize("style, signum", [("method", signal.SIGTERM),
+                                           ("method", signal.SIGINT),
+                                           ("module", signal.SIGTERM)])
+def test_serve_forever_stops_gracefully_on_signal_and_restores_handlers(
+        tmp_path, connect, style, signum):
+    script = tmp_path / "serve.py"
+    script.write_text(SERVE_SCRIPT)
+    proc = gevent.subprocess.Popen([sys.executable, str(script), style],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with gevent.Timeout(20):
+            first = proc.stdout.readline()
+        assert first.startswith("ADDRESS "), first + proc.stderr.read()
+        client = connect(("127.0.0.1", int(first.split()[1])))
+        client.send(b"hi\n")
+        assert client.readline() == b"hi\r\n"
+        client.send(b"big\n")
+        assert client.readline() == b"ack\r\n"  # the 1 MB reply is queued, unread
+        proc.send_signal(signum)
+        assert client.read_all() == b"z" * 1_000_000 + b"\r\n"  # flushed, then closed
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out.strip() == "RETURNED True True True True True", err
+
+
+FORCE_SCRIPT = textwrap.dedent("""
+    import logging
+    import gevent
+    import greensrv
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    def stubborn(conn):
+        conn.put("hello")
+        gevent.sleep(60)  # blocked outside get(): only a forced stop ends it
+
+    def started(server):
+        print("ADDRESS", server.address[1], flush=True)
+
+    greensrv.serve_forever(stubborn, shutdown_timeout=60, started=started)
+    print("RETURNED", flush=True)
+""")
+
+
+def test_a_second_sigint_forces_the_shutdown(tmp_path, connect):
+    """The first SIGINT starts a graceful stop (60 s here); a second one closes everything now,
+    and the log counts the connections it closed (it once said "0 forced closed")."""
+    script = tmp_path / "force.py"
+    script.write_text(FORCE_SCRIPT)
+    proc = gevent.subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+    try:
+        with gevent.Timeout(20):
+            first = proc.stdout.readline()
+        assert first.startswith("ADDRESS "), first + proc.stderr.read()
+        address = ("127.0.0.1", int(first.split()[1]))
+        client, other = connect(address), connect(address)
+        assert client.readline() == b"hello\r\n"
+        assert other.readline() == b"hello\r\n"
+        proc.send_signal(signal.SIGINT)
+        # The graceful stop has begun once the log says so (the listener is closed by then).
+        with gevent.Timeout(10, AssertionError("the first SIGINT did not start a stop")):
+            while "stopping:" not in (line := proc.stderr.readline()):
+                assert line, "the server ended before the second SIGINT"
+        assert "stopping: 2 connection(s)" in line, line
+        assert proc.poll() is None, "one SIGINT must not force the stop"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert client.read_all() == b""  # closed by the forced stop, well before 60 s
+        assert other.read_all() == b""
+        out, err = proc.communicate(timeout=10)
+        elapsed = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out.strip() == "RETURNED", err
+    assert elapsed < 5
+    assert "2 connection(s) ended by the shutdown, 2 forced closed" in err, err

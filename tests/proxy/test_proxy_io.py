@@ -14,8 +14,7 @@ import gevent.socket
 import pytest
 from gevent.event import Event
 from gevent.queue import Queue
-from support import WAIT, need_program, wait_for
-from test_tls import client_context, pki  # noqa: F401  (pki is a fixture)
+from helpers import WAIT, client_context, need_program, wait_for
 
 from greensrv import Server
 from greensrv.proxy import PP2_TYPE_UNIQUE_ID, ProxyHeader
@@ -237,7 +236,7 @@ def test_unix_socket_peers_are_trusted(make_server, tmp_path):
     assert wait_for(seen, "the handler")["remote_address"] == CLIENT
 
 
-def test_proxy_then_tls_on_the_same_connection(make_server, pki):  # noqa: F811
+def test_proxy_then_tls_on_the_same_connection(make_server, pki):
     need_program("openssl", "openssl")
     def handler(conn):
         conn.put(f"{conn.remote_ip}:{conn.remote_port} {conn.proxy.unique_id.decode()}")

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support import need_program
+from helpers import need_program
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_script(*argv: str, timeout: float) -> str:

@@ -8,6 +8,7 @@ apart from HAProxy (127.0.0.1).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import socket
@@ -19,12 +20,11 @@ import gevent.subprocess
 import pytest
 from gevent.event import Event
 from gevent.queue import Queue
-from support import WAIT, need_program, wait_for
-from test_tls import read_line
+from helpers import WAIT, free_port, need_program, read_line, wait_for
 
 from greensrv import ProxyHeader
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "proxy.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "proxy.md"
 DOCUMENTED = re.search(r"```haproxy\n(.*?)```", DOC.read_text(), flags=re.S).group(1)
 V1_BACKEND = """
 frontend app_v1
@@ -35,11 +35,6 @@ backend greensrv_v1
     server app1 {server} send-proxy check inter 2s
 """
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class HAProxy:
@@ -220,3 +215,34 @@ def test_direct_clients_are_refused_while_haproxy_is_served(make_server, haproxy
         client.sendall(b"y\n")
         assert read_line(client) == b"y\r\n"
         assert wait_for(seen, "the handler")["remote"] == client.getsockname()
+
+
+def test_the_connection_log_names_the_client_behind_haproxy_proxy_v2(make_server, haproxy):
+    """The access log's client is the one HAProxy's PROXY v2 header names, its server the
+    address the client connected to."""
+    lines: Queue = Queue()
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.put(json.loads(record.getMessage()))
+
+    logger = logging.getLogger("greensrv.access")
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        server = make_server(lambda conn: [conn.put(line) for line in conn],
+                             proxy_protocol="v2", access_log=True, access_log_format="json")
+        proxy = haproxy(server.address)
+        with proxy.connect("127.0.0.5") as client:
+            client.sendall(b"hello\n")
+            assert read_line(client) == b"hello\r\n"
+            mine = f"127.0.0.5:{client.getsockname()[1]}"
+        entry = wait_for(lines, "the connection-log line")
+        while entry["client"].startswith("127.0.0.1:"):  # the fixture's own probe of HAProxy
+            entry = wait_for(lines, "the client's connection-log line")
+        assert entry["client"] == mine and entry["end"] == "closed"
+        assert entry["server"] == "{}:{}".format(*proxy.frontend)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
