@@ -14,8 +14,6 @@ Run: ``python benchmarks/proxy_churn.py [--duration 5] [--repeat 3]``; needs hap
 
 from __future__ import annotations
 
-import argparse
-import shutil
 import socket
 import statistics
 import subprocess
@@ -34,6 +32,7 @@ from run import (
     build,
     can_pin,
     free_port,
+    haproxy_run_options,
     measure_timed,
     pinned,
     start_server,
@@ -103,15 +102,7 @@ def wait_accepting(port: int, proc: subprocess.Popen) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    if shutil.which("haproxy") is None:
-        raise SystemExit("proxy_churn: needs haproxy (apt-get install haproxy)")
-    cfg = Config(duration=args.duration, warmup=args.warmup, repeat=args.repeat, idle_repeat=0,
-                 idle_conns=0, bulk_bytes=0, pin=can_pin(), smoke=False, verbose=False)
+    args, cfg = haproxy_run_options("proxy_churn", __doc__.splitlines()[0], can_pin())
     loadgen = build()
     rates: dict[str, list[float]] = {mode: [] for mode in MODES}
     costs: dict[str, list[float]] = {mode: [] for mode in MODES}

@@ -178,6 +178,23 @@ def missing_runtime(peer: Peer) -> str | None:
     return None
 
 
+def haproxy_run_options(name: str, description: str, pin: bool) -> tuple[argparse.Namespace,
+                                                                           Config]:
+    """The command line of a timed benchmark through HAProxy (proxy_churn.py, fleet.py):
+    ``--duration``, ``--warmup``, ``--repeat``; exits naming the package when haproxy is
+    missing."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    if shutil.which("haproxy") is None:
+        raise SystemExit(f"{name}: needs haproxy (apt-get install haproxy)")
+    return args, Config(duration=args.duration, warmup=args.warmup, repeat=args.repeat,
+                        idle_repeat=0, idle_conns=0, bulk_bytes=0, pin=pin, smoke=False,
+                        verbose=False)
+
+
 def can_pin() -> bool:
     return (shutil.which("taskset") is not None and hasattr(os, "sched_getaffinity")
             and {SERVER_CPU, LOADGEN_CPU} <= os.sched_getaffinity(0))

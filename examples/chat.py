@@ -14,6 +14,10 @@ Nicknames are the client's ``ip:port``.
 
 (``server.connections`` holds the same set of live connections; the explicit dict shows the POE
 pattern and lets the room keep per-client state of its own.)
+
+Both are per process: under ``greensrv examples/chat.py:server --workers 2`` each worker has its
+own room, and a line reaches only the clients of the sender's worker. For one room across workers
+and machines, see ``examples/chat_cluster.py`` (the same protocol, the room in Redis pub/sub).
 """
 
 from __future__ import annotations
@@ -70,7 +74,8 @@ def make_server(host: str = "127.0.0.1", port: int = 12345) -> greensrv.Server:
 
 
 #: The example as the ``greensrv`` command runs it: ``greensrv examples/chat.py:server``.
-#: Under several workers each worker has its own room: run it with one (the default).
+#: Under several workers each worker has its own room (``connections`` is per worker): run it
+#: with one (the default), or run examples/chat_cluster.py, whose room is shared through Redis.
 server = make_server()
 
 

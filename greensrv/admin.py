@@ -64,7 +64,7 @@ class Operations(Protocol):
         """None while accepting and not draining or stopping; else a one-line reason."""
 
     def agent_line(self) -> str:
-        """HAProxy's agent answer, e.g. ``"up 75% maxconn:40"`` or ``"drain"``."""
+        """HAProxy's agent answer, e.g. ``"up ready 75% maxconn:40"`` or ``"drain"``."""
 
     def metrics_page(self) -> bytes:
         """The Prometheus text exposition."""

@@ -209,8 +209,9 @@ FLAGS: tuple[Flag, ...] = (
     Flag("--admin-bind", "admin", or_none(text), "serve /metrics (Prometheus), /livez and "
          "/readyz over HTTP here (needs greensrv[metrics]; default none; docs/operations.md)",
          "HOST:PORT", group="operations"),
-    Flag("--agent-bind", "agent", or_none(text), "answer HAProxy's agent-check here: 'up N%%' "
-         "(free capacity) or 'drain' (default none)", "HOST:PORT", group="operations"),
+    Flag("--agent-bind", "agent", or_none(text), "answer HAProxy's agent-check here: "
+         "'up ready N%%' (free capacity) or 'drain' (default none)", "HOST:PORT",
+         group="operations"),
     Flag("--drain-delay", "drain_delay", seconds, "on TERM/INT, stay not ready but serving "
          "this long before the graceful stop (default 0)", _S, group="operations"),
     Flag("--access-log", None, text, "one line per ended connection to FILE (reopened on "

@@ -31,12 +31,16 @@ def agent_line(phase: str, live: int, capacity: int | None) -> str:
     ``capacity`` is workers × concurrency, or None when concurrency is unlimited: then the
     weight stays at 100 %. With a capacity the weight is its free share (at least 1 %) and
     ``maxconn:N`` tells HAProxy the capacity itself. ``drain`` while not serving.
+
+    ``ready`` comes with ``up``: HAProxy keeps a server that its agent once put in DRAIN
+    drained until the agent says ``ready``, so without it a node restarted after a drain (a
+    rolling deploy) would never get a new client again.
     """
     if phase != "serving":
         return "drain"
     if capacity is None:
-        return "up 100%"
+        return "up ready 100%"
     if capacity <= 0:
-        return f"up {MIN_WEIGHT_PERCENT}%"
+        return f"up ready {MIN_WEIGHT_PERCENT}%"
     free = max(capacity - live, 0) * 100 // capacity
-    return f"up {max(free, MIN_WEIGHT_PERCENT)}% maxconn:{capacity}"
+    return f"up ready {max(free, MIN_WEIGHT_PERCENT)}% maxconn:{capacity}"

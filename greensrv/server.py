@@ -115,7 +115,7 @@ class Server:
 
     Operations (``docs/operations.md``), served by the process that owns the listeners:
       admin="HOST:PORT"         HTTP: /metrics (Prometheus), /livez, /readyz
-      agent="HOST:PORT"         HAProxy's agent-check: "up N%" (free capacity) or "drain"
+      agent="HOST:PORT"         HAProxy's agent-check: "up ready N%" (free share) or "drain"
       drain_delay=0             seconds of not-ready-but-serving before a stop begins
       access_log=False          one line per ended connection to the "greensrv.access" logger,
                                 in access_log_format="text" or "json"
@@ -123,6 +123,8 @@ class Server:
     Use: ``serve_forever()`` (blocks; SIGINT/SIGTERM stop it gracefully), or ``start()`` and
     later ``stop()``, or ``with Server(...) as server:`` which starts it and stops it on exit.
     From a handler, ``conn.server`` is this object: ``conn.server.connections`` for broadcasts.
+    ``connections`` holds this process's clients only: under workers each has its own, so a
+    broadcast meant for every client goes through a shared store (examples/chat_cluster.py).
     """
 
     #: Seconds ``stop()`` gives connections still running after ``shutdown_timeout`` to see
@@ -293,7 +295,9 @@ class Server:
 
     @property
     def connections(self) -> list[Connection]:
-        """The live connections, from just before client_connected until after disconnected."""
+        """The live connections, from just before client_connected until after disconnected.
+
+        Per process: under ``--workers`` each worker sees only its own clients."""
         return list(self._connections.values())
 
     def statistics(self) -> Statistics:

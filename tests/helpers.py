@@ -11,6 +11,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import gevent
@@ -273,3 +274,55 @@ class Client:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
+    """TERM by PID (Popen signals its own child only), KILL if it does not exit in time."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def haproxy_servers(stats_socket: Path | str, prefix: str) -> dict[str, dict[str, str]]:
+    """HAProxy's ``show stat`` rows of the servers named ``prefix...``: name → column → value
+    (``status``, ``weight``, ``scur``, ``stot``...), from its admin socket."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(WAIT)
+        sock.connect(str(stats_socket))
+        sock.sendall(b"show stat\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    lines = data.decode().splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
+    return {row["svname"]: row for row in rows if row["svname"].startswith(prefix)}
+
+
+def run_only_when_selected(config, items, marker: str, how: str) -> None:
+    """``pytest_collection_modifyitems`` of a suite that runs only under ``-m MARKER``: a plain
+    ``pytest`` collects its tests but skips them, saying ``how`` to run them."""
+    if marker in (config.getoption("markexpr", "") or ""):
+        return
+    skip = pytest.mark.skip(reason=how)
+    for item in items:
+        if item.get_closest_marker(marker) is not None:
+            item.add_marker(skip)
+
+
+def poll(what: str, check, timeout: float = 20.0, interval: float = 0.05):
+    """Call ``check()`` (from a thread, not a greenlet: it sleeps) until it returns something
+    true, and return that; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(interval)  # poll interval, not synchronisation

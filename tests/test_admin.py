@@ -94,14 +94,14 @@ def test_metrics_have_the_fixed_names_and_the_applications_own(ops_server, conne
 
 def test_agent_weight_is_the_free_share_of_capacity(ops_server, connect):
     server, _, agent_address = ops_server(concurrency=4)
-    assert agent(agent_address) == b"up 100% maxconn:4\n"
+    assert agent(agent_address) == b"up ready 100% maxconn:4\n"
     clients = [connect(server.address) for _ in range(3)]
     for client in clients:
         client.send(b"hi\n")
         assert client.readline() == b"hi\r\n"
-    assert agent(agent_address) == b"up 25% maxconn:4\n"
+    assert agent(agent_address) == b"up ready 25% maxconn:4\n"
     unlimited, _, unlimited_agent = ops_server()
-    assert agent(unlimited_agent) == b"up 100%\n"
+    assert agent(unlimited_agent) == b"up ready 100%\n"
 
 
 def test_drain_delay_turns_not_ready_and_keeps_serving_then_stops(connect):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from helpers import free_port, need_program
+from redis_server import redis_server  # noqa: F401 - fixture
 
 import greensrv
 
@@ -200,7 +201,7 @@ def run_example(tmp_path: Path) -> Iterator[Callable[..., Example]]:
 
 ALL_EXAMPLES = ["rot13", "echo", "echo_socket", "echo_lowercase", "block_ip", "chat", "chargen",
                 "delayed_start", "tls_echo", "redis_lite", "tcp_proxy", "redis_client",
-                "chat_client"]
+                "chat_client", "chat_cluster"]
 
 
 @pytest.mark.parametrize("name", ALL_EXAMPLES)
@@ -374,6 +375,45 @@ def test_chat_broadcasts_each_line_to_the_others(run_example: Callable[..., Exam
     assert a.read_line() == f"* {nick_c} left\r\n".encode()
     a.close()
     server.assert_stops_cleanly()
+
+
+def test_chat_cluster_shares_the_room_between_two_processes(
+    run_example: Callable[..., Example], redis_server: tuple[str, int],  # noqa: F811
+) -> None:
+    """Two separate chat_cluster processes on one Redis: every line reaches the other process's
+    clients too, never its sender; /quit and departures are announced everywhere."""
+    url = "redis://{}:{}/0".format(*redis_server)
+    one = run_example("chat_cluster", "--redis-url", url, ready=False)
+    two = run_example("chat_cluster", "--redis-url", url, ready=False)
+
+    def join(server: Example) -> tuple[Client, str]:
+        client = server.connect()
+        nick = "{}:{}".format(*client.sock.getsockname()[:2])
+        assert client.read_line() == f"Welcome, {nick}.\r\n".encode()
+        return client, nick
+
+    a, nick_a = join(one)
+    b, nick_b = join(two)
+    assert a.read_line() == f"* {nick_b} joined\r\n".encode()
+    c, nick_c = join(one)
+    for other in (a, b):
+        assert other.read_line() == f"* {nick_c} joined\r\n".encode()
+    for i in range(20):  # in order per sender
+        a.send(f"line {i}\r\n".encode())
+    for other in (b, c):
+        for i in range(20):
+            assert other.read_line() == f"<{nick_a}> line {i}\r\n".encode()
+    b.send(b"hi\r\n")
+    assert a.read_line() == f"<{nick_b}> hi\r\n".encode()  # a never got its own lines
+    assert c.read_line() == f"<{nick_b}> hi\r\n".encode()
+    b.send(b"/quit\r\n")
+    assert b.read_until_eof() == b"B'bye!\r\n"
+    for other in (a, c):
+        assert other.read_line() == f"* {nick_b} left\r\n".encode()
+    for client in (a, c):
+        client.close()
+    one.assert_stops_cleanly()
+    two.assert_stops_cleanly()
 
 
 # -- chargen ----------------------------------------------------------------------------------

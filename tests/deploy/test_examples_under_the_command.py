@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from master_support import DEADLINE, READ_TIMEOUT
+from redis_server import redis_server  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
 
@@ -22,6 +23,7 @@ PROBES = {
     "block_ip": (b"hi\r\n", b"Hello 127.0.0.1\r\nhi\r\n"),
     "chargen": (b"", b"!\"#$%&"),
     "chat": (b"", b"Welcome, 127.0.0.1:"),
+    "chat_cluster": (b"", b"Welcome, 127.0.0.1:"),
     "delayed_start": (b"four\r\n", b"ready\r\n4\r\n"),
     "echo": (b"hello\r\n", b"hello\r\n"),
     "echo_lowercase": (b"HeLLo\r\n", b"hello\r\n"),
@@ -71,9 +73,11 @@ def upstream():
 
 
 @pytest.mark.parametrize("name", sorted(PROBES))
-def test_the_command_runs_each_examples_server(name, start, app_dir, upstream):
+def test_the_command_runs_each_examples_server(name, start, app_dir, upstream, request):
     args = [f"{EXAMPLES / name}.py:server", "-b", "127.0.0.1:0"]
     env = {}
+    if name == "chat_cluster":
+        env["REDIS_URL"] = "redis://{}:{}/0".format(*request.getfixturevalue("redis_server"))
     if name == "tcp_proxy":
         env["TCP_PROXY_UPSTREAMS"] = f"{upstream[0]}:{upstream[1]}"
     if name == "tls_echo":

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import need_program
+from helpers import haproxy_servers, need_program, poll, stop_process
 from master_support import DEADLINE, ask, read_line
 
 from greensrv.admin import CLIENT_TIMEOUT
@@ -57,18 +57,6 @@ def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def poll(what: str, check, timeout: float = DEADLINE):
-    """Call ``check()`` until it returns something true; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)  # poll interval, not synchronisation
-
-
 def metric(page: bytes, name: str) -> float | None:
     match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", page.decode(), flags=re.M)
     return float(match.group(1)) if match else None
@@ -85,16 +73,6 @@ def clients(address, count: int, threads: int = 4) -> None:
     for each in workers:
         each.join(DEADLINE)
     assert count % threads == 0
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    """TERM by PID (Popen signals its own child only), KILL if it does not exit in time."""
-    process.terminate()
-    try:
-        process.wait(timeout=DEADLINE)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 class Prometheus:
@@ -226,17 +204,7 @@ class HAProxy:
 
     def servers(self) -> dict[str, dict[str, str]]:
         """``app1``/``app2`` → the stats row (status, weight, ...) from the stats socket."""
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(5)
-            sock.connect(str(self.path / "admin.sock"))
-            sock.sendall(b"show stat\n")
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-        lines = data.decode().splitlines()
-        header = lines[0].lstrip("# ").split(",")
-        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
-        return {row["svname"]: row for row in rows if row["svname"].startswith("app")}
+        return haproxy_servers(self.path / "admin.sock", "app")
 
     def stop(self) -> None:
         stop_process(self.process)

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import pytest
 from faultkit import FIGURES, ServerProcess, build_loadgen
-from helpers import need_program
+from helpers import need_program, run_only_when_selected
 
 
 def pytest_collection_modifyitems(config, items):
-    if "faults" in (config.getoption("markexpr", "") or ""):
-        return
-    skip = pytest.mark.skip(reason="fault-injection suite: run it with `tox -e faults` "
-                                   "(pytest -m faults tests/faults)")
-    for item in items:
-        if item.get_closest_marker("faults") is not None:
-            item.add_marker(skip)
+    run_only_when_selected(config, items, "faults",
+                           "fault-injection suite: run it with `tox -e faults` "
+                           "(pytest -m faults tests/faults)")
 
 
 def pytest_terminal_summary(terminalreporter):

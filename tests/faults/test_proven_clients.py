@@ -24,7 +24,8 @@ from __future__ import annotations
 import sys
 
 import pytest
-from faultkit import LONG, figure, free_port, percentile
+from faultkit import LONG, figure, percentile
+from helpers import free_port
 from overload_kit import attack_and_measure, measure_in_a_quiet_window
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300 if LONG else 150)]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import need_program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,3 +33,14 @@ def test_proxy_churn_runs_through_haproxy_without_errors():
     out = run_script("benchmarks/proxy_churn.py", "--duration", "1", "--warmup", "0.2",
                      "--repeat", "1", timeout=120)
     assert "send-proxy-v2 crc32c,unique-id:" in out and "vs plain" in out
+
+
+@pytest.mark.timeout(200)
+def test_the_fleet_benchmark_runs_through_haproxy_without_errors():
+    """benchmarks/fleet.py (docs/fleet.md's figures): one short run of each side; the script
+    itself exits non-zero on any error the load generator counted."""
+    need_program("haproxy", "haproxy")
+    need_program("cc", "gcc")
+    out = run_script("benchmarks/fleet.py", "--duration", "1", "--warmup", "0.2",
+                     "--repeat", "1", timeout=180)
+    assert "one node direct: rr" in out and "fleet via HAProxy: rr" in out

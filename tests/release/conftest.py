@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from helpers import need_program
+from helpers import need_program, run_only_when_selected
 from release_support import DIST, JOBS, ROOT, TIMES, VERSIONS, offline_env, pythons, run
 
 
@@ -73,13 +73,9 @@ def release(tmp_path_factory) -> Release:
 
 
 def pytest_collection_modifyitems(config, items):
-    if "release" in (config.getoption("markexpr", "") or ""):
-        return
-    skip = pytest.mark.skip(reason="release check: run it with `tox -e release` "
-                                   "(pytest -m release tests/release)")
-    for item in items:
-        if item.get_closest_marker("release") is not None:
-            item.add_marker(skip)
+    run_only_when_selected(config, items, "release",
+                           "release check: run it with `tox -e release` "
+                           "(pytest -m release tests/release)")
 
 
 def pytest_terminal_summary(terminalreporter):
