@@ -6,8 +6,8 @@ unchanged ``.py`` source into a sibling extension named ``_c_<module>`` (gevent'
 the augmenting ``_c_<module>.pxd`` next to it gives the types. The ``.py`` module stays the one
 that imports: at its end it swaps in the compiled one when that is present and current
 (``greensrv/_accelerate.py``). Next to every extension the build writes ``_c_<module>.sha256``,
-the hash of the source it was compiled from, so an edited ``.py`` is never shadowed by a stale
-compiled module.
+the hash of the source it was compiled from and of its ``.pxd``, so an edited ``.py`` or
+``.pxd`` is never shadowed by a stale compiled module.
 
 The sdist carries the C Cython generated (``generated-c/``, see ``build_backend.py``): built
 from it, a module whose C is current with its source compiles without Cython; one whose source
@@ -21,7 +21,7 @@ compiled module: ``python setup.py build_ext --inplace``.
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
 import os
 import shutil
 import sys
@@ -38,16 +38,15 @@ sys.path.insert(0, str(HERE))  # build_backend.py, whoever runs this file
 from build_backend import GENERATED, shipped_c, write_index  # noqa: E402
 
 #: Modules compiled from their .py with an augmenting .pxd: adding one is one line here, a
-#: ``_c_<name>.pxd`` beside it, and ``accelerate(globals(), ...)`` at the end of the .py.
+#: ``_c_<name>.pxd`` beside it (other modules cimport its types by that compiled name, as gevent
+#: does), and ``accelerate(globals(), ...)`` at the end of the .py.
 ACCELERATED = [
     "greensrv/filters/base.py",
     "greensrv/filters/splitters.py",
     "greensrv/filters/line.py",
     "greensrv/filters/resp.py",
     "greensrv/output_queue.py",
-    "greensrv/connection_fields.py",
-    "greensrv/connection_input.py",
-    "greensrv/connection_output.py",
+    "greensrv/input_clock.py",
     "greensrv/connection.py",
     "greensrv/client_life.py",
     "greensrv/connection_ends.py",
@@ -79,8 +78,14 @@ def accelerator_name(source: str) -> str:
 
 
 def source_hash(source: str) -> str:
-    """What the import-time check compares: the SHA-256 of the source compiled."""
-    return hashlib.sha256((HERE / source).read_bytes()).hexdigest()
+    """What the import-time check compares: the source's and its ``.pxd``'s SHA-256, by
+    ``greensrv/_accelerate.py``'s own function (loaded by path: the package imports gevent)."""
+    spec = importlib.util.spec_from_file_location("_greensrv_accelerate",
+                                                  HERE / "greensrv" / "_accelerate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.source_hash(HERE / source))
 
 
 def extensions() -> list[Extension]:

@@ -8,8 +8,9 @@ the compiled module's (gevent's ``import_c_accel``), unless:
 - ``GREENSRV_PURE_PYTHON`` is set (to anything but ``0``) in the environment at import time;
 - the compiled module is not there (no compiler at install time: the ``.py`` is the fallback);
 - a module it is compiled against (its base class, say) runs as pure Python;
-- the ``.py`` changed since the compiled module was built (an editable install after an edit):
-  then one warning says so and how to rebuild, and the pure module runs.
+- the ``.py``, or its augmenting ``_c_<name>.pxd``, changed since the compiled module was built
+  (an editable install after an edit): then one warning says so and how to rebuild, and the
+  pure module runs.
 
 Cython-only helpers (``.pyx``, e.g. ``filters/_c_linesplit.pyx``) are loaded with :func:`load`,
 under the same rules, and their callers fall back to pure-Python code without them.
@@ -27,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["PURE_PYTHON", "accelerate", "compiled", "load"]
+__all__ = ["PURE_PYTHON", "accelerate", "compiled", "load", "source_hash"]
 
 #: Read once at import: which build runs is decided for the whole process.
 PURE_PYTHON = os.environ.get("GREENSRV_PURE_PYTHON", "") not in ("", "0")
@@ -81,8 +82,9 @@ def load(compiled_name: str, source: Path | None, name: str | None = None) -> Mo
         accelerated = None  # not built: the .py is the fallback
     if accelerated is not None and (source is None or not _is_current(accelerated, source)):
         warnings.warn(
-            f"greensrv: {source} changed since {compiled_name} was compiled, or its build "
-            f"stamp is missing; running the pure-Python module ({REBUILD_HINT})",
+            f"greensrv: {source} changed since {compiled_name} was compiled (or its .pxd "
+            f"did, or its build stamp is missing); running the pure-Python module "
+            f"({REBUILD_HINT})",
             RuntimeWarning, stacklevel=3,
         )
         accelerated = None
@@ -92,13 +94,23 @@ def load(compiled_name: str, source: Path | None, name: str | None = None) -> Mo
     return accelerated
 
 
+def source_hash(source: Path) -> str:
+    """What a build stamp records: the SHA-256 of the source compiled, then of its augmenting
+    ``_c_<name>.pxd`` when it has one (setup.py writes the same)."""
+    digest = hashlib.sha256(source.read_bytes())
+    pxd = source.with_name(f"_c_{source.stem}.pxd")
+    if source.suffix == ".py" and pxd.exists():
+        digest.update(pxd.read_bytes())
+    return digest.hexdigest()
+
+
 def _is_current(accelerated: Any, source: Path) -> bool:
     """Does the build stamp next to the compiled module match the source's hash now?"""
     stamp = Path(accelerated.__file__).with_name(accelerated.__name__.rpartition(".")[2]
                                                  + ".sha256")
     try:
         recorded = stamp.read_text().strip()
-        current = hashlib.sha256(source.read_bytes()).hexdigest()
+        current = source_hash(source)
     except OSError:
         return False
     return recorded == current

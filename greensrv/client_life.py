@@ -28,7 +28,7 @@ from gevent.event import Event
 from ._accelerate import accelerate
 from .admission import Admission
 from .config import ServerConfig
-from .connection import Connection, ConnectionHooks, attach, finish
+from .connection import Connection, ConnectionHooks, accepted_at, attach, finish, how_input_ended
 from .connection_ends import ConnectionEnds, error_word
 from .errors import FilterError, TLSError
 from .proxy import ProxyHeader
@@ -283,10 +283,10 @@ class ClientLife:
         its graceful finish (which reads to the peer's EOF); ``error``: its deferred error."""
         if error is not None:
             return error_word(error)
-        idle_timeout = self.limits.idle_timeout
-        if idle_timeout is not None and conn._idle_spent >= idle_timeout - 1e-3:
+        how = how_input_ended(conn)
+        if how == "idle":
             return "timeout"  # idle_timeout ended it (not an error: nothing was reported)
-        if conn._state.peer_eof:
+        if how == "peer":
             return "closed"
         return "stopped" if self.admission.stopping else "done"
 
@@ -298,7 +298,7 @@ class ClientLife:
         if word is None:  # killed (a forced stop) or an exception out of greensrv itself
             word = "stopped" if self.admission.stopping else "error"
         if conn is not None:
-            ends.ended(word, conn.remote_address, ending.local, conn.id, conn._accepted_at,
+            ends.ended(word, conn.remote_address, ending.local, conn.id, accepted_at(conn),
                        conn.bytes_in, conn.bytes_out)
             return
         local = None

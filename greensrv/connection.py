@@ -16,6 +16,16 @@ then a list append.
 The flush runs in the hub, sends what the socket takes and leaves the rest to a write watcher.
 Callbacks about output (``client_flushed``, ``client_high``, ``client_low``) never run in the hub
 or in a broadcaster's greenlet: they run in a short-lived greenlet of this connection.
+
+The Connection is composed of sans-IO parts it owns and acts on, none of which calls it back
+(h11's ``Connection`` owning its state and its reader and writer): the input ``Filter``
+(``_in``), the ``OutputQueue`` (``_queue``: bytes and watermark crossings), the
+``ConnectionState`` (``_state``: the legal moves) and the ``InputClock`` (``_clock``: the idle
+and record deadlines, the progress the shedder reads). The sockets, watchers and greenlets are
+its own. Compiled, it is one C type whose parts are typed fields: every call on a part, and on
+itself, is a C call (docs/compiled.md). Its maker (the server's per-client life, ``connect``)
+drives it through the module-level functions at the end, not through methods the application
+would see.
 """
 
 from __future__ import annotations
@@ -25,38 +35,47 @@ from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from gevent import getcurrent
+from gevent import getcurrent, spawn
 from gevent.event import Event
 from gevent.hub import get_hub
 
 from ._accelerate import accelerate
-from .connection_fields import WAKE
 from .connection_hooks import NO_HOOKS, ConnectionHooks
-from .connection_output import OutputSide
 from .connection_state import (
     CLOSED,
     CLOSING,
     DONE,
+    FIN_SENT,
     OPEN,
     PEER_CLOSED,
     READING,
     STOPPED,
     ConnectionState,
 )
-from .errors import TLSError
+from .errors import ConnectionShedError, RecordTimeoutError, SlowClientError, TLSError
 from .filters.base import NEED_DATA, Filter
+from .input_clock import IDLE, RECORD, InputClock
 from .limits import Limits
-from .output_queue import OutputQueue
-from .transport import describe_handshake_failure, make_transport
+from .output_queue import EMPTIED, FELL_TO_LOW, OVER_LIMIT, ROSE_ABOVE_HIGH, OutputQueue
+from .transport import PEER_GONE_ERRNOS, describe_handshake_failure, make_transport
 
 if TYPE_CHECKING:
+    from .overload import Progress
     from .proxy import ProxyHeader
     from .server import Server
 
-__all__ = ["Connection", "ConnectionHooks", "attach", "finish", "stop_input"]
-
+__all__ = ["Connection", "ConnectionHooks", "accepted_at", "attach", "finish", "how_input_ended",
+           "overload_progress", "shed", "stop_input"]
 
 _monotonic = time.monotonic
+
+#: What a wait ends with: the watcher fired, the timer did, or _wake() was called.
+READY, TIMEOUT, WAKE = "ready", "timeout", "wake"
+
+#: Bytes asked of the kernel per read: one read takes a typical burst of pipelined records,
+#: and it is the most a client can make us buffer beyond one record.
+RECV_SIZE = 65536
+
 
 class _Nothing:
     """put()'s "no record given" default (``put()`` queues nothing, like ``put(*[])``)."""
@@ -75,7 +94,7 @@ _NOTHING: Any = _Nothing()
 globals()["_is_ascii"] = str.isascii
 
 
-class Connection(OutputSide):
+class Connection:
     """One connection, either side: records in through ``get()``, records out through ``put()``.
 
     A server makes one per accepted client and passes it to the handler and every callback;
@@ -110,7 +129,11 @@ class Connection(OutputSide):
       closed          true once the socket is closed
     """
 
-    __slots__ = ()  # the fields are ConnectionFields' (connection_fields.py)
+    __slots__ = ("__weakref__", "_clock", "_data", "_discarded", "_eof_records", "_event_glet",
+                 "_events", "_first_read", "_flush_cb", "_flush_event", "_hooks", "_hub", "_in",
+                 "_limits", "_linger", "_loop", "_queue", "_rw", "_state", "_transport",
+                 "_waiting", "_writing", "_ww", "_bytes_out", "error", "id", "proxy",
+                 "remote_address", "server", "socket")
 
     def __init__(self, sock: Any, address: Any, conn_id: int, in_filter: Filter,
                  out_filter: Filter, limits: Limits, hooks: ConnectionHooks = NO_HOOKS,
@@ -127,13 +150,8 @@ class Connection(OutputSide):
         #: The PROXY header this connection began with (``greensrv.proxy.ProxyHeader``), or
         #: None when the server does not use the PROXY protocol.
         self.proxy: ProxyHeader | None = None
-        if isinstance(address, tuple):
-            self.remote_ip: str | None = address[0]
-            self.remote_port: int | None = address[1]
-        else:  # a unix socket peer has a path (often empty), not an IP
-            self.remote_ip = self.remote_port = None
         self._in = in_filter
-        OutputQueue.__init__(self, out_filter, limits)
+        self._queue = OutputQueue(out_filter, limits)
         # The hub of the thread that made it, which alone may run its I/O: looked up once here,
         # not at each wait.
         self._hub = get_hub()
@@ -157,12 +175,7 @@ class Connection(OutputSide):
         #: A deferred error (socket error, record timeout, slow reader) that ended this
         #: connection; the owner reports it once, then sets this back to None.
         self.error: BaseException | None = None
-        self._idle_spent = 0.0
-        self._partial_since: float | None = None  # when the unfinished record began arriving
-        self._last_recv = 0.0
-        self._accepted_at = _monotonic()
-        self._read_wait_since: float | None = None  # set while waiting for input (shedding)
-        self._bytes_in = 0
+        self._clock = InputClock(_monotonic())
         self._bytes_out = 0
 
     def _attach(self) -> None:
@@ -190,6 +203,18 @@ class Connection(OutputSide):
             return None
 
     @property
+    def remote_ip(self) -> str | None:
+        """The peer's IP address (None for a unix socket peer, which has a path)."""
+        address = self.remote_address
+        return address[0] if isinstance(address, tuple) else None
+
+    @property
+    def remote_port(self) -> int | None:
+        """The peer's port (None for a unix socket peer)."""
+        address = self.remote_address
+        return address[1] if isinstance(address, tuple) else None
+
+    @property
     def data(self) -> dict[str, Any]:
         """A dict for the application's per-client state (POE's HEAP). Made on first use: an
         empty dict is 64 bytes of every idle connection that never needs one."""
@@ -205,7 +230,12 @@ class Connection(OutputSide):
     @property
     def bytes_in(self) -> int:
         """Bytes read from the socket so far."""
-        return self._bytes_in
+        return self._clock.bytes_in
+
+    @property
+    def buffered(self) -> int:
+        """Bytes queued for output and not yet taken by the kernel."""
+        return self._queue.queued
 
     @property
     def bytes_out(self) -> int:
@@ -231,6 +261,11 @@ class Connection(OutputSide):
     def input_filter(self) -> Filter:
         """The filter that frames input now (after any ``set_filter``/``set_input_filter``)."""
         return self._in
+
+    @property
+    def output_filter(self) -> Filter:
+        """The filter that encodes output now (after any ``set_filter``)."""
+        return self._queue.output_filter
 
     def __repr__(self) -> str:
         output = self._state.output
@@ -260,12 +295,13 @@ class Connection(OutputSide):
         ``TimeoutError`` after ``timeout`` seconds without a record (nothing is lost: the
         bytes received so far stay buffered for the next call).
         """
-        if self._queued <= self._high:
+        queue = self._queue
+        if queue.queued <= queue.high:
             record = self._in.next_record()
             if record is not NEED_DATA:
                 return record
-            return self._get_slow(timeout, parsed=True)
-        return self._get_slow(timeout)
+            return self._get_slow(timeout, True)
+        return self._get_slow(timeout, False)
 
     def __iter__(self) -> Connection:
         """``for record in conn``: records until EOF. The connection is its own iterator, in the
@@ -277,7 +313,8 @@ class Connection(OutputSide):
         # The per-record path of every handler-style server: records the filter parsed in bulk
         # are popped from its ready list while output stays below high_mark (set_input_filter
         # empties the old filter's list); get() does the rest.
-        if self._queued <= self._high:
+        queue = self._queue
+        if queue.queued <= queue.high:
             ready = self._in.take_ready()
             if ready:
                 return ready.pop()
@@ -302,6 +339,173 @@ class Connection(OutputSide):
             if self._waiting is not None:
                 self._loop.run_callback(self._wake)
 
+    def _wait(self, watcher: Any, timeout: float | None) -> str:
+        """Park this greenlet until the watcher fires, the timeout passes or _wake() is called.
+
+        Every wait of the connection (input, a drain, a flush) is this one C call in the
+        compiled build: one small frame on the stack a parked greenlet saves."""
+        glet = getcurrent()
+        hub = self._hub
+        if glet is hub:
+            raise RuntimeError("Connection I/O must not be called from the gevent hub")
+        if self._waiting is not None:
+            raise RuntimeError(f"{self!r} is already being read by another greenlet")
+        self._waiting = glet
+        timer = None
+        if watcher is not None:
+            watcher.start(glet.switch, READY)
+        if timeout is not None:
+            timer = self._loop.timer(max(timeout, 0.0))
+            timer.start(glet.switch, TIMEOUT)
+        try:
+            result: str = hub.switch()
+        finally:
+            self._waiting = None
+            self._clock.waiting_since = None  # set by _wait_readable for the shedder
+            if watcher is not None:
+                watcher.stop()
+            if timer is not None:
+                timer.close()
+        return result
+
+    def _get_slow(self, timeout: float | None, parsed: bool) -> Any:
+        """get() past its fast path; ``parsed``: the filter was just asked and has no record."""
+        deadline = None if timeout is None else _monotonic() + timeout
+        just_read = False
+        while True:
+            if not parsed:
+                # Backpressure: while output is above high_mark, no record is handed out (so a
+                # handler cannot turn records already parsed into unbounded output) and
+                # nothing is read. Once input has ended, parsed records are still handed out,
+                # to be answered.
+                queue = self._queue
+                if queue.queued > queue.high:
+                    state = self._state
+                    while queue.queued > queue.low and not state.input_stopped:
+                        self._wait_for_drain(deadline)
+                record = self._in.next_record()
+                if record is not NEED_DATA:
+                    if just_read:
+                        # A record completes only right after a read: the one place where the
+                        # unfinished record that record_timeout watches can end.
+                        self._clock.partial_since = None
+                    return record
+            parsed = False
+            if self._eof_records:
+                return self._eof_records.popleft()
+            if self._state.input is not READING:
+                raise EOFError("no more input from the server" if self._hooks.client_side
+                               else "no more input from this client")
+            self._read_more(deadline)
+            just_read = True
+
+    def _read_more(self, deadline: float | None) -> None:
+        """Read one chunk into the input filter, or end input; waits as needed."""
+        while True:
+            if self._state.input is not READING:
+                return
+            transport = self._transport
+            # Fairness: even when a read filled its buffer and more is surely waiting, the next
+            # read goes through the hub's poll, so a client flooding input gets one RECV_SIZE
+            # read per loop iteration, like every other ready client. Only bytes TLS already
+            # decrypted (invisible to the poll) are read without waiting, and a new
+            # connection's first read is tried at once: clients usually send right after
+            # connecting, so their first request is often there already.
+            if (self._first_read or transport.pending()) and self._recv(transport) is not None:
+                self._first_read = False
+                return
+            self._first_read = False
+            if self._flush_cb is not None:
+                # The handler put records and now waits for input: the burst is over, so send
+                # it from here rather than from a hub callback after the switch.
+                self._flush()
+            reason = self._wait_readable(deadline)
+            if reason is READY and self._recv(transport) is not None:
+                return
+
+    def _recv(self, transport: Any) -> bytes | None:
+        """One non-blocking read; None when nothing was there. Ends input at EOF or error."""
+        try:
+            data = transport.recv(RECV_SIZE)
+        except OSError as exc:
+            if exc.errno not in PEER_GONE_ERRNOS:
+                self.error = exc
+            self._end_of_input(False)
+            return b""
+        if data is None:
+            return None
+        if not data:
+            self._end_of_input(True)
+            return data
+        self._clock.received(len(data), _monotonic())
+        self._in.receive(data)
+        return data
+
+    def _end_of_input(self, peer_closed: bool) -> None:
+        state = self._state
+        if not peer_closed:  # a read error
+            if state.input is READING or state.input is PEER_CLOSED:
+                state.stop_input()
+        elif state.input is READING or state.input is STOPPED:
+            state.peer_closed()
+            # The peer's last record may lack its terminator; the filter decides.
+            records = self._in.feed_eof()
+            if records:
+                self._eof_records = deque(records)
+            if state.output is FIN_SENT:
+                self.close()  # both directions have ended (write_eof): nothing is left to do
+
+    def _wait_readable(self, deadline: float | None) -> str:
+        """Wait for input, honouring the get() deadline and the input clock's limits
+        (idle_timeout, the record clock)."""
+        clock = self._clock
+        now = _monotonic()
+        pending = self._in.pending_size()
+        timeout = clock.limit(self._limits, now, pending)
+        if deadline is not None and (timeout is None or deadline - now < timeout):
+            timeout = deadline - now
+        if timeout is not None and timeout <= 0:
+            reason = TIMEOUT
+        else:
+            watcher = self._write_watcher() if self._transport.wants_write else self._rw
+            clock.waiting_since = now  # _wait sets it back to None
+            reason = self._wait(watcher, timeout)
+            if self._limits.idle_timeout is not None:
+                clock.waited(now, _monotonic())
+        if reason is not TIMEOUT:
+            return reason
+        expired = clock.expired(self._limits, _monotonic(), pending)
+        if expired == IDLE:
+            self._hooks.count("closed_idle")
+            self._stop_input()
+            return WAKE
+        if expired == RECORD:
+            self._hooks.count("closed_record_timeout")
+            if self.error is None:
+                why = clock.overdue_reason(self._limits, pending, _monotonic())
+                self.error = RecordTimeoutError(f"peer {self.remote_address!r} {why}")
+            self._stop_input()
+            return WAKE
+        if deadline is not None and _monotonic() >= deadline - 1e-3:
+            raise TimeoutError("no record within the timeout")
+        # libev timers count from the loop's cached time, so one armed late in a busy loop
+        # iteration can fire early: no limit is reached yet, so wait again for the rest.
+        return WAKE
+
+
+
+    def _wait_for_drain(self, deadline: float | None) -> None:
+        """Reading is paused by backpressure: wait until output drains below low_mark."""
+        if deadline is None:
+            self._wait(None, None)
+        else:
+            timeout = deadline - _monotonic()
+            if timeout <= 0 or (self._wait(None, timeout) is TIMEOUT
+                                and _monotonic() >= deadline - 1e-3):
+                raise TimeoutError("no record within the timeout "
+                                   "(reading paused by backpressure)")
+        self._clock.drained(_monotonic())  # the client could not send while we did not read
+
     # -- output --------------------------------------------------------------------------------
     def put(self, record: Any = _NOTHING, /, *more: Any) -> None:
         """Encode records through the output filter and queue them; never blocks.
@@ -310,14 +514,15 @@ class Connection(OutputSide):
         usual single record is not packed into a tuple). On a closing or closed connection the
         records are discarded silently, so a broadcast may race a disconnect.
         """
-        lazy = self._lazy
+        queue = self._queue
+        lazy = queue.lazy
         if (lazy is not None and type(record) is str and not more
                 and _is_ascii(record)):  # type: ignore[name-defined]  # noqa: F821
             # OutputQueue.queue_text, inlined: the per-record cost stays one list append.
             lazy.append(record)
-            size = len(record) + self._lit_len
-            queued = self._queued = self._queued + size
-            if queued >= self._busy_mark:
+            size = len(record) + queue.lit_len
+            queued = queue.queued = queue.queued + size
+            if queued >= queue.busy_mark:
                 self._put_a_lot(queued - size)
             elif self._flush_cb is None and not self._writing:
                 # _schedule_flush, inlined: the first record of each burst pays it.
@@ -327,8 +532,8 @@ class Connection(OutputSide):
             return
         if record is _NOTHING:  # put() with no record: put(*[])
             return
-        before = self._queue_records(record, more)
-        if self._queued >= self._busy_mark:
+        before = queue.queue_records(record, more)
+        if queue.queued >= queue.busy_mark:
             self._put_a_lot(before)
         elif self._flush_cb is None and not self._writing:
             self._schedule_flush()
@@ -338,16 +543,187 @@ class Connection(OutputSide):
 
         Raises ``TimeoutError`` if that takes longer than ``timeout`` seconds.
         """
-        if not self._queued or self._state.output is CLOSED:
+        if not self._queue.queued or self._state.output is CLOSED:
             return
         if self._flush_event is None:
             self._flush_event = Event()
         self._flush_event.clear()
         if not self._writing:
             self._flush()
-        if (self._queued and self._state.output is not CLOSED
+        if (self._queue.queued and self._state.output is not CLOSED
                 and not self._flush_event.wait(timeout)):
-            raise TimeoutError(f"{self._queued} bytes still queued after {timeout} s")
+            raise TimeoutError(f"{self._queue.queued} bytes still queued after {timeout} s")
+
+    def _schedule_flush(self) -> None:
+        """Send this burst's output once the putting greenlet yields (or waits for input)."""
+        self._flush_cb = self._loop.run_callback(self._flush)
+
+    def _put_a_lot(self, before: int) -> None:
+        """put() past min(high_mark, INLINE_SEND_THRESHOLD): watermark, limit, inline send."""
+        crossed = self._queue.crossed_after_put(before)
+        if crossed & ROSE_ABOVE_HIGH:
+            self._output_event("high")
+        if crossed & OVER_LIMIT:
+            self._too_slow(self._queue.queued)
+        elif not self._writing:
+            self._flush()
+
+    def _too_slow(self, queued: int) -> None:
+        self._hooks.count("closed_output_limit")
+        self.error = SlowClientError(
+            f"peer {self.remote_address!r} did not read its output: {queued} bytes queued, "
+            f"past output_limit={self._limits.output_limit}")
+        self.close()
+
+    def _flush(self) -> None:
+        """Send as much queued output as the socket takes; runs in the hub or inline."""
+        if self._flush_cb is not None:  # called before the scheduled callback ran: cancel it
+            self._flush_cb.stop()
+            self._flush_cb = None
+        if self._state.output is CLOSED or self._transport is None:
+            return
+        queue = self._queue
+        before = queue.queued
+        try:
+            crossed = queue.send_queued(self._transport.send)
+        except OSError as exc:
+            self._write_failed(exc)
+            return
+        self._bytes_out += before - queue.queued
+        if crossed & FELL_TO_LOW:
+            self._drained_below_low()
+        if queue.queued:
+            self._start_writing()
+            return
+        if self._writing:  # _stop_writing, inlined: this runs once per flush
+            self._writing = False
+            self._ww.stop()
+        if self._flush_event is not None:
+            self._flush_event.set()
+        if crossed & EMPTIED and "flushed" in self._hooks.output_callbacks:
+            self._output_event("flushed")
+        if self._state.output is CLOSING:
+            self._send_fin()
+
+    def _start_writing(self) -> None:
+        """Let the write watcher send the rest as the socket becomes writable."""
+        if not self._writing:
+            self._writing = True
+            self._write_watcher().start(self._flush)
+
+    def _stop_writing(self) -> None:
+        if self._writing:
+            self._writing = False
+            self._ww.stop()
+
+    def _drained_below_low(self) -> None:
+        if self._waiting is not None:
+            self._loop.run_callback(self._wake)
+        self._output_event("low")
+
+    def _write_failed(self, exc: OSError) -> None:
+        """The peer cannot take output any more: drop it and end the connection's input."""
+        if exc.errno not in PEER_GONE_ERRNOS and self.error is None:
+            self.error = exc
+        self._queue.discard()
+        if self._state.output is OPEN:
+            self._state.begin_closing()
+        self._stop_writing()
+        if self._flush_event is not None:
+            self._flush_event.set()
+        self._stop_input()
+
+    def _send_fin(self) -> None:
+        state = self._state
+        state.fin_sent()
+        self._transport.shutdown_write()
+        if state.input is PEER_CLOSED or state.input is DONE:
+            self.close()  # the peer's EOF came first: both directions have ended
+        elif self._linger is not None:
+            self._start_linger(self._limits.drain_timeout)  # the drain after FIN begins
+
+    def _start_linger(self, seconds: float) -> None:
+        """shutdown() on its own: close by ourselves within ``seconds``, reading and dropping
+        input meanwhile so that the peer's EOF closes at once (a handler or a client may never
+        call get() again, and a client-side connection has nobody to finish it)."""
+        if self._state.output is CLOSED:
+            return
+        if self._linger is not None:
+            self._linger.close()
+        self._linger = self._loop.timer(seconds)
+        self._linger.start(self.close)
+        if self._waiting is None:  # else a reader is parked on _rw: it leaves at once, EOF
+            self._rw.start(self._discard_input)
+
+    def _output_event(self, kind: str) -> None:
+        """Run client_flushed/high/low in this connection's own greenlet, never in the hub."""
+        callback = self._hooks.output_callbacks.get(kind)
+        if callback is None or self._state.output is CLOSED:
+            return
+        if self._events is None:
+            self._events = deque()
+        self._events.append(kind)
+        if self._event_glet is None:
+            self._event_glet = spawn(self._run_output_events)
+
+    def _run_output_events(self) -> None:
+        hooks = self._hooks
+        callbacks = hooks.output_callbacks
+        events = self._events
+        assert events is not None
+        try:
+            state = self._state
+            while events and state.output is not CLOSED:
+                kind = events.popleft()
+                if kind == "flushed":
+                    # Whatever client_flushed puts waits for the socket to be writable (an I/O
+                    # poll) rather than a hub callback, so a fast reader cannot keep this
+                    # connection's output loop from yielding to other clients and signals.
+                    self._start_writing()
+                try:
+                    callbacks[kind](self)
+                except Exception as exc:
+                    hooks.report_error(self, exc)
+        finally:
+            self._event_glet = None
+
+    def _discard_input(self) -> None:
+        """Hub callback while a closing connection flushes: read and drop what arrives."""
+        try:
+            data = self._transport.recv(RECV_SIZE)
+        except OSError:
+            data = b""
+        if data is None:
+            return
+        self._discarded += len(data)
+        state = self._state
+        if not data and (state.input is READING or state.input is STOPPED):
+            state.peer_closed()
+            if state.output is FIN_SENT:
+                self.close()  # shutdown() and the peer's EOF: both directions have ended
+                return
+        if not data or self._discarded >= self._limits.drain_limit:
+            self._rw.stop()
+
+    def _drain(self, until: float) -> None:
+        """Read and discard what the peer still sends after FIN, for a bounded time."""
+        transport = self._transport
+        drain_limit = self._limits.drain_limit
+        state = self._state
+        while (state.output is not CLOSED and self._discarded < drain_limit
+               and (state.input is READING or state.input is STOPPED)):
+            try:
+                data = transport.recv(RECV_SIZE)
+            except OSError:
+                return
+            if data is None:
+                timeout = until - _monotonic()
+                if timeout <= 0 or self._wait(self._rw, timeout) is not READY:
+                    return
+                continue
+            if not data:
+                return
+            self._discarded += len(data)
 
     # -- closing -------------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -363,12 +739,12 @@ class Connection(OutputSide):
         if self._state.output is not OPEN:
             return
         self._state.begin_closing()
-        self._end_output()
+        self._queue.end_output()
         self._stop_input()
         if self._transport is None:
             return  # not attached yet: the maker finishes it
         limits = self._limits
-        if self._queued:
+        if self._queue.queued:
             self._start_linger(limits.flush_timeout + limits.drain_timeout)
         else:
             self._send_fin()
@@ -384,8 +760,8 @@ class Connection(OutputSide):
         if self._state.output is not OPEN:
             return
         self._state.begin_closing()
-        self._end_output()
-        if self._transport is not None and not self._queued:
+        self._queue.end_output()
+        if self._transport is not None and not self._queue.queued:
             self._send_fin()
 
     def close(self) -> None:
@@ -396,7 +772,7 @@ class Connection(OutputSide):
         state.closed()
         if state.input is READING or state.input is PEER_CLOSED:
             state.stop_input()
-        self._discard()
+        self._queue.discard()
         if self._linger is not None:
             self._linger.close()
             self._linger = None
@@ -432,7 +808,7 @@ class Connection(OutputSide):
             return
         if state.output is OPEN:
             state.begin_closing()
-        self._end_output()
+        self._queue.end_output()
         self._stop_input()
         now = _monotonic()
         limits = self._limits
@@ -440,7 +816,7 @@ class Connection(OutputSide):
         if deadline is not None:
             limit = min(limit, deadline)
         try:
-            if self._queued:
+            if self._queue.queued:
                 if (state.input is READING or state.input is STOPPED):
                     self._rw.start(self._discard_input)
                 try:
@@ -549,13 +925,14 @@ class Connection(OutputSide):
         """Encode records put from now on with ``new_filter``."""
         if self._hooks.client_side:
             new_filter.use_on_client()
-        self._switch_output_filter(new_filter, more_to_come=self._state.output is OPEN)
+        self._queue.switch_output_filter(new_filter, self._state.output is OPEN)
 
 
 # -- the makers' surface ---------------------------------------------------------------------
-# What the server's per-client life, the Server and greensrv.connect/Client call on a
-# connection they made. Functions, not methods, so that the Connection class (help(), dir(),
-# the application's code) shows the application's API alone.
+# What the server's per-client life, the Server, its shedder and greensrv.connect/Client call
+# on a connection they made. Functions, not methods, so that the Connection class (help(),
+# dir(), the application's code) shows the application's API alone; compiled, each is a C
+# function making C calls on the connection.
 
 def attach(conn: Connection) -> None:
     """Start ``conn``'s I/O on its socket; its maker calls it once, after any TLS handshake."""
@@ -573,4 +950,32 @@ def stop_input(conn: Connection) -> None:
     conn._stop_input()
 
 
-accelerate(globals(), "greensrv._c_connection", requires=("greensrv.connection_output",))
+def how_input_ended(conn: Connection) -> str:
+    """What ended ``conn``'s input, for the connection log: "idle" (idle_timeout ran out),
+    "peer" (the peer closed first), or "" (anything else, or not ended)."""
+    if conn._clock.idle_ran_out(conn._limits):
+        return "idle"
+    return "peer" if conn._state.peer_eof else ""
+
+
+def accepted_at(conn: Connection) -> float:
+    """When ``conn`` was made (``time.monotonic()``), for the duration its end reports."""
+    return conn._clock.accepted_at
+
+
+def overload_progress(conn: Connection) -> Progress:
+    """``conn`` as shedding sees it (``greensrv.overload.ShedPolicy``), from its input clock."""
+    return conn._clock.progress(conn._state.input is READING, conn._in.pending_size())
+
+
+def shed(conn: Connection, error: ConnectionShedError) -> None:
+    """Close ``conn`` now to make room at capacity (the server's shedder): the handler's get()
+    sees EOF, and ``error`` reaches client_error once the handler has ended."""
+    if conn.error is None:
+        conn.error = error
+    conn.close()
+
+
+accelerate(globals(), "greensrv._c_connection",
+           requires=("greensrv.filters.base", "greensrv.output_queue",
+                     "greensrv.connection_state", "greensrv.input_clock"))

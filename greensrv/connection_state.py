@@ -129,6 +129,6 @@ def _refuse(side: str, current: Input | Output, new: Input | Output) -> NoReturn
     raise IllegalTransition(f"{side} cannot go from {current.value} to {new.value}")
 
 
-# Compiled with connection_state.pxd: a C type whose moves are C calls from the compiled
+# Compiled with _c_connection_state.pxd: a C type whose moves are C calls from the compiled
 # Connection.
 accelerate(globals(), "greensrv._c_connection_state")

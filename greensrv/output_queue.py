@@ -8,8 +8,9 @@ bytes exactly, and every method that changes the count returns the crossings it 
 connection acts on them (pauses reading, runs ``client_high``/``client_low``/``client_flushed``,
 shuts a slow reader down). No socket, ssl or gevent import: it is tested without a socket.
 
-:class:`~greensrv.Connection` inherits it (asyncio's ``_FlowControlMixin`` habit), so the
-per-record path of ``put()`` reads these fields on ``self`` with no extra indirection.
+:class:`~greensrv.Connection` owns one. The counts it reads on the per-record path of ``put()``
+(``lazy``, ``lit_len``, ``queued``, ``busy_mark``, ``high``) are public fields: in the compiled
+build C fields of the queue, read through one typed pointer.
 """
 
 from __future__ import annotations
@@ -42,99 +43,99 @@ EMPTIED = 8
 class OutputQueue:
     """Queued output of one connection: encoded bytes, then lazily encoded ASCII text.
 
-    ``_queued`` is exact to the byte at all times: the encoded bytes plus the wire size of the
+    ``queued`` is exact to the byte at all times: the encoded bytes plus the wire size of the
     text records not yet encoded. Text records always follow the encoded bytes on the wire.
     """
 
-    __slots__ = ("_busy_mark", "_high", "_lazy", "_lit", "_lit_len", "_low", "_out", "_outbuf",
-                 "_output_limit", "_queued")
+    __slots__ = ("_lit", "_out", "_outbuf", "_output_limit", "busy_mark", "high", "lazy",
+                 "lit_len", "low", "queued")
 
     def __init__(self, out_filter: Filter, limits: Limits) -> None:
         self._out = out_filter
         self._outbuf = bytearray()  # encoded output not yet sent
         # ASCII str records put but not yet encoded (None when the output filter has no
         # ascii_terminator, and once the output has ended); they follow everything in _outbuf.
-        self._lazy: list[str] | None = None
+        self.lazy: list[str] | None = None
         self._lit = ""
-        self._lit_len = 0
+        self.lit_len = 0
         self._use_output_filter(out_filter)
-        self._queued = 0  # bytes of output queued: _outbuf plus the wire size of _lazy
+        self.queued = 0  # bytes of output queued: _outbuf plus the wire size of lazy
         # Clamped: no queue outgrows sys.maxsize, and the compiled build keeps them in C integers.
-        self._high = min(limits.high_mark, sys.maxsize)
-        self._low = min(limits.low_mark, sys.maxsize)
+        self.high = min(limits.high_mark, sys.maxsize)
+        self.low = min(limits.low_mark, sys.maxsize)
         self._output_limit = min(limits.output_limit, sys.maxsize)
         # The per-record path leaves its fast lane past this: the high mark must be checked, or
         # enough is queued to be worth sending at once.
         # (min(high + 1, threshold), written so that high at sys.maxsize cannot overflow.)
-        self._busy_mark = min(self._high, INLINE_SEND_THRESHOLD - 1) + 1
+        self.busy_mark = min(self.high, INLINE_SEND_THRESHOLD - 1) + 1
 
     @property
     def buffered(self) -> int:
         """Bytes queued for output and not yet taken by the kernel."""
-        return self._queued
+        return self.queued
 
     @property
     def output_filter(self) -> Filter:
         return self._out
 
     # -- queuing -------------------------------------------------------------------------------
-    def _queue_text(self, record: str) -> int:
+    def queue_text(self, record: str) -> int:
         """Queue one ASCII ``str`` record for the lazy path; returns the crossings.
 
-        Only when ``_lazy`` is not None (the connection inlines this for speed).
+        Only when ``lazy`` is not None (the connection inlines this for speed).
         """
-        lazy = self._lazy
+        lazy = self.lazy
         assert lazy is not None
         lazy.append(record)
-        size = len(record) + self._lit_len
-        queued = self._queued = self._queued + size
-        return self._crossed_after_put(queued - size) if queued >= self._busy_mark else 0
+        size = len(record) + self.lit_len
+        queued = self.queued = self.queued + size
+        return self.crossed_after_put(queued - size) if queued >= self.busy_mark else 0
 
-    def _queue_records(self, record: Any, more: tuple[Any, ...]) -> int:
+    def queue_records(self, record: Any, more: tuple[Any, ...]) -> int:
         """Encode ``record`` (and ``more``) through the output filter and queue the bytes.
 
-        Returns the queue size before, for :meth:`_crossed_after_put`. The filter's errors
+        Returns the queue size before, for :meth:`crossed_after_put`. The filter's errors
         (``TypeError``/``ValueError``) propagate with nothing queued.
         """
-        self._encode_text()
+        self.encode_text()
         out = self._out
         data = out.encode_many((record, *more)) if more else out.encode(record)
         self._outbuf += data
-        before = self._queued
-        self._queued = before + len(data)
+        before = self.queued
+        self.queued = before + len(data)
         return before
 
-    def _crossed_after_put(self, before: int) -> int:
-        """The crossings of a put that grew the queue from ``before`` bytes to ``_queued``."""
-        self._encode_text()
-        after = self._queued
+    def crossed_after_put(self, before: int) -> int:
+        """The crossings of a put that grew the queue from ``before`` bytes to ``queued``."""
+        self.encode_text()
+        after = self.queued
         crossed = 0
-        if after > self._high >= before:
+        if after > self.high >= before:
             crossed = ROSE_ABOVE_HIGH
         if after > self._output_limit:
             crossed |= OVER_LIMIT
         return crossed
 
-    def _encode_text(self) -> None:
+    def encode_text(self) -> None:
         """Encode the queued text records into the byte buffer, in one join."""
-        lazy = self._lazy
+        lazy = self.lazy
         if lazy:
             lazy.append("")  # so the join ends with a terminator too
             self._outbuf += self._lit.join(lazy).encode("ascii")
             lazy.clear()
 
     # -- sending -------------------------------------------------------------------------------
-    def _outgoing(self) -> bytearray:
+    def outgoing(self) -> bytearray:
         """The bytes to send now: everything queued, text encoded (what a send would pass)."""
-        self._encode_text()
+        self.encode_text()
         return self._outbuf
 
-    def _send_queued(self, send: Callable[[bytearray], int]) -> int:
+    def send_queued(self, send: Callable[[bytearray], int]) -> int:
         """Offer everything queued to ``send`` (it returns how many bytes it took, and does no
         waiting); remove what it took and return the crossings. The queue does no I/O itself:
         the connection passes its transport's non-blocking ``send``, a test a plain function.
         An exception from ``send`` leaves every byte queued."""
-        lazy = self._lazy
+        lazy = self.lazy
         if lazy:  # encode_text, inlined: this runs once per flush
             lazy.append("")
             self._outbuf += self._lit.join(lazy).encode("ascii")
@@ -145,20 +146,20 @@ class OutputQueue:
             n = send(buf)
             if n:
                 del buf[:n]
-        after = self._queued = len(buf)
-        crossed = FELL_TO_LOW if before > self._low >= after else 0
+        after = self.queued = len(buf)
+        crossed = FELL_TO_LOW if before > self.low >= after else 0
         if before and not after:
             crossed |= EMPTIED
         return crossed
 
     # -- filters and the end -------------------------------------------------------------------
-    def _switch_output_filter(self, new_filter: Filter, more_to_come: bool) -> None:
+    def switch_output_filter(self, new_filter: Filter, more_to_come: bool) -> None:
         """Encode records queued from now on with ``new_filter``; queued ones keep the old one.
 
         ``more_to_come``: False once the output has ended (closing), so the lazy text path
         stays off and the connection keeps dropping what is put.
         """
-        self._encode_text()
+        self.encode_text()
         self._out = new_filter
         if more_to_come:
             self._use_output_filter(new_filter)
@@ -166,22 +167,22 @@ class OutputQueue:
     def _use_output_filter(self, out_filter: Filter) -> None:
         lit = out_filter.ascii_terminator()
         if lit is None or not lit.isascii():
-            self._lazy = None
+            self.lazy = None
         else:
-            self._lazy = []
+            self.lazy = []
             self._lit = lit
-            self._lit_len = len(lit)
+            self.lit_len = len(lit)
 
-    def _end_output(self) -> None:
+    def end_output(self) -> None:
         """Closing gracefully: what is queued is still sent; records put from now on are not."""
-        self._encode_text()
-        self._lazy = None
+        self.encode_text()
+        self.lazy = None
 
-    def _discard(self) -> None:
+    def discard(self) -> None:
         """Closing at once, or the peer is gone: drop everything queued and end the output."""
         self._outbuf.clear()
-        self._lazy = None
-        self._queued = 0
+        self.lazy = None
+        self.queued = 0
 
 
 accelerate(globals(), "greensrv._c_output_queue", requires=("greensrv.filters.base",))

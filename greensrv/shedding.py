@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gevent.hub import get_hub
 
-from .connection_input import overload_progress, shed
+from .connection import overload_progress, shed
 from .errors import ConnectionShedError
 from .overload import ShedPolicy, describe
 

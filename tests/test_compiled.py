@@ -24,10 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(greensrv.__file__).resolve().parent
 ACCELERATED = ("greensrv.filters.base", "greensrv.filters.splitters",
                "greensrv.filters._c_linesplit", "greensrv.filters.line", "greensrv.filters.resp",
-               "greensrv.connection_state", "greensrv.output_queue",
-               "greensrv.connection_fields", "greensrv.transport", "greensrv.connection_input",
-               "greensrv.connection_output", "greensrv.connection",
-               "greensrv.connection_ends", "greensrv.client_life")
+               "greensrv.connection_state", "greensrv.input_clock", "greensrv.output_queue",
+               "greensrv.transport", "greensrv.connection", "greensrv.connection_ends",
+               "greensrv.client_life")
 EXPECT_COMPILED = os.environ.get("GREENSRV_EXPECT_COMPILED") == "1"
 PURE = os.environ.get("GREENSRV_PURE_PYTHON", "") not in ("", "0")
 #: Bound for a child Python that imports greensrv (or runs Cython over three modules).
@@ -123,6 +122,23 @@ def test_an_edited_source_is_never_shadowed_by_its_stale_compiled_module(tmp_pat
     assert "build_ext --inplace" in warnings[0]
 
 
+def test_an_edited_pxd_is_never_shadowed_by_its_stale_compiled_module(tmp_path):
+    """The build stamp covers the augmenting .pxd too: an edited layout means a rebuild."""
+    need_compiled_build()
+    root = copy_package(tmp_path)
+    with open(root / "greensrv/_c_input_clock.pxd", "a") as layout:
+        layout.write("\n# edited after the build\n")
+    out = run_python(REPORT, root)
+    assert out.returncode == 0, out.stderr
+    _, names, _ = out.stdout.splitlines()
+    # ... and the connection, compiled against it, stays pure with it
+    assert names.split(",") == [n for n in ACCELERATED
+                                if n not in ("greensrv.input_clock", "greensrv.connection")]
+    warnings = [line for line in out.stderr.splitlines() if "RuntimeWarning" in line]
+    assert len(warnings) == 1, out.stderr
+    assert "input_clock.py changed since greensrv._c_input_clock was compiled" in warnings[0]
+
+
 def test_a_missing_build_stamp_counts_as_stale(tmp_path):
     need_compiled_build()
     root = copy_package(tmp_path)
@@ -145,8 +161,9 @@ def test_filters_built_on_a_pure_base_class_stay_pure(tmp_path):
     # ... and so does the connection chain built on it; the modules that cimport nothing stay
     # compiled.
     assert names.split(",") == ["greensrv.filters.splitters", "greensrv.filters._c_linesplit",
-                                "greensrv.connection_state", "greensrv.transport",
-                                "greensrv.connection_ends", "greensrv.client_life"]
+                                "greensrv.connection_state", "greensrv.input_clock",
+                                "greensrv.transport", "greensrv.connection_ends",
+                                "greensrv.client_life"]
     assert (module, is_filter) == ("greensrv.filters.line", "True")
 
 

@@ -1,6 +1,6 @@
-"""The input side of a connection (``connection_input.py``): ``idle_timeout`` counts time
-spent waiting for input, not time paused by backpressure; an input filter switched in the
-middle of a parsed batch gets the rest."""
+"""The input side of a connection (reading on demand, ``input_clock.py``): ``idle_timeout``
+counts time spent waiting for input, not time paused by backpressure; an input filter switched
+in the middle of a parsed batch gets the rest."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The output side of a connection (``connection_output.py``) over real loopback sockets:
+"""The output side of a connection (``connection.py`` sending ``output_queue.py``'s bytes) over
+real loopback sockets:
 ``put()``'s queue, the output callbacks, watermarks and ``output_limit``.
 
 With an output filter whose ``ascii_terminator()`` is a str (the default ``Line``), ``put()`` of

@@ -24,7 +24,8 @@ LAYERS: dict[str, int] = {
     # 0: pure: no socket, ssl, select or gevent (test_the_pure_layer_imports_no_io below)
     "errors": 0, "filters": 0, "defaults": 0, "options": 0, "limits": 0, "output_queue": 0,
     "proxy": 0, "proxy_tlv": 0, "proxy_address": 0, "proxy_encode": 0, "connection_state": 0,
-    "connection_hooks": 0, "statistics": 0, "backoff": 0, "overload": 0, "_version": 0,
+    "connection_hooks": 0, "statistics": 0, "backoff": 0, "overload": 0, "input_clock": 0,
+    "_version": 0,
     # 0: operations' pure parts: how connections ended, readiness and the agent's line, the
     # metrics' sums, where the command sends the connection log
     "connection_ends": 0, "health": 0, "metrics": 0, "access_log": 0,
@@ -41,7 +42,7 @@ LAYERS: dict[str, int] = {
     # minute's summary)
     "error_log": 1,
     # 2: the connection: a socket joined to filters, needing no server (its parts first)
-    "connection_fields": 2, "connection_input": 2, "connection_output": 2, "connection": 2,
+    "connection": 2,
     # 3: shedding, admission, the per-client life, the stop's phases, the listeners, running a
     # process; a single server's operations, driven by its hub; the server's start, drain and
     # stop, and what the process and a worker drive (lifecycle); the client side's life before
@@ -81,12 +82,6 @@ ALLOWED_PRIVATE = {
     ("listeners", "_accept"): "the OS socket's accept returning (fd, address), what "
                               "socket.accept and gevent's StreamServer use; the accepted socket "
                               "is wrapped as StreamServer wraps it",
-    ("client_life", "_state"): "a finished connection's input state (did the peer close "
-                               "first?), read once per connection for its end word",
-    ("client_life", "_idle_spent"): "the idle time idle_timeout compares, read once per "
-                                    "connection: an idle timeout is not an error to report",
-    ("client_life", "_accepted_at"): "the connection's accept time, for the duration the "
-                                     "connection log and its histogram report",
     ("metrics", "_collector_to_names"): "prometheus_client's registry lists its collectors "
                                         "nowhere else; a reload must unregister the "
                                         "application's before it imports it afresh",

@@ -1,2 +1,0 @@
-# The augmenting .pxd of greensrv._c_connection_input; the layout is in connection_input.pxd.
-include "connection_input.pxd"
