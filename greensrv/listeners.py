@@ -13,14 +13,23 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import gevent.socket
 from gevent.server import StreamServer
 
+from ._accelerate import load
 from .addresses import bound_address, format_address
 
 log = logging.getLogger("greensrv")
+
+#: ``accept4`` on the listening descriptor, None instead of an exception when nobody waits
+#: (``_c_accept.pyx``, Linux, when compiled); without it the listener accepts through Python's
+#: socket and catches ``BlockingIOError``.
+_ACCELERATED = load("greensrv._c_accept", Path(__file__).with_name("_c_accept.pyx"))
+_ACCEPT_FD: Callable[[int], Any] | None = (
+    _ACCELERATED.accept if _ACCELERATED is not None and _ACCELERATED.AVAILABLE else None)
 
 #: Accept errors that mean "out of a resource for now": retried with backoff, never fatal.
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
@@ -87,8 +96,11 @@ class Listener(StreamServer):
         self.name = format_address(self.address_repr)
         self._capacity_episode: float | None = None
         self._backoff = self.min_delay  # gevent resets self.delay after every do_read
-        # What do_read needs per client, looked up once: the OS socket's accept (gevent keeps
-        # the real, non-blocking socket in ``_sock``) and the accepted sockets' kind.
+        # What do_read needs per client, looked up once: the compiled accept and the listening
+        # descriptor, else the OS socket's accept (gevent keeps the real, non-blocking socket in
+        # ``_sock``); and the accepted sockets' kind.
+        self._accept_fd = _ACCEPT_FD
+        self._fd: int = sock.fileno()
         self._accept_raw = sock._sock._accept
         self._kind = (sock.family, sock.type, sock.proto)
 
@@ -99,9 +111,17 @@ class Listener(StreamServer):
     def do_read(self) -> Any:  # gevent's override point: called until it returns None
         """Accept one client: ``(socket, address)``, or None when the backlog is empty or the
         accept failed (a capacity error pauses accepting; any other is the listener's end).
-        StreamServer.do_read's work in one frame: it runs twice per accepted client."""
+        StreamServer.do_read's work in one frame: it runs twice per accepted client, and the
+        second time usually finds nobody (compiled, without an exception)."""
+        accept_fd = self._accept_fd
         try:
-            fd, address = self._accept_raw()
+            if accept_fd is not None:
+                accepted = accept_fd(self._fd)
+                if accepted is None:
+                    return None
+                fd, address = accepted
+            else:
+                fd, address = self._accept_raw()
         except BlockingIOError:
             return None
         except OSError as exc:
@@ -154,6 +174,7 @@ class Listener(StreamServer):
             self.start_accepting()
 
     def close(self) -> None:
+        self._fd = -1  # a descriptor number may be reused at once: never accept on it again
         super().close()
         if self.unix_path:
             try:
