@@ -58,6 +58,7 @@ ACCELERATED = [
 #: when it is missing.
 CYTHON_ONLY = [
     "greensrv/filters/_c_linesplit.pyx",
+    "greensrv/_c_accept.pyx",
 ]
 
 #: Cython settings: the .pxd files alone give the C types (Python annotations stay hints for

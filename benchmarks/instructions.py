@@ -15,8 +15,13 @@ process; the difference, divided by the difference in work, cancels the interpre
 - ``pipelined``: one connection, 64 lines in flight: instructions per echoed line;
 - ``churn``: connect, one line, read its echo, close, one after another: per connection.
 
-Every echo is checked byte for byte. Needs valgrind (Debian ``valgrind``): without it the
-tool exits with status 2, or, given ``--skip-without-valgrind`` (the ``bench-smoke`` tox env),
+``--syscalls`` counts system calls the same way instead (``strace -f -c``, Debian ``strace``):
+the small and large loads' totals, their difference divided by the difference in work, so
+"system calls per connection" in churn is the server's own, start-up cancelled.
+
+Every echo is checked byte for byte. Needs valgrind (Debian ``valgrind``), or strace for
+``--syscalls``: without it the tool exits with status 2, or, given ``--skip-without-valgrind``
+(the ``bench-smoke`` tox env),
 says so and exits 0, unless ``GREENSRV_REQUIRE_PEERS=1`` (set by ``.ci/run``). The servers are
 the peers of ``run.py``. About 25 s per server and scenario here.
 """
@@ -121,8 +126,22 @@ def drive_churn(port: int, total: int) -> None:
 DRIVERS = {"rr": drive_rr, "pipelined": drive_pipelined, "churn": drive_churn}
 
 
-def instructions(peer: run.Peer, scenario: str, load: int) -> int:
-    """Start the peer under callgrind, drive ``load`` units of work, stop it, return its Ir."""
+#: How each kind of count runs a server, and where its total is read: the command's prefix (with
+#: ``{out}`` for a file it writes) and the pattern of the total in its stderr or that file.
+COUNTERS = {
+    "instructions": (["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"],
+                     r"Collected : (\d+)", "valgrind"),
+    # -f: every thread (gevent's resolver and thread pool would hide calls otherwise)
+    "syscalls": (["strace", "-f", "-c", "-o", "{out}"],
+                 r"(?m)^\s*100\.00\s+\S+\s+\S+\s+(\d+)\s+(?:\d+\s+)?total$",
+                 "strace"),
+}
+
+
+def instructions(peer: run.Peer, scenario: str, load: int, counter: str = "instructions") -> int:
+    """Start the peer under callgrind (or strace: ``counter="syscalls"``), drive ``load``
+    units of work, stop it, return its count."""
+    prefix, pattern, tool = COUNTERS[counter]
     port = run.free_port()
     argv = [a.replace("{port}", str(port)) for a in peer.argv]
     env = dict(os.environ)
@@ -130,9 +149,10 @@ def instructions(peer: run.Peer, scenario: str, load: int) -> int:
     # Both loads must pay the same start-up: a first run that compiles and writes the bytecode
     # the second one only loads would put the compiler's work into the difference.
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    with tempfile.TemporaryFile(mode="w+") as log:
+    with tempfile.TemporaryFile(mode="w+") as log, tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "count")
         server = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+            [a.replace("{out}", out) for a in prefix] + argv,
             stdout=subprocess.DEVNULL, stderr=log, env=env)
         try:
             deadline = time.monotonic() + START_TIMEOUT
@@ -142,21 +162,42 @@ def instructions(peer: run.Peer, scenario: str, load: int) -> int:
                     break
                 except OSError:
                     if server.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"{peer.name} did not start under valgrind") from None
+                        raise RuntimeError(f"{peer.name} did not start under {tool}") from None
                     time.sleep(0.2)  # poll interval while valgrind starts the interpreter
             DRIVERS[scenario](port, load)
         finally:
-            server.send_signal(signal.SIGTERM)
+            _stop(server, counter)
             try:
                 server.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
         log.seek(0)
-        found = re.findall(r"Collected : (\d+)", log.read())
+        text = log.read()
+        if os.path.exists(out):
+            with open(out) as written:
+                text += written.read()
+        found = re.findall(pattern, text)
     if not found:
-        raise RuntimeError(f"callgrind gave no count for {peer.name}")
+        raise RuntimeError(f"{tool} gave no count for {peer.name}")
     return int(found[-1])
+
+
+def _stop(server: subprocess.Popen[bytes], counter: str) -> None:
+    """SIGTERM to the server itself: strace, told to stop, would detach and leave it running
+    (valgrind runs the server in its own process, so it is signalled directly)."""
+    targets = [server.pid]
+    if counter == "syscalls":
+        try:
+            with open(f"/proc/{server.pid}/task/{server.pid}/children") as children:
+                targets = [int(pid) for pid in children.read().split()] or targets
+        except OSError:
+            pass  # strace has exited already
+    for pid in targets:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
 
 
 def _scaled(load: int, scale: float, scenario: str) -> int:
@@ -171,19 +212,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default="rr,pipelined,churn")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply both loads (0.1: a quick check that the tool runs)")
+    parser.add_argument("--syscalls", action="store_true",
+                        help="count system calls (strace -f -c) instead of instructions")
     parser.add_argument("--skip-without-valgrind", action="store_true",
-                        help="exit 0 with a message when valgrind is missing (a smoke run), "
-                             "unless GREENSRV_REQUIRE_PEERS=1")
+                        help="exit 0 with a message when valgrind (or strace) is missing (a "
+                             "smoke run), unless GREENSRV_REQUIRE_PEERS=1")
     args = parser.parse_args(argv)
-    if shutil.which("valgrind") is None:
+    counter = "syscalls" if args.syscalls else "instructions"
+    tool = COUNTERS[counter][2]
+    if shutil.which(tool) is None:
         if args.skip_without_valgrind and not run.REQUIRE_PEERS:
-            print("SKIP instruction counts: needs valgrind (apt-get install valgrind)")
+            print(f"SKIP {counter} counts: needs {tool} (apt-get install {tool})")
             return 0
-        print("valgrind is needed (Debian: apt-get install valgrind)", file=sys.stderr)
+        print(f"{tool} is needed (Debian: apt-get install {tool})", file=sys.stderr)
         return 2
     names = run.select_names(args.servers, list(run.PEERS_BY_NAME), "server")
     scenarios = run.select_names(args.scenarios, list(DRIVERS), "scenario")
     rows: dict[str, dict[str, float]] = {}
+    unit_word = "system calls" if args.syscalls else "instructions"
     for name in names:
         peer = run.PEERS_BY_NAME[name]
         reason = run.missing_runtime(peer)
@@ -192,11 +238,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for scenario in scenarios:
             small, large = (_scaled(n, args.scale, scenario) for n in LOADS[scenario])
-            count = (instructions(peer, scenario, large)
-                     - instructions(peer, scenario, small)) / (large - small)
+            count = (instructions(peer, scenario, large, counter)
+                     - instructions(peer, scenario, small, counter)) / (large - small)
             rows.setdefault(name, {})[scenario] = count
-            print(f"  {scenario:9s} {name:24s} {count:9.0f} instructions per "
-                  f"{UNITS[scenario]}", flush=True)
+            print(f"  {scenario:9s} {name:24s} {count:9.{1 if args.syscalls else 0}f} "
+                  f"{unit_word} per {UNITS[scenario]}", flush=True)
     base = rows.get(run.BASELINE, {})
     header = " | ".join(f"{s} per {UNITS[s]}" for s in scenarios)
     print(f"\n| server | {header} |\n|---|" + "---|" * len(scenarios))
@@ -204,10 +250,12 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for s in scenarios:
             ratio = f" ({counts[s] / base[s]:.2f}×)" if s in base and name != run.BASELINE else ""
-            cells.append(f"{counts[s] / 1000:.2f}k{ratio}")
+            cells.append(f"{counts[s]:.1f}{ratio}" if args.syscalls
+                         else f"{counts[s] / 1000:.2f}k{ratio}")
         print(f"| {run.PEERS_BY_NAME[name].label} | {' | '.join(cells)} |")
-    print("\n(user-space instructions counted by callgrind; lower is better; ratios to "
-          f"{run.BASELINE})")
+    what = ("system calls counted by strace -f -c" if args.syscalls
+            else "user-space instructions counted by callgrind")
+    print(f"\n({what}; lower is better; ratios to {run.BASELINE})")
     return 0
 
 

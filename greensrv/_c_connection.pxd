@@ -31,10 +31,10 @@ cdef class Connection:
     cdef CConnectionState _state
     cdef CInputClock _clock
     cdef object _hooks, _limits, _hub, _loop, _transport, _rw, _ww, _waiting, _linger
-    cdef object _flush_cb, _flush_event, _events, _event_glet, _eof_records, _data
+    cdef object _flush_cb, _flush_event, _events, _event_glet, _eof_records, _data, _sock
     cdef bint _writing, _first_read
     cdef Py_ssize_t _discarded, _bytes_out
-    cdef public object error, id, proxy, remote_address, server, socket
+    cdef public object error, id, proxy, remote_address, server
 
     cdef _attach(self)
     cdef _write_watcher(self)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from _socket import socket as _OSSocket
 from itertools import count
 from typing import Any
 
@@ -28,7 +29,15 @@ from gevent.event import Event
 from ._accelerate import accelerate
 from .admission import Admission
 from .config import ServerConfig
-from .connection import Connection, ConnectionHooks, accepted_at, attach, finish, how_input_ended
+from .connection import (
+    Connection,
+    ConnectionHooks,
+    accepted_at,
+    attach,
+    cooperative_socket,
+    finish,
+    how_input_ended,
+)
 from .connection_ends import ConnectionEnds, error_word
 from .errors import FilterError, TLSError
 from .proxy import ProxyHeader
@@ -95,6 +104,11 @@ class ClientLife:
         #: max_connections_per_ip without PROXY: the accepted peer's IP is claimed at accept,
         #: and the life releases it at its end.
         self.claimed_at_accept = per_ip and config.proxy is None
+        #: Something reads or replaces the accepted socket before the connection does (PROXY,
+        #: client_pre_connect, TLS): they are given a gevent socket. Otherwise the connection
+        #: runs on the listener's OS-level socket, and ``conn.socket`` makes one if asked.
+        self.cooperative = (config.proxy is not None or config.client_pre_connect is not None
+                            or config.ssl_context is not None)
         self.ids = count(1)
         self.greenlets: set[Greenlet] = admission.clients
         self.all_ended = Event()
@@ -169,6 +183,8 @@ class ClientLife:
 
     def serve(self, sock: Any, address: Any) -> None:
         """The life of one client, in its own greenlet; closes every socket it sees."""
+        if self.cooperative and type(sock) is _OSSocket:
+            sock = cooperative_socket(sock)
         accepted = sock
         others: list[Any] | None = None  # what client_pre_connect or TLS put in its place
         conn: Connection | None = None
@@ -216,7 +232,7 @@ class ClientLife:
             conn.proxy = header
             if ending is not None and ending.logged:
                 ending.local = conn.local_address  # for the log, before the socket can close
-            if not self._handshake(conn):
+            if others is not None and not self._handshake(conn):
                 if ending is not None:
                     ending.word = "error"
                 return
@@ -257,15 +273,13 @@ class ClientLife:
                 self._tell_ends(ending, conn)
             if claimed is not None:
                 self.admission.release_ip(claimed)
-            closed = None
             if conn is not None:
                 conn.close()  # idempotent; closes conn.socket, start_tls's replacement included
-                closed = conn.socket
-            if accepted is not closed:
-                close_quietly(accepted)
+            # Closed already, or given to another object (a TLS wrapper, conn.socket): closing
+            # again is harmless.
+            close_quietly(accepted)
             for each in others or ():
-                if each is not closed:
-                    close_quietly(each)
+                close_quietly(each)
             if connected:
                 assert conn is not None
                 try:
@@ -319,7 +333,8 @@ class ClientLife:
             return None
 
     def _handshake(self, conn: Connection) -> bool:
-        """Complete a TLS handshake (if any) within handshake_timeout; False if it failed."""
+        """Complete a TLS handshake (if any: TLS, or client_pre_connect's socket) within
+        handshake_timeout; False if it failed."""
         sock = conn.socket
         if is_tls_socket(sock) and not _handshake_done(sock):
             sock.settimeout(self.limits.handshake_timeout)

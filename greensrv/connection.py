@@ -31,10 +31,12 @@ would see.
 from __future__ import annotations
 
 import time
+from _socket import socket as _OSSocket
 from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import gevent.socket
 from gevent import getcurrent, spawn
 from gevent.event import Event
 from gevent.hub import get_hub
@@ -64,8 +66,8 @@ if TYPE_CHECKING:
     from .proxy import ProxyHeader
     from .server import Server
 
-__all__ = ["Connection", "ConnectionHooks", "accepted_at", "attach", "finish", "how_input_ended",
-           "overload_progress", "shed", "stop_input"]
+__all__ = ["Connection", "ConnectionHooks", "accepted_at", "attach", "cooperative_socket",
+           "finish", "how_input_ended", "overload_progress", "shed", "stop_input"]
 
 _monotonic = time.monotonic
 
@@ -117,8 +119,10 @@ class Connection:
                       the address the client connected to)
       proxy           the ``greensrv.proxy.ProxyHeader`` the connection began with, or None
                       (a server without ``proxy_protocol``, and every client-side connection)
-      socket          the raw socket (TLS-wrapped under ``ssl_context``); reading or writing
-                      it directly bypasses the filters and the output queue
+      socket          the connection's gevent socket (TLS-wrapped under ``ssl_context``);
+                      reading or writing it directly bypasses the filters and the output
+                      queue. A server's plain connection runs on the OS-level socket alone
+                      and makes this object on first use (the same object from then on)
       input_filter, output_filter   the filters in use (the same object for ``filter=``),
                       after any ``set_filter``
       buffered        bytes of output queued and not yet taken by the kernel
@@ -133,7 +137,7 @@ class Connection:
                  "_events", "_first_read", "_flush_cb", "_flush_event", "_hooks", "_hub", "_in",
                  "_limits", "_linger", "_loop", "_queue", "_rw", "_state", "_transport",
                  "_waiting", "_writing", "_ww", "_bytes_out", "error", "id", "proxy",
-                 "remote_address", "server", "socket")
+                 "remote_address", "server", "_sock")
 
     def __init__(self, sock: Any, address: Any, conn_id: int, in_filter: Filter,
                  out_filter: Filter, limits: Limits, hooks: ConnectionHooks = NO_HOOKS,
@@ -143,7 +147,10 @@ class Connection:
         self.server = server
         self._limits = limits
         self._hooks = hooks
-        self.socket = sock
+        # An OS-level socket (``_socket.socket``, non-blocking) from the server's listener, or
+        # any gevent socket (TLS, client_pre_connect, PROXY, the client side): ``socket``
+        # makes the gevent socket of an OS-level one only when asked.
+        self._sock = sock
         self.id = conn_id
         self._data: dict[str, Any] | None = None  # ``data``, made on first use
         self.remote_address = address
@@ -180,8 +187,8 @@ class Connection:
 
     def _attach(self) -> None:
         """Start using the socket for I/O; the maker calls it once, after any TLS handshake."""
-        self._transport = make_transport(self.socket)
-        self._rw = self._loop.io(self.socket.fileno(), 1)
+        self._transport = make_transport(self._sock)
+        self._rw = self._loop.io(self._sock.fileno(), 1)
 
     def _write_watcher(self) -> Any:
         """The socket's write-readiness watcher, made on first need: most clients never fill
@@ -192,13 +199,27 @@ class Connection:
 
     # -- properties ----------------------------------------------------------------------------
     @property
+    def socket(self) -> Any:
+        """The connection's gevent socket (an ``ssl.SSLSocket`` of gevent's under TLS).
+
+        A server's plain connection reads and writes its OS-level socket and makes this
+        object only here, on first use: the descriptor moves to it, and it is the same object
+        from then on (closed with the connection)."""
+        sock = self._sock
+        if type(sock) is _OSSocket:
+            sock = self._sock = cooperative_socket(sock)
+            if self._transport is not None and self._state.output is not CLOSED:
+                self._transport = make_transport(sock)  # the old one's socket lost its fd
+        return sock
+
+    @property
     def local_address(self) -> Any:
         """The server's end of the connection, as ``socket.getsockname()`` gives it, or behind
         a proxy the address the client connected to, from its PROXY header."""
         if self.proxy is not None and self.proxy.destination is not None:
             return self.proxy.destination
         try:
-            return self.socket.getsockname()
+            return self._sock.getsockname()
         except OSError:
             return None
 
@@ -787,7 +808,7 @@ class Connection:
         if glet is not None and glet is not getcurrent():
             glet.kill(block=False)
         try:
-            self.socket.close()
+            self._sock.close()
         except OSError:
             pass
         self._hooks.closed(self)
@@ -844,7 +865,7 @@ class Connection:
         if self._transport is None or not self._transport.is_tls:
             return None
         try:
-            cert: dict[str, Any] | None = self.socket.getpeercert()
+            cert: dict[str, Any] | None = self._sock.getpeercert()
         except (ValueError, OSError):
             return None
         return cert
@@ -889,7 +910,7 @@ class Connection:
                                           format_address(self.remote_address))
         else:
             tls_sock = wrap_server_socket(self.socket, context)
-        self.socket = tls_sock
+        self._sock = tls_sock
         tls_sock.settimeout(handshake_timeout)
         try:
             tls_sock.do_handshake()
@@ -926,6 +947,17 @@ class Connection:
         if self._hooks.client_side:
             new_filter.use_on_client()
         self._queue.switch_output_filter(new_filter, self._state.output is OPEN)
+
+
+def cooperative_socket(sock: Any) -> Any:
+    """A gevent socket over the OS-level socket ``sock``'s descriptor, which moves to it
+    (``sock`` is left detached: closing it is harmless). A closed ``sock`` gives a closed one."""
+    fd = sock.fileno()
+    if fd == -1:
+        closed = gevent.socket.socket(sock.family, sock.type, sock.proto)
+        closed.close()
+        return closed
+    return gevent.socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
 
 
 # -- the makers' surface ---------------------------------------------------------------------

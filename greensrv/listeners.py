@@ -11,16 +11,30 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import socket
 import time
+from _socket import socket as _OSSocket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import gevent.socket
 from gevent.server import StreamServer
 
+from ._accelerate import load
 from .addresses import bound_address, format_address
 
 log = logging.getLogger("greensrv")
+
+#: ``accept4`` on the listening descriptor, None instead of an exception when nobody waits
+#: (``_c_accept.pyx``, Linux, when compiled); without it the listener accepts through Python's
+#: socket and catches ``BlockingIOError``.
+_ACCELERATED = load("greensrv._c_accept", Path(__file__).with_name("_c_accept.pyx"))
+_ACCEPT_FD: Callable[[int], Any] | None = (
+    _ACCELERATED.accept if _ACCELERATED is not None and _ACCELERATED.AVAILABLE else None)
+#: An OS-level socket made with this type flag over a non-blocking descriptor starts with
+#: timeout 0 without setting the descriptor again (Linux; only used with accept4).
+_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
 
 #: Accept errors that mean "out of a resource for now": retried with backoff, never fatal.
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
@@ -49,7 +63,9 @@ class ListenerOwner(Protocol):
 
 
 class Listener(StreamServer):
-    """One listening socket; hands each accepted socket to the server.
+    """One listening socket; hands each accepted socket to the server, as an OS-level socket
+    (``_socket.socket``, non-blocking): the client's life makes a gevent socket of it only if
+    it needs one (PROXY, ``client_pre_connect``, TLS, ``conn.socket``).
 
     Accept policy: at most ``max_accept`` clients per wake-up; while the server is full the
     listener stops watching its socket (clients wait in the kernel backlog); a capacity error
@@ -87,8 +103,11 @@ class Listener(StreamServer):
         self.name = format_address(self.address_repr)
         self._capacity_episode: float | None = None
         self._backoff = self.min_delay  # gevent resets self.delay after every do_read
-        # What do_read needs per client, looked up once: the OS socket's accept (gevent keeps
-        # the real, non-blocking socket in ``_sock``) and the accepted sockets' kind.
+        # What do_read needs per client, looked up once: the compiled accept and the listening
+        # descriptor, else the OS socket's accept (gevent keeps the real, non-blocking socket in
+        # ``_sock``); and the accepted sockets' kind.
+        self._accept_fd = _ACCEPT_FD
+        self._fd: int = sock.fileno()
         self._accept_raw = sock._sock._accept
         self._kind = (sock.family, sock.type, sock.proto)
 
@@ -97,11 +116,20 @@ class Listener(StreamServer):
         self.full = full
 
     def do_read(self) -> Any:  # gevent's override point: called until it returns None
-        """Accept one client: ``(socket, address)``, or None when the backlog is empty or the
-        accept failed (a capacity error pauses accepting; any other is the listener's end).
-        StreamServer.do_read's work in one frame: it runs twice per accepted client."""
+        """Accept one client: ``(OS-level socket, address)``, or None when the backlog is empty
+        or the accept failed (a capacity error pauses accepting; any other is the listener's
+        end).
+        StreamServer.do_read's work in one frame: it runs twice per accepted client, and the
+        second time usually finds nobody (compiled, without an exception)."""
+        accept_fd = self._accept_fd
         try:
-            fd, address = self._accept_raw()
+            if accept_fd is not None:
+                accepted = accept_fd(self._fd)
+                if accepted is None:
+                    return None
+                fd, address = accepted
+            else:
+                fd, address = self._accept_raw()
         except BlockingIOError:
             return None
         except OSError as exc:
@@ -119,7 +147,19 @@ class Listener(StreamServer):
                         time.monotonic() - self._capacity_episode, "descriptors or memory")
             self._capacity_episode = None
         family, type_, proto = self._kind
-        return gevent.socket.socket(family, type_, proto, fileno=fd), address
+        try:
+            if accept_fd is not None:  # non-blocking already: the flag only tells the object
+                return _OSSocket(family, type_ | _NONBLOCK, proto, fd), address
+            sock = _OSSocket(family, type_, proto, fd)
+        except OSError:  # the descriptor is no socket any more (CPython checks): skip it
+            os.close(fd)
+            return None
+        try:
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            return None
+        return sock, address
 
     def _capacity_error(self, exc: OSError) -> None:
         self.owner.count("accept_capacity_errors")
@@ -154,6 +194,7 @@ class Listener(StreamServer):
             self.start_accepting()
 
     def close(self) -> None:
+        self._fd = -1  # a descriptor number may be reused at once: never accept on it again
         super().close()
         if self.unix_path:
             try:

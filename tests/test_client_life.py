@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 
@@ -87,10 +88,17 @@ def test_client_pre_connect_returning_none_drops_the_client_before_any_connectio
 
 
 def test_client_pre_connect_returning_the_socket_serves_it(make_server, connect):
-    server = make_server(echo, client_pre_connect=lambda sock, address: sock)
+    given = []
+
+    def pre_connect(sock, address):
+        given.append(sock)
+        return sock
+
+    server = make_server(echo, client_pre_connect=pre_connect)
     client = connect(server.address)
     client.send(b"ok\n")
     assert client.readline() == b"ok\r\n"
+    assert type(given[0]) is gevent.socket.socket  # a cooperative socket, as it always was
 
 
 def test_client_pre_connect_exception_drops_only_that_client(make_server, connect, caplog):
@@ -102,6 +110,72 @@ def test_client_pre_connect_exception_drops_only_that_client(make_server, connec
         assert connect(server.address).read_all() == b""
     assert "nope" in caplog.text
     assert server.started
+
+
+# -- conn.socket: the gevent socket, made on first use ---------------------------------
+
+
+def gevent_sockets_of(conn) -> list:
+    """The open gevent sockets connected to ``conn``'s peer (found among all objects)."""
+    found = []
+    for obj in gc.get_objects():
+        if isinstance(obj, gevent.socket.socket) and obj.fileno() != -1:
+            try:
+                if obj.getpeername() == conn.remote_address:
+                    found.append(obj)
+            except OSError:
+                pass  # a listening socket
+    return found
+
+
+def test_conn_socket_is_one_gevent_socket_made_on_first_use_and_the_connection_goes_on(
+        make_server, connect):
+    seen = AsyncResult()
+
+    def handler(conn):
+        conn.put(conn.get())
+        before = gevent_sockets_of(conn)
+        sock = conn.socket
+        conn.flush()
+        sock.sendall(b"raw\n")  # written directly, cooperatively
+        conn.put(conn.get())  # the connection reads and writes on after the change
+        conn.flush()
+        seen.set((before, sock, conn.socket, sock.getpeername(), conn.remote_address,
+                  sock.getsockname(), conn.local_address))
+
+    ended = Event()
+    server = make_server(handler, client_disconnected=lambda conn: ended.set())
+    client = connect(server.address)
+    client.send(b"one\n")
+    assert client.readline() == b"one\r\n"
+    client.send(b"two\n")
+    assert client.readline() == b"raw\n"
+    assert client.readline() == b"two\r\n"
+    before, sock, again, peer, remote, local, local_address = wait_for(seen, "the handler")
+    assert before == []  # nothing made a gevent socket for this plain connection
+    assert again is sock and type(sock) is gevent.socket.socket
+    assert peer == remote and local == local_address
+    assert client.read_all() == b""
+    client.close()  # the server's graceful end drains input to this EOF, then closes
+    wait_for(ended, "client_disconnected")
+    assert sock.fileno() == -1  # closed with the connection
+
+
+def test_conn_socket_first_asked_after_the_close_is_a_closed_gevent_socket(make_server,
+                                                                           connect):
+    seen = AsyncResult()
+
+    def disconnected(conn):
+        seen.set((conn.closed, conn.socket, conn.socket))
+
+    server = make_server(echo, client_disconnected=disconnected)
+    client = connect(server.address)
+    client.send(b"x\n")
+    assert client.readline() == b"x\r\n"
+    client.close()
+    closed, sock, again = wait_for(seen, "client_disconnected")
+    assert closed and sock is again and type(sock) is gevent.socket.socket
+    assert sock.fileno() == -1
 
 
 # -- client_connected, client_args -------------------------------------------------------
