@@ -587,6 +587,10 @@ class Connection:
         ``read``: the socket is readable; at most one read is made per call (fairness, as in
         _read_more), more only of what TLS already decrypted."""
         queue = self._queue
+        if queue.queued <= queue.high and not read:  # records a read parsed in bulk (__next__)
+            ready = self._in.take_ready()
+            if ready:
+                return ready.pop()
         state = self._state
         just_read = False
         while True:

@@ -24,12 +24,14 @@ greenlet" (``Server.stop()`` from a callback does not wait for itself).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from gevent import Greenlet, getcurrent, killall
 from gevent.hub import get_hub
 
+from ._accelerate import accelerate
 from .connection import (
     INPUT_ENDED,
     READY,
@@ -110,11 +112,14 @@ class EventLife:
         self.report_error = report_error
         self.clients = clients
         self.conclude = conclude
-        #: Parked greenlets of the pool, ready for an event.
-        self.idle: list[EventGreenlet] = []
+        #: Parked greenlets of the pool, ready for an event (a deque: a list would realloc as
+        #: it goes from empty to one greenlet and back, at every event).
+        self.idle: deque[EventGreenlet] = deque()
         #: The server has stopped: the pool keeps no greenlet any more.
         self.released = False
-        self._first: Any = None  # a new greenlet's first event, handed over at its switch
+        # The next event (dispatch() to the greenlet it switches to).
+        self._client: EventClient | None = None
+        self._reason: Any = None
 
     def adopt(self, conn: Connection, rest: Any) -> bool:
         """In the client's own greenlet, after client_connected: its first event (the input
@@ -174,9 +179,9 @@ class EventLife:
     def release(self) -> None:
         """The server has stopped: end the pool's parked greenlets, and park none from now."""
         self.released = True
-        idle, self.idle = self.idle, []
+        idle, self.idle = self.idle, deque()
         if idle:
-            killall(idle, block=False)
+            killall(list(idle), block=False)
 
     # -- in the hub ----------------------------------------------------------------------------
     def dispatch(self, client: EventClient, reason: str) -> None:
@@ -185,38 +190,35 @@ class EventLife:
         if client.state != ARMED:
             return  # a wake-up the running event has made stale
         client.state = BUSY
-        idle = self.idle
-        worker = None
-        while idle:
-            worker = idle.pop()
-            if not worker.dead:
-                break
-            worker = None
         clients = self.clients
         clients.discard(client)
-        if worker is None:
-            worker = EventGreenlet(self._work)
-            self._first = (client, reason)
-            clients.add(worker)
-            worker.switch()
-        else:
-            clients.add(worker)
-            worker.switch(client, reason)
+        # Handed over in fields, not as switch() arguments: no tuple made and taken apart.
+        self._client = client
+        self._reason = reason
+        idle = self.idle
+        worker = idle.pop() if idle else EventGreenlet(self._work)
+        clients.add(worker)
+        worker.switch()
 
     # -- in a greenlet of the pool -------------------------------------------------------------
     def _work(self) -> None:
         me = getcurrent()
         hub_switch = me.parent.switch
-        client, reason = self._first
-        self._first = None
         idle = self.idle
-        while True:
-            self._event(client, reason, me)
-            client = None  # parked, a pool greenlet refers to no connection
-            if len(idle) >= POOL_SIZE or self.released:
-                return
-            idle.append(me)
-            client, reason = hub_switch()
+        try:
+            while True:
+                client, reason = self._client, self._reason
+                self._client = self._reason = None  # a parked greenlet holds no connection
+                assert client is not None
+                self._event(client, reason, me)
+                client = None
+                if len(idle) >= POOL_SIZE or self.released:
+                    return
+                idle.append(me)
+                hub_switch()
+        finally:  # killed while parked (release(), or anyone): never switch to it again
+            if me in idle:
+                idle.remove(me)
 
     def _event(self, client: EventClient, reason: str, me: Any) -> None:
         conn = client.conn
@@ -241,3 +243,7 @@ class EventLife:
         clients.discard(me)
         clients.add(client)
         client.state = ARMED
+
+
+# Compiled with _c_event_life.pxd: each event's dispatch and its per-record loop run in C.
+accelerate(globals(), "greensrv._c_event_life")

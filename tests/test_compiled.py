@@ -26,7 +26,7 @@ ACCELERATED = ("greensrv.filters.base", "greensrv.filters.splitters",
                "greensrv.filters._c_linesplit", "greensrv.filters.line", "greensrv.filters.resp",
                "greensrv.connection_state", "greensrv.input_clock", "greensrv.output_queue",
                "greensrv.transport", "greensrv.connection", "greensrv.connection_ends",
-               "greensrv.client_life")
+               "greensrv.event_life", "greensrv.client_life")
 EXPECT_COMPILED = os.environ.get("GREENSRV_EXPECT_COMPILED") == "1"
 PURE = os.environ.get("GREENSRV_PURE_PYTHON", "") not in ("", "0")
 #: Bound for a child Python that imports greensrv (or runs Cython over three modules).
@@ -163,7 +163,7 @@ def test_filters_built_on_a_pure_base_class_stay_pure(tmp_path):
     assert names.split(",") == ["greensrv.filters.splitters", "greensrv.filters._c_linesplit",
                                 "greensrv.connection_state", "greensrv.input_clock",
                                 "greensrv.transport", "greensrv.connection_ends",
-                                "greensrv.client_life"]
+                                "greensrv.event_life", "greensrv.client_life"]
     assert (module, is_filter) == ("greensrv.filters.line", "True")
 
 
