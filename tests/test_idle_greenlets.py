@@ -5,6 +5,7 @@ order, never two at once. Real servers, real loopback clients."""
 from __future__ import annotations
 
 import gc
+import logging
 import socket
 
 import gevent
@@ -378,3 +379,53 @@ def test_stop_from_a_callback_does_not_wait_for_itself(connect):
         assert client.readline() == b"after stop\r\n"
         wait_for(stopped, "the connection's end")
         until(lambda: server.closed, "the server to stop")
+
+
+# -- PROXY, the connection log, statistics ---------------------------------------------------
+
+def test_the_proxy_header_is_read_before_the_connection_goes_greenlet_free(make_server,
+                                                                           connect):
+    server = make_server(client_input=lambda conn, line: conn.put(f"{line} {conn.remote_ip}"),
+                         idle_greenlets=False, proxy_protocol="v1")
+    client = connect(server.address)
+    client.send(b"PROXY TCP4 192.0.2.7 192.0.2.1 40000 6379\r\nhello\n")
+    assert client.readline() == b"hello 192.0.2.7\r\n"
+    client.send(b"again\n")
+    assert client.readline() == b"again 192.0.2.7\r\n"
+
+
+@pytest.fixture
+def access_lines():
+    logger = logging.getLogger("greensrv.access")
+    lines: Queue = Queue()
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.put(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+@pytest.mark.parametrize(("send", "options", "word"), [
+    (b"hello\n", {}, "closed"),
+    (b"boom\n", {}, "error"),
+    (b"", {"idle_timeout": 0.2}, "timeout"),
+])
+def test_the_connection_log_and_statistics_count_the_same(make_server, connect, access_lines,
+                                                          send, options, word):
+    server = make_server(client_input=booming_echo, idle_greenlets=False, access_log=True,
+                         client_error=lambda conn, exc: None, **options)
+    client = connect(server.address)
+    client.send(send)
+    if word == "closed":
+        assert client.readline() == b"hello\r\n"
+        client.close()
+    else:
+        assert client.read_all() == b""
+    entry = dict(part.split("=", 1) for part in wait_for(access_lines, "a log line").split())
+    assert entry["end"] == word and entry["bytes_in"] == str(len(send))
+    assert entry["bytes_out"] == ("7" if word == "closed" else "0")
+    statistics = server.statistics()
+    assert (statistics.bytes_in, statistics.live_connections) == (len(send), 0)
