@@ -29,3 +29,4 @@ cdef class EventLife:
     cpdef release(self)
     cdef dispatch(self, EventClient client, reason)
     cdef _event(self, EventClient client, reason, me)
+    cdef _conclude(self, EventClient client, exc)

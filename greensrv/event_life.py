@@ -130,8 +130,10 @@ class EventLife:
         run_events_by(conn, client)
         try:
             ended = self.run(client, True) is INPUT_ENDED
-        except BaseException:
+        except BaseException as exc:
             run_events_by(conn, None)
+            if client.pending and isinstance(exc, Exception):
+                self._output_events(client)
             raise
         if ended:
             run_events_by(conn, None)  # output events of the end: the connection's own way
@@ -183,6 +185,16 @@ class EventLife:
         if idle:
             killall(list(idle), block=False)
 
+    def _conclude(self, client: EventClient, exc: BaseException | None) -> None:
+        """The connection's last event: its output callbacks still waiting, then its end.
+        Those of the graceful finish run as with idle_greenlets=True, in a greenlet of the
+        connection's own that the close kills if need be."""
+        client.state = ENDING
+        run_events_by(client.conn, None)
+        if client.pending:
+            self._output_events(client)
+        self.conclude(client, exc, False)
+
     # -- in the hub ----------------------------------------------------------------------------
     def dispatch(self, client: EventClient, reason: str) -> None:
         """Run ``client``'s next event in a greenlet of the pool (a new one if none is
@@ -227,12 +239,10 @@ class EventLife:
                 disarm(conn, reason)
                 outcome = self.run(client, reason is READY)
             except Exception as exc:
-                client.state = ENDING
-                self.conclude(client, exc, False)
+                self._conclude(client, exc)
                 return
             if outcome is INPUT_ENDED:
-                client.state = ENDING
-                self.conclude(client, None, False)
+                self._conclude(client, None)
                 return
         except BaseException:  # killed (a forced stop): end it here, as a killed client's
             if client.state != ENDING:  # greenlet does

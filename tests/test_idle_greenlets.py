@@ -429,3 +429,20 @@ def test_the_connection_log_and_statistics_count_the_same(make_server, connect, 
     assert entry["bytes_out"] == ("7" if word == "closed" else "0")
     statistics = server.statistics()
     assert (statistics.bytes_in, statistics.live_connections) == (len(send), 0)
+
+
+@pytest.mark.parametrize("idle_greenlets", [True, False])
+def test_client_flushed_runs_for_the_last_reply_of_a_shutdown(make_server, connect,
+                                                             idle_greenlets):
+    flushed = Event()
+
+    def client_input(conn, line):
+        conn.put("bye")
+        conn.shutdown()
+
+    server = make_server(client_input=client_input, idle_greenlets=idle_greenlets,
+                         client_flushed=lambda conn: flushed.set())
+    client = connect(server.address)
+    client.send(b"quit\n")
+    assert client.read_all() == b"bye\r\n"
+    wait_for(flushed, "client_flushed after the shutdown's flush")
