@@ -225,8 +225,8 @@ def _idle_greenlets(idle_greenlets: Any, handler: Any) -> bool:
         raise TypeError(f"idle_greenlets must be True or False, "
                         f"not {type(idle_greenlets).__name__}")
     if not idle_greenlets and handler is not None:
-        raise TypeError("idle_greenlets=False (--no-idle-greenlets) needs the callback style "
-                        "(client_input): a handler owns its greenlet for the whole connection")
+        raise TypeError("idle_greenlets is for the callback style (client_input) only, not "
+                        "a handler: a handler owns its greenlet for the whole connection")
     return idle_greenlets
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import gc
 import logging
 import socket
+import subprocess
+import sys
 
 import gevent
 import gevent.hub
@@ -50,8 +52,18 @@ def live_greenlets() -> int:
 # -- the option ------------------------------------------------------------------------------
 
 def test_with_a_handler_it_is_a_type_error_naming_the_option():
-    with pytest.raises(TypeError, match="idle_greenlets=False"):
+    with pytest.raises(TypeError, match="idle_greenlets is for the callback style"):
         greensrv.Server(lambda conn: None, idle_greenlets=False)
+
+
+def test_the_command_names_its_flag_for_a_handler_application(tmp_path):
+    (tmp_path / "handlerapp.py").write_text("def handler(conn):\n    conn.put(conn.get())\n")
+    done = subprocess.run([sys.executable, "-m", "greensrv", "handlerapp:handler",
+                           "--no-idle-greenlets", "--bind", "127.0.0.1:0",
+                           "--app-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "--no-idle-greenlets is for the callback style (client_input) only" in done.stderr
 
 
 def test_it_must_be_a_bool():
