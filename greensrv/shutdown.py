@@ -24,7 +24,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import gevent
-from gevent import Greenlet
 from gevent.event import Event
 
 from . import systemd
@@ -32,6 +31,7 @@ from .admission import Admission
 from .client_life import ClientLife
 from .connection import Connection, stop_input
 from .error_log import client_log
+from .event_life import EventClient
 
 __all__ = ["Shutdown"]
 
@@ -104,7 +104,7 @@ class Shutdown:
         # A connection waiting without a greenlet (idle_greenlets=False) has none to kill:
         # closed above, it ends in a greenlet of its own, which the last wait waits for.
         arguments = [(glet, glet.args) for glet in clients
-                     if isinstance(glet, Greenlet)]  # a dead greenlet drops its arguments
+                     if not isinstance(glet, EventClient)]  # a dead greenlet drops its args
         gevent.killall([glet for glet, _ in arguments], block=True, timeout=KILL_TIMEOUT)
         for glet, args in arguments:
             if args and glet.dead and glet in clients:  # killed before it ran: no life began
