@@ -3,6 +3,11 @@
 # the pool's bookkeeping are C calls and C field reads (docs/compiled.md). POOL_SIZE stays a
 # Python name (tests read it).
 
+# The connection's functions, cimported under the names event_life.py imports them by: Cython
+# takes the imports for these cimports, so each call is a C call (and the module stays pure
+# unless the connection runs compiled: accelerate's ``requires``).
+from greensrv._c_connection cimport arm, disarm, poll, run_events_by, run_output_event
+
 cdef int ARMED, BUSY, ENDING
 
 cdef class EventLife

@@ -256,4 +256,4 @@ class EventLife:
 
 
 # Compiled with _c_event_life.pxd: each event's dispatch and its per-record loop run in C.
-accelerate(globals(), "greensrv._c_event_life")
+accelerate(globals(), "greensrv._c_event_life", requires=("greensrv.connection",))
