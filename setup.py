@@ -49,6 +49,7 @@ ACCELERATED = [
     "greensrv/input_clock.py",
     "greensrv/connection.py",
     "greensrv/client_life.py",
+    "greensrv/event_life.py",
     "greensrv/connection_ends.py",
     "greensrv/transport.py",
     "greensrv/connection_state.py",

@@ -96,6 +96,8 @@ PEER_LIST = [
     Peer("greensrv_handler", "greensrv handler", _py("greensrv_handler.py"), ("greensrv",)),
     Peer("greensrv_callback", "greensrv client_input", _py("greensrv_callback.py"),
          ("greensrv",)),
+    Peer("greensrv_callback_greenlet_free", "greensrv client_input, idle_greenlets=False",
+         _py("greensrv_callback.py", "--no-idle-greenlets"), ("greensrv",)),
     Peer("greensrv_handler_admin", "greensrv handler, admin endpoint on",
          _py("greensrv_handler.py", "--admin"), ("greensrv",)),
     Peer("greensrv_handler_ops", "greensrv handler, admin endpoint and connection log on",

@@ -32,6 +32,7 @@ cdef class Connection:
     cdef CInputClock _clock
     cdef object _hooks, _limits, _hub, _loop, _transport, _rw, _ww, _waiting, _linger
     cdef object _flush_cb, _flush_event, _events, _event_glet, _eof_records, _data, _sock
+    cdef object _events_to, _armed_timer  # idle_greenlets=False (greensrv.event_life)
     cdef bint _writing, _first_read
     cdef Py_ssize_t _discarded, _bytes_out
     cdef public object error, id, proxy, remote_address, server
@@ -47,6 +48,7 @@ cdef class Connection:
     cdef _recv(self, transport)
     cdef _end_of_input(self, bint peer_closed)
     cdef _wait_readable(self, deadline)
+    cdef _timed_out(self, deadline, pending)
     cdef _wait_for_drain(self, deadline)
     cpdef flush(self, timeout=*)
     cdef _schedule_flush(self)
@@ -61,12 +63,17 @@ cdef class Connection:
     cdef _start_linger(self, seconds)
     cdef _output_event(self, str kind)
     cpdef _run_output_events(self)
+    cdef _run_output_event(self, str kind, callbacks)
     cpdef _discard_input(self)
     cdef _drain(self, double until)
     cpdef close(self)
     cdef _finish(self, deadline)
     cpdef set_input_filter(self, new_filter)
     cpdef set_output_filter(self, new_filter)
+    # idle_greenlets=False (greensrv.event_life)
+    cdef _arm(self, target, bint for_input)
+    cdef _disarm(self, reason)
+    cdef _poll(self, bint read)
 
 cpdef attach(Connection conn)
 cpdef finish(Connection conn, deadline)
@@ -75,3 +82,8 @@ cpdef str how_input_ended(Connection conn)
 cpdef double accepted_at(Connection conn) except? -1
 cpdef overload_progress(Connection conn)
 cpdef shed(Connection conn, error)
+cpdef run_events_by(Connection conn, events)
+cpdef arm(Connection conn, target, bint for_input)
+cpdef disarm(Connection conn, reason)
+cpdef poll(Connection conn, bint read)
+cpdef run_output_event(Connection conn, str kind)

@@ -10,6 +10,11 @@ the accepted one, the one ``client_pre_connect`` returns instead, the TLS wrappe
 happens. ``client_disconnected`` runs there too, exactly once for every connection that reached
 ``client_connected``'s turn.
 
+Under ``idle_greenlets=False`` the life leaves its greenlet after ``client_connected`` and the
+first read: the connection's events go on in greenlets taken for each (``event_life.py``), and
+:meth:`ClientLife.conclude` runs the same end (the graceful finish, then the ``finally``) in
+the greenlet of its last event.
+
 Error handling: an exception from the handler, a callback or a filter, and an error the
 connection deferred (a socket error, a timeout, a slow reader), reach ``client_error`` through
 the hooks and end this client alone.
@@ -40,6 +45,7 @@ from .connection import (
 )
 from .connection_ends import ConnectionEnds, error_word
 from .errors import FilterError, TLSError
+from .event_life import EventClient, EventLife
 from .proxy import ProxyHeader
 from .proxy_io import client_address, receive_proxy_header
 from .statistics import Counters
@@ -120,6 +126,18 @@ class ClientLife:
         self.bytes_out_closed = 0
         #: Told how each client ended (metrics, the connection log); None costs nothing more.
         self.ends: ConnectionEnds | None = None
+        #: idle_greenlets=False: the connections' events after client_connected, greenlet-free
+        #: between events (event_life.py); None: the client's greenlet runs them all.
+        self.events: EventLife | None = None
+        if not config.idle_greenlets:
+            assert self.client_input is not None
+            self.events = EventLife(self.client_input, self.shutdown_on_error,
+                                    hooks.report_error, self.greenlets, self.conclude)
+
+    def stopped(self) -> None:
+        """The server has stopped (every client has ended): keep no idle greenlet."""
+        if self.events is not None:
+            self.events.release()
 
     def connection_closed(self, conn: Connection) -> None:
         """``ConnectionHooks.closed`` for the server's connections (compiled: no Python frame
@@ -189,6 +207,7 @@ class ClientLife:
         others: list[Any] | None = None  # what client_pre_connect or TLS put in its place
         conn: Connection | None = None
         connected = False
+        detached = False  # idle_greenlets=False: the life goes on without this greenlet
         hooks = self.hooks
         header: ProxyHeader | None = None
         claimed: str | None = None
@@ -246,23 +265,50 @@ class ClientLife:
                     self.on_connected(conn, *self.client_args)
                 if self.handler is not None:
                     self.handler(conn)
-                else:
+                elif self.events is None:
                     self._input_loop(conn)
+                elif self.events.adopt(conn, (accepted, others, claimed, ending)):
+                    detached = True  # greenlet-free from now on: conclude() ends it
+                    return
             except Exception as exc:
-                if isinstance(exc, FilterError):
-                    hooks.count("closed_filter_error")
-                if ending is not None:
-                    ending.word = "error"
-                hooks.report_error(conn, exc)
-            error = conn.error
-            if ending is not None and ending.word is None:
-                ending.word = self._end_word(conn, error)
-            if error is not None:
-                conn.error = None
-                hooks.report_error(conn, error)
-            finish(conn, self.admission.grace_deadline)
+                self._failed(conn, exc, ending)
+            self._wind_up(conn, ending)
         finally:
-            self._end(accepted, others, conn, claimed, connected, ending)
+            if not detached:
+                self._end(accepted, others, conn, claimed, connected, ending)
+
+    def _failed(self, conn: Connection, exc: Exception, ending: Any) -> None:
+        """The handler, a callback or the filter raised ``exc``: report it."""
+        if isinstance(exc, FilterError):
+            self.hooks.count("closed_filter_error")
+        if ending is not None:
+            ending.word = "error"
+        self.hooks.report_error(conn, exc)
+
+    def _wind_up(self, conn: Connection, ending: Any) -> None:
+        """The application is done with ``conn``: report its deferred error, then finish it
+        gracefully (flush, FIN, drain) within a stop's grace."""
+        error = conn.error
+        if ending is not None and ending.word is None:
+            ending.word = self._end_word(conn, error)
+        if error is not None:
+            conn.error = None
+            self.hooks.report_error(conn, error)
+        finish(conn, self.admission.grace_deadline)
+
+    def conclude(self, client: EventClient, exc: BaseException | None, killed: bool) -> None:
+        """The end of a greenlet-free connection (idle_greenlets=False), in the greenlet of
+        its last event: what serve() does once the input loop is over (``exc``: what ended
+        it; ``killed``: a forced stop, no graceful finish), then its ``finally``."""
+        conn = client.conn
+        accepted, others, claimed, ending = client.rest
+        try:
+            if not killed:
+                if isinstance(exc, Exception):
+                    self._failed(conn, exc, ending)
+                self._wind_up(conn, ending)
+        finally:
+            self._end(accepted, others, conn, claimed, True, ending)
 
     def _end(self, accepted: Any, others: list[Any] | None, conn: Connection | None,
              claimed: str | None, connected: bool, ending: Any) -> None:

@@ -27,6 +27,7 @@ from .defaults import (
     DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_HIGH_MARK,
     DEFAULT_HOST,
+    DEFAULT_IDLE_GREENLETS,
     DEFAULT_LOW_MARK,
     DEFAULT_NAME,
     DEFAULT_OUTPUT_LIMIT,
@@ -69,7 +70,7 @@ OPTION_DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "name": DEFAULT_NAME, "workers": None, "reuse_port": False,
     "worker_timeout": DEFAULT_WORKER_TIMEOUT, "backlog": DEFAULT_BACKLOG, "admin": None,
     "agent": None, "drain_delay": DEFAULT_DRAIN_DELAY, "access_log": False,
-    "access_log_format": DEFAULT_ACCESS_LOG_FORMAT,
+    "access_log_format": DEFAULT_ACCESS_LOG_FORMAT, "idle_greenlets": DEFAULT_IDLE_GREENLETS,
 })
 
 #: The callbacks, each checked to be callable (``handler`` and ``client_input`` are too).
@@ -92,6 +93,8 @@ class ServerConfig:
     #: The application's client_error, or None (the server then logs).
     client_error: Callable[..., Any] | None
     client_shutdown_on_error: bool
+    #: False: a callback-style connection waits for input without a greenlet (event_life.py).
+    idle_greenlets: bool
     #: client_flushed / client_high / client_low by ConnectionHooks key, only those given.
     output_callbacks: Mapping[str, Callable[..., Any]]
     started: Callable[..., Any] | None
@@ -139,6 +142,7 @@ class ServerConfig:
         for key in _CALLBACKS:
             if o[key] is not None and not callable(o[key]):
                 raise TypeError(f"{key} must be callable, not {type(o[key]).__name__}")
+        idle_greenlets = _idle_greenlets(o["idle_greenlets"], handler)
         make_in, make_out = _filters(o["filter"], o["input_filter"], o["output_filter"])
         check_int("concurrency", o["concurrency"], minimum=-1)
         limits = Limits(high_mark=o["high_mark"], low_mark=o["low_mark"],
@@ -174,6 +178,7 @@ class ServerConfig:
             client_connected=o["client_connected"], client_args=tuple(o["client_args"]),
             client_disconnected=o["client_disconnected"], client_error=o["client_error"],
             client_shutdown_on_error=bool(o["client_shutdown_on_error"]),
+            idle_greenlets=idle_greenlets,
             output_callbacks=MappingProxyType({
                 key: o[f"client_{key}"] for key in ("flushed", "high", "low")
                 if o[f"client_{key}"] is not None}),
@@ -213,6 +218,16 @@ def _filters(filter: Any, input_filter: Any,
         return (filter_factory(input_filter, "input_filter"),
                 filter_factory(output_filter, "output_filter"))
     return filter_factory(filter if filter is not None else Line(), "filter"), None
+
+
+def _idle_greenlets(idle_greenlets: Any, handler: Any) -> bool:
+    if not isinstance(idle_greenlets, bool):
+        raise TypeError(f"idle_greenlets must be True or False, "
+                        f"not {type(idle_greenlets).__name__}")
+    if not idle_greenlets and handler is not None:
+        raise TypeError("idle_greenlets is for the callback style (client_input) only, not "
+                        "a handler: a handler owns its greenlet for the whole connection")
+    return idle_greenlets
 
 
 def _shed_policy(shedding: Any, shed_min_age: Any, shed_proven_idle: Any,

@@ -66,13 +66,31 @@ if TYPE_CHECKING:
     from .proxy import ProxyHeader
     from .server import Server
 
-__all__ = ["Connection", "ConnectionHooks", "accepted_at", "attach", "cooperative_socket",
-           "finish", "how_input_ended", "overload_progress", "shed", "stop_input"]
+__all__ = ["INPUT_ENDED", "READY", "TIMEOUT", "WAIT_DRAIN", "WAIT_INPUT", "WAKE", "Connection",
+           "ConnectionHooks", "accepted_at", "arm", "attach", "cooperative_socket", "disarm",
+           "finish", "how_input_ended", "overload_progress", "poll", "run_events_by",
+           "run_output_event", "shed", "stop_input"]
 
 _monotonic = time.monotonic
 
 #: What a wait ends with: the watcher fired, the timer did, or _wake() was called.
 READY, TIMEOUT, WAKE = "ready", "timeout", "wake"
+
+
+class _Why:
+    """Why poll() has no record now: an object no filter can return as a record."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+#: Why poll() has no record now (idle_greenlets=False, greensrv.event_life).
+WAIT_INPUT, WAIT_DRAIN, INPUT_ENDED = _Why("wait-input"), _Why("wait-drain"), _Why("input-ended")
 
 #: Bytes asked of the kernel per read: one read takes a typical burst of pipelined records,
 #: and it is the most a client can make us buffer beyond one record.
@@ -137,7 +155,8 @@ class Connection:
                  "_events", "_first_read", "_flush_cb", "_flush_event", "_hooks", "_hub", "_in",
                  "_limits", "_linger", "_loop", "_queue", "_rw", "_state", "_transport",
                  "_waiting", "_writing", "_ww", "_bytes_out", "error", "id", "proxy",
-                 "remote_address", "server", "_sock")
+                 "remote_address", "server", "_sock",
+                 "_events_to", "_armed_timer")  # idle_greenlets=False (greensrv.event_life)
 
     def __init__(self, sock: Any, address: Any, conn_id: int, in_filter: Filter,
                  out_filter: Filter, limits: Limits, hooks: ConnectionHooks = NO_HOOKS,
@@ -184,6 +203,10 @@ class Connection:
         self.error: BaseException | None = None
         self._clock = InputClock(_monotonic())
         self._bytes_out = 0
+        # idle_greenlets=False (greensrv.event_life): who runs the output events instead of
+        # _event_glet, and the timer of an armed wait (see "greenlet-free input" below).
+        self._events_to: Any = None
+        self._armed_timer: Any = None
 
     def _attach(self) -> None:
         """Start using the socket for I/O; the maker calls it once, after any TLS handshake."""
@@ -495,6 +518,12 @@ class Connection:
                 clock.waited(now, _monotonic())
         if reason is not TIMEOUT:
             return reason
+        return self._timed_out(deadline, pending)
+
+    def _timed_out(self, deadline: float | None, pending: int) -> str:
+        """A wait for input timed out: apply the input clock's limit that ran out (input
+        ends: WAKE), raise get()'s TimeoutError, or WAKE to wait again."""
+        clock = self._clock
         expired = clock.expired(self._limits, _monotonic(), pending)
         if expired == IDLE:
             self._hooks.count("closed_idle")
@@ -526,6 +555,86 @@ class Connection:
                 raise TimeoutError("no record within the timeout "
                                    "(reading paused by backpressure)")
         self._clock.drained(_monotonic())  # the client could not send while we did not read
+
+    # -- greenlet-free input (idle_greenlets=False: greensrv.event_life) -------------------------
+    # The connection's events run in a greenlet taken for each event; between events nothing
+    # waits in a greenlet: the watcher (and the input clock's timer) call ``target.switch``
+    # from the hub, as they would a parked reader's greenlet, and _wake() (stop_input(),
+    # close(), output drained below low_mark) does the same through ``_waiting``.
+
+    def _arm(self, target: Any, for_input: bool) -> None:
+        """Wait without a greenlet: ``target.switch(reason)`` is called from the hub with READY
+        (readable), TIMEOUT (the input clock's limit) or WAKE; ``for_input`` False: reading is
+        paused by backpressure, and only the drain below low_mark (a WAKE) ends the wait."""
+        self._waiting = target
+        if not for_input:
+            return
+        clock = self._clock
+        now = _monotonic()
+        timeout = clock.limit(self._limits, now, self._in.pending_size())
+        watcher = self._write_watcher() if self._transport.wants_write else self._rw
+        clock.waiting_since = now
+        watcher.start(target.switch, READY)
+        if timeout is not None:
+            timer = self._armed_timer = self._loop.timer(max(timeout, 0.0))
+            timer.start(target.switch, TIMEOUT)
+
+    def _disarm(self, reason: str) -> None:
+        """The armed wait ended with ``reason``; runs in the greenlet of the event it starts.
+        Idle time is counted, and a limit of the input clock that ran out ends input."""
+        self._waiting = None
+        clock = self._clock
+        since = clock.waiting_since
+        clock.waiting_since = None
+        timer = self._armed_timer
+        if timer is not None:
+            self._armed_timer = None
+            timer.close()
+        if since is None:  # the wait of a backpressure pause
+            if reason is WAKE:
+                clock.drained(_monotonic())
+            return
+        self._rw.stop()
+        if self._ww is not None and not self._writing:
+            self._ww.stop()
+        if self._limits.idle_timeout is not None:
+            clock.waited(since, _monotonic())
+        if reason is TIMEOUT:
+            self._timed_out(None, self._in.pending_size())
+
+    def _poll(self, read: bool) -> Any:
+        """get() without waiting: the next record, or why there is none now: WAIT_INPUT (arm
+        for input), WAIT_DRAIN (output above high_mark: arm for the drain), or INPUT_ENDED.
+        ``read``: the socket is readable; at most one read is made per call (fairness, as in
+        _read_more), more only of what TLS already decrypted."""
+        queue = self._queue
+        if queue.queued <= queue.high and not read:  # records a read parsed in bulk (__next__)
+            ready = self._in.take_ready()
+            if ready:
+                return ready.pop()
+        state = self._state
+        just_read = False
+        while True:
+            if queue.queued > queue.high and not state.input_stopped:
+                return WAIT_DRAIN
+            record = self._in.next_record()
+            if record is not NEED_DATA:
+                if just_read:
+                    self._clock.partial_since = None  # as in _get_slow
+                return record
+            if self._eof_records:
+                return self._eof_records.popleft()
+            if state.input is not READING:
+                return INPUT_ENDED
+            transport = self._transport
+            if read or self._first_read or transport.pending():
+                read = self._first_read = False
+                if self._recv(transport) is not None:
+                    just_read = True
+                    continue
+            if self._flush_cb is not None:
+                self._flush()  # the event's burst is over: send it now, as _read_more does
+            return WAIT_INPUT
 
     # -- output --------------------------------------------------------------------------------
     def put(self, record: Any = _NOTHING, /, *more: Any) -> None:
@@ -681,6 +790,9 @@ class Connection:
         callback = self._hooks.output_callbacks.get(kind)
         if callback is None or self._state.output is CLOSED:
             return
+        if self._events_to is not None:  # idle_greenlets=False: one of the connection's events
+            self._events_to.output_event(kind)
+            return
         if self._events is None:
             self._events = deque()
         self._events.append(kind)
@@ -688,25 +800,27 @@ class Connection:
             self._event_glet = spawn(self._run_output_events)
 
     def _run_output_events(self) -> None:
-        hooks = self._hooks
-        callbacks = hooks.output_callbacks
+        callbacks = self._hooks.output_callbacks
         events = self._events
         assert events is not None
         try:
             state = self._state
             while events and state.output is not CLOSED:
-                kind = events.popleft()
-                if kind == "flushed":
-                    # Whatever client_flushed puts waits for the socket to be writable (an I/O
-                    # poll) rather than a hub callback, so a fast reader cannot keep this
-                    # connection's output loop from yielding to other clients and signals.
-                    self._start_writing()
-                try:
-                    callbacks[kind](self)
-                except Exception as exc:
-                    hooks.report_error(self, exc)
+                self._run_output_event(events.popleft(), callbacks)
         finally:
             self._event_glet = None
+
+    def _run_output_event(self, kind: str, callbacks: Any) -> None:
+        """client_flushed/high/low ``kind`` now, in the caller's greenlet; errors reported."""
+        if kind == "flushed":
+            # Whatever client_flushed puts waits for the socket to be writable (an I/O
+            # poll) rather than a hub callback, so a fast reader cannot keep this
+            # connection's output loop from yielding to other clients and signals.
+            self._start_writing()
+        try:
+            callbacks[kind](self)
+        except Exception as exc:
+            self._hooks.report_error(self, exc)
 
     def _discard_input(self) -> None:
         """Hub callback while a closing connection flushes: read and drop what arrives."""
@@ -1006,6 +1120,36 @@ def shed(conn: Connection, error: ConnectionShedError) -> None:
     if conn.error is None:
         conn.error = error
     conn.close()
+
+
+# -- the greenlet-free life's surface (idle_greenlets=False: greensrv.event_life) -----------
+
+def run_events_by(conn: Connection, events: Any) -> None:
+    """From now on ``events.output_event(kind)`` gets ``conn``'s client_flushed/high/low
+    instead of a greenlet of the connection's own."""
+    conn._events_to = events
+
+
+def arm(conn: Connection, target: Any, for_input: bool) -> None:
+    """Wait for input (``for_input``) or for output to drain below low_mark, without a
+    greenlet: the hub calls ``target.switch(READY | TIMEOUT | WAKE)``."""
+    conn._arm(target, for_input)
+
+
+def disarm(conn: Connection, reason: str) -> None:
+    """End the armed wait that ``reason`` ended (in the greenlet that runs the next event)."""
+    conn._disarm(reason)
+
+
+def poll(conn: Connection, read: bool) -> Any:
+    """The next input record without waiting, or WAIT_INPUT, WAIT_DRAIN or INPUT_ENDED."""
+    return conn._poll(read)
+
+
+def run_output_event(conn: Connection, kind: str) -> None:
+    """Run ``conn``'s client_flushed/high/low ``kind`` now (unless it is closed)."""
+    if conn._state.output is not CLOSED:
+        conn._run_output_event(kind, conn._hooks.output_callbacks)
 
 
 accelerate(globals(), "greensrv._c_connection",

@@ -25,6 +25,12 @@ DEFAULT_NAME = "greensrv"
 #: Unlimited, as POE's Concurrency -1: a limit is a property of the deployment, not a guess.
 DEFAULT_CONCURRENCY = -1
 
+#: A callback-style connection keeps a greenlet of its own while it waits for input, as a
+#: handler's does: greenlet-local state and ``gevent.getcurrent()`` then stay the same across
+#: its callbacks. ``False`` (docs/idle-greenlets.md) trades that for a third of the memory of
+#: an idle connection; it is the deployment's choice, made knowingly.
+DEFAULT_IDLE_GREENLETS = True
+
 # -- output watermarks and limits (bytes) -----------------------------------------------------
 
 #: Output queued past this pauses reading (backpressure). 512 KiB keeps a fast bulk transfer

@@ -192,6 +192,9 @@ FLAGS: tuple[Flag, ...] = (
          "client is cut off (default 8388608)", "BYTES"),
     Flag("--backlog", "backlog", integer(1), "clients the kernel queues per listening socket "
          "until accepted (default 1024; capped by net.core.somaxconn)", "N"),
+    Flag("--no-idle-greenlets", "idle_greenlets", boolean, "a client_input application's "
+         "idle connections wait without a greenlet; each event runs in one taken for it "
+         "(docs/idle-greenlets.md)", switch_value=False),
     Flag("--no-client-shutdown-on-error", "client_shutdown_on_error", boolean, "keep a "
          "connection open after client_error", switch_value=False),
     Flag("--name", "name", text, "the server's name in logs (default greensrv, or the "

@@ -86,6 +86,9 @@ class Server:
       record_timeout=30         a record taking longer to arrive closes it (slowloris)
       record_min_rate=500       bytes/s a record must keep arriving at after record_grace=5 s
                                 (None: off); record_start_timeout=None bounds the first byte
+      idle_greenlets=True       False: an idle client_input connection holds no greenlet,
+                                each of its events runs in one taken for it
+                                (``docs/idle-greenlets.md``)
       shedding=True             at concurrency with clients waiting, close the connections
                                 making the least progress (``docs/overload.md``); one silent
                                 for less than shed_min_age=0.1 s is spared, one that has
@@ -178,6 +181,7 @@ class Server:
         drain_delay: float = defaults.DEFAULT_DRAIN_DELAY,
         access_log: bool = False,
         access_log_format: str = defaults.DEFAULT_ACCESS_LOG_FORMAT,
+        idle_greenlets: bool = defaults.DEFAULT_IDLE_GREENLETS,
     ) -> None:
         self.config = ServerConfig.from_options(
             {k: v for k, v in locals().items() if k not in ("self", "__class__")})
@@ -233,6 +237,7 @@ class Server:
     agent: str | None = Option()  # type: ignore[assignment]
     drain_delay: float = Option()  # type: ignore[assignment]
     client_shutdown_on_error: bool = Option()  # type: ignore[assignment]
+    idle_greenlets: bool = Option()  # type: ignore[assignment]
     #: The bounds every connection of this server enforces, checked once.
     limits = Option()
     high_mark: int = Option("limits.high_mark")  # type: ignore[assignment]

@@ -31,6 +31,7 @@ from .admission import Admission
 from .client_life import ClientLife
 from .connection import Connection, stop_input
 from .error_log import client_log
+from .event_life import EventClient
 
 __all__ = ["Shutdown"]
 
@@ -86,6 +87,7 @@ class Shutdown:
             self.life.all_ended.wait(grace + GRACE_MARGIN)
         if clients:
             self.force()
+        self.life.stopped()
         # A second SIGINT may have forced the close while we waited above.
         forced = self.forced
         client_log.flush()  # what was counted and not yet summarised, before the last line
@@ -99,8 +101,12 @@ class Shutdown:
         self.forced += len(clients)
         for conn in list(self.connections.values()):
             conn.close()
-        arguments = [(glet, glet.args) for glet in clients]  # a dead greenlet drops them
+        # A connection waiting without a greenlet (idle_greenlets=False) has none to kill:
+        # closed above, it ends in a greenlet of its own, which the last wait waits for.
+        arguments = [(glet, glet.args) for glet in clients
+                     if not isinstance(glet, EventClient)]  # a dead greenlet drops its args
         gevent.killall([glet for glet, _ in arguments], block=True, timeout=KILL_TIMEOUT)
-        for glet, (sock, address) in arguments:
-            if glet.dead and glet in clients:  # killed before it ran: its life never began
-                self.life.discard_unstarted(glet, sock, address)
+        for glet, args in arguments:
+            if args and glet.dead and glet in clients:  # killed before it ran: no life began
+                self.life.discard_unstarted(glet, *args)
+        self.life.all_ended.wait(KILL_TIMEOUT)

@@ -47,7 +47,7 @@ LAYERS: dict[str, int] = {
     # process; a single server's operations, driven by its hub; the server's start, drain and
     # stop, and what the process and a worker drive (lifecycle); the client side's life before
     # its connection exists (dial)
-    "shedding": 3, "admission": 3, "client_life": 3, "shutdown": 3, "listeners": 3,
+    "shedding": 3, "admission": 3, "client_life": 3, "event_life": 3, "shutdown": 3, "listeners": 3,
     "process": 3, "operations": 3, "lifecycle": 3, "dial": 3,
     # 4: the master and its workers, over a protocol of their own (they never import the server):
     # its sockets, operations, signal inbox and generations (reloads, recycling)
