@@ -41,6 +41,10 @@ class JsonLines(Line):
 
     __slots__ = ("_dumps", "_jmax", "_loads")
 
+    #: next_record() takes its lines from Line.next_record, so Line may split whole-line chunks
+    #: in receive() (unannotated: a class flag, not a field).
+    _uses_line_next_record = True
+
     def __init__(
         self,
         max_length: int = DEFAULT_MAX_LENGTH,
