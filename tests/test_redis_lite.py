@@ -247,15 +247,21 @@ def test_redis_benchmark(server, pipeline, resp3):
     assert "Could not fetch server CONFIG" not in result.stderr
 
 
-def test_inline_commands_over_a_raw_socket(server):
+def send_until_closed(server: RedisLite, wire: bytes) -> bytes:
+    """Send ``wire`` on a new connection; everything the server answers until it closes."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as s:
-        s.sendall(b"PING\r\nECHO hi\nSET a 1\r\nINCR a\r\nQUIT\r\n")
+        s.sendall(wire)
         data = b""
         while True:
             chunk = s.recv(4096)
             if not chunk:
                 break
             data += chunk
+    return data
+
+
+def test_inline_commands_over_a_raw_socket(server):
+    data = send_until_closed(server, b"PING\r\nECHO hi\nSET a 1\r\nINCR a\r\nQUIT\r\n")
     assert data == b"+PONG\r\n$2\r\nhi\r\n+OK\r\n:2\r\n+OK\r\n"
 
 
@@ -268,3 +274,19 @@ def test_protocol_error_closes_only_that_client(server, client):
             data = b""
         assert data == b""  # the FilterError closes this connection
     assert client.ping()  # others are unaffected
+
+
+def test_dispatch_takes_any_case_and_refuses_what_is_no_command(server):
+    """Names in upper, lower or mixed case; a command word that is no bulk string, a missing
+    argument and an unknown name each get Redis's error; QUIT in any case closes."""
+    data = send_until_closed(server, b"*3\r\n$3\r\nset\r\n$1\r\nk\r\n$1\r\nv\r\n"
+                             b"*2\r\n$3\r\nGeT\r\n$1\r\nk\r\n"
+                             b"*2\r\n$3\r\nGET\r\n:1\r\n"
+                             b"*1\r\n$3\r\nget\r\n"
+                             b"*2\r\n$4\r\nNOPE\r\n$1\r\nx\r\n"
+                             b"*1\r\n$4\r\nQuit\r\n*1\r\n$4\r\nPING\r\n")
+    assert data == (b"+OK\r\n$1\r\nv\r\n"
+                    b"-ERR Protocol error: expected an array of bulk strings\r\n"
+                    b"-ERR wrong number of arguments for 'get' command\r\n"
+                    b"-ERR unknown command 'NOPE', with args beginning with: 'x'\r\n"
+                    b"+OK\r\n")  # nothing after QUIT
