@@ -39,16 +39,19 @@ def need(binary: str) -> str:
 
 
 class RedisLite:
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, command: bool = False) -> None:
+        """``python examples/redis_lite.py``, or under the ``greensrv`` command if ``command``."""
         self.port = free_port()
         self.log_path = log_path
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+        argv = ([sys.executable, "-m", "greensrv", f"{EXAMPLE}:server", "-b",
+                 f"127.0.0.1:{self.port}"] if command
+                else [sys.executable, str(EXAMPLE), "--port", str(self.port)])
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(EXAMPLE), "--port", str(self.port)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -290,3 +293,16 @@ def test_dispatch_takes_any_case_and_refuses_what_is_no_command(server):
                     b"-ERR wrong number of arguments for 'get' command\r\n"
                     b"-ERR unknown command 'NOPE', with args beginning with: 'x'\r\n"
                     b"+OK\r\n")  # nothing after QUIT
+
+
+def test_the_greensrv_command_serves_the_example(tmp_path):
+    srv = RedisLite(tmp_path / "redis_lite.log", command=True)
+    try:
+        srv.wait_ready()
+        r = redis.Redis(port=srv.port, socket_timeout=DEADLINE)
+        try:
+            assert r.set("k", "v") and r.get("k") == b"v" and r.incr("n") == 1
+        finally:
+            r.close()
+    finally:
+        assert srv.stop() == 0, srv.log()
