@@ -216,15 +216,17 @@ def cmd_empty(s: Session, cmd: Command) -> Reply:
 CONFIG = {b"save": b"", b"appendonly": b"no"}
 
 
-#: name -> (function, fewest arguments, most arguments or None for any number)
-TABLE: dict[bytes, tuple[Callable[[Session, Command], Reply], int, int | None]] = {
+ANY = 1 << 20  #: as many arguments as a client sends (Resp's max_array_length is 1 Mi)
+
+#: name -> (function, fewest arguments, most arguments)
+TABLE: dict[bytes, tuple[Callable[[Session, Command], Reply], int, int]] = {
     b"PING": (cmd_ping, 0, 1),
     b"ECHO": (cmd_echo, 1, 1),
     b"SET": (cmd_set, 2, 2),
     b"GET": (cmd_get, 1, 1),
-    b"DEL": (cmd_del, 1, None),
-    b"EXISTS": (cmd_exists, 1, None),
-    b"MGET": (cmd_mget, 1, None),
+    b"DEL": (cmd_del, 1, ANY),
+    b"EXISTS": (cmd_exists, 1, ANY),
+    b"MGET": (cmd_mget, 1, ANY),
     b"INCR": (cmd_incr, 1, 1),
     b"DECR": (cmd_decr, 1, 1),
     b"INCRBY": (cmd_incrby, 2, 2),
@@ -234,15 +236,18 @@ TABLE: dict[bytes, tuple[Callable[[Session, Command], Reply], int, int | None]] 
     b"DBSIZE": (cmd_dbsize, 0, 0),
     b"SELECT": (cmd_select, 1, 1),
     b"QUIT": (cmd_quit, 0, 0),
-    b"CLIENT": (cmd_client, 1, None),
-    b"CONFIG": (cmd_config, 1, None),
-    b"HELLO": (cmd_hello, 0, None),
-    b"COMMAND": (cmd_empty, 0, None),
+    b"CLIENT": (cmd_client, 1, ANY),
+    b"CONFIG": (cmd_config, 1, ANY),
+    b"HELLO": (cmd_hello, 0, ANY),
+    b"COMMAND": (cmd_empty, 0, ANY),
 }
 
-#: The table by the name as clients send it: upper case (redis-benchmark, redis-cli) or lower
-#: case (redis-py), each a single lookup; any other spelling is upper-cased first.
-COMMANDS = {**TABLE, **{name.lower(): entry for name, entry in TABLE.items()}}
+#: What execute() looks up: the function and the lengths its command may have (name included),
+#: by the name as clients send it: upper case (redis-benchmark, redis-cli) or lower case
+#: (redis-py), each a single lookup; any other spelling is upper-cased first.
+COMMANDS = {spelling: (function, range(fewest + 1, most + 2))
+            for name, (function, fewest, most) in TABLE.items()
+            for spelling in (name, name.lower())}
 
 NOT_A_COMMAND = RespError("ERR Protocol error: expected an array of bulk strings")
 
@@ -259,9 +264,8 @@ def execute(s: Session, cmd: Any) -> Reply:
         shown = " ".join(f"'{a.decode(errors='replace')}'" for a in cmd[1:4])
         return RespError(f"ERR unknown command '{cmd[0].decode(errors='replace')}', "
                          f"with args beginning with: {shown}")
-    function, fewest, most = entry
-    count = len(cmd) - 1
-    if count < fewest or (most is not None and count > most):
+    function, lengths = entry
+    if len(cmd) not in lengths:
         return wrong_args(cmd[0].upper())
     return function(s, cmd)
 
