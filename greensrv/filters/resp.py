@@ -308,7 +308,7 @@ class Resp(Filter):
                     pos = nl + 2
                 elif t == 43 or t == 45:  # + simple string, - error
                     text = bytes(buf[pos + 1 : nl])
-                    if b"\r" in text or b"\n" in text:
+                    if 13 in text or 10 in text:  # CR, LF (ints: memchr)
                         self._error("CR or LF inside a simple string or error")
                     s = text.decode("utf-8", "surrogateescape")
                     value = s if t == 43 else RespError(s)

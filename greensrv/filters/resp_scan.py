@@ -119,7 +119,7 @@ def split_messages(toks: list[bytes], max_bulk: int, max_line: int,
                 i = end
             else:
                 head = tok[:1]
-                if len(tok) > max_line or b"\r" in tok or b"\n" in tok:
+                if len(tok) > max_line or 13 in tok or 10 in tok:  # CR, LF (ints: memchr)
                     break
                 if head == b"+":
                     out.append(tok[1:].decode("utf-8", "surrogateescape"))
