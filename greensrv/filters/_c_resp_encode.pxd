@@ -5,6 +5,7 @@ cimport cython
 @cython.locals(n=Py_ssize_t)
 cpdef bytes bulk(bytes data)
 cpdef bytes simple_string(str text)
+@cython.locals(message=str)
 cpdef bytes error(record, int protocol)
 @cython.locals(n=Py_ssize_t, parts=list)
 cpdef bytes encode_command(record)
