@@ -38,5 +38,6 @@ cdef class Resp(Filter):
     cpdef pending_size(self)
     @cython.locals(n=Py_ssize_t)
     cpdef encode(self, record)
+    cpdef encode_many(self, records)
     cpdef _forget_input(self)
     cpdef clone(self)

@@ -102,3 +102,16 @@ def test_scanned_requests_parse_as_the_exact_parser_whatever_the_cuts(wire):
         assert [r if isinstance(r, str) else r[0] for r in got] == \
             [r if isinstance(r, str) else r[0] for r in exact], cut
         assert got == pull(Resp(), [wire[:cut], wire[cut:]])  # and pending() is repeatable
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_encode_many_is_each_reply_encoded_in_order(protocol):
+    f = Resp(protocol=protocol)
+    assert f.encode_many(REPLIES) == b"".join(f.encode(r) for r in REPLIES)
+    assert f.encode_many([]) == b""
+
+    class Loud(Resp):
+        def encode(self, record: Any) -> bytes:
+            return Resp.encode(self, record.upper() if isinstance(record, str) else record)
+
+    assert Loud().encode_many(["ok", b"x"]) == b"+OK\r\n$1\r\nx\r\n"  # the override is honoured
