@@ -44,6 +44,8 @@ ACCELERATED = [
     "greensrv/filters/base.py",
     "greensrv/filters/splitters.py",
     "greensrv/filters/line.py",
+    "greensrv/filters/resp_encode.py",
+    "greensrv/filters/resp_scan.py",
     "greensrv/filters/resp.py",
     "greensrv/output_queue.py",
     "greensrv/input_clock.py",

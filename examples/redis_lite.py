@@ -34,6 +34,8 @@ log = logging.getLogger("redis_lite")
 
 OK = "OK"
 Reply = Any
+#: A command as the filter hands it over: its words, the name first (``[b"SET", b"k", b"v"]``).
+Command = list[bytes]
 Store = dict[bytes, bytes]
 #: What HELLO reports: a Redis version recent enough that clients enable what they know.
 VERSION = b"7.2.0"
@@ -42,13 +44,14 @@ VERSION = b"7.2.0"
 class Session:
     """One client's state: the shared store, its connection, its name and protocol."""
 
-    __slots__ = ("conn", "db", "info", "name")
+    __slots__ = ("conn", "db", "info", "name", "quitting")
 
     def __init__(self, db: Store, conn: greensrv.Connection) -> None:
         self.db = db
         self.conn = conn
         self.name: bytes | None = None
         self.info: dict[bytes, bytes] = {}  # CLIENT SETINFO lib-name / lib-ver
+        self.quitting = False  # QUIT: close once its reply is queued
 
     @property
     def protocol(self) -> int:
@@ -68,33 +71,33 @@ def _int(value: bytes) -> int | None:
     return number if -(2**63) <= number < 2**63 and value.strip() == value else None
 
 
-def cmd_ping(s: Session, args: list[bytes]) -> Reply:
-    return "PONG" if not args else args[0]
+def cmd_ping(s: Session, cmd: Command) -> Reply:
+    return "PONG" if len(cmd) == 1 else cmd[1]
 
 
-def cmd_echo(s: Session, args: list[bytes]) -> Reply:
-    return args[0]
+def cmd_echo(s: Session, cmd: Command) -> Reply:
+    return cmd[1]
 
 
-def cmd_set(s: Session, args: list[bytes]) -> Reply:
-    s.db[args[0]] = args[1]
+def cmd_set(s: Session, cmd: Command) -> Reply:
+    s.db[cmd[1]] = cmd[2]
     return OK
 
 
-def cmd_get(s: Session, args: list[bytes]) -> Reply:
-    return s.db.get(args[0])
+def cmd_get(s: Session, cmd: Command) -> Reply:
+    return s.db.get(cmd[1])
 
 
-def cmd_del(s: Session, args: list[bytes]) -> Reply:
-    return sum(s.db.pop(key, None) is not None for key in args)
+def cmd_del(s: Session, cmd: Command) -> Reply:
+    return sum(s.db.pop(key, None) is not None for key in cmd[1:])
 
 
-def cmd_exists(s: Session, args: list[bytes]) -> Reply:
-    return sum(key in s.db for key in args)
+def cmd_exists(s: Session, cmd: Command) -> Reply:
+    return sum(key in s.db for key in cmd[1:])
 
 
-def cmd_mget(s: Session, args: list[bytes]) -> Reply:
-    return [s.db.get(key) for key in args]
+def cmd_mget(s: Session, cmd: Command) -> Reply:
+    return [s.db.get(key) for key in cmd[1:]]
 
 
 def add(s: Session, key: bytes, delta: int | None) -> Reply:
@@ -106,57 +109,58 @@ def add(s: Session, key: bytes, delta: int | None) -> Reply:
     return number + delta
 
 
-def cmd_incr(s: Session, args: list[bytes]) -> Reply:
-    return add(s, args[0], 1)
+def cmd_incr(s: Session, cmd: Command) -> Reply:
+    return add(s, cmd[1], 1)
 
 
-def cmd_decr(s: Session, args: list[bytes]) -> Reply:
-    return add(s, args[0], -1)
+def cmd_decr(s: Session, cmd: Command) -> Reply:
+    return add(s, cmd[1], -1)
 
 
-def cmd_incrby(s: Session, args: list[bytes]) -> Reply:
-    return add(s, args[0], _int(args[1]))
+def cmd_incrby(s: Session, cmd: Command) -> Reply:
+    return add(s, cmd[1], _int(cmd[2]))
 
 
-def cmd_decrby(s: Session, args: list[bytes]) -> Reply:
-    delta = _int(args[1])
-    return add(s, args[0], None if delta is None else -delta)
+def cmd_decrby(s: Session, cmd: Command) -> Reply:
+    delta = _int(cmd[2])
+    return add(s, cmd[1], None if delta is None else -delta)
 
 
-def cmd_flush(s: Session, args: list[bytes]) -> Reply:
+def cmd_flush(s: Session, cmd: Command) -> Reply:
     s.db.clear()
     return OK
 
 
-def cmd_dbsize(s: Session, args: list[bytes]) -> Reply:
+def cmd_dbsize(s: Session, cmd: Command) -> Reply:
     return len(s.db)
 
 
-def cmd_select(s: Session, args: list[bytes]) -> Reply:
-    return OK if args[0] == b"0" else RespError("ERR DB index is out of range")
+def cmd_select(s: Session, cmd: Command) -> Reply:
+    return OK if cmd[1] == b"0" else RespError("ERR DB index is out of range")
 
 
-def cmd_ok(s: Session, args: list[bytes]) -> Reply:
+def cmd_quit(s: Session, cmd: Command) -> Reply:
+    s.quitting = True
     return OK
 
 
-def cmd_config(s: Session, args: list[bytes]) -> Reply:
-    if args[0].upper() != b"GET":
+def cmd_config(s: Session, cmd: Command) -> Reply:
+    if cmd[1].upper() != b"GET":
         return RespError("ERR CONFIG is read-only here")
-    return {name: CONFIG.get(name.lower(), b"") for name in args[1:]}  # a map in RESP3
+    return {name: CONFIG.get(name.lower(), b"") for name in cmd[2:]}  # a map in RESP3
 
 
-def cmd_hello(s: Session, args: list[bytes]) -> Reply:
+def cmd_hello(s: Session, cmd: Command) -> Reply:
     """HELLO [protover [AUTH username password] [SETNAME clientname]], as Redis 7 answers."""
     protocol = s.protocol
-    if args:
-        version = _int(args[0])
+    if len(cmd) > 1:
+        version = _int(cmd[1])
         if version is None:
             return RespError("ERR Protocol version is not an integer or out of range")
         if version not in (2, 3):
             return RespError("NOPROTO unsupported protocol version")
         protocol = version
-    options = args[1:]
+    options = cmd[2:]
     name = s.name
     while options:
         option = options[0].upper()
@@ -183,8 +187,8 @@ def valid_name(name: bytes) -> bool:
     return all(33 <= c <= 126 for c in name)
 
 
-def cmd_client(s: Session, args: list[bytes]) -> Reply:
-    sub, rest = args[0].upper(), args[1:]
+def cmd_client(s: Session, cmd: Command) -> Reply:
+    sub, rest = cmd[1].upper(), cmd[2:]
     if sub == b"ID" and not rest:
         return s.conn.id
     if sub == b"GETNAME" and not rest:
@@ -201,10 +205,10 @@ def cmd_client(s: Session, args: list[bytes]) -> Reply:
         s.info[attr] = rest[1]
         return OK
     return RespError(f"ERR unknown subcommand or wrong number of arguments for "
-                     f"'{args[0].decode(errors='replace')}'. Try CLIENT HELP.")
+                     f"'{cmd[1].decode(errors='replace')}'. Try CLIENT HELP.")
 
 
-def cmd_empty(s: Session, args: list[bytes]) -> Reply:
+def cmd_empty(s: Session, cmd: Command) -> Reply:
     return []
 
 
@@ -212,15 +216,17 @@ def cmd_empty(s: Session, args: list[bytes]) -> Reply:
 CONFIG = {b"save": b"", b"appendonly": b"no"}
 
 
-#: name -> (function, fewest arguments, most arguments or None for any number)
-COMMANDS: dict[bytes, tuple[Callable[[Session, list[bytes]], Reply], int, int | None]] = {
+ANY = 1 << 20  #: as many arguments as a client sends (Resp's max_array_length is 1 Mi)
+
+#: name -> (function, fewest arguments, most arguments)
+TABLE: dict[bytes, tuple[Callable[[Session, Command], Reply], int, int]] = {
     b"PING": (cmd_ping, 0, 1),
     b"ECHO": (cmd_echo, 1, 1),
     b"SET": (cmd_set, 2, 2),
     b"GET": (cmd_get, 1, 1),
-    b"DEL": (cmd_del, 1, None),
-    b"EXISTS": (cmd_exists, 1, None),
-    b"MGET": (cmd_mget, 1, None),
+    b"DEL": (cmd_del, 1, ANY),
+    b"EXISTS": (cmd_exists, 1, ANY),
+    b"MGET": (cmd_mget, 1, ANY),
     b"INCR": (cmd_incr, 1, 1),
     b"DECR": (cmd_decr, 1, 1),
     b"INCRBY": (cmd_incrby, 2, 2),
@@ -229,38 +235,49 @@ COMMANDS: dict[bytes, tuple[Callable[[Session, list[bytes]], Reply], int, int | 
     b"FLUSHALL": (cmd_flush, 0, 1),
     b"DBSIZE": (cmd_dbsize, 0, 0),
     b"SELECT": (cmd_select, 1, 1),
-    b"QUIT": (cmd_ok, 0, 0),
-    b"CLIENT": (cmd_client, 1, None),
-    b"CONFIG": (cmd_config, 1, None),
-    b"HELLO": (cmd_hello, 0, None),
-    b"COMMAND": (cmd_empty, 0, None),
+    b"QUIT": (cmd_quit, 0, 0),
+    b"CLIENT": (cmd_client, 1, ANY),
+    b"CONFIG": (cmd_config, 1, ANY),
+    b"HELLO": (cmd_hello, 0, ANY),
+    b"COMMAND": (cmd_empty, 0, ANY),
 }
 
+#: What execute() looks up: the function and the lengths its command may have (name included),
+#: by the name as clients send it: upper case (redis-benchmark, redis-cli) or lower case
+#: (redis-py), each a single lookup; any other spelling is upper-cased first.
+COMMANDS = {spelling: (function, range(fewest + 1, most + 2))
+            for name, (function, fewest, most) in TABLE.items()
+            for spelling in (name, name.lower())}
 
-def execute(s: Session, command: Any) -> Reply:
-    """Run one command (a list of bytes) and return its reply."""
-    if not isinstance(command, list) or not command or not all(
-            isinstance(arg, bytes) for arg in command):
-        return RespError("ERR Protocol error: expected an array of bulk strings")
-    name, args = command[0].upper(), command[1:]
-    entry = COMMANDS.get(name)
+NOT_A_COMMAND = RespError("ERR Protocol error: expected an array of bulk strings")
+
+
+def execute(s: Session, cmd: Any) -> Reply:
+    """Run one command (a list of bytes, the name first) and return its reply."""
+    if type(cmd) is not list or not cmd:
+        return NOT_A_COMMAND
+    for word in cmd:  # (a nested array or a number has no place in a command)
+        if type(word) is not bytes:
+            return NOT_A_COMMAND
+    entry = COMMANDS.get(cmd[0]) or COMMANDS.get(cmd[0].upper())
     if entry is None:
-        shown = " ".join(f"'{a.decode(errors='replace')}'" for a in args[:3])
-        return RespError(f"ERR unknown command '{command[0].decode(errors='replace')}', "
+        shown = " ".join(f"'{a.decode(errors='replace')}'" for a in cmd[1:4])
+        return RespError(f"ERR unknown command '{cmd[0].decode(errors='replace')}', "
                          f"with args beginning with: {shown}")
-    function, fewest, most = entry
-    if len(args) < fewest or (most is not None and len(args) > most):
-        return wrong_args(name)
-    return function(s, args)
+    function, lengths = entry
+    if len(cmd) not in lengths:
+        return wrong_args(cmd[0].upper())
+    return function(s, cmd)
 
 
 def make_handler(db: Store) -> Callable[[greensrv.Connection], None]:
     def serve(conn: greensrv.Connection) -> None:
         """One client: a reply per command, in order, until EOF or QUIT."""
         session = Session(db, conn)
-        for command in conn:
-            conn.put(execute(session, command))
-            if isinstance(command, list) and command and command[0] in (b"QUIT", b"quit"):
+        put = conn.put
+        for cmd in conn:
+            put(execute(session, cmd))
+            if session.quitting:
                 break
     return serve
 

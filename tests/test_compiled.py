@@ -23,7 +23,9 @@ import greensrv
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(greensrv.__file__).resolve().parent
 ACCELERATED = ("greensrv.filters.base", "greensrv.filters.splitters",
-               "greensrv.filters._c_linesplit", "greensrv.filters.line", "greensrv.filters.resp",
+               "greensrv.filters._c_linesplit", "greensrv.filters.line",
+               "greensrv.filters.resp_encode", "greensrv.filters.resp_scan",
+               "greensrv.filters.resp",
                "greensrv.connection_state", "greensrv.input_clock", "greensrv.output_queue",
                "greensrv.transport", "greensrv.connection", "greensrv.connection_ends",
                "greensrv.event_life", "greensrv.client_life", "greensrv._c_accept")
@@ -163,6 +165,7 @@ def test_filters_built_on_a_pure_base_class_stay_pure(tmp_path):
     # ... and so does the connection chain built on it; the modules that cimport nothing stay
     # compiled.
     assert names.split(",") == ["greensrv.filters.splitters", "greensrv.filters._c_linesplit",
+                                "greensrv.filters.resp_encode", "greensrv.filters.resp_scan",
                                 "greensrv.connection_state", "greensrv.input_clock",
                                 "greensrv.transport", "greensrv.connection_ends",
                                 "greensrv.client_life", "greensrv._c_accept"]

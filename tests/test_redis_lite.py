@@ -39,16 +39,19 @@ def need(binary: str) -> str:
 
 
 class RedisLite:
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, command: bool = False) -> None:
+        """``python examples/redis_lite.py``, or under the ``greensrv`` command if ``command``."""
         self.port = free_port()
         self.log_path = log_path
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+        argv = ([sys.executable, "-m", "greensrv", f"{EXAMPLE}:server", "-b",
+                 f"127.0.0.1:{self.port}"] if command
+                else [sys.executable, str(EXAMPLE), "--port", str(self.port)])
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(EXAMPLE), "--port", str(self.port)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -247,15 +250,21 @@ def test_redis_benchmark(server, pipeline, resp3):
     assert "Could not fetch server CONFIG" not in result.stderr
 
 
-def test_inline_commands_over_a_raw_socket(server):
+def send_until_closed(server: RedisLite, wire: bytes) -> bytes:
+    """Send ``wire`` on a new connection; everything the server answers until it closes."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as s:
-        s.sendall(b"PING\r\nECHO hi\nSET a 1\r\nINCR a\r\nQUIT\r\n")
+        s.sendall(wire)
         data = b""
         while True:
             chunk = s.recv(4096)
             if not chunk:
                 break
             data += chunk
+    return data
+
+
+def test_inline_commands_over_a_raw_socket(server):
+    data = send_until_closed(server, b"PING\r\nECHO hi\nSET a 1\r\nINCR a\r\nQUIT\r\n")
     assert data == b"+PONG\r\n$2\r\nhi\r\n+OK\r\n:2\r\n+OK\r\n"
 
 
@@ -268,3 +277,32 @@ def test_protocol_error_closes_only_that_client(server, client):
             data = b""
         assert data == b""  # the FilterError closes this connection
     assert client.ping()  # others are unaffected
+
+
+def test_dispatch_takes_any_case_and_refuses_what_is_no_command(server):
+    """Names in upper, lower or mixed case; a command word that is no bulk string, a missing
+    argument and an unknown name each get Redis's error; QUIT in any case closes."""
+    data = send_until_closed(server, b"*3\r\n$3\r\nset\r\n$1\r\nk\r\n$1\r\nv\r\n"
+                             b"*2\r\n$3\r\nGeT\r\n$1\r\nk\r\n"
+                             b"*2\r\n$3\r\nGET\r\n:1\r\n"
+                             b"*1\r\n$3\r\nget\r\n"
+                             b"*2\r\n$4\r\nNOPE\r\n$1\r\nx\r\n"
+                             b"*1\r\n$4\r\nQuit\r\n*1\r\n$4\r\nPING\r\n")
+    assert data == (b"+OK\r\n$1\r\nv\r\n"
+                    b"-ERR Protocol error: expected an array of bulk strings\r\n"
+                    b"-ERR wrong number of arguments for 'get' command\r\n"
+                    b"-ERR unknown command 'NOPE', with args beginning with: 'x'\r\n"
+                    b"+OK\r\n")  # nothing after QUIT
+
+
+def test_the_greensrv_command_serves_the_example(tmp_path):
+    srv = RedisLite(tmp_path / "redis_lite.log", command=True)
+    try:
+        srv.wait_ready()
+        r = redis.Redis(port=srv.port, socket_timeout=DEADLINE)
+        try:
+            assert r.set("k", "v") and r.get("k") == b"v" and r.incr("n") == 1
+        finally:
+            r.close()
+    finally:
+        assert srv.stop() == 0, srv.log()

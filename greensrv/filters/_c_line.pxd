@@ -8,7 +8,7 @@ from greensrv.filters._c_splitters cimport Splitter as CSplitter
 cdef object NEED_DATA
 
 cdef class Line(Filter):
-    cdef public bint _ascii_text, _utf8
+    cdef public bint _ascii_text, _utf8, _whole
     cdef public Py_ssize_t _bn, _max, _scan
     cdef public CSplitter _splitter
     cdef public object _batch_split, _braw, _encoding, _out_str
@@ -16,6 +16,7 @@ cdef class Line(Filter):
     cdef public bytes _out_lit, _sep
     cdef public dict _settings
 
+    cpdef receive(self, data)
     cpdef next_record(self)
     cpdef feed(self, data)
     @cython.locals(start=Py_ssize_t, scan=Py_ssize_t, first=Py_ssize_t, last=Py_ssize_t,

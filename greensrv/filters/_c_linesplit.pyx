@@ -12,7 +12,7 @@ Line takes its pure-Python path, which is also the fallback when this module is 
 """
 
 from cpython.bytearray cimport PyByteArray_AS_STRING
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint64_t
 from libc.string cimport memchr, memcpy
 
@@ -37,16 +37,23 @@ cdef inline bint _is_ascii(const unsigned char *p, Py_ssize_t n) noexcept nogil:
     return (bits & 0x8080808080808080ULL) == 0 and tail < 0x80
 
 
-def split_newline_batch(bytearray buf, Py_ssize_t start, Py_ssize_t end,
+def split_newline_batch(buf, Py_ssize_t start, Py_ssize_t end,
                         Py_ssize_t max_length, bint as_text):
     """The lines of ``buf[start:end]`` (which ends with ``\\n``), without ``\\n`` or ``\\r\\n``.
 
+    ``buf`` is the filter's ``bytearray`` or, on the whole-line path, the ``bytes`` received.
     ``str`` lines when ``as_text`` (ASCII only), else ``bytes``; None when a line is longer
     than ``max_length`` or, as text, not ASCII.
     """
+    cdef const unsigned char *data
+    if type(buf) is bytes:
+        data = <const unsigned char *>PyBytes_AS_STRING(buf)
+    elif type(buf) is bytearray:
+        data = <const unsigned char *>PyByteArray_AS_STRING(buf)
+    else:
+        raise TypeError(f"split_newline_batch: bytes or bytearray, not {type(buf).__name__}")
     if start < 0 or end > len(buf) or start > end:
         raise ValueError("split_newline_batch: bad range")
-    cdef const unsigned char *data = <const unsigned char *>PyByteArray_AS_STRING(buf)
     cdef const unsigned char *p = data + start
     cdef const unsigned char *stop = data + end
     cdef const unsigned char *nl

@@ -1,13 +1,15 @@
 # The augmenting .pxd of greensrv.filters._c_resp (resp.py compiled): Resp's parse state in C
-# fields and its command path (the bulk split, the exact parser) as C calls with typed locals.
+# fields and its parse steps as C calls with typed locals (the bulk paths themselves are in
+# resp_scan.py, the reply pieces in resp_encode.py, each compiled with its own .pxd).
 # Lengths and integers read from the wire stay Python ints (a 20-digit one does not fit in C).
 cimport cython
 from greensrv.filters.base cimport Filter
 
 cdef object NEED_DATA
-cdef dict _FAST_BULK, _FAST_ARRAY
 cdef frozenset _TYPE_BYTES
-cdef Py_ssize_t _FAST_MIN, _MAX_INT_CHARS
+cdef dict _SIMPLE
+cdef list _BULK_HEADS, _SMALL_INTS
+cdef Py_ssize_t _FAST_MIN
 cdef bint _SCAN_IN_C
 
 cdef class Resp(Filter):
@@ -20,22 +22,10 @@ cdef class Resp(Filter):
 
     cpdef next_record(self)
     cpdef feed(self, data)
-    @cython.locals(start=Py_ssize_t, ntok=Py_ssize_t, i=Py_ssize_t, end=Py_ssize_t,
-                   max_bulk=Py_ssize_t, max_line=Py_ssize_t, max_array=Py_ssize_t,
-                   j=Py_ssize_t, consumed=Py_ssize_t, toks=list, out=list, ends=list,
-                   tok=bytes, region=bytes, payloads=list, lengths=list)
+    @cython.locals(start=Py_ssize_t, i=Py_ssize_t, toks=list, out=list, region=bytes)
     cdef list _bulk_parse(self)
-    @cython.locals(start=Py_ssize_t, region=bytes, n=Py_ssize_t, max_bulk=Py_ssize_t,
-                   max_array=Py_ssize_t, out=list, ends=list, pos=Py_ssize_t,
-                   head=cython.uchar, count=Py_ssize_t, after=Py_ssize_t, items=list,
-                   begin=Py_ssize_t, end=Py_ssize_t)
+    @cython.locals(start=Py_ssize_t, region=bytes, pos=Py_ssize_t, out=list)
     cdef list _bulk_scan(self)
-    @cython.locals(length=Py_ssize_t, begin=Py_ssize_t, end=Py_ssize_t)
-    cdef (Py_ssize_t, Py_ssize_t) _scan_bulk(self, bytes region, Py_ssize_t pos, Py_ssize_t n,
-                                             Py_ssize_t max_bulk)
-    @cython.locals(value=Py_ssize_t, digits=Py_ssize_t)
-    cdef (Py_ssize_t, Py_ssize_t) _scan_length(self, bytes region, Py_ssize_t pos,
-                                               Py_ssize_t n)
     @cython.locals(n=Py_ssize_t, pos=Py_ssize_t, t=int, scan=Py_ssize_t, nl=Py_ssize_t,
                    end=Py_ssize_t, stack=list, top=list)
     cdef _parse_one(self)
@@ -46,6 +36,8 @@ cdef class Resp(Filter):
     cpdef _compact(self)
     cpdef pending(self)
     cpdef pending_size(self)
+    @cython.locals(n=Py_ssize_t)
     cpdef encode(self, record)
+    cpdef encode_many(self, records)
     cpdef _forget_input(self)
     cpdef clone(self)

@@ -9,7 +9,7 @@ cdef class Splitter:
 
     cpdef tuple find(self, bytearray buf, Py_ssize_t pos)
     cpdef Py_ssize_t line_end(self, bytearray buf, Py_ssize_t start, Py_ssize_t i) except -1
-    cpdef list split_text(self, str text, bytearray raw)
+    cpdef list split_text(self, str text, raw)
     cpdef list split_bytes(self, bytes data)
     cpdef check_tail(self, bytearray buf, Py_ssize_t pos, Py_ssize_t start)
     cpdef bytearray last_line(self, bytearray rest)

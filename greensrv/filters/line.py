@@ -14,7 +14,11 @@ Four input modes, chosen at construction:
 Each mode is a splitter (``greensrv/filters/splitters.py``) picked at construction; Line keeps
 the buffer, batching, ``max_length``, decoding and encoding.
 
-Speed: when several lines are buffered, they are split, decoded and length-checked in bulk by
+Speed: a chunk that arrives while no partial line is buffered and that ends with a terminator
+(the usual read of a line protocol) is split straight from the received ``bytes``, without
+copying it into the buffer; the chunk is kept so that :meth:`Line.pending` still returns the
+lines not yet taken, and any anomaly buffers it as usual, so the exact path reports it. When
+several lines are buffered, they are split, decoded and length-checked in bulk by
 C code (``bytes.split``, ``bytes.decode``, ``max(map(len, ...))``) and handed out one at a time;
 any anomaly (a bad byte, an overlong line) sends that batch through the exact one-line path,
 which reports the offending line after returning the good ones before it.
@@ -100,7 +104,8 @@ class Line(Filter):
     """
 
     __slots__ = ("_ascii_text", "_batch_split", "_bn", "_braw", "_encoding", "_errors", "_max",
-                 "_out_lit", "_out_str", "_scan", "_sep", "_settings", "_splitter", "_utf8")
+                 "_out_lit", "_out_str", "_scan", "_sep", "_settings", "_splitter", "_utf8",
+                 "_whole")
 
     def __init__(
         self,
@@ -166,11 +171,35 @@ class Line(Filter):
         self._out_str = (self._out_lit.decode(encoding)
                          if safe and encoding is not None and self._out_lit.isascii() else None)
         self._utf8 = encoding == "utf-8" and errors == "strict"
+        # Whole-line chunks split in receive(): a literal terminator, and a next_record that
+        # takes the batch it leaves (Line's own, or an override that calls it).
+        self._whole = splitter.batches and _whole_lines_ok(type(self))
         self._scan = 0  # bytes before this offset are known to hold no terminator
         self._braw: bytes | bytearray | None = None  # raw bytes of the current batch
         self._bn = 0  # records in the current batch
 
     # -- input -------------------------------------------------------------------------------
+    def receive(self, data: bytes) -> None:
+        # The whole-line path: nothing partial buffered, no batch left, and the chunk ends
+        # with a terminator: its lines become the batch, split from ``data`` itself, which is
+        # kept (``_braw``) for pending(). Anything the bulk split refuses (an overlong or
+        # undecodable line, a bare CR in strict mode...) is buffered, and the exact path
+        # reports it from next_record() as before.
+        if (self._whole and type(data) is bytes and len(self._buf) == self._start
+                and not self._ready and data.endswith(self._sep)):
+            batch_split = self._batch_split
+            if batch_split is not None:
+                lines = batch_split(data, 0, len(data), self._max, self._ascii_text)
+            else:
+                lines = self._split(data)
+            if lines is not None:
+                lines.reverse()
+                self._ready = lines
+                self._braw = data
+                self._bn = len(lines)
+                return
+        Filter.receive(self, data)  # (not super(): a compiled cpdef method has no __class__ cell)
+
     def next_record(self) -> Any:
         batch = self._ready
         if batch:
@@ -241,7 +270,7 @@ class Line(Filter):
         self._bn = len(lines)
         return lines
 
-    def _split(self, raw: bytearray) -> list[Any] | None:
+    def _split(self, raw: bytes | bytearray) -> list[Any] | None:
         """Split a batch of whole lines in bulk, or None if any line needs the exact path."""
         enc = self._encoding
         limit = self._max
@@ -454,6 +483,7 @@ class Line(Filter):
         new._settings = self._settings
         new._splitter = self._splitter  # immutable once built: shared by the clones
         new._utf8 = self._utf8
+        new._whole = self._whole
         new._scan = new._bn = 0
         new._ready = []
         new._braw = None
@@ -465,9 +495,18 @@ class Line(Filter):
         return f"Line({args})"
 
 
+def _whole_lines_ok(cls: type) -> bool:
+    """Whether ``cls`` takes the batches receive() splits: its next_record is Line's, or an
+    override that says it calls Line's (``_uses_line_next_record``, as JsonLines does); an
+    override that parsed the buffer itself would never see them."""
+    return (cls.next_record is _LINE_NEXT  # type: ignore[attr-defined]
+            or bool(getattr(cls, "_uses_line_next_record", False)))
+
+
 #: Line's own encode(), to tell whether a subclass overrides it (looked up in the class dict: in
 #: the compiled class, ``Line.encode`` would name the C method rather than the descriptor).
 _LINE_ENCODE = Line.__dict__["encode"]
+_LINE_NEXT = Line.__dict__["next_record"]
 
 _DEFAULTS: dict[str, Any] = dict(
     literal=None, input_literal=None, output_literal="\r\n", input_regexp=None,

@@ -42,13 +42,10 @@ A request from a real client (``redis-cli``, ``redis-benchmark``, redis-py) is a
 strings, so a server sees ``[b"SET", b"key", b"value"]``; an inline command typed into telnet
 (split on spaces and tabs, without Redis's quoting rules) gives the same shape.
 
-On a client (``greensrv.connect`` and ``Client`` call :meth:`Resp.use_on_client`, or
-``Resp(client=True)``), every record put is a command, sent as Redis wants a request: an array
-of bulk strings. A list or tuple holds the command's words, each ``bytes`` (or
-``bytearray``/``memoryview``), ``str`` (UTF-8) or a number (``int``, ``float``: its decimal text,
-as redis-py sends it); a lone ``str`` or ``bytes`` is a one-word command (``"PING"``). Anything
-else (a nested list, a ``dict``, ``None``, a ``bool``) is a ``TypeError`` naming it. Replies are
-decoded as the table says.
+On a client (``Resp(client=True)``, or ``use_on_client``), every record put is a command, sent
+as an array of bulk strings (``resp_encode.py`` says which words it takes). Replies are decoded
+as the table says. The replies servers send most are encoded from ready-made pieces
+(``resp_encode.py``); requests are scanned in C when compiled (``resp_scan.py``).
 
 Parsing is incremental: an array's elements already parsed are kept while the rest arrives,
 a bulk string's payload is not looked at until all of it is there, and a line is never searched
@@ -79,8 +76,26 @@ from .resp3 import (
     encode_other,
     scalar_value,
 )
+from .resp_encode import (
+    BULK_HEADS,
+    SIMPLE,
+    SMALL_INTS,
+    base_type,
+    encode_command,
+    error,
+    simple_string,
+)
+from .resp_scan import COMPILED as _SCAN_IN_C
+from .resp_scan import MAX_INT_CHARS as _MAX_INT_CHARS
+from .resp_scan import scan_requests, split_messages
 
 __all__ = ["Attributed", "Push", "Resp", "RespError", "Verbatim"]
+
+# resp_encode's tables under names of this module's own, which _c_resp.pxd types (a list index
+# and a dict lookup in C, without a call); the import names stay untyped for Cython.
+_SIMPLE = SIMPLE
+_BULK_HEADS = BULK_HEADS
+_SMALL_INTS = SMALL_INTS
 
 #: Longest bulk string accepted by default: 16 MiB is far above the values a Redis-like
 #: in-process service stores, while a forged length cannot make one client buffer Redis's
@@ -102,23 +117,10 @@ DEFAULT_MAX_MESSAGE_LENGTH = 64 * 1024 * 1024
 #: Below this many buffered bytes the exact parser is as fast as a split.
 _FAST_MIN = 256
 
-#: Digits allowed in a length or integer: a signed 64-bit integer has at most 19 and a sign.
-_MAX_INT_CHARS = 20
-
 _TYPE_BYTES = frozenset(b"$*+-:%~,#_(=!>|")
 #: RESP3 aggregates, by type byte: "%" map, "~" set, ">" push, "|" attribute.
 _AGGREGATES = frozenset(b"%~>|")
 _NAMES = {42: "array", 37: "map", 126: "set", 62: "push", 124: "attribute"}
-
-#: Whether this module runs compiled (its name is then ``_c_resp``): only then is the byte-by-byte
-#: ``Resp._bulk_scan`` faster than splitting.
-_SCAN_IN_C = __name__.rpartition(".")[2].startswith("_c_")
-
-#: Length headers the bulk fast path recognises by a dict lookup (longer ones take the exact
-#: path); arrays of up to this many bulk strings are checked in bulk.
-_FAST_BULK = {b"$%d" % i: i for i in range(4096)}
-_FAST_ARRAY = {b"*%d" % i: i for i in range(1, 256)}
-
 
 class Resp(Filter):
     """RESP2 values both ways; inline commands accepted on input. See the module docstring."""
@@ -193,76 +195,16 @@ class Resp(Filter):
                 out.append(record)
 
     def _bulk_parse(self) -> list[Any]:
-        """Parse the complete messages in the buffer from one ``split`` (C speed).
-
-        Handles the common shapes (bulk strings, arrays of bulk strings, simple strings,
-        integers, errors, nulls); stops at anything else (nested arrays, inline commands, a bulk
-        string holding CRLF, an incomplete message, a limit reached), which the exact parser
-        then takes, one message at a time, up to the end of what was split here.
-        """
-        buf = self._buf
+        """Parse the complete messages in the buffer from one ``split`` (C speed:
+        ``resp_scan.split_messages``); the exact parser takes what it stops at, one message at
+        a time, up to the end of what was split here."""
         start = self._start
-        region = bytes(buf[start:])
+        region = bytes(self._buf[start:])
         self._fast_from = start + len(region)
         if len(region) > self._max_message:
             return []
         toks = region.split(b"\r\n")
-        ntok = len(toks) - 1  # the last token is not CRLF-terminated: not complete
-        bulk_get = _FAST_BULK.get
-        array_get = _FAST_ARRAY.get
-        max_bulk = self._max_bulk
-        max_line = self._max_line
-        max_array = self._max_array
-        out: list[Any] = []
-        ends: list[int] = []
-        i = 0
-        while i < ntok:
-            tok = toks[i]
-            length = bulk_get(tok)
-            if length is not None:
-                i += 1
-                if i >= ntok or len(toks[i]) != length or length > max_bulk:
-                    i -= 1
-                    break
-                out.append(toks[i])
-            else:
-                count = array_get(tok)
-                if count is not None:
-                    end = i + 2 * count
-                    if end >= ntok or count > max_array:
-                        break
-                    payloads = toks[i + 2 : end + 1 : 2]
-                    # Each header must be "$<length of its payload>" (one pass: C-speed when
-                    # compiled, and as fast as map() and a list compare in pure Python).
-                    j = i + 1
-                    for payload in payloads:
-                        length = bulk_get(toks[j])
-                        if length is None or length != len(payload) or length > max_bulk:
-                            break
-                        j += 2
-                    if j <= end:
-                        break
-                    out.append(payloads)
-                    i = end
-                else:
-                    head = tok[:1]
-                    if len(tok) > max_line or b"\r" in tok or b"\n" in tok:
-                        break
-                    if head == b"+":
-                        out.append(tok[1:].decode("utf-8", "surrogateescape"))
-                    elif head == b":" and 1 < len(tok) <= _MAX_INT_CHARS + 1 and (
-                            tok[1:].isdigit() or (tok[1:2] == b"-" and tok[2:].isdigit())):
-                        out.append(int(tok[1:]))
-                    elif head == b"-":
-                        out.append(RespError(tok[1:].decode("utf-8", "surrogateescape")))
-                    elif tok == b"$-1" or tok == b"*-1":
-                        out.append(None)
-                    elif tok == b"*0":
-                        out.append([])
-                    else:
-                        break
-            i += 1
-            ends.append(i)
+        out, ends, i = split_messages(toks, self._max_bulk, self._max_line, self._max_array)
         if not out:
             return out
         consumed = sum(map(len, toks[:i])) + 2 * i
@@ -276,50 +218,13 @@ class Resp(Filter):
         return out
 
     def _bulk_scan(self) -> list[Any]:
-        """Parse the complete requests in the buffer byte by byte (the compiled build's path).
-
-        Takes what real clients send, arrays of bulk strings (and bare bulk strings), and stops
-        at anything else, which ``_bulk_parse`` then takes. Each payload is sliced once from the
-        buffer; nothing else is allocated. Compiled, a byte is a C char; in pure Python this
-        loop would be slower than ``_bulk_parse``'s ``split``, so only the compiled build uses
-        it (``_SCAN_IN_C``); the tests run it in both builds.
-        """
+        """Parse the complete requests in the buffer byte by byte (the compiled build's path:
+        ``resp_scan.py``); stops at anything else, which ``_bulk_parse`` then takes."""
         start = self._start
         region = bytes(self._buf[start:])
-        n = len(region)
-        if n > self._max_message:
+        if len(region) > self._max_message:
             return []
-        max_bulk = self._max_bulk
-        max_array = self._max_array
-        out: list[Any] = []
-        ends: list[int] = []
-        pos = 0
-        while pos < n:
-            head = region[pos]
-            if head == 42:  # * an array: of bulk strings only, else stop
-                count, after = self._scan_length(region, pos + 1, n)
-                if count <= 0 or count > max_array:
-                    break
-                items = []
-                for _ in range(count):
-                    begin, end = self._scan_bulk(region, after, n, max_bulk)
-                    if begin < 0:
-                        break
-                    items.append(region[begin:end])
-                    after = end + 2
-                if len(items) != count:
-                    break
-                out.append(items)
-            elif head == 36:  # $ a bulk string
-                begin, end = self._scan_bulk(region, pos, n, max_bulk)
-                if begin < 0:
-                    break
-                out.append(region[begin:end])
-                after = end + 2
-            else:
-                break
-            pos = after
-            ends.append(pos)
+        out, ends, pos = scan_requests(region, self._max_bulk, self._max_array)
         if not out:
             return out
         self._start = self._pos = start + pos
@@ -330,34 +235,6 @@ class Resp(Filter):
         out.reverse()
         self._ready = out
         return out
-
-    def _scan_bulk(self, region: bytes, pos: int, n: int, max_bulk: int) -> tuple[int, int]:
-        """The payload span of the complete bulk string at ``pos``, or (-1, -1)."""
-        if pos >= n or region[pos] != 36:
-            return (-1, -1)
-        length, begin = self._scan_length(region, pos + 1, n)
-        end = begin + length
-        if length < 0 or length > max_bulk or end + 2 > n:
-            return (-1, -1)
-        if region[end] != 13 or region[end + 1] != 10:
-            return (-1, -1)
-        return (begin, end)
-
-    def _scan_length(self, region: bytes, pos: int, n: int) -> tuple[int, int]:
-        """The decimal at ``pos`` up to its CRLF and the offset after it; (-1, pos) if none.
-
-        At most 18 digits (always fits in C); anything longer or odd is left to the exact
-        parser, which reports it.
-        """
-        value = 0
-        digits = 0
-        while pos < n and 48 <= region[pos] <= 57 and digits < 18:
-            value = value * 10 + (region[pos] - 48)
-            digits += 1
-            pos += 1
-        if digits == 0 or pos + 1 >= n or region[pos] != 13 or region[pos + 1] != 10:
-            return (-1, pos)
-        return (value, pos + 2)
 
     def _parse_one(self) -> Any:
         buf = self._buf
@@ -431,7 +308,7 @@ class Resp(Filter):
                     pos = nl + 2
                 elif t == 43 or t == 45:  # + simple string, - error
                     text = bytes(buf[pos + 1 : nl])
-                    if b"\r" in text or b"\n" in text:
+                    if 13 in text or 10 in text:  # CR, LF (ints: memchr)
                         self._error("CR or LF inside a simple string or error")
                     s = text.decode("utf-8", "surrogateescape")
                     value = s if t == 43 else RespError(s)
@@ -558,23 +435,32 @@ class Resp(Filter):
 
     def encode(self, record: Any) -> bytes:
         if self._client:
-            return self._command(record)
+            return encode_command(record)
+        # The replies servers send most first, each from ready-made pieces (resp_encode.py).
         t = type(record)
+        if t is str:
+            wire = _SIMPLE.get(record)
+            return simple_string(record) if wire is None else wire
         if t is bytes:
-            return b"$%d\r\n%b\r\n" % (len(record), record)
+            n = len(record)
+            if n < 1024:
+                return b"".join((_BULK_HEADS[n], record, b"\r\n"))
+            return b"$%d\r\n%b\r\n" % (n, record)
+        if t is int:
+            if 0 <= record < 1024:
+                return _SMALL_INTS[record]
+            if INT_MIN <= record <= INT_MAX:
+                return b":%d\r\n" % record
+        if record is None:
+            return b"$-1\r\n" if self._protocol == 2 else b"_\r\n"
+        if t is RespError:
+            return error(record, self._protocol)
         if t is list or t is tuple:
             encode = self.encode
             # A request's arguments are bytes: those are framed inline, without a call each.
             return b"*%d\r\n" % len(record) + b"".join([
                 b"$%d\r\n%b\r\n" % (len(r), r) if type(r) is bytes else encode(r)
                 for r in record])
-        if t is str:
-            data = record.encode("utf-8", "surrogateescape")
-            if b"\r" in data or b"\n" in data:
-                return b"$%d\r\n%b\r\n" % (len(data), data)
-            return b"+%b\r\n" % data
-        if t is int and INT_MIN <= record <= INT_MAX:
-            return b":%d\r\n" % record
         wire = encode_other(record, self._protocol, self.encode)
         if wire is not None:
             return wire
@@ -582,36 +468,13 @@ class Resp(Filter):
             data = bytes(record)
             return b"$%d\r\n%b\r\n" % (len(data), data)
         if isinstance(record, (list, tuple, str)):
-            return self.encode(_base_type(record))
+            return self.encode(base_type(record))
         raise TypeError(f"Resp.encode cannot encode {type(record).__name__}")
 
-    def _command(self, record: Any) -> bytes:
-        """A client's record as a request: an array of bulk strings (see the module docstring)."""
-        if isinstance(record, (list, tuple)):
-            words = record
-        elif isinstance(record, (str, bytes)):
-            words = (record,)
-        else:
-            raise TypeError(f"Resp on a client sends commands: a list or tuple of words, or one "
-                            f"str or bytes, not {type(record).__name__}")
-        parts = [b"*%d\r\n" % len(words)]
-        for word in words:
-            t = type(word)
-            if t is bytes:
-                data = word
-            elif t is str:
-                data = word.encode("utf-8", "surrogateescape")
-            elif isinstance(word, (bytes, bytearray, memoryview)):
-                data = bytes(word)
-            elif isinstance(word, str):
-                data = str(word).encode("utf-8", "surrogateescape")
-            elif isinstance(word, (int, float)) and not isinstance(word, bool):
-                data = repr(float(word) if isinstance(word, float) else int(word)).encode()
-            else:
-                raise TypeError(f"a Redis command's words are bytes, str, int or float, not "
-                                f"{type(word).__name__} ({word!r})")
-            parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-        return b"".join(parts)
+    def encode_many(self, records: Any) -> bytes:
+        # Each record through encode() as a C call when compiled (Filter's goes through a bound
+        # method per record): a server putting one read's replies at once.
+        return b"".join([self.encode(r) for r in records])
 
     def _forget_input(self) -> None:
         # The parse state Filter._forget_input cannot reach in the compiled build (C fields).
@@ -630,12 +493,6 @@ class Resp(Filter):
         options = ([] if self._protocol == 2 else ["protocol=3"]) + (
             ["client=True"] if self._client else [])
         return f"Resp({', '.join(options)})"
-
-
-def _base_type(record: Any) -> Any:
-    """A subclass instance as its base type (``encode`` dispatches on exact types)."""
-    base: Any = next(t for t in (str, list, tuple) if isinstance(record, t))
-    return base(record)
 
 
 accelerate(globals(), "greensrv.filters._c_resp", requires=("greensrv.filters.base",))

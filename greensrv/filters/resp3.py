@@ -196,7 +196,7 @@ def encode_other(record: Any, protocol: int, encode: Any) -> bytes | None:
         return b":1\r\n" if record else b":0\r\n"
     if isinstance(record, RespError):
         data = record.message.encode("utf-8", "surrogateescape")
-        if b"\r" in data or b"\n" in data:
+        if 13 in data or 10 in data:  # CR, LF (ints: memchr)
             if three:
                 return b"!%d\r\n%b\r\n" % (len(data), data)
             data = data.replace(b"\r", b" ").replace(b"\n", b" ")
