@@ -13,7 +13,7 @@ from greensrv._c_input_clock cimport InputClock as CInputClock
 from greensrv._c_output_queue cimport OutputQueue as COutputQueue
 from greensrv.filters.base cimport Filter
 
-cdef object NEED_DATA, _NOTHING, READY, TIMEOUT, WAKE
+cdef object NEED_DATA, _NOTHING, _END, READY, TIMEOUT, WAKE
 cdef object CLOSED, CLOSING, DONE, FIN_SENT, OPEN, PEER_CLOSED, READING, STOPPED
 cdef int IDLE, RECORD, EMPTIED, FELL_TO_LOW, OVER_LIMIT, ROSE_ABOVE_HIGH
 cdef Py_ssize_t RECV_SIZE
@@ -39,6 +39,7 @@ cdef class Connection:
     cdef _attach(self)
     cdef _write_watcher(self)
     cpdef get(self, timeout=*)
+    cdef _get_of_subclass(self)
     cpdef _wake(self)
     cdef _stop_input(self)
     cdef _wait(self, watcher, timeout)

@@ -88,6 +88,20 @@ class _Nothing:
 
 _NOTHING: Any = _Nothing()
 
+
+class _End:
+    """What ``_get_slow`` returns once input has ended: ``get()`` raises EOFError for it and
+    ``__next__`` ends the iteration, so the end of input is no exception raised through the
+    compiled frames below them."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<end of input>"
+
+
+_END: Any = _End()
+
 # put()'s ASCII test: str.isascii, bound through globals() so that Cython sees no assignment;
 # compiled, the .pxd's inline _is_ascii (CPython's PyUnicode_IS_ASCII, one flag read instead of
 # a method call) takes the name. gevent binds its compiled helpers the same way.
@@ -300,8 +314,13 @@ class Connection:
             record = self._in.next_record()
             if record is not NEED_DATA:
                 return record
-            return self._get_slow(timeout, True)
-        return self._get_slow(timeout, False)
+            record = self._get_slow(timeout, True)
+        else:
+            record = self._get_slow(timeout, False)
+        if record is _END:
+            raise EOFError("no more input from the server" if self._hooks.client_side
+                           else "no more input from this client")
+        return record
 
     def __iter__(self) -> Connection:
         """``for record in conn``: records until EOF. The connection is its own iterator, in the
@@ -318,10 +337,22 @@ class Connection:
             ready = self._in.take_ready()
             if ready:
                 return ready.pop()
+        if type(self) is Connection:
+            # get() without its EOFError: the end of input comes back as _END.
+            record = self._get_slow(None, False)
+        else:
+            record = self._get_of_subclass()
+        if record is _END:
+            raise StopIteration
+        return record
+
+    def _get_of_subclass(self) -> Any:
+        """A subclass may override get() (greensrv.testing's does): iterate through it. (Not in
+        __next__ itself: its try block would deepen the stack every parked reader saves.)"""
         try:
             return self.get()
         except EOFError:
-            raise StopIteration from None
+            return _END
 
     def _wake(self) -> None:
         """Hub callback: wake the parked reader so it re-checks the connection's state."""
@@ -369,7 +400,8 @@ class Connection:
         return result
 
     def _get_slow(self, timeout: float | None, parsed: bool) -> Any:
-        """get() past its fast path; ``parsed``: the filter was just asked and has no record."""
+        """get() past its fast path; ``parsed``: the filter was just asked and has no record.
+        Returns the record, or _END once no record is left and no more input will come."""
         deadline = None if timeout is None else _monotonic() + timeout
         just_read = False
         while True:
@@ -394,8 +426,7 @@ class Connection:
             if self._eof_records:
                 return self._eof_records.popleft()
             if self._state.input is not READING:
-                raise EOFError("no more input from the server" if self._hooks.client_side
-                               else "no more input from this client")
+                return _END
             self._read_more(deadline)
             just_read = True
 

@@ -140,3 +140,38 @@ def test_stop_input_ends_a_waiting_get_with_eof(pair):
     with pytest.raises(EOFError):
         reader.get(timeout=WAIT)
     conn.close()
+
+
+def test_iteration_and_get_end_alike_at_eof_with_the_records_the_filter_gave_last(pair):
+    # The end of input travels as a marker through the connection, not as an exception: what
+    # the application sees is unchanged: the records, the unterminated last one, then
+    # StopIteration for `for`/next() and EOFError for get(), again and again.
+    conn = make(pair)
+    _, peer, _ = pair
+    peer.sendall(b"one\ntwo\nlast")
+    peer.shutdown(socket.SHUT_WR)
+    assert list(conn) == ["one", "two", "last"]
+    with pytest.raises(StopIteration):
+        next(conn)
+    with pytest.raises(EOFError, match="no more input from this client"):
+        conn.get(timeout=WAIT)
+    assert list(conn) == []
+
+
+def test_a_subclass_get_is_what_iteration_uses(pair):
+    class Counting(Connection):
+        __slots__ = ("gets",)
+
+        def get(self, timeout=None):
+            self.gets += 1
+            return Connection.get(self, timeout)
+
+    ours, peer, address = pair
+    f = Line()
+    conn = Counting(ours, address, 1, f, f, Limits(), ConnectionHooks())
+    conn.gets = 0
+    attach(conn)
+    peer.sendall(b"a\n")
+    peer.shutdown(socket.SHUT_WR)
+    assert list(conn) == ["a"]
+    assert conn.gets == 2  # the record, then the EOFError that ended the loop
