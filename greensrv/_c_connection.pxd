@@ -24,6 +24,33 @@ cdef extern from "Python.h":
 cdef inline bint _is_ascii(str text) noexcept:
     return PyUnicode_IS_ASCII(text)
 
+# time.monotonic's clock without a Python call: CLOCK_MONOTONIC is the clock CPython reads
+# for it on Linux; elsewhere _clock_now calls time.monotonic itself (_monotonic).
+cdef extern from *:
+    """
+    #include <time.h>
+    #if defined(__linux__) && defined(CLOCK_MONOTONIC)
+    #define GREENSRV_C_CLOCK 1
+    static double greensrv_clock_now(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    }
+    #else
+    #define GREENSRV_C_CLOCK 0
+    static double greensrv_clock_now(void) { return 0.0; }
+    #endif
+    """
+    const bint GREENSRV_C_CLOCK
+    double greensrv_clock_now() noexcept
+
+cdef object _monotonic
+
+cdef inline double _clock_now() except? -1.0:
+    if GREENSRV_C_CLOCK:
+        return greensrv_clock_now()
+    return _monotonic()
+
 cdef class Connection:
     cdef object __weakref__
     cdef Filter _in

@@ -14,7 +14,14 @@ import pytest
 from gevent.event import Event
 from helpers import WAIT, wait_for
 
-from greensrv.connection import Connection, ConnectionHooks, attach, finish, stop_input
+from greensrv.connection import (
+    Connection,
+    ConnectionHooks,
+    attach,
+    finish,
+    overload_progress,
+    stop_input,
+)
 from greensrv.errors import RecordTimeoutError
 from greensrv.filters import Line
 from greensrv.limits import Limits
@@ -175,3 +182,23 @@ def test_a_subclass_get_is_what_iteration_uses(pair):
     peer.shutdown(socket.SHUT_WR)
     assert list(conn) == ["a"]
     assert conn.gets == 2  # the record, then the EOFError that ended the loop
+
+
+def test_the_input_clock_reads_time_monotonic_s_clock(pair):
+    # Compiled on Linux the clock of each read and wait is clock_gettime from C: the times it
+    # records must be time.monotonic() values, as the shedder and the deadlines compare them.
+    import time
+
+    conn = make(pair)
+    _, peer, _ = pair
+    before = time.monotonic()
+    peer.sendall(b"an unfinished rec")
+    reader = gevent.spawn(conn.get)
+    deadline = time.monotonic() + WAIT
+    while (progress := overload_progress(conn)).waiting_since is None:  # the reader parks
+        assert time.monotonic() < deadline, "the reader never waited for the rest of its record"
+        gevent.sleep(0.01)  # poll interval, with the deadline above
+    after = time.monotonic()
+    assert before <= progress.record_started <= progress.waiting_since <= after
+    peer.sendall(b"ord\n")
+    assert reader.get(timeout=WAIT) == "an unfinished record"
