@@ -8,6 +8,7 @@
 # connection.py imports the same classes by their Python names, which Cython would otherwise
 # take for these cimports. (Filter is cimported by its Python name: a filter compiled in
 # Python mode subclasses it, which needs the cimported and imported names to agree.)
+cimport cython
 from greensrv._c_connection_state cimport ConnectionState as CConnectionState
 from greensrv._c_input_clock cimport InputClock as CInputClock
 from greensrv._c_output_queue cimport OutputQueue as COutputQueue
@@ -51,6 +52,21 @@ cdef inline double _clock_now() except? -1.0:
         return greensrv_clock_now()
     return _monotonic()
 
+cdef class Connection
+
+cdef class _Flusher:
+    cdef object __weakref__
+    cdef object _loop
+    cdef list _pending
+    cdef bint _scheduled
+
+    cdef add(self, Connection conn)
+    @cython.locals(pending=list, conn=Connection)
+    cpdef _run(self)  # conn typed: its _flush_if_due is a C method
+
+cdef object _FLUSHERS
+cdef _Flusher _flusher_of(hub)
+
 cdef class Connection:
     cdef object __weakref__
     cdef Filter _in
@@ -58,8 +74,9 @@ cdef class Connection:
     cdef CConnectionState _state
     cdef CInputClock _clock
     cdef object _hooks, _limits, _hub, _loop, _transport, _rw, _ww, _waiting, _linger
-    cdef object _flush_cb, _flush_event, _events, _event_glet, _eof_records, _data
-    cdef bint _writing, _first_read
+    cdef _Flusher _flusher
+    cdef object _flush_event, _events, _event_glet, _eof_records, _data
+    cdef bint _writing, _first_read, _flush_due
     cdef Py_ssize_t _discarded, _bytes_out
     cdef public object error, id, proxy, remote_address, server, socket
 
@@ -80,6 +97,7 @@ cdef class Connection:
     cdef _schedule_flush(self)
     cdef _put_a_lot(self, Py_ssize_t before)
     cdef _too_slow(self, Py_ssize_t queued)
+    cdef _flush_if_due(self)
     cpdef _flush(self)
     cdef _start_writing(self)
     cdef _stop_writing(self)

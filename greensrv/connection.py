@@ -34,6 +34,7 @@ import time
 from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 from gevent import getcurrent, spawn
 from gevent.event import Event
@@ -107,6 +108,44 @@ class _End:
 
 _END: Any = _End()
 
+
+class _Flusher:
+    """One hub's connections with fresh output, flushed by one hub callback per loop iteration
+    rather than a callback made (and freed) per connection and burst: a put() that begins a
+    burst appends its connection here. A connection that flushed by itself meanwhile (its
+    handler asked for input) is skipped."""
+
+    __slots__ = ("__weakref__", "_loop", "_pending", "_scheduled")
+
+    def __init__(self, loop: Any) -> None:
+        self._loop = loop
+        self._pending: list[Connection] = []
+        self._scheduled = False
+
+    def add(self, conn: Connection) -> None:
+        self._pending.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.run_callback(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        pending = self._pending
+        self._pending = []
+        for conn in pending:
+            conn._flush_if_due()
+
+
+#: Each hub's flusher (a hub runs one thread's connections).
+_FLUSHERS: WeakKeyDictionary[Any, _Flusher] = WeakKeyDictionary()
+
+
+def _flusher_of(hub: Any) -> _Flusher:
+    flusher = _FLUSHERS.get(hub)
+    if flusher is None:
+        flusher = _FLUSHERS[hub] = _Flusher(hub.loop)
+    return flusher
+
 # put()'s ASCII test: str.isascii, bound through globals() so that Cython sees no assignment;
 # compiled, the .pxd's inline _is_ascii (CPython's PyUnicode_IS_ASCII, one flag read instead of
 # a method call) takes the name. gevent binds its compiled helpers the same way.
@@ -149,9 +188,9 @@ class Connection:
     """
 
     __slots__ = ("__weakref__", "_clock", "_data", "_discarded", "_eof_records", "_event_glet",
-                 "_events", "_first_read", "_flush_cb", "_flush_event", "_hooks", "_hub", "_in",
-                 "_limits", "_linger", "_loop", "_queue", "_rw", "_state", "_transport",
-                 "_waiting", "_writing", "_ww", "_bytes_out", "error", "id", "proxy",
+                 "_events", "_first_read", "_flush_due", "_flush_event", "_flusher", "_hooks",
+                 "_hub", "_in", "_limits", "_linger", "_loop", "_queue", "_rw", "_state",
+                 "_transport", "_waiting", "_writing", "_ww", "_bytes_out", "error", "id", "proxy",
                  "remote_address", "server", "socket")
 
     def __init__(self, sock: Any, address: Any, conn_id: int, in_filter: Filter,
@@ -180,9 +219,10 @@ class Connection:
         self._ww: Any = None
         self._waiting: Any = None  # the greenlet parked in _wait(), if any
         self._writing = False  # the write watcher is started
-        # The hub callback that will flush, if one is scheduled; a flush is coming whenever
-        # this is set or _writing is.
-        self._flush_cb: Any = None
+        # This connection waits in its hub's flusher for the loop iteration's flush; a flush is
+        # coming whenever this is set or _writing is.
+        self._flush_due = False
+        self._flusher = _flusher_of(self._hub)
         self._flush_event: Event | None = None
         self._events: deque[str] | None = None  # made on first use: a deque costs 760 bytes
         self._event_glet: Any = None
@@ -451,9 +491,9 @@ class Connection:
                 self._first_read = False
                 return
             self._first_read = False
-            if self._flush_cb is not None:
+            if self._flush_due:
                 # The handler put records and now waits for input: the burst is over, so send
-                # it from here rather than from a hub callback after the switch.
+                # it from here rather than from the flusher's callback after the switch.
                 self._flush()
             reason = self._wait_readable(deadline)
             if reason is READY and self._recv(transport) is not None:
@@ -560,9 +600,10 @@ class Connection:
             queued = queue.queued = queue.queued + size
             if queued >= queue.busy_mark:
                 self._put_a_lot(queued - size)
-            elif self._flush_cb is None and not self._writing:
+            elif not self._flush_due and not self._writing:
                 # _schedule_flush, inlined: the first record of each burst pays it.
-                self._flush_cb = self._loop.run_callback(self._flush)
+                self._flush_due = True
+                self._flusher.add(self)
             return
         if self._state.output is not OPEN:
             return
@@ -571,7 +612,7 @@ class Connection:
         before = queue.queue_records(record, more)
         if queue.queued >= queue.busy_mark:
             self._put_a_lot(before)
-        elif self._flush_cb is None and not self._writing:
+        elif not self._flush_due and not self._writing:
             self._schedule_flush()
 
     def flush(self, timeout: float | None = None) -> None:
@@ -592,7 +633,8 @@ class Connection:
 
     def _schedule_flush(self) -> None:
         """Send this burst's output once the putting greenlet yields (or waits for input)."""
-        self._flush_cb = self._loop.run_callback(self._flush)
+        self._flush_due = True
+        self._flusher.add(self)
 
     def _put_a_lot(self, before: int) -> None:
         """put() past min(high_mark, INLINE_SEND_THRESHOLD): watermark, limit, inline send."""
@@ -611,11 +653,14 @@ class Connection:
             f"past output_limit={self._limits.output_limit}")
         self.close()
 
+    def _flush_if_due(self) -> None:
+        """The flusher's call, in the hub: send this burst unless it was sent meanwhile."""
+        if self._flush_due:
+            self._flush()
+
     def _flush(self) -> None:
         """Send as much queued output as the socket takes; runs in the hub or inline."""
-        if self._flush_cb is not None:  # called before the scheduled callback ran: cancel it
-            self._flush_cb.stop()
-            self._flush_cb = None
+        self._flush_due = False  # the flusher's callback, if it is still to run, skips it
         if self._state.output is CLOSED or self._transport is None:
             return
         queue = self._queue

@@ -202,3 +202,33 @@ def test_the_input_clock_reads_time_monotonic_s_clock(pair):
     assert before <= progress.record_started <= progress.waiting_since <= after
     peer.sendall(b"ord\n")
     assert reader.get(timeout=WAIT) == "an unfinished record"
+
+
+def test_a_broadcast_burst_leaves_on_every_connection_in_the_same_loop_turn():
+    # put() on many connections in one turn: one flush per loop iteration sends each
+    # connection's whole burst; a connection closed meanwhile sends nothing and breaks nothing.
+    pairs = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        for _ in range(4):
+            peer = socket.create_connection(listener.getsockname(), timeout=WAIT)
+            ours, address = listener.accept()
+            pairs.append((gevent.socket.socket(fileno=ours.detach()), peer, address))
+    try:
+        conns = [make(p) for p in pairs]
+        for conn in conns:
+            conn.put("first")
+            conn.put("second")
+        conns[3].close()
+        assert [conn.buffered for conn in conns] == [15, 15, 15, 0]  # nothing left yet
+        gevent.sleep(0)  # one turn of the hub: its loop iteration flushes them
+        for conn, (_, peer, _) in zip(conns[:3], pairs[:3], strict=True):
+            assert conn.buffered == 0
+            got = b""
+            while len(got) < 15:
+                got += peer.recv(100)
+            assert got == b"first\r\nsecond\r\n"
+        assert pairs[3][1].recv(100) == b""  # closed: no output, just the end
+    finally:
+        for ours, peer, _ in pairs:
+            ours.close()
+            peer.close()
