@@ -64,7 +64,7 @@ cdef class _Flusher:
     @cython.locals(pending=list, conn=Connection)
     cpdef _run(self)  # conn typed: its _flush_if_due is a C method
 
-cdef object _FLUSHERS
+cdef object _FLUSHERS, _LAST_FLUSHER
 cdef _Flusher _flusher_of(hub)
 
 cdef class Connection:

@@ -34,7 +34,7 @@ import time
 from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, ref
 
 from gevent import getcurrent, spawn
 from gevent.event import Event
@@ -138,12 +138,22 @@ class _Flusher:
 
 #: Each hub's flusher (a hub runs one thread's connections).
 _FLUSHERS: WeakKeyDictionary[Any, _Flusher] = WeakKeyDictionary()
+#: (a weak reference to the hub last asked for, its flusher), stored as one tuple so that
+#: threads never see a hub paired with another's flusher: a new connection asks for the same
+#: hub as the one before it, and the WeakKeyDictionary lookup is then skipped.
+_LAST_FLUSHER: Any = None
 
 
 def _flusher_of(hub: Any) -> _Flusher:
+    global _LAST_FLUSHER
+    last = _LAST_FLUSHER
+    if last is not None and last[0]() is hub:
+        found: _Flusher = last[1]
+        return found
     flusher = _FLUSHERS.get(hub)
     if flusher is None:
         flusher = _FLUSHERS[hub] = _Flusher(hub.loop)
+    _LAST_FLUSHER = (ref(hub), flusher)
     return flusher
 
 # put()'s ASCII test: str.isascii, bound through globals() so that Cython sees no assignment;

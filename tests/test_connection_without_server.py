@@ -232,3 +232,32 @@ def test_a_broadcast_burst_leaves_on_every_connection_in_the_same_loop_turn():
         for ours, peer, _ in pairs:
             ours.close()
             peer.close()
+
+
+def test_a_connection_in_another_thread_is_flushed_by_its_own_hub(pair):
+    # Each hub flushes its own connections: one made in another thread (its own hub) between
+    # two made here must not be handed this hub's flusher, nor the other way round.
+    import threading
+
+    results = []
+
+    def other_thread():
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            peer = socket.create_connection(listener.getsockname(), timeout=WAIT)
+            ours, address = listener.accept()
+        conn = make((gevent.socket.socket(fileno=ours.detach()), peer, address))
+        conn.put("from the other hub")
+        gevent.sleep(0)
+        results.append(peer.recv(100))
+        conn.close()
+        peer.close()
+
+    here = make(pair)
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join(WAIT)
+    assert results == [b"from the other hub\r\n"]
+    here.put("from this hub")
+    gevent.sleep(0)
+    _, peer, _ = pair
+    assert peer.recv(100) == b"from this hub\r\n"
