@@ -35,6 +35,7 @@ from _socket import socket as _OSSocket
 from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary, ref
 
 import gevent.socket
 from gevent import getcurrent, spawn
@@ -72,6 +73,11 @@ __all__ = ["INPUT_ENDED", "READY", "TIMEOUT", "WAIT_DRAIN", "WAIT_INPUT", "WAKE"
            "run_output_event", "shed", "stop_input"]
 
 _monotonic = time.monotonic
+# The input clock's reading at every read and wait (two per request): time.monotonic, bound
+# through globals() so that Cython sees no assignment; compiled on Linux, the .pxd's inline
+# _clock_now reads the same clock (CLOCK_MONOTONIC) with clock_gettime, without a Python call
+# or a float object.
+globals()["_clock_now"] = time.monotonic
 
 #: What a wait ends with: the watcher fired, the timer did, or _wake() was called.
 READY, TIMEOUT, WAKE = "ready", "timeout", "wake"
@@ -107,6 +113,68 @@ class _Nothing:
 
 
 _NOTHING: Any = _Nothing()
+
+
+class _End:
+    """What ``_get_slow`` returns once input has ended: ``get()`` raises EOFError for it and
+    ``__next__`` ends the iteration, so the end of input is no exception raised through the
+    compiled frames below them."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<end of input>"
+
+
+_END: Any = _End()
+
+
+class _Flusher:
+    """One hub's connections with fresh output, flushed by one hub callback per loop iteration
+    rather than a callback made (and freed) per connection and burst: a put() that begins a
+    burst appends its connection here. A connection that flushed by itself meanwhile (its
+    handler asked for input) is skipped."""
+
+    __slots__ = ("__weakref__", "_loop", "_pending", "_scheduled")
+
+    def __init__(self, loop: Any) -> None:
+        self._loop = loop
+        self._pending: list[Connection] = []
+        self._scheduled = False
+
+    def add(self, conn: Connection) -> None:
+        self._pending.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.run_callback(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        pending = self._pending
+        self._pending = []
+        for conn in pending:
+            conn._flush_if_due()
+
+
+#: Each hub's flusher (a hub runs one thread's connections).
+_FLUSHERS: WeakKeyDictionary[Any, _Flusher] = WeakKeyDictionary()
+#: (a weak reference to the hub last asked for, its flusher), stored as one tuple so that
+#: threads never see a hub paired with another's flusher: a new connection asks for the same
+#: hub as the one before it, and the WeakKeyDictionary lookup is then skipped.
+_LAST_FLUSHER: Any = None
+
+
+def _flusher_of(hub: Any) -> _Flusher:
+    global _LAST_FLUSHER
+    last = _LAST_FLUSHER
+    if last is not None and last[0]() is hub:
+        found: _Flusher = last[1]
+        return found
+    flusher = _FLUSHERS.get(hub)
+    if flusher is None:
+        flusher = _FLUSHERS[hub] = _Flusher(hub.loop)
+    _LAST_FLUSHER = (ref(hub), flusher)
+    return flusher
 
 # put()'s ASCII test: str.isascii, bound through globals() so that Cython sees no assignment;
 # compiled, the .pxd's inline _is_ascii (CPython's PyUnicode_IS_ASCII, one flag read instead of
@@ -152,9 +220,9 @@ class Connection:
     """
 
     __slots__ = ("__weakref__", "_clock", "_data", "_discarded", "_eof_records", "_event_glet",
-                 "_events", "_first_read", "_flush_cb", "_flush_event", "_hooks", "_hub", "_in",
-                 "_limits", "_linger", "_loop", "_queue", "_rw", "_state", "_transport",
-                 "_waiting", "_writing", "_ww", "_bytes_out", "error", "id", "proxy",
+                 "_events", "_first_read", "_flush_due", "_flush_event", "_flusher", "_hooks",
+                 "_hub", "_in", "_limits", "_linger", "_loop", "_queue", "_rw", "_state",
+                 "_transport", "_waiting", "_writing", "_ww", "_bytes_out", "error", "id", "proxy",
                  "remote_address", "server", "_sock",
                  "_events_to", "_armed_timer")  # idle_greenlets=False (greensrv.event_life)
 
@@ -187,9 +255,10 @@ class Connection:
         self._ww: Any = None
         self._waiting: Any = None  # the greenlet parked in _wait(), if any
         self._writing = False  # the write watcher is started
-        # The hub callback that will flush, if one is scheduled; a flush is coming whenever
-        # this is set or _writing is.
-        self._flush_cb: Any = None
+        # This connection waits in its hub's flusher for the loop iteration's flush; a flush is
+        # coming whenever this is set or _writing is.
+        self._flush_due = False
+        self._flusher = _flusher_of(self._hub)
         self._flush_event: Event | None = None
         self._events: deque[str] | None = None  # made on first use: a deque costs 760 bytes
         self._event_glet: Any = None
@@ -344,8 +413,13 @@ class Connection:
             record = self._in.next_record()
             if record is not NEED_DATA:
                 return record
-            return self._get_slow(timeout, True)
-        return self._get_slow(timeout, False)
+            record = self._get_slow(timeout, True)
+        else:
+            record = self._get_slow(timeout, False)
+        if record is _END:
+            raise EOFError("no more input from the server" if self._hooks.client_side
+                           else "no more input from this client")
+        return record
 
     def __iter__(self) -> Connection:
         """``for record in conn``: records until EOF. The connection is its own iterator, in the
@@ -362,10 +436,22 @@ class Connection:
             ready = self._in.take_ready()
             if ready:
                 return ready.pop()
+        if type(self) is Connection:
+            # get() without its EOFError: the end of input comes back as _END.
+            record = self._get_slow(None, False)
+        else:
+            record = self._get_of_subclass()
+        if record is _END:
+            raise StopIteration
+        return record
+
+    def _get_of_subclass(self) -> Any:
+        """A subclass may override get() (greensrv.testing's does): iterate through it. (Not in
+        __next__ itself: its try block would deepen the stack every parked reader saves.)"""
         try:
             return self.get()
         except EOFError:
-            raise StopIteration from None
+            return _END
 
     def _wake(self) -> None:
         """Hub callback: wake the parked reader so it re-checks the connection's state."""
@@ -413,7 +499,8 @@ class Connection:
         return result
 
     def _get_slow(self, timeout: float | None, parsed: bool) -> Any:
-        """get() past its fast path; ``parsed``: the filter was just asked and has no record."""
+        """get() past its fast path; ``parsed``: the filter was just asked and has no record.
+        Returns the record, or _END once no record is left and no more input will come."""
         deadline = None if timeout is None else _monotonic() + timeout
         just_read = False
         while True:
@@ -438,8 +525,7 @@ class Connection:
             if self._eof_records:
                 return self._eof_records.popleft()
             if self._state.input is not READING:
-                raise EOFError("no more input from the server" if self._hooks.client_side
-                               else "no more input from this client")
+                return _END
             self._read_more(deadline)
             just_read = True
 
@@ -459,9 +545,9 @@ class Connection:
                 self._first_read = False
                 return
             self._first_read = False
-            if self._flush_cb is not None:
+            if self._flush_due:
                 # The handler put records and now waits for input: the burst is over, so send
-                # it from here rather than from a hub callback after the switch.
+                # it from here rather than from the flusher's callback after the switch.
                 self._flush()
             reason = self._wait_readable(deadline)
             if reason is READY and self._recv(transport) is not None:
@@ -481,7 +567,7 @@ class Connection:
         if not data:
             self._end_of_input(True)
             return data
-        self._clock.received(len(data), _monotonic())
+        self._clock.received(len(data), _clock_now())  # type: ignore[name-defined]  # noqa: F821
         self._in.receive(data)
         return data
 
@@ -503,7 +589,7 @@ class Connection:
         """Wait for input, honouring the get() deadline and the input clock's limits
         (idle_timeout, the record clock)."""
         clock = self._clock
-        now = _monotonic()
+        now: float = _clock_now()  # type: ignore[name-defined]  # noqa: F821
         pending = self._in.pending_size()
         timeout = clock.limit(self._limits, now, pending)
         if deadline is not None and (timeout is None or deadline - now < timeout):
@@ -570,7 +656,7 @@ class Connection:
         if not for_input:
             return
         clock = self._clock
-        now = _monotonic()
+        now = _clock_now()  # type: ignore[name-defined]  # noqa: F821
         timeout = clock.limit(self._limits, now, self._in.pending_size())
         watcher = self._write_watcher() if self._transport.wants_write else self._rw
         clock.waiting_since = now
@@ -592,13 +678,13 @@ class Connection:
             timer.close()
         if since is None:  # the wait of a backpressure pause
             if reason is WAKE:
-                clock.drained(_monotonic())
+                clock.drained(_clock_now())  # type: ignore[name-defined]  # noqa: F821
             return
         self._rw.stop()
         if self._ww is not None and not self._writing:
             self._ww.stop()
         if self._limits.idle_timeout is not None:
-            clock.waited(since, _monotonic())
+            clock.waited(since, _clock_now())  # type: ignore[name-defined]  # noqa: F821
         if reason is TIMEOUT:
             self._timed_out(None, self._in.pending_size())
 
@@ -632,7 +718,7 @@ class Connection:
                 if self._recv(transport) is not None:
                     just_read = True
                     continue
-            if self._flush_cb is not None:
+            if self._flush_due:
                 self._flush()  # the event's burst is over: send it now, as _read_more does
             return WAIT_INPUT
 
@@ -654,9 +740,10 @@ class Connection:
             queued = queue.queued = queue.queued + size
             if queued >= queue.busy_mark:
                 self._put_a_lot(queued - size)
-            elif self._flush_cb is None and not self._writing:
+            elif not self._flush_due and not self._writing:
                 # _schedule_flush, inlined: the first record of each burst pays it.
-                self._flush_cb = self._loop.run_callback(self._flush)
+                self._flush_due = True
+                self._flusher.add(self)
             return
         if self._state.output is not OPEN:
             return
@@ -665,7 +752,7 @@ class Connection:
         before = queue.queue_records(record, more)
         if queue.queued >= queue.busy_mark:
             self._put_a_lot(before)
-        elif self._flush_cb is None and not self._writing:
+        elif not self._flush_due and not self._writing:
             self._schedule_flush()
 
     def flush(self, timeout: float | None = None) -> None:
@@ -686,7 +773,8 @@ class Connection:
 
     def _schedule_flush(self) -> None:
         """Send this burst's output once the putting greenlet yields (or waits for input)."""
-        self._flush_cb = self._loop.run_callback(self._flush)
+        self._flush_due = True
+        self._flusher.add(self)
 
     def _put_a_lot(self, before: int) -> None:
         """put() past min(high_mark, INLINE_SEND_THRESHOLD): watermark, limit, inline send."""
@@ -705,11 +793,14 @@ class Connection:
             f"past output_limit={self._limits.output_limit}")
         self.close()
 
+    def _flush_if_due(self) -> None:
+        """The flusher's call, in the hub: send this burst unless it was sent meanwhile."""
+        if self._flush_due:
+            self._flush()
+
     def _flush(self) -> None:
         """Send as much queued output as the socket takes; runs in the hub or inline."""
-        if self._flush_cb is not None:  # called before the scheduled callback ran: cancel it
-            self._flush_cb.stop()
-            self._flush_cb = None
+        self._flush_due = False  # the flusher's callback, if it is still to run, skips it
         if self._state.output is CLOSED or self._transport is None:
             return
         queue = self._queue

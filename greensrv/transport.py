@@ -4,6 +4,15 @@ A transport never waits: ``recv`` returns ``None`` and ``send`` returns 0 when t
 block, and ``wants_write`` says which readiness a TLS read is waiting for. The Connection owns
 all waiting, so it can interrupt a wait (``stop()``, ``shutdown()``, ``idle_timeout``) without
 racing the socket.
+
+Compiled, a plain transport reads and writes with libc ``recv``/``send`` on the socket's
+descriptor (the ``.pxd``'s ``_recv_from``/``_send_to``): no argument parsing, no 64 KiB
+allocation shrunk after each small read (one buffer of the process, copied from), no GIL
+release around a call that cannot block. Its
+errors are the socket's own: EINTR is retried after Python's signal handlers ran, EAGAIN is
+``None``/0, anything else (EBADF once the socket is closed, ECONNRESET...) is the ``OSError``
+subclass ``socket.recv`` would raise, with its errno and strerror. As Python the same functions
+are the socket's methods.
 """
 
 from __future__ import annotations
@@ -23,6 +32,12 @@ PEER_GONE_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED,
                               errno.ENOTCONN, errno.ESHUTDOWN})
 
 
+# Compiled where libc has MSG_DONTWAIT, _c_transport.pxd makes _OS_IO the C constant 1 and
+# _recv_from/_send_to inline C functions (libc recv/send on the descriptor). Bound through
+# globals() so that Cython sees no assignment; as Python, the socket's methods do the work.
+globals()["_OS_IO"] = False
+
+
 class PlainTransport:
     """A connected TCP or unix socket, used through its non-blocking OS-level object."""
 
@@ -40,12 +55,21 @@ class PlainTransport:
         self.wants_write = False
 
     def recv(self, size: int) -> bytes | None:
+        """Up to ``size`` bytes, b"" at EOF, None when nothing is there (never waits)."""
+        if _OS_IO:  # type: ignore[name-defined]  # noqa: F821
+            data: bytes | None = _recv_from(  # type: ignore[name-defined]  # noqa: F821
+                self._raw, size)
+            return data
         try:
             return self._raw.recv(size)
         except BlockingIOError:
             return None
 
     def send(self, data: bytearray) -> int:
+        """Offer ``data``; how many bytes the kernel took, 0 when the socket is full."""
+        if _OS_IO:  # type: ignore[name-defined]  # noqa: F821
+            n: int = _send_to(self._raw, data)  # type: ignore[name-defined]  # noqa: F821
+            return n
         try:
             return self._raw.send(data)
         except BlockingIOError:
@@ -150,6 +174,6 @@ def describe_handshake_failure(address: Any, exc: BaseException) -> str:
     return f"TLS handshake with {address!r} failed: {reason}"
 
 
-# Compiled plainly (no .pxd): its calls on every read and write, and per connection, skip the
-# interpreter.
+# Compiled with _c_transport.pxd: the plain reads and writes in C on the descriptor, and every
+# call per read, write and connection without an interpreter frame.
 accelerate(globals(), "greensrv._c_transport")

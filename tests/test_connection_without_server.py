@@ -14,7 +14,14 @@ import pytest
 from gevent.event import Event
 from helpers import WAIT, wait_for
 
-from greensrv.connection import Connection, ConnectionHooks, attach, finish, stop_input
+from greensrv.connection import (
+    Connection,
+    ConnectionHooks,
+    attach,
+    finish,
+    overload_progress,
+    stop_input,
+)
 from greensrv.errors import RecordTimeoutError
 from greensrv.filters import Line
 from greensrv.limits import Limits
@@ -140,3 +147,117 @@ def test_stop_input_ends_a_waiting_get_with_eof(pair):
     with pytest.raises(EOFError):
         reader.get(timeout=WAIT)
     conn.close()
+
+
+def test_iteration_and_get_end_alike_at_eof_with_the_records_the_filter_gave_last(pair):
+    # The end of input travels as a marker through the connection, not as an exception: what
+    # the application sees is unchanged: the records, the unterminated last one, then
+    # StopIteration for `for`/next() and EOFError for get(), again and again.
+    conn = make(pair)
+    _, peer, _ = pair
+    peer.sendall(b"one\ntwo\nlast")
+    peer.shutdown(socket.SHUT_WR)
+    assert list(conn) == ["one", "two", "last"]
+    with pytest.raises(StopIteration):
+        next(conn)
+    with pytest.raises(EOFError, match="no more input from this client"):
+        conn.get(timeout=WAIT)
+    assert list(conn) == []
+
+
+def test_a_subclass_get_is_what_iteration_uses(pair):
+    class Counting(Connection):
+        __slots__ = ("gets",)
+
+        def get(self, timeout=None):
+            self.gets += 1
+            return Connection.get(self, timeout)
+
+    ours, peer, address = pair
+    f = Line()
+    conn = Counting(ours, address, 1, f, f, Limits(), ConnectionHooks())
+    conn.gets = 0
+    attach(conn)
+    peer.sendall(b"a\n")
+    peer.shutdown(socket.SHUT_WR)
+    assert list(conn) == ["a"]
+    assert conn.gets == 2  # the record, then the EOFError that ended the loop
+
+
+def test_the_input_clock_reads_time_monotonic_s_clock(pair):
+    # Compiled on Linux the clock of each read and wait is clock_gettime from C: the times it
+    # records must be time.monotonic() values, as the shedder and the deadlines compare them.
+    import time
+
+    conn = make(pair)
+    _, peer, _ = pair
+    before = time.monotonic()
+    peer.sendall(b"an unfinished rec")
+    reader = gevent.spawn(conn.get)
+    deadline = time.monotonic() + WAIT
+    while (progress := overload_progress(conn)).waiting_since is None:  # the reader parks
+        assert time.monotonic() < deadline, "the reader never waited for the rest of its record"
+        gevent.sleep(0.01)  # poll interval, with the deadline above
+    after = time.monotonic()
+    assert before <= progress.record_started <= progress.waiting_since <= after
+    peer.sendall(b"ord\n")
+    assert reader.get(timeout=WAIT) == "an unfinished record"
+
+
+def test_a_broadcast_burst_leaves_on_every_connection_in_the_same_loop_turn():
+    # put() on many connections in one turn: one flush per loop iteration sends each
+    # connection's whole burst; a connection closed meanwhile sends nothing and breaks nothing.
+    pairs = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        for _ in range(4):
+            peer = socket.create_connection(listener.getsockname(), timeout=WAIT)
+            ours, address = listener.accept()
+            pairs.append((gevent.socket.socket(fileno=ours.detach()), peer, address))
+    try:
+        conns = [make(p) for p in pairs]
+        for conn in conns:
+            conn.put("first")
+            conn.put("second")
+        conns[3].close()
+        assert [conn.buffered for conn in conns] == [15, 15, 15, 0]  # nothing left yet
+        gevent.sleep(0)  # one turn of the hub: its loop iteration flushes them
+        for conn, (_, peer, _) in zip(conns[:3], pairs[:3], strict=True):
+            assert conn.buffered == 0
+            got = b""
+            while len(got) < 15:
+                got += peer.recv(100)
+            assert got == b"first\r\nsecond\r\n"
+        assert pairs[3][1].recv(100) == b""  # closed: no output, just the end
+    finally:
+        for ours, peer, _ in pairs:
+            ours.close()
+            peer.close()
+
+
+def test_a_connection_in_another_thread_is_flushed_by_its_own_hub(pair):
+    # Each hub flushes its own connections: one made in another thread (its own hub) between
+    # two made here must not be handed this hub's flusher, nor the other way round.
+    import threading
+
+    results = []
+
+    def other_thread():
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            peer = socket.create_connection(listener.getsockname(), timeout=WAIT)
+            ours, address = listener.accept()
+        conn = make((gevent.socket.socket(fileno=ours.detach()), peer, address))
+        conn.put("from the other hub")
+        gevent.sleep(0)
+        results.append(peer.recv(100))
+        conn.close()
+        peer.close()
+
+    here = make(pair)
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join(WAIT)
+    assert results == [b"from the other hub\r\n"]
+    here.put("from this hub")
+    gevent.sleep(0)
+    _, peer, _ = pair
+    assert peer.recv(100) == b"from this hub\r\n"
