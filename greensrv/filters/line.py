@@ -40,6 +40,8 @@ from .splitters import (
     RegexpSplitter,
     Splitter,
     StrictCrlfSplitter,
+    line_regexp,
+    terminator_bytes,
 )
 
 __all__ = ["Line"]
@@ -59,36 +61,6 @@ _STD_ERRORS = frozenset({"strict", "replace", "ignore", "surrogateescape"})
 #: without it Line splits batches with bytes/str methods (``Line._split``).
 _LINESPLIT = load("greensrv.filters._c_linesplit",
                   Path(__file__).with_name("_c_linesplit.pyx"))
-
-
-def _to_bytes(value: str | bytes, name: str, encoding: str | None) -> bytes:
-    if isinstance(value, str):
-        data = value.encode(encoding or "latin-1")
-    elif isinstance(value, (bytes, bytearray)):
-        data = bytes(value)
-    else:
-        raise TypeError(f"Line: {name} must be str or bytes, not {type(value).__name__}")
-    if not data:
-        raise ValueError(f"Line: {name} must not be empty")
-    return data
-
-
-def _compile(pattern: Any, encoding: str | None) -> re.Pattern[bytes]:
-    flags: int
-    if isinstance(pattern, re.Pattern):
-        flags = pattern.flags & ~re.UNICODE
-        pattern = pattern.pattern
-    else:
-        flags = 0
-    if isinstance(pattern, str):
-        pattern = pattern.encode(encoding or "latin-1")
-    if not isinstance(pattern, (bytes, bytearray)):
-        raise TypeError(f"Line: input_regexp must be str, bytes or re.Pattern, not "
-                        f"{type(pattern).__name__}")
-    compiled = re.compile(bytes(pattern), flags)
-    if compiled.match(b"") is not None:
-        raise ValueError(f"Line: input_regexp {pattern!r} matches the empty string")
-    return compiled
 
 
 class Line(Filter):
@@ -148,16 +120,16 @@ class Line(Filter):
         self._max = max_length
         splitter: Splitter
         if input_regexp is not None:
-            splitter = RegexpSplitter(_compile(input_regexp, encoding))
+            splitter = RegexpSplitter(line_regexp(input_regexp, encoding))
         elif strict_crlf:
             splitter = StrictCrlfSplitter()
         elif input_literal is not None:
-            splitter = LiteralSplitter(_to_bytes(input_literal, in_name, encoding))
+            splitter = LiteralSplitter(terminator_bytes(input_literal, in_name, encoding))
         else:
             splitter = NewlineSplitter()
         self._splitter = splitter
         self._sep = splitter.sep
-        self._out_lit = _to_bytes(output_literal, out_name, encoding)
+        self._out_lit = terminator_bytes(output_literal, out_name, encoding)
         safe = encoding in _ASCII_SAFE_CODECS and errors in _STD_ERRORS
         # Decode a whole batch at once and split the text (only when that is equivalent).
         self._ascii_text = safe and self._sep.isascii()

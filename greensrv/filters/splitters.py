@@ -25,7 +25,39 @@ from .._accelerate import accelerate
 from ..errors import FilterError
 
 __all__ = ["LiteralSplitter", "NewlineSplitter", "RegexpSplitter", "Splitter",
-           "StrictCrlfSplitter"]
+           "StrictCrlfSplitter", "line_regexp", "terminator_bytes"]
+
+
+def terminator_bytes(value: str | bytes, name: str, encoding: str | None) -> bytes:
+    """A Line option's terminator as bytes (a ``str`` encoded); empty or another type is refused."""
+    if isinstance(value, str):
+        data = value.encode(encoding or "latin-1")
+    elif isinstance(value, (bytes, bytearray)):
+        data = bytes(value)
+    else:
+        raise TypeError(f"Line: {name} must be str or bytes, not {type(value).__name__}")
+    if not data:
+        raise ValueError(f"Line: {name} must not be empty")
+    return data
+
+
+def line_regexp(pattern: Any, encoding: str | None) -> re.Pattern[bytes]:
+    """Line's ``input_regexp`` compiled over bytes; refused if it can match the empty string."""
+    flags: int
+    if isinstance(pattern, re.Pattern):
+        flags = pattern.flags & ~re.UNICODE
+        pattern = pattern.pattern
+    else:
+        flags = 0
+    if isinstance(pattern, str):
+        pattern = pattern.encode(encoding or "latin-1")
+    if not isinstance(pattern, (bytes, bytearray)):
+        raise TypeError(f"Line: input_regexp must be str, bytes or re.Pattern, not "
+                        f"{type(pattern).__name__}")
+    compiled = re.compile(bytes(pattern), flags)
+    if compiled.match(b"") is not None:
+        raise ValueError(f"Line: input_regexp {pattern!r} matches the empty string")
+    return compiled
 
 
 class Splitter:
